@@ -16,8 +16,8 @@ import (
 // TrainConfig holds the loss hyperparameters. Zero values take the defaults
 // noted on each field.
 type TrainConfig struct {
-	L1        float64 // standard: L1 coefficient (default 5)
-	L0        float64 // JumpReLU: L0 coefficient (default 1e-3·... see DefaultL0)
+	L1        float64 // standard: L1 coefficient (default 5, for normalised inputs)
+	L0        float64 // JumpReLU: L0 coefficient (default 1, for inputs normalised to E‖x‖ = sqrt(d_in))
 	Bandwidth float64 // JumpReLU: rectangle-kernel bandwidth ε (default 0.05)
 	// AuxKAlpha weights the AuxK loss of TopK-family SAEs (default 1/32, as
 	// Gao et al.); AuxK is how many dead latents it uses (default DIn/2).
@@ -37,7 +37,7 @@ func (c *TrainConfig) defaults(s *SAE) {
 		c.L1 = 5
 	}
 	if c.L0 == 0 {
-		c.L0 = 1e-3
+		c.L0 = 1
 	}
 	if c.Bandwidth == 0 {
 		c.Bandwidth = 0.05
@@ -155,10 +155,12 @@ func (t *Trainable) refreshThreshold() {
 type trainableState struct {
 	SinceFired []int64 `json:"since_fired"`
 	ThrInit    bool    `json:"thr_init"`
+	InScale    float32 `json:"in_scale"`
+	OutScale   float32 `json:"out_scale"`
 }
 
 func (t *Trainable) State() ([]byte, error) {
-	return json.Marshal(trainableState{SinceFired: t.sinceFired, ThrInit: t.thrInit})
+	return json.Marshal(trainableState{SinceFired: t.sinceFired, ThrInit: t.thrInit, InScale: t.S.InScale, OutScale: t.S.OutScale})
 }
 
 func (t *Trainable) SetState(b []byte) error {
@@ -171,6 +173,7 @@ func (t *Trainable) SetState(b []byte) error {
 	}
 	copy(t.sinceFired, st.SinceFired)
 	t.thrInit = st.ThrInit
+	t.S.InScale, t.S.OutScale = st.InScale, st.OutScale
 	t.refreshThreshold()
 	return nil
 }

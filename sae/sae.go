@@ -76,11 +76,17 @@ type Metadata struct {
 	TokensSeen int64 `json:"training_tokens"`
 }
 
+// InitThreshold is JumpReLU's initial θ. Gemma Scope starts at 0.001 on raw
+// activations with long runs; Loupe trains on activations normalised to
+// E‖x‖ = sqrt(d_in), where active pre-activations are O(1), and starts
+// nearer that scale so that short runs reach a sparse solution.
+const InitThreshold = 0.1
+
 // New makes an SAE with Loupe's initialisation: decoder rows in random
 // directions (unit norm, or norm 0.1 for the standard SAE, after Anthropic's
 // April 2024 recipe), the encoder their transpose, zero biases, JumpReLU
-// thresholds at 0.001 (Gemma Scope's start). b_dec is set separately from
-// the data (InitBDec).
+// thresholds at InitThreshold. b_dec is set from the data by Train (the
+// geometric median of a sample).
 func New(arch Arch, dIn, dSAE, dOut, k int, seed uint64) (*SAE, error) {
 	if dIn <= 0 || dSAE <= 0 || dOut <= 0 {
 		return nil, fmt.Errorf("sae: sizes d_in %d, d_sae %d, d_out %d must be positive", dIn, dSAE, dOut)
@@ -102,7 +108,7 @@ func New(arch Arch, dIn, dSAE, dOut, k int, seed uint64) (*SAE, error) {
 		s.Threshold = make([]float32, dSAE)
 		if arch == JumpReLU {
 			for i := range s.Threshold {
-				s.Threshold[i] = 0.001
+				s.Threshold[i] = InitThreshold
 			}
 		}
 	}
