@@ -41,7 +41,9 @@ type TrainSpec struct {
 }
 
 // Steps is the number of training steps the spec asks for.
-func (sp TrainSpec) Steps() int { return int((sp.Tokens + int64(sp.BatchRows) - 1) / int64(sp.BatchRows)) }
+func (sp TrainSpec) Steps() int {
+	return int((sp.Tokens + int64(sp.BatchRows) - 1) / int64(sp.BatchRows))
+}
 
 // Train trains an SAE on the pipeline's batches. The init sample is read
 // from the pipeline's source first (which is then rewound), so the same
