@@ -7,7 +7,6 @@ import (
 	"testing"
 )
 
-
 func loadRef(t *testing.T) []map[string]json.RawMessage {
 	b, err := os.ReadFile("testdata/metrics_ref.json")
 	if err != nil {
