@@ -116,6 +116,9 @@ func WriteAtomic(path string, write func(io.Writer) error) (err error) {
 			os.Remove(tmp)
 		}
 	}()
+	if err = f.Chmod(0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	if err = write(f); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
