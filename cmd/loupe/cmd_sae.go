@@ -253,4 +253,3 @@ func printReport(w io.Writer, r *sae.Report) {
 			d.Tokens, d.CEClean, d.CESAE, d.CEZero, d.CERecovered, d.DeltaLoss, d.KL)
 	}
 }
-
