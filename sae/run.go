@@ -44,6 +44,15 @@ func (d *Data) split() (train, eval []string) {
 
 // source builds the model source over enough contexts for tokens rows.
 func (d *Data) source(docs []string, tokens int64) (*activations.ModelSource, [][]int32, int, error) {
+	return d.sourceUnique(docs, tokens, 0)
+}
+
+// sourceUnique is source with at most unique distinct rows (0: no limit),
+// cycled; the caller caches them.
+func (d *Data) sourceUnique(docs []string, tokens, unique int64) (*activations.ModelSource, [][]int32, int, error) {
+	if unique > 0 && unique < tokens {
+		tokens = unique
+	}
 	if d.ContextSize < 2 {
 		return nil, nil, 0, fmt.Errorf("sae: context size %d is too short", d.ContextSize)
 	}
@@ -81,6 +90,7 @@ type Report struct {
 	K              int     `json:"k,omitempty"`
 	Hook           string  `json:"hook"`
 	TrainTokens    int64   `json:"train_tokens"`
+	UniqueTokens   int64   `json:"unique_train_tokens,omitempty"`
 	TrainSeconds   float64 `json:"train_seconds,omitempty"`
 	TokensPerSec   float64 `json:"train_tokens_per_second,omitempty"`
 	CorpusEpochs   int     `json:"corpus_epochs,omitempty"`
@@ -110,7 +120,11 @@ type RunConfig struct {
 	EvalTokens         int64
 	DownstreamContexts int
 	BufferRows         int
-	Log                io.Writer // one-line summaries (stderr); nil for none
+	// UniqueTokens, when set below Spec.Tokens, limits the distinct training
+	// tokens: their activations are computed once, kept in memory and
+	// trained on for several epochs (a CPU economy: the forward pass costs
+	// more than the SAE step).
+	UniqueTokens int64
 }
 
 // CheckpointFile is the checkpoint's name in the output folder.
@@ -122,9 +136,15 @@ func TrainRun(ctx context.Context, rc RunConfig) (*SAE, *Report, error) {
 		return nil, nil, fmt.Errorf("sae: %w", err)
 	}
 	trainDocs, _ := rc.split()
-	src, _, epochs, err := rc.source(trainDocs, rc.Spec.Tokens)
+	msrc, _, epochs, err := rc.sourceUnique(trainDocs, rc.Spec.Tokens, rc.UniqueTokens)
 	if err != nil {
 		return nil, nil, err
+	}
+	var src activations.Source = msrc
+	if rc.UniqueTokens > 0 && rc.UniqueTokens < rc.Spec.Tokens {
+		if src, err = activations.NewCachedSource(msrc, msrc.Chunks()); err != nil {
+			return nil, nil, err
+		}
 	}
 	buf := rc.BufferRows
 	if buf <= 0 {
@@ -156,6 +176,9 @@ func TrainRun(ctx context.Context, rc RunConfig) (*SAE, *Report, error) {
 	rep.TrainSeconds = secs
 	rep.TokensPerSec = float64(s.Meta.TokensSeen) / secs
 	rep.CorpusEpochs = epochs
+	if rc.UniqueTokens > 0 && rc.UniqueTokens < rc.Spec.Tokens {
+		rep.UniqueTokens = rc.UniqueTokens
+	}
 	if err := s.Export(rc.Out, rep.density); err != nil {
 		return nil, nil, err
 	}

@@ -117,6 +117,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	device := fs.String("device", "cpu", "where to train: cpu")
+	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
 	quiet := fs.Bool("quiet", false, "no progress line")
 	if err := parseFlags(fs, args); err != nil {
@@ -171,7 +172,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 		Spec: sae.TrainSpec{Arch: arch, DSAE: *expansion * dIn, K: *k, Tokens: *tokens, BatchRows: *batch, LR: *lr,
 			Seed: *seed, Normalize: true, CheckpointEvery: *every, Resume: *resume, Progress: progress,
 			Loss: sae.TrainConfig{L1: *l1, L0: *l0, Bandwidth: *bandwidth, DeadWindow: dw}},
-		Out: *out, EvalTokens: *evalTokens, DownstreamContexts: *downstream, BufferRows: *buffer,
+		Out: *out, EvalTokens: *evalTokens, DownstreamContexts: *downstream, BufferRows: *buffer, UniqueTokens: *unique,
 	}
 	_, rep, err := sae.TrainRun(ctx, rc)
 	if err != nil {

@@ -89,3 +89,54 @@ func (s *SliceSource) Next(ctx context.Context) (*Chunk, error) {
 	s.cursor++
 	return ch, nil
 }
+
+// CachedSource keeps every chunk of a cycling source in memory the first
+// time it is read, so later passes over the same activations (training
+// epochs over a fixed set of tokens) cost no forward pass. Chunk c and
+// chunk c + Period are the same chunk.
+type CachedSource struct {
+	src    Source
+	period int64
+	chunks map[int64]*Chunk
+	cursor int64
+}
+
+// NewCachedSource caches src, whose chunks repeat every period chunks.
+func NewCachedSource(src Source, period int64) (*CachedSource, error) {
+	if period <= 0 {
+		return nil, fmt.Errorf("activations: cache period %d", period)
+	}
+	return &CachedSource{src: src, period: period, chunks: map[int64]*Chunk{}}, nil
+}
+
+func (c *CachedSource) Width() int       { return c.src.Width() }
+func (c *CachedSource) TargetWidth() int { return c.src.TargetWidth() }
+func (c *CachedSource) Cursor() int64    { return c.cursor }
+
+// Chunks is the period: the number of distinct chunks.
+func (c *CachedSource) Chunks() int64 { return c.period }
+
+func (c *CachedSource) Seek(_ context.Context, cur int64) error {
+	if cur < 0 {
+		return fmt.Errorf("activations: seek to chunk %d", cur)
+	}
+	c.cursor = cur
+	return nil
+}
+
+func (c *CachedSource) Next(ctx context.Context) (*Chunk, error) {
+	key := c.cursor % c.period
+	ch, ok := c.chunks[key]
+	if !ok {
+		if err := c.src.Seek(ctx, key); err != nil {
+			return nil, err
+		}
+		var err error
+		if ch, err = c.src.Next(ctx); err != nil {
+			return nil, err
+		}
+		c.chunks[key] = ch
+	}
+	c.cursor++
+	return ch, nil
+}
