@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math"
 	"sort"
@@ -11,31 +12,26 @@ import (
 	"github.com/loupe-dev/loupe/probe"
 )
 
-// modelFlags are the flags every model-running command shares.
-type modelFlags struct {
-	model  string
+// promptFlags are --model and a prompt: the flags of every command that
+// runs one prompt.
+type promptFlags struct {
+	modelFlag
 	prompt string
 	raw    bool
 }
 
-func (f *modelFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	BoolVar(*bool, string, bool, string)
-}) {
-	fs.StringVar(&f.model, "model", "", "a Hugging Face model directory or a .gguf file")
+func (f *promptFlags) register(fs *flag.FlagSet) {
+	f.modelFlag.register(fs)
 	fs.StringVar(&f.prompt, "prompt", "", "the prompt text")
 	fs.BoolVar(&f.raw, "no-special", false, "do not add the tokenizer's special tokens (BOS)")
 }
 
 // load opens the model and tokenizes the prompt, checking both flags.
-func (f *modelFlags) load() (*probe.Loaded, []int, error) {
-	if f.model == "" {
-		return nil, nil, fmt.Errorf("%w: --model is required (a model directory or .gguf file)", errUsage)
-	}
+func (f *promptFlags) load() (*probe.Loaded, []int, error) {
 	if f.prompt == "" {
 		return nil, nil, fmt.Errorf("%w: --prompt is empty", errUsage)
 	}
-	m, err := probe.Load(f.model, nil)
+	m, err := f.modelFlag.load()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -56,8 +52,10 @@ func (f *modelFlags) load() (*probe.Loaded, []int, error) {
 }
 
 func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "run")
-	var mf modelFlags
+	fs := newFlags(env, usage{name: "run",
+		example: `loupe run --prompt "The day after Monday is" --top 5`,
+		writes:  "the next-token table (rank, id, token, logit, probability) on stdout; nothing on disk"})
+	var mf promptFlags
 	mf.register(fs)
 	top := fs.Int("top", 10, "how many next tokens to list")
 	if err := parseFlags(fs, args); err != nil {
@@ -82,7 +80,7 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return logits[order[a]] > logits[order[b]] })
-	fmt.Fprintf(env.stdout, "%s: %d prompt tokens; next token:\n", mf.model, len(ids))
+	fmt.Fprintf(env.stdout, "%s: %d prompt tokens; next token:\n", mf.name(), len(ids))
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "rank\tid\ttoken\tlogit\tprob")
 	for r, id := range order[:min(*top, len(order))] {
@@ -109,8 +107,10 @@ func softmax(x []float32) []float64 {
 }
 
 func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "generate")
-	var mf modelFlags
+	fs := newFlags(env, usage{name: "generate",
+		example: `loupe generate --prompt "Monday, Tuesday," --max-tokens 16`,
+		writes:  "the prompt and its continuation on stdout, token by token; nothing on disk"})
+	var mf promptFlags
 	mf.register(fs)
 	maxTokens := fs.Int("max-tokens", 32, "how many tokens to generate")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy")
