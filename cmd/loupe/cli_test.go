@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +100,49 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 		if strings.ContainsRune(out+errOut, '\r') {
 			t.Errorf("terminal %v %v: output holds carriage returns: stdout %q stderr %q", terminal, extra, out, errOut)
 		}
+	}
+}
+
+// TestJSONOutput: run and generate print one JSON object that says what
+// their text output says.
+func TestJSONOutput(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	const prompt = "The day after Monday is"
+	code, out, errOut := runCLI(t, "run", "--prompt", prompt, "--top", "4", "--json")
+	if code != 0 {
+		t.Fatalf("run --json: exit %d: %s", code, errOut)
+	}
+	var r runJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("run --json: not one JSON line (%v): %q", err, out)
+	}
+	_, table, _ := runCLI(t, "run", "--prompt", prompt, "--top", "4")
+	if r.Model != "loupe-organism" || r.Prompt != prompt || len(r.PromptIDs) != 6 || len(r.Next) != 4 {
+		t.Fatalf("run --json: %+v", r)
+	}
+	for i, n := range r.Next {
+		row := fmt.Sprintf("%d  %d  %q  %.4f  %.4f", n.Rank, n.ID, n.Token, n.Logit, n.Prob)
+		if n.Rank != i+1 || !strings.Contains(strings.Join(strings.Fields(table), " "), strings.Join(strings.Fields(row), " ")) {
+			t.Errorf("run --json next[%d] = %+v is not the table's row:\n%s", i, n, table)
+		}
+		if i > 0 && n.Logit > r.Next[i-1].Logit {
+			t.Errorf("next tokens not in logit order: %+v", r.Next)
+		}
+	}
+
+	code, out, errOut = runCLI(t, "generate", "--prompt", prompt, "--max-tokens", "5", "--json")
+	if code != 0 {
+		t.Fatalf("generate --json: exit %d: %s", code, errOut)
+	}
+	var g generateJSON
+	if err := json.Unmarshal([]byte(out), &g); err != nil {
+		t.Fatalf("generate --json: %v: %q", err, out)
+	}
+	_, text, _ := runCLI(t, "generate", "--prompt", prompt, "--max-tokens", "5")
+	if text != prompt+g.Text+"\n" || len(g.IDs) == 0 || len(g.IDs) > 5 || g.IDs[0] != r.Next[0].ID {
+		t.Errorf("generate --json %+v disagrees with the text output %q or run's top token %d", g, text, r.Next[0].ID)
+	}
+	if (g.Stop == "max_tokens") != (len(g.IDs) == 5) {
+		t.Errorf("generate --json: stop %q after %d of 5 tokens", g.Stop, len(g.IDs))
 	}
 }
