@@ -187,13 +187,7 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		}
 		x = b.GatherRows(x, last)
 	}
-	var final tensor
-	if m.Config.Family == FamilyLlama || m.Config.Family == FamilyGemma3 {
-		final = p.llamaFinal(x) // Gemma's (1 + w) is in lnFinalW
-
-	} else {
-		final = p.layerNormFinal(x)
-	}
+	final := p.finalNorm(x)
 	rows := p.T
 	if mode == LogitsLast {
 		rows = 1
@@ -207,6 +201,15 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		return nil, p.err
 	}
 	return b.ToHost(logits), nil
+}
+
+// finalNorm is the family's last norm, ln_final.
+func (p *pass) finalNorm(x tensor) tensor {
+	switch p.m.Config.Family {
+	case FamilyLlama, FamilyGemma3: // Gemma's (1 + w) is in lnFinalW
+		return p.llamaFinal(x)
+	}
+	return p.layerNormFinal(x)
 }
 
 // hook passes t through the hook point of layer i (i < 0 for the points
