@@ -403,6 +403,12 @@ func layerWindows(types []string, window *int, layers int) ([]int, error) {
 	return w, nil
 }
 
+// LayerNorm says whether the family's norms are LayerNorms (centre, scale,
+// shift); the others use RMSNorm.
+func (c Config) LayerNorm() bool {
+	return c.Family == FamilyGPT2 || c.Family == FamilyGPTNeoX
+}
+
 // Window is layer i's sliding window, 0 for global attention.
 func (c Config) Window(i int) int {
 	if c.LayerWindow == nil {
