@@ -468,7 +468,7 @@ func (m ggufMeta) vocab() (*Vocab, error) {
 	if !isStrs {
 		return nil, fmt.Errorf("metadata \"tokenizer.ggml.tokens\": want an array of strings, have %T", raw)
 	}
-	v := &Vocab{Tokens: tokens, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
+	v := &Vocab{Arch: m.arch, Tokens: tokens, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	var err error
 	if v.Model, _, err = m.str("tokenizer.ggml.model"); err != nil {
 		return nil, err

