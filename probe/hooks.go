@@ -178,8 +178,9 @@ var blockHooks = []string{
 	"hook_resid_pre", "ln1.hook_normalized",
 	"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
 	"attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "attn.hook_result",
-	"hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
-	"mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
+	"ln1_post.hook_normalized", "hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
+	"mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln2_post.hook_normalized",
+	"hook_mlp_out", "hook_resid_post",
 }
 
 // HookNames lists every hook point of the model in forward order.
@@ -208,7 +209,9 @@ func (m *Model) hasBlockHook(suffix string) bool {
 	case "hook_resid_mid":
 		return !m.Config.ParallelResidual
 	case "mlp.hook_pre_linear":
-		return m.Config.Family == FamilyLlama
+		return m.Config.Family == FamilyLlama || m.Config.Family == FamilyGemma3
+	case "ln1_post.hook_normalized", "ln2_post.hook_normalized":
+		return m.Config.Family == FamilyGemma3
 	}
 	return true
 }
