@@ -235,12 +235,24 @@ func (p *pass) mlpShape() []int { return []int{p.B, p.T, p.m.Config.DMLP} }
 // attention is the attention sublayer shared by every family: it takes the
 // normalised residual and returns hook_attn_out (output bias included).
 func (p *pass) attention(i int, x tensor) tensor {
+	b, ly := p.b, &p.m.layers[i]
+	Hkv := p.m.Config.KVHeads
+	q := b.Linear(x, ly.wq, ly.bq)
+	k := b.Linear(x, ly.wk, ly.bk)
+	v := b.Linear(x, ly.wv, ly.bv)
+	return p.attend(i, q, k, v, Hkv)
+}
+
+// attend runs attention from the projected q [B*T, H*d_head], k and v
+// [B*T, Hkv*d_head] (Hkv = H when every query head has its own keys, as in
+// a split-input run) and returns hook_attn_out.
+func (p *pass) attend(i int, q, k, v tensor, Hkv int) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	c := m.Config
-	H, Hkv, Dh := c.Heads, c.KVHeads, c.HeadDim
-	q := p.hook(i, "attn.hook_q", b.Linear(x, ly.wq, ly.bq), []int{p.B, p.T, H, Dh})
-	k := p.hook(i, "attn.hook_k", b.Linear(x, ly.wk, ly.bk), []int{p.B, p.T, Hkv, Dh})
-	v := p.hook(i, "attn.hook_v", b.Linear(x, ly.wv, ly.bv), []int{p.B, p.T, Hkv, Dh})
+	H, Dh := c.Heads, c.HeadDim
+	q = p.hook(i, "attn.hook_q", q, []int{p.B, p.T, H, Dh})
+	k = p.hook(i, "attn.hook_k", k, []int{p.B, p.T, Hkv, Dh})
+	v = p.hook(i, "attn.hook_v", v, []int{p.B, p.T, Hkv, Dh})
 	if m.invFreq != nil {
 		pos := p.pos
 		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, m.invFreq)
