@@ -3,6 +3,7 @@ package circuits
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/loupe-dev/loupe/probe"
@@ -182,4 +183,80 @@ func SAEEdgeNodeScores(edge []float64, heads, k int) []float64 {
 		out[h]++
 	}
 	return out
+}
+
+// SAEResult is the SAE method's output.
+type SAEResult struct {
+	NodeScores map[Node]float64 // every head: its count of positive-only codes
+	EdgeScores map[Edge]float64 // head → later head: positive-only code pairs
+	// EdgeNodeScores is the code's edge-based node ranking.
+	EdgeNodeScores map[Node]float64
+	// Nodes are the heads scoring at least half the top head's score
+	// (Loupe's cut: the paper ranks, it does not cut).
+	Nodes []Node
+	Codes []int // [examples, heads], positives first
+	Train []int // the examples the SAE was trained on
+}
+
+// SAECircuit runs the method on a task: the clean prompts are the
+// positives, the corrupted ones the negatives. train fits the SAE on the
+// chosen examples' features ([n, d_model]) and returns its encoder.
+func SAECircuit(ctx context.Context, m *probe.Model, prompts []Prompt, cfg SAEConfig,
+	train func(ctx context.Context, feats []float32, n, d int, cfg SAEConfig) (func(x []float32, n int) []float32, error)) (*SAEResult, error) {
+	c := m.Config
+	H, D := c.Layers*c.Heads, c.DModel
+	var all [][]int
+	for _, q := range prompts {
+		all = append(all, q.Clean)
+	}
+	for _, q := range prompts {
+		all = append(all, q.Corrupt)
+	}
+	E := len(all)
+	if cfg.Examples <= 0 || cfg.Examples > E {
+		return nil, fmt.Errorf("sae method: %d training examples from %d prompts", cfg.Examples, E)
+	}
+	feats, err := HeadFeatures(ctx, m, all, 32)
+	if err != nil {
+		return nil, err
+	}
+	// The paper's code trains on the first examples of a random
+	// permutation of positives and negatives together.
+	perm := rand.New(rand.NewPCG(cfg.Seed, 0x5ae)).Perm(E)[:cfg.Examples]
+	slices.Sort(perm)
+	trainFeats := make([]float32, 0, cfg.Examples*H*D)
+	for _, e := range perm {
+		trainFeats = append(trainFeats, feats[e*H*D:(e+1)*H*D]...)
+	}
+	enc, err := train(ctx, trainFeats, cfg.Examples*H, D, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sae method: %w", err)
+	}
+	codes := Codes(enc, feats, E*H, cfg.Latents)
+	positive := make([]bool, E)
+	for i := range prompts {
+		positive[i] = true
+	}
+	node := SAENodeScores(codes, H, positive)
+	edge := SAEEdgeScores(codes, H, positive)
+	edgeNode := SAEEdgeNodeScores(edge, H, H*H/2)
+	res := &SAEResult{NodeScores: map[Node]float64{}, EdgeScores: map[Edge]float64{}, EdgeNodeScores: map[Node]float64{},
+		Codes: codes, Train: perm}
+	head := func(i int) Node { return HeadNode(i/c.Heads, i%c.Heads) }
+	for i := 0; i < H; i++ {
+		res.NodeScores[head(i)] = node[i]
+		res.EdgeNodeScores[head(i)] = edgeNode[i]
+		for j := 0; j < H; j++ {
+			if a, b := head(i), head(j); a.Layer < b.Layer {
+				res.EdgeScores[Edge{a, b}] = edge[i*H+j]
+			}
+		}
+	}
+	top := slices.Max(node)
+	for i := 0; i < H; i++ {
+		if top > 0 && node[i] >= top/2 {
+			res.Nodes = append(res.Nodes, head(i))
+		}
+	}
+	return res, nil
 }

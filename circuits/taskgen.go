@@ -190,3 +190,22 @@ func WordTokens(tok *tokenizer.Tokenizer, minLen int) []int {
 	}
 	return ids
 }
+
+// SingleTokenWords keeps the words that prefix+word encodes to one token.
+func SingleTokenWords(tok *tokenizer.Tokenizer, words []string, prefix string) []string {
+	var out []string
+	for _, w := range words {
+		if ids, err := tok.Encode(prefix+w, false); err == nil && len(ids) == 1 {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// SplitsDigits says whether tok writes "1732" as more than two tokens
+// (one per digit, as SmolLM2 and Llama-3 do), which GreaterThan needs to
+// know.
+func SplitsDigits(tok *tokenizer.Tokenizer) bool {
+	ids, err := tok.Encode(" 1732", false)
+	return err == nil && len(ids) > 2
+}
