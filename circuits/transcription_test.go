@@ -18,9 +18,9 @@ import (
 // overridden by plain maps. Patcher's effects must match it.
 
 type refGPT2 struct {
-	L, D, H, Dh, F, V int
-	wte, wpe, lnfW, lnfB []float64
-	ln1W, ln1B, ln2W, ln2B [][]float64
+	L, D, H, Dh, F, V          int
+	wte, wpe, lnfW, lnfB       []float64
+	ln1W, ln1B, ln2W, ln2B     [][]float64
 	attnW, attnB, projW, projB [][]float64 // Conv1D [in, out]
 	fcW, fcB, mlpW, mlpB       [][]float64
 }
