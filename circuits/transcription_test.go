@@ -426,3 +426,50 @@ func TestPatchingPlantedModel(t *testing.T) {
 		}
 	}
 }
+
+// Residual positions: on the planted model only position 1 (the name)
+// differs between the prompts, so patching the residual stream there
+// carries the whole task and elsewhere none of it; patching every position
+// of block 0's input is patching the embeddings.
+func TestPatchResidPositions(t *testing.T) {
+	m, _ := plantedIOI(t)
+	var prompts []Prompt
+	for a := 0; a < 8; a++ {
+		b := (a + 5) % 8
+		prompts = append(prompts, Prompt{Clean: []int{15, a, 9, 10, 11, 12}, Corrupt: []int{15, b, 9, 10, 11, 12}, Answers: []int{a}, Wrong: []int{b}})
+	}
+	ctx := context.Background()
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		node Node
+		want float64
+	}{{ResidNode(0, 1), 1}, {ResidNode(0, 3), 0}, {ResidNode(0, -5), 1}, {ResidNode(1, 0), 0}} {
+		for _, dir := range []Direction{Noising, Denoising} {
+			_, e, err := p.Patch(ctx, dir, c.node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e != c.want {
+				t.Errorf("%s %s: effect %v, want %v exactly", dir, c.node, e, c.want)
+			}
+		}
+	}
+	all := []Node{}
+	for pos := 0; pos < 6; pos++ {
+		all = append(all, ResidNode(0, pos))
+	}
+	m1, _, err := p.Patch(ctx, Noising, all...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, _, err := p.Patch(ctx, Noising, EmbedNode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1 != m2 {
+		t.Errorf("every position of resid_pre0 gives %v, the embeddings %v", m1, m2)
+	}
+}
