@@ -19,12 +19,21 @@ import (
 // Attention, which returns the pattern only when a hook caches it and
 // computes pattern reductions without storing the pattern.
 func (p *pass) attention(i int, x tensor) tensor {
+	b, ly := p.b, &p.m.layers[i]
+	Hkv := p.m.Config.KVHeads
+	return p.attend(i, b.Linear(x, ly.wq, ly.bq), b.Linear(x, ly.wk, ly.bk), b.Linear(x, ly.wv, ly.bv), Hkv)
+}
+
+// attend runs attention from the projected q [B*T, H*d_head], k and v
+// [B*T, Hkv*d_head] (Hkv = H when every query head has its own keys, as in
+// a split-input run) and returns the output projection.
+func (p *pass) attend(i int, q, k, v tensor, Hkv int) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	c := m.Config
-	H, Hkv, Dh := c.Heads, c.KVHeads, c.HeadDim
-	q := p.hook(i, "attn.hook_q", b.Linear(x, ly.wq, ly.bq), []int{p.B, p.T, H, Dh})
-	k := p.hook(i, "attn.hook_k", b.Linear(x, ly.wk, ly.bk), []int{p.B, p.T, Hkv, Dh})
-	v := p.hook(i, "attn.hook_v", b.Linear(x, ly.wv, ly.bv), []int{p.B, p.T, Hkv, Dh})
+	H, Dh := c.Heads, c.HeadDim
+	q = p.hook(i, "attn.hook_q", q, []int{p.B, p.T, H, Dh})
+	k = p.hook(i, "attn.hook_k", k, []int{p.B, p.T, Hkv, Dh})
+	v = p.hook(i, "attn.hook_v", v, []int{p.B, p.T, Hkv, Dh})
 	if ly.qNorm != nil {
 		// QK-norm: an RMSNorm over each head's d_head, before RoPE.
 		N, eps := p.B*p.T, float32(c.NormEps)

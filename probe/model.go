@@ -110,7 +110,7 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 		}
 	}
 	m.blockHookNames = map[string][]string{}
-	for _, suffix := range blockHooks {
+	for _, suffix := range append(blockHooks[:len(blockHooks):len(blockHooks)], splitHooks...) {
 		names := make([]string, cfg.Layers)
 		for i := range names {
 			names[i] = hookName(i, suffix)

@@ -36,6 +36,7 @@ func commands() []command {
 		{"inspect", "print a model's architecture, config, parameter count and hook names", cmdInspect},
 		{"ls", "say what a trace file holds (tables, prompts, hooks) without reading its data", cmdLs},
 		{"trace", "run prompts and store tokens, activations, attention and the logit lens in Arrow files", cmdTrace},
+		{"circuits", "find a task's circuit by activation/path patching, ACDC or SAE codes; write task files", cmdCircuits},
 		{"flow", "attention rollout or exact attention flow from the input tokens to a position", cmdFlow},
 		{"export", "export a trace's tables to Parquet or CSV", cmdExport},
 		{"heads", "score every attention head (classify) and check heads causally (ablate)", cmdHeads},
