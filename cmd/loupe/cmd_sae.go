@@ -94,7 +94,7 @@ func parseHook(name string, head int) (activations.HookPoint, error) {
 }
 
 func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "sae train")
+	fs := newFlags(env, usage{name: "sae train"})
 	var df saeDataFlags
 	df.register(fs)
 	hook := fs.String("hook", "", "the hook point to read (TransformerLens name)")
@@ -188,7 +188,7 @@ func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: loupe sae eval DIR [flags]", errUsage)
 	}
 	dir := args[0]
-	fs := newFlags(env, "sae eval")
+	fs := newFlags(env, usage{name: "sae eval"})
 	var df saeDataFlags
 	df.register(fs)
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
