@@ -155,7 +155,8 @@ func (t *Table) checkSchema() error {
 		}
 		t.info.Shape, t.info.DType = shape, dt
 		want = activationFields(shape, dt)
-	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindCircuit, KindIndex:
+	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindCircuit, KindIndex,
+		KindFeatures, KindFeatureExamples, KindFeatureActs:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)
