@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loupe-dev/loupe/store"
 )
 
 // tiny keeps a CLI training run to seconds on the CI box.
@@ -39,6 +42,38 @@ func TestSAETrainEvalOnOrganism(t *testing.T) {
 	var ev map[string]any
 	if err := json.Unmarshal([]byte(out), &ev); err != nil || ev["fvu"] == nil || ev["downstream"] == nil {
 		t.Fatalf("eval --json: %s (%v)", out, err)
+	}
+
+	feats := filepath.Join(t.TempDir(), "features.arrow")
+	code, out, errOut = runCLI(t, "sae", "features", dir, "--out", feats, "--tokens", "512", "--ctx", "33", "--organism-docs", "300",
+		"--prompt", "The day after Monday is Tuesday.")
+	if code != 0 || !strings.Contains(out, "latents fire") {
+		t.Fatalf("features: exit %d: %s%s", code, out, errOut)
+	}
+	tr, err := store.Open(feats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	fr, err := tr.ReadFeatures(context.Background())
+	if err != nil || len(fr) != 512 {
+		t.Fatalf("features table: %d rows, %v", len(fr), err)
+	}
+	if len(fr[0].TopIDs) != 10 || fr[0].TopValues[0] < fr[0].TopValues[9] || fr[0].BottomValues[0] > fr[0].BottomValues[9] {
+		t.Errorf("logit table of latent 0: %+v", fr[0])
+	}
+	ex, err := tr.ReadFeatureExamples(context.Background(), -1)
+	if err != nil || len(ex) == 0 {
+		t.Fatalf("examples: %d, %v", len(ex), err)
+	}
+	for _, e := range ex[:min(len(ex), 50)] {
+		if e.Acts[e.Position-e.WindowStart] != e.Activation {
+			t.Fatalf("example of latent %d: window value %g at its position, activation %g", e.Latent, e.Acts[e.Position-e.WindowStart], e.Activation)
+		}
+	}
+	pa, err := tr.ReadFeatureActs(context.Background(), 0)
+	if err != nil || len(pa) < 5 || len(pa[1].Latents) == 0 || len(pa[1].Latents) > 8 {
+		t.Fatalf("prompt latents: %+v, %v", pa, err)
 	}
 
 	// an SAE whose width differs from its hook's
