@@ -184,10 +184,23 @@ func Features(ctx context.Context, s *SAE, d *Data, cfg FeatureConfig) (*Feature
 			}
 			return byLat[idx[a]] < byLat[idx[b]]
 		})
-		for rank, i := range idx[:min(cfg.TopK, len(idx))] {
+		// the top windows, skipping repeats of one text (a small held-out set
+		// is cycled to reach the scan's length)
+		seen := map[string]bool{}
+		rank := 0
+		for _, i := range idx {
+			if rank == cfg.TopK {
+				break
+			}
 			c, pos, ws, ids, texts, acts := window(j, int(byLat[i]))
+			key := fmt.Sprint(pos-ws, ids)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
 			fs.Examples = append(fs.Examples, store.FeatureExample{Latent: j, Kind: "top", Rank: rank, Quantile: float32(math.NaN()),
 				Context: c, Position: pos, Activation: byVal[i], WindowStart: ws, TokenIDs: ids, TokenTexts: texts, Acts: acts})
+			rank++
 		}
 		if len(idx) >= cfg.QuantileBins*cfg.PerQuantile {
 			rank := 0

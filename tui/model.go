@@ -278,7 +278,8 @@ func (m Model) header() string {
 		// The selection first and the file names last: a narrow terminal
 		// cuts the end of the bar.
 		var info []string
-		if st.src.Layers() > 0 {
+		inFeatures := m.current == screenFeatures || m.current == screenFeature
+		if st.src.Layers() > 0 && !inFeatures {
 			info = append(info, fmt.Sprintf("L%d.H%d", st.layer, st.head))
 		}
 		if n := st.scoreName(); n != "" {
