@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -307,6 +308,9 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	acts, err := sae.PromptLatents(ctx, s, d.Model, d.Hook, prompts)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
 	}
 	w, err := store.Create(*out, runInfo(d.ModelName, d.Model), store.Options{MainTable: string(store.KindFeatures)})
