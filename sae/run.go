@@ -84,26 +84,26 @@ func (d *Data) metadata() Metadata {
 
 // Report is what a training or evaluation run measured (eval.json).
 type Report struct {
-	Arch           Arch    `json:"architecture"`
-	DIn            int     `json:"d_in"`
-	DSAE           int     `json:"d_sae"`
-	K              int     `json:"k,omitempty"`
-	Hook           string  `json:"hook"`
-	TrainTokens    int64   `json:"train_tokens"`
-	UniqueTokens   int64   `json:"unique_train_tokens,omitempty"`
-	TrainSeconds   float64 `json:"train_seconds,omitempty"`
-	TokensPerSec   float64 `json:"train_tokens_per_second,omitempty"`
-	CorpusEpochs   int     `json:"corpus_epochs,omitempty"`
-	EvalTokens     int64   `json:"eval_tokens"`
-	L0             float64 `json:"l0"`
-	FVU            float64 `json:"fvu"`
-	MSE            float64 `json:"mse"`
-	Cosine         float64 `json:"cosine"`
-	RelativeBias   float64 `json:"relative_reconstruction_bias"`
-	DeadFraction   float64 `json:"dead_fraction"`
-	Histogram      []int   `json:"log10_density_histogram"`
-	HistogramDead  int     `json:"dead_latents"`
-	HistogramRange [2]float64
+	Arch           Arch        `json:"architecture"`
+	DIn            int         `json:"d_in"`
+	DSAE           int         `json:"d_sae"`
+	K              int         `json:"k,omitempty"`
+	Hook           string      `json:"hook"`
+	TrainTokens    int64       `json:"train_tokens"`
+	UniqueTokens   int64       `json:"unique_train_tokens,omitempty"`
+	TrainSeconds   float64     `json:"train_seconds,omitempty"`
+	TokensPerSec   float64     `json:"train_tokens_per_second,omitempty"`
+	CorpusEpochs   int         `json:"corpus_epochs,omitempty"`
+	EvalTokens     int64       `json:"eval_tokens"`
+	L0             float64     `json:"l0"`
+	FVU            float64     `json:"fvu"`
+	MSE            float64     `json:"mse"`
+	Cosine         float64     `json:"cosine"`
+	RelativeBias   float64     `json:"relative_reconstruction_bias"`
+	DeadFraction   float64     `json:"dead_fraction"`
+	Histogram      []int       `json:"log10_density_histogram"`
+	HistogramDead  int         `json:"dead_latents"`
+	HistogramRange [2]float64  `json:"log10_density_histogram_range"`
 	Downstream     *Downstream `json:"downstream,omitempty"`
 }
 
