@@ -120,6 +120,10 @@ type RunConfig struct {
 	EvalTokens         int64
 	DownstreamContexts int
 	BufferRows         int
+	// TrainSource, when set, gives the training activations (Arrow traces:
+	// activations.OpenTraces) instead of the model's forward pass over Docs;
+	// the evaluation still runs the model on the held-out documents.
+	TrainSource activations.Source
 	// UniqueTokens, when set below Spec.Tokens, limits the distinct training
 	// tokens: their activations are computed once, kept in memory and
 	// trained on for several epochs (a CPU economy: the forward pass costs
@@ -135,15 +139,21 @@ func TrainRun(ctx context.Context, rc RunConfig) (*SAE, *Report, error) {
 	if err := os.MkdirAll(rc.Out, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("sae: %w", err)
 	}
-	trainDocs, _ := rc.split()
-	msrc, _, epochs, err := rc.sourceUnique(trainDocs, rc.Spec.Tokens, rc.UniqueTokens)
-	if err != nil {
-		return nil, nil, err
-	}
-	var src activations.Source = msrc
-	if rc.UniqueTokens > 0 && rc.UniqueTokens < rc.Spec.Tokens {
-		if src, err = activations.NewCachedSource(msrc, msrc.Chunks()); err != nil {
+	var src activations.Source
+	epochs := 0
+	if rc.TrainSource != nil {
+		src = rc.TrainSource
+	} else {
+		trainDocs, _ := rc.split()
+		msrc, _, ep, err := rc.sourceUnique(trainDocs, rc.Spec.Tokens, rc.UniqueTokens)
+		if err != nil {
 			return nil, nil, err
+		}
+		src, epochs = msrc, ep
+		if rc.UniqueTokens > 0 && rc.UniqueTokens < rc.Spec.Tokens {
+			if src, err = activations.NewCachedSource(msrc, msrc.Chunks()); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	buf := rc.BufferRows

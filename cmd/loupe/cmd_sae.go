@@ -119,6 +119,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	device := fs.String("device", "cpu", "where to train: cpu")
+	traces := fs.String("activations", "", "train on activations already in Arrow traces (loupe trace --hooks H), comma-separated shards, instead of running the model over the corpus")
 	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
 	quiet := fs.Bool("quiet", false, "no progress line")
@@ -175,6 +176,21 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 			Seed: *seed, Normalize: true, CheckpointEvery: *every, Resume: *resume, Progress: progress,
 			Loss: sae.TrainConfig{L1: *l1, L0: *l0, Bandwidth: *bandwidth, DeadWindow: dw}},
 		Out: *out, EvalTokens: *evalTokens, DownstreamContexts: *downstream, BufferRows: *buffer, UniqueTokens: *unique,
+	}
+	if *traces != "" {
+		if tgt != nil {
+			return fmt.Errorf("%w: --activations reads one hook; a transcoder needs the model (leave --activations out)", errUsage)
+		}
+		ts, err := activations.OpenTraces(strings.Split(*traces, ","), h, true)
+		if err != nil {
+			return err
+		}
+		defer ts.Close()
+		if ts.Width() != dIn {
+			return fmt.Errorf("--activations: hook %s has %d features in the traces, %d in the model", h, ts.Width(), dIn)
+		}
+		rc.TrainSource = ts
+		rc.Data.DatasetPath = *traces
 	}
 	_, rep, err := sae.TrainRun(ctx, rc)
 	if err != nil {
