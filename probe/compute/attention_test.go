@@ -171,8 +171,11 @@ func naiveReductions(pat []float64, s AttnShape, mask AttnMask, spec AttnSpec) (
 				val = append(val, vs)
 				for si, sp := range spec.Spans {
 					lo, hi := sp.Lo, sp.Hi
-					if sp.Relative {
-						lo, hi = p+lo, p+hi
+					if sp.LoRelative {
+						lo += p
+					}
+					if sp.HiRelative {
+						hi += p
 					}
 					m := 0.0
 					for j := max(lo, 0); j < min(hi, s.Tk); j++ {
@@ -227,7 +230,7 @@ func TestFusedReductionsMatchPattern(t *testing.T) {
 					q[i] *= 2
 				}
 				scale := float32(1 / math.Sqrt(float64(s.Dh)))
-				spec := AttnSpec{TopK: 5, Entropy: true, Spans: []KeySpan{{Lo: 0, Hi: 4}, {Lo: -15, Hi: 1, Relative: true}, {Lo: 3, Hi: 1 << 30}}}
+				spec := AttnSpec{TopK: 5, Entropy: true, Spans: []KeySpan{{Lo: 0, Hi: 4}, {Lo: -15, Hi: 1, LoRelative: true, HiRelative: true}, {Lo: 3, Hi: 1 << 30}, {Lo: 2, Hi: 0, HiRelative: true}}}
 				switch rowsAsked {
 				case "some":
 					for i := 0; i < s.Tq; i++ {

@@ -27,7 +27,7 @@ func (c *CPU) Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMas
 	checkAttnSpec(s, spec)
 	qt, kt, vt := ct(q), ct(k), ct(v)
 	z := newCPU([]int{s.B * s.Tq, s.H * s.Dh})
-	lse := make([]float32, s.B*s.H*s.Tq)
+	lse := make([]float64, s.B*s.H*s.Tq)
 	// z always comes from the flash path, so that caching a pattern never
 	// changes a run's numbers.
 	c.flashForward(qt.data, kt.data, vt.data, s, scale, mask, z.data, lse)
@@ -38,7 +38,10 @@ func (c *CPU) Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMas
 	}
 	res := AttnResult{Z: z}
 	if spec.LSE {
-		res.LSE = lse
+		res.LSE = make([]float32, len(lse))
+		for i, x := range lse {
+			res.LSE[i] = float32(x)
+		}
 	}
 	if spec.Reductions() {
 		c.reduceFused(qt.data, kt.data, s, scale, mask, spec, lse, &res)
@@ -107,7 +110,7 @@ func flashJobs(s AttnShape) [][3]int {
 	return jobs
 }
 
-func (c *CPU) flashForward(q, k, v []float32, s AttnShape, scale float32, mask AttnMask, z, lse []float32) {
+func (c *CPU) flashForward(q, k, v []float32, s AttnShape, scale float32, mask AttnMask, z []float32, lse []float64) {
 	jobs := flashJobs(s)
 	group := s.H / s.Hkv
 	qStride, kvStride := s.H*s.Dh, s.Hkv*s.Dh
@@ -174,14 +177,14 @@ func (c *CPU) flashForward(q, k, v []float32, s AttnShape, scale float32, mask A
 			li := ((b*s.H+h)*s.Tq + q0 + r)
 			if fs.l[r] == 0 {
 				clear(zrow)
-				lse[li] = negInf32
+				lse[li] = math.Inf(-1)
 				continue
 			}
 			inv := float32(1 / fs.l[r])
 			for d, x := range o[r*s.Dh : (r+1)*s.Dh] {
 				zrow[d] = x * inv
 			}
-			lse[li] = float32(fs.m[r] + math.Log(fs.l[r]))
+			lse[li] = fs.m[r] + math.Log(fs.l[r])
 		}
 	})
 }
@@ -215,7 +218,7 @@ func maskRow(row []float32, mask AttnMask, b, Tk, p, k0 int) {
 type rowReducer struct {
 	spec    AttnSpec
 	p       int     // the query's absolute position
-	lse     float32 // its log-sum-exp
+	lse     float64 // its log-sum-exp (float64, so x − lse is exact enough)
 	k       int     // K'
 	idx     []int32
 	val     []float32
@@ -227,15 +230,12 @@ type rowReducer struct {
 // add takes the scores of keys k0 .. k0+len(row) (masked ones -Inf).
 func (rr *rowReducer) add(row []float32, k0 int) {
 	for si, sp := range rr.spec.Spans {
-		lo, hi := sp.Lo, sp.Hi
-		if sp.Relative {
-			lo, hi = rr.p+lo, rr.p+hi
-		}
+		lo, hi := sp.Bounds(rr.p)
 		lo, hi = max(lo, k0), min(hi, k0+len(row))
 		var m float64
 		for j := lo; j < hi; j++ {
 			if x := row[j-k0]; x != negInf32 {
-				m += float64(exp32(x - rr.lse))
+				m += float64(exp32(float32(float64(x) - rr.lse)))
 			}
 		}
 		rr.spans[si] += m
@@ -247,9 +247,10 @@ func (rr *rowReducer) add(row []float32, k0 int) {
 		if x == negInf32 {
 			continue
 		}
-		w := exp32(x - rr.lse)
+		d := float64(x) - rr.lse // log of the weight
+		w := exp32(float32(d))
 		if rr.spec.Entropy && w > 0 {
-			rr.entropy -= float64(w) * float64(x-rr.lse)
+			rr.entropy -= float64(w) * d
 		}
 		if rr.k > 0 {
 			rr.insert(int32(k0+j), w)
@@ -348,7 +349,7 @@ func askedRows(s AttnShape, spec AttnSpec) []int {
 // reduceFused is the second pass: for blocks of up to flashQBlock asked
 // rows of one (sequence, head) it recomputes the scores over the key
 // blocks the rows can reach and reduces exp(s − lse).
-func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnMask, spec AttnSpec, lse []float32, res *AttnResult) {
+func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnMask, spec AttnSpec, lse []float64, res *AttnResult) {
 	rows := askedRows(s, spec)
 	R := len(rows)
 	kk := reductionOut(s, spec, R, res)
@@ -383,7 +384,7 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 				nk := min(k0+flashKBlock, khi) - k0
 				gemm.MulNT(nr, nk, s.Dh, scale, qrows, s.Dh, k[kvBase+k0*kvStride:], kvStride, 0, sc, flashKBlock)
 				for r := range red {
-					if red[r].lse == negInf32 {
+					if math.IsInf(red[r].lse, -1) {
 						continue
 					}
 					row := sc[r*flashKBlock : r*flashKBlock+nk]
@@ -404,7 +405,7 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 			if spec.Entropy {
 				res.Entropy[out] = float32(rr.entropy)
 			}
-			if rr.lse == negInf32 {
+			if math.IsInf(rr.lse, -1) {
 				continue
 			}
 			qr := qrows[r*s.Dh : (r+1)*s.Dh]
@@ -419,7 +420,7 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 					for d, x := range qr {
 						dot += x * kr[d]
 					}
-					m += float64(exp32(dot*scale - rr.lse))
+					m += float64(exp32(float32(float64(dot*scale) - rr.lse)))
 				}
 				res.SetMass[si][out] = float32(m)
 			}
@@ -514,10 +515,7 @@ func ReducePattern(pattern []float32, s AttnShape, mask AttnMask, spec AttnSpec,
 					topK(row, res.TopIdx[out*kk:(out+1)*kk], res.TopVal[out*kk:(out+1)*kk])
 				}
 				for si, sp := range spec.Spans {
-					lo, hi := sp.Lo, sp.Hi
-					if sp.Relative {
-						lo, hi = p+lo, p+hi
-					}
+					lo, hi := sp.Bounds(p)
 					var m float64
 					for j := max(lo, 0); j < min(hi, s.Tk); j++ {
 						m += float64(row[j])
