@@ -83,7 +83,7 @@ func TestTinyModelsMatchTransformers(t *testing.T) {
 	ctx := context.Background()
 	for _, rm := range refs.Models {
 		t.Run(rm.Name, func(t *testing.T) {
-			m, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), nil)
+			m, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), testBackend())
 			if err != nil {
 				t.Fatal(err)
 			}

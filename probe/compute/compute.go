@@ -39,6 +39,10 @@ type AttnMask struct {
 	// KeyValid, when not nil, is [B*Tk]: false marks a padding key that no
 	// query may attend to.
 	KeyValid []bool
+	// Window, when > 0, is a sliding window: the query at absolute key
+	// position p sees key j only if p-j < Window (Mistral, Gemma 3's local
+	// layers). 0 means no window.
+	Window int
 }
 
 // AttnShape gives the sizes of one attention computation.
