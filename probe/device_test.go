@@ -64,7 +64,6 @@ func testBackend() compute.Backend {
 // onGPU says whether the tests run on a GPU backend.
 func onGPU() bool { return testDevice != nil }
 
-
 // poolStats is what a pooled backend reports of its memory.
 type poolStats interface {
 	PoolStats() cuda.PoolStats

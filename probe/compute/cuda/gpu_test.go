@@ -305,3 +305,14 @@ func TestScopesAndOutOfMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// What `loupe devices` prints, in the test log of a GPU run.
+func TestDevicesReport(t *testing.T) {
+	devs, err := Devices()
+	if err != nil {
+		t.Skipf("no GPU: %v", err)
+	}
+	for _, d := range devs {
+		t.Logf("%+v", d)
+	}
+}
