@@ -2,8 +2,12 @@ package probe
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,4 +121,117 @@ func TestGPUOutOfMemoryLeavesModelUsable(t *testing.T) {
 	if d := maxDiff(before.Logits, after.Logits); d != 0 {
 		t.Fatalf("logits after the failed pass differ by %g", d)
 	}
+}
+
+// bf16 mode against transformers: Loupe's bf16 error against transformers'
+// float32 logits is no worse than transformers' own bf16 run, both
+// measured in one GPU run by scripts/gpu-test.sh (which sets
+// LOUPE_BF16_REFS to the folder scripts/gpu/hf_bf16.py wrote).
+func TestSmolLM2BF16NoWorseThanTransformers(t *testing.T) {
+	dir := os.Getenv("LOUPE_BF16_REFS")
+	if dir == "" || !onGPU() {
+		t.Skip("needs LOUPE_TEST_DEVICE=cuda, LOUPE_TEST_DTYPE=bf16 and LOUPE_BF16_REFS (scripts/gpu-test.sh)")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "hf_bf16.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type metric struct {
+		MaxAbs float64 `json:"max_abs"`
+		MeanKL float64 `json:"mean_kl"`
+		Top1   float64 `json:"top1"`
+	}
+	var hf struct {
+		Cases map[string]struct {
+			Tokens int    `json:"tokens"`
+			HF     metric `json:"hf_bf16"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &hf); err != nil {
+		t.Fatal(err)
+	}
+	m := loadSmolLM2(t)
+	refs := readSmolRefs(t)
+	V := m.Config.Vocab
+	for _, c := range refs.Cases {
+		want, ok := hf.Cases[c.Name]
+		if !ok {
+			t.Fatalf("%s: not in hf_bf16.json", c.Name)
+		}
+		f32 := readF32(t, filepath.Join(dir, c.Name+".f32"), len(c.IDs)*V)
+		r, err := m.Forward(context.Background(), [][]int{c.IDs}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got metric
+		agree := 0
+		for p := range c.IDs {
+			ref, row := f32[p*V:(p+1)*V], r.LogitsAt(0, p)
+			got.MaxAbs = max(got.MaxAbs, maxDiff(ref, row))
+			got.MeanKL += klDiv(ref, row)
+			if argmax32(ref) == argmax32(row) {
+				agree++
+			}
+		}
+		got.MeanKL /= float64(len(c.IDs))
+		got.Top1 = float64(agree) / float64(len(c.IDs))
+		t.Logf("%-16s %4d tokens: Loupe bf16 max|d| %.4f KL %.2e top-1 %.4f | transformers bf16 max|d| %.4f KL %.2e top-1 %.4f",
+			c.Name, len(c.IDs), got.MaxAbs, got.MeanKL, got.Top1, want.HF.MaxAbs, want.HF.MeanKL, want.HF.Top1)
+		if got.MaxAbs > want.HF.MaxAbs || got.MeanKL > want.HF.MeanKL || got.Top1 < want.HF.Top1 {
+			t.Errorf("%s: Loupe's bf16 error is worse than transformers' own bf16 run", c.Name)
+		}
+	}
+}
+
+func readF32(t *testing.T, path string, n int) []float32 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 4*n {
+		t.Fatalf("%s: %d bytes, want %d", path, len(raw), 4*n)
+	}
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return out
+}
+
+// klDiv is KL(softmax(p) || softmax(q)) in nats.
+func klDiv(p, q []float32) float64 {
+	lp, lq := logSoftmax(p), logSoftmax(q)
+	kl := 0.0
+	for i := range lp {
+		kl += math.Exp(lp[i]) * (lp[i] - lq[i])
+	}
+	return kl
+}
+
+func logSoftmax(x []float32) []float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	s := 0.0
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	ls := m + math.Log(s)
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v) - ls
+	}
+	return out
+}
+
+func argmax32(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
 }

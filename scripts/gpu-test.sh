@@ -59,6 +59,22 @@ run)
   status=0
   "$tests/cuda.test" -test.v -test.count=1 -test.timeout="${CUDA_TIMEOUT:-3m}" 2>&1 | tee "$logs/cuda.txt" || status=1
   (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=f32 "$tests/probe.test" -test.v -test.count=1 -test.timeout="${PROBE_TIMEOUT:-9m}" -test.run="${PROBE_RUN:-.}") 2>&1 | tee "$logs/probe-f32.txt" || status=1
+  # bf16 mode against transformers' own bf16, measured in this same run
+  # (needs python3 with torch and transformers, and the gguf package: a
+  # gguf-*.whl in one of the DIRs is installed to a private folder).
+  if [ -n "${LOUPE_SMOLLM2_GGUF:-}" ] && [ "${GPU_BF16:-1}" = 1 ] && python3 -c "import torch, transformers" 2>/dev/null; then
+    for d in "$@"; do
+      for w in "$d"/gguf-*.whl; do
+        [ -e "$w" ] && python3 -m pip install -q --no-index --no-deps --target /tmp/loupe-site "$w" && export PYTHONPATH=/tmp/loupe-site
+      done
+    done
+    hf=$(dirname "$0")/gpu/hf_bf16.py
+    [ -e "$hf" ] || hf=$(dirname "$0")/hf_bf16.py
+    refs=$(realpath probe/testdata/ref/smollm2.json)
+    PYTHONUNBUFFERED=1 python3 "$hf" "$LOUPE_SMOLLM2_GGUF" "$refs" /tmp/loupe-bf16 2>&1 | grep -v Warning | tee "$logs/hf-bf16.txt" || status=1
+    (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=bf16 LOUPE_BF16_REFS=/tmp/loupe-bf16 "$tests/probe.test" -test.v -test.count=1 \
+      -test.timeout=5m -test.run='BF16') 2>&1 | tee "$logs/probe-bf16.txt" || status=1
+  fi
   exit $status
   ;;
 *)
