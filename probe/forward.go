@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
@@ -249,39 +248,6 @@ func (p *pass) name(i int, suffix string) string {
 
 func (p *pass) resid() []int    { return []int{p.B, p.T, p.m.Config.DModel} }
 func (p *pass) mlpShape() []int { return []int{p.B, p.T, p.m.Config.DMLP} }
-
-// attention is the attention sublayer shared by every family: it takes the
-// normalised residual and returns hook_attn_out (output bias included).
-func (p *pass) attention(i int, x tensor) tensor {
-	m, b, ly := p.m, p.b, &p.m.layers[i]
-	c := m.Config
-	H, Hkv, Dh := c.Heads, c.KVHeads, c.HeadDim
-	q := p.hook(i, "attn.hook_q", b.Linear(x, ly.wq, ly.bq), []int{p.B, p.T, H, Dh})
-	k := p.hook(i, "attn.hook_k", b.Linear(x, ly.wk, ly.bk), []int{p.B, p.T, Hkv, Dh})
-	v := p.hook(i, "attn.hook_v", b.Linear(x, ly.wv, ly.bv), []int{p.B, p.T, Hkv, Dh})
-	if m.invFreq != nil {
-		pos := p.pos
-		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, m.invFreq)
-		b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, m.invFreq)
-		q = p.hook(i, "attn.hook_rot_q", q, []int{p.B, p.T, H, Dh})
-		k = p.hook(i, "attn.hook_rot_k", k, []int{p.B, p.T, Hkv, Dh})
-	}
-	shape := compute.AttnShape{B: p.B, Tq: p.T, Tk: p.T, Tcap: p.T, H: H, Hkv: Hkv, Dh: Dh}
-	if p.kv != nil {
-		k, v = p.kv.append(b, i, k, v, p.B, p.T)
-		shape.Tk, shape.Tcap = p.kv.len+p.T, p.kv.cap
-	}
-	mask := p.mask
-	mask.Past = p.past
-	scores := b.AttentionScores(q, k, shape, float32(1/math.Sqrt(float64(Dh))), mask)
-	scores = p.hook(i, "attn.hook_attn_scores", scores, []int{p.B, H, p.T, shape.Tk})
-	pattern := p.hook(i, "attn.hook_pattern", b.SoftmaxRows(scores), []int{p.B, H, p.T, shape.Tk})
-	z := p.hook(i, "attn.hook_z", b.AttentionMix(pattern, v, shape), []int{p.B, p.T, H, Dh})
-	if p.hooks.active(p.name(i, "attn.hook_result")) {
-		return p.attnOutFromResults(i, z)
-	}
-	return p.hook(i, "hook_attn_out", b.Linear(z, ly.wo, ly.bo), p.resid())
-}
 
 // attnOutFromResults computes each head's write to the residual stream,
 // hook_result [B, T, H, d_model] = z_h·W_O,hᵀ, and passes it through its

@@ -330,6 +330,11 @@ func (c *CPU) AttentionScores(q, k Tensor, s AttnShape, scale float32, mask Attn
 					row[j] = negInf
 				}
 			}
+			if mask.Window > 0 {
+				for j := 0; j <= mask.Past+i-mask.Window && j < s.Tk; j++ {
+					row[j] = negInf
+				}
+			}
 			if mask.KeyValid != nil {
 				valid := mask.KeyValid[b*s.Tk : (b+1)*s.Tk]
 				for j, ok := range valid {
