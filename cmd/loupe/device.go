@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,16 +19,18 @@ import (
 type deviceFlags struct {
 	device string
 	dtype  string
+	stderr io.Writer // where auto says which device it chose
 }
 
 func (f *deviceFlags) register(fs *flag.FlagSet) {
+	f.stderr = fs.Output() // newFlags points it at the command's stderr
 	fs.StringVar(&f.device, "device", "auto", "where the model runs: auto (a GPU when one works, else the CPU), cpu, cuda or cuda:N")
 	fs.StringVar(&f.dtype, "dtype", "bf16", "the GPU's weight dtype: bf16, f16 or f32 (the CPU always computes in f32)")
 }
 
 // backend opens the device the flags name. auto falls back to the CPU with
 // one line on stderr saying why; cuda without a usable GPU is an error.
-func (f *deviceFlags) backend(env *cliEnv) (compute.Backend, error) {
+func (f *deviceFlags) backend() (compute.Backend, error) {
 	dt, ok := compute.ParseDType(f.dtype)
 	if !ok {
 		return nil, fmt.Errorf("%w: --dtype %q: want bf16, f16 or f32", errUsage, f.dtype)
@@ -39,10 +42,10 @@ func (f *deviceFlags) backend(env *cliEnv) (compute.Backend, error) {
 	case dev == "auto":
 		b, err := cuda.New(cuda.Options{WeightDType: dt})
 		if err != nil {
-			fmt.Fprintf(env.stderr, "loupe: no usable GPU (%s); running on the CPU\n", shortDeviceError(err))
+			fmt.Fprintf(f.stderr, "loupe: no usable GPU (%s); running on the CPU\n", shortDeviceError(err))
 			return compute.NewCPU(), nil
 		}
-		fmt.Fprintf(env.stderr, "loupe: running on %s\n", b.Name())
+		fmt.Fprintf(f.stderr, "loupe: running on %s\n", b.Name())
 		return b, nil
 	case dev == "cuda" || strings.HasPrefix(dev, "cuda:"):
 		n := 0
@@ -75,7 +78,8 @@ func shortDeviceError(err error) string {
 }
 
 func cmdDevices(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "devices")
+	fs := newFlags(env, usage{name: "devices", example: "loupe devices",
+		writes: "one line each for the driver, NVRTC and cuBLAS, then a table of the GPUs (or why there is none) on stdout"})
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

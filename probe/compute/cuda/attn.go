@@ -6,12 +6,12 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
-var flashNames = []string{"flash_attn_f32"}
+var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
 
 const (
 	faRows = 32 // query rows per block (flash.cu's FA_ROWS)
 	faKeys = 32 // keys per tile (FA_KEYS)
-	faMaxD = 128
+	faMaxD = 256
 )
 
 // flashShared is the dynamic shared memory of flash_attn_f32 for a head
@@ -24,7 +24,11 @@ func (b *Backend) setupFlash() error {
 		if need > b.info.MaxSharedPerBlock {
 			return fmt.Errorf("cuda: flash attention needs %d bytes of shared memory per block; GPU %d allows %d", need, b.info.Index, b.info.MaxSharedPerBlock)
 		}
-		return b.d.check("cuFuncSetAttribute flash_attn_f32", call(b.d.cuFuncSetAttribute, b.fn["flash_attn_f32"], funcAttrMaxDynamicShared, uintptr(need)))
+		for _, name := range flashNames {
+			if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, b.fn[name], funcAttrMaxDynamicShared, uintptr(need))); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -34,7 +38,7 @@ func maskWindow(mask compute.AttnMask) int { return mask.Window }
 
 // FlashAttention computes z = softmax(scale·q·kᵀ + mask)·v without the
 // Tq×Tk scores (online softmax over key tiles), and each row's log-sum-exp
-// [B, H, Tq] on the device when lse is asked. Head dimension up to 128.
+// [B, H, Tq] on the device when lse is asked. Head dimension up to 256.
 func (b *Backend) FlashAttention(q, k, v compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, withLSE bool) (z, lse compute.Tensor) {
 	var zt, lt *Tensor
 	b.do(func() {
@@ -65,7 +69,11 @@ func (b *Backend) flash(qt, kt, vt *Tensor, s compute.AttnShape, scale float32, 
 		lp = pArg(lt.ptr())
 	}
 	grid := [3]int{(s.Tq + faRows - 1) / faRows, s.H, s.B}
-	b.launch("flash_attn_f32", grid, [3]int{128, 1, 1}, flashShared(s.Dh),
+	kernel := "flash_attn_f32_d128"
+	if s.Dh > 128 {
+		kernel = "flash_attn_f32_d256"
+	}
+	b.launch(kernel, grid, [3]int{128, 1, 1}, flashShared(s.Dh),
 		pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()), pArg(zt.ptr()), lp,
 		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))

@@ -59,7 +59,8 @@ func (t *Tensor) DType() compute.DType { return t.dt }
 // kernel names in kernels.cu and flash.cu.
 var kernelNames = []string{"cvt_f32_bf16", "cvt_f32_f16", "cvt_bf16_f32", "cvt_f16_f32", "gather_rows", "embed",
 	"columns", "fill_columns", "add", "add_bcast", "scale", "swiglu", "gelu", "rmsnorm", "layernorm", "softmax_rows",
-	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix"}
+	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix",
+	"attn_probs", "span_rows", "keyset_rows"}
 
 // New opens GPU opt.Device: it loads the driver, NVRTC and cuBLAS, makes
 // the context and stream, and compiles the kernels (cached after the
@@ -757,36 +758,40 @@ func boolArg(v bool) uint64 {
 
 func (b *Backend) AttentionScores(q, k compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) compute.Tensor {
 	var out *Tensor
-	b.do(func() {
-		qt, kt := b.get(q), b.get(k)
-		mustF32("AttentionScores", qt, kt)
-		out = b.newTensor(compute.F32, s.B, s.H, s.Tq, s.Tk)
-		if out.numel() == 0 {
-			return
-		}
-		mk := b.uploadMask(mask.KeyValid)
-		grid := [3]int{(s.Tk + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
-		b.launch("attn_scores", grid, [3]int{32, 8, 1}, 0, pArg(qt.ptr()), pArg(kt.ptr()), pArg(out.ptr()),
-			iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
-			fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
-		if mk != nil {
-			b.releaseTemp(mk)
-		}
-	})
+	b.do(func() { out = b.scores(b.get(q), b.get(k), s, scale, mask) })
+	return out
+}
+
+func (b *Backend) scores(qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
+	mustF32("AttentionScores", qt, kt)
+	out := b.newTensor(compute.F32, s.B, s.H, s.Tq, s.Tk)
+	if out.numel() == 0 {
+		return out
+	}
+	mk := b.uploadMask(mask.KeyValid)
+	grid := [3]int{(s.Tk + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
+	b.launch("attn_scores", grid, [3]int{32, 8, 1}, 0, pArg(qt.ptr()), pArg(kt.ptr()), pArg(out.ptr()),
+		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+	if mk != nil {
+		b.releaseTemp(mk)
+	}
 	return out
 }
 
 func (b *Backend) SoftmaxRows(x compute.Tensor) compute.Tensor {
 	var out *Tensor
-	b.do(func() {
-		t := b.get(x)
-		mustF32("SoftmaxRows", t)
-		rows, cols := rowsCols(t)
-		out = b.newTensor(compute.F32, t.shape...)
-		if rows > 0 {
-			b.launch("softmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(cols))
-		}
-	})
+	b.do(func() { out = b.softmax(b.get(x)) })
+	return out
+}
+
+func (b *Backend) softmax(t *Tensor) *Tensor {
+	mustF32("SoftmaxRows", t)
+	rows, cols := rowsCols(t)
+	out := b.newTensor(compute.F32, t.shape...)
+	if rows > 0 {
+		b.launch("softmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(cols))
+	}
 	return out
 }
 

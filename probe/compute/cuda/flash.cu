@@ -14,11 +14,12 @@ typedef long long i64;
 #define FA_ROWS 32
 #define FA_KEYS 32
 #define FA_ROWS_PER_WARP 8
-#define FA_MAXC 4 // Dh <= 128
 
-extern "C" __global__ void flash_attn_f32(const float* q, const float* k, const float* v, float* z, float* lse,
-                                          int B, int Tq, int Tk, int Tcap, int H, int Hkv, int Dh, float scale,
-                                          int past, int causal, int window, const unsigned char* key_valid) {
+// MAXC is the number of output dimensions a lane owns: Dh <= 32*MAXC.
+template <int FA_MAXC>
+__device__ void flash_attn(const float* q, const float* k, const float* v, float* z, float* lse,
+                           int B, int Tq, int Tk, int Tcap, int H, int Hkv, int Dh, float scale,
+                           int past, int causal, int window, const unsigned char* key_valid) {
     extern __shared__ float sm[];
     int pitch = Dh + 1;
     float* qs = sm;                       // [FA_ROWS][Dh]
@@ -107,4 +108,15 @@ extern "C" __global__ void flash_attn_f32(const float* q, const float* k, const 
         }
         if (lse != 0 && lane == 0) lse[((i64)b * H + h) * Tq + i] = l[r] > 0 ? m[r] + logf(l[r]) : NEG_INF;
     }
+}
+
+extern "C" __global__ void flash_attn_f32_d128(const float* q, const float* k, const float* v, float* z, float* lse,
+                                               int B, int Tq, int Tk, int Tcap, int H, int Hkv, int Dh, float scale,
+                                               int past, int causal, int window, const unsigned char* key_valid) {
+    flash_attn<4>(q, k, v, z, lse, B, Tq, Tk, Tcap, H, Hkv, Dh, scale, past, causal, window, key_valid);
+}
+extern "C" __global__ void flash_attn_f32_d256(const float* q, const float* k, const float* v, float* z, float* lse,
+                                               int B, int Tq, int Tk, int Tcap, int H, int Hkv, int Dh, float scale,
+                                               int past, int causal, int window, const unsigned char* key_valid) {
+    flash_attn<8>(q, k, v, z, lse, B, Tq, Tk, Tcap, H, Hkv, Dh, scale, past, causal, window, key_valid);
 }

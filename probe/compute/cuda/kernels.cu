@@ -392,3 +392,61 @@ extern "C" __global__ void attn_mix(const float* p, const float* v, float* z, in
         z[((i64)b * Tq + i) * zstride + (i64)h * Dh + d] = acc[u];
     }
 }
+
+// ---- exact reductions of the fused attention (second pass) --------------
+
+// attn_probs: P rows for asked query rows, recomputed from q and k and the
+// first pass's log-sum-exp: out[((b*H+h)*n + r)*Tk + j] = exp(s - lse) on
+// allowed keys, 0 elsewhere, for query rows[r]. Grid (ceil(Tk/128), n,
+// B*H), block 128; the query row sits in shared memory.
+extern "C" __global__ void attn_probs(const float* q, const float* k, const float* lse, const int* rows, float* out,
+                                      int n, int Tq, int Tk, int Tcap, int H, int Hkv, int Dh, float scale,
+                                      int past, int causal, int window, const unsigned char* key_valid) {
+    extern __shared__ float qrow[];
+    int bh = blockIdx.z, b = bh / H, h = bh % H, kh = h / (H / Hkv);
+    int r = blockIdx.y, i = rows[r];
+    const float* qp = q + ((i64)b * Tq + i) * H * Dh + (i64)h * Dh;
+    for (int d = threadIdx.x; d < Dh; d += blockDim.x) qrow[d] = qp[d];
+    __syncthreads();
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= Tk) return;
+    float l = lse[((i64)b * H + h) * Tq + i];
+    float p = 0;
+    if (l != NEG_INF && key_visible(b, i, j, Tk, past, causal, window, key_valid)) {
+        const float* kp = k + ((i64)b * Tcap + j) * Hkv * Dh + (i64)kh * Dh;
+        float dot = 0;
+        for (int d = 0; d < Dh; d++) dot += qrow[d] * kp[d];
+        p = expf(dot * scale - l);
+    }
+    out[((i64)bh * n + r) * Tk + j] = p;
+}
+
+// span_rows: out[row] = Σ x[row, lo:hi] with per-row bounds lohi[2*(row %
+// n)] (already clipped to [0, cols)).
+extern "C" __global__ void span_rows(const float* x, float* out, int cols, int n, const int* lohi) {
+    __shared__ double sh[32];
+    int r = blockIdx.x % n;
+    int lo = lohi[2 * r], hi = lohi[2 * r + 1];
+    const float* in = x + (i64)blockIdx.x * cols;
+    double s = 0;
+    for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) s += in[i];
+    s = block_sum_d(s, sh);
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
+}
+
+// keyset_rows: out[row] = Σ over the keys listed for (sequence b, asked row
+// r0 + row % n) of x[row, key]; row = (b*H + h)*n + rc. A key listed twice
+// counts twice; keys outside [0, cols) add nothing.
+extern "C" __global__ void keyset_rows(const float* x, float* out, int cols, int n, int H, int R, int r0, const int* off, const int* keys) {
+    __shared__ double sh[32];
+    int rc = blockIdx.x % n, b = blockIdx.x / n / H;
+    int at = b * R + r0 + rc;
+    const float* in = x + (i64)blockIdx.x * cols;
+    double s = 0;
+    for (int e = off[at] + threadIdx.x; e < off[at + 1]; e += blockDim.x) {
+        int j = keys[e];
+        if (j >= 0 && j < cols) s += in[j];
+    }
+    s = block_sum_d(s, sh);
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)s;
+}
