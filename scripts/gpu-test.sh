@@ -11,6 +11,9 @@
 #       the fp32 mode against the committed transformers references. Logs go to
 #       $OUT (or ./gpu-test-logs) as well as stdout.
 #
+#   scripts/gpu-test.sh bench DIR   on the GPU machine: the speed benchmark
+#       (Loupe and PyTorch on the same random weights of real shapes).
+#
 # Without a GPU every GPU test skips and says why.
 set -euo pipefail
 mode=${1:-}
@@ -77,8 +80,36 @@ run)
   fi
   exit $status
   ;;
+bench)
+  # The speed benchmark, Loupe and PyTorch side by side on the same random
+  # weights of real shapes (written here by scripts/gpu/make_random_model.py
+  # unless $BENCH_MODELS already holds them), one JSON line per figure.
+  [ $# -gt 0 ] || { echo "usage: gpu-test.sh bench DIR" >&2; exit 2; }
+  bin=$1
+  logs=${OUT:-gpu-test-logs}
+  models=${BENCH_MODELS:-/tmp/loupe-bench-models}
+  here=$(dirname "$0")/gpu
+  [ -e "$here/bench_torch.py" ] || here=$(dirname "$0")
+  mkdir -p "$logs" "$models"
+  tests=/tmp/loupe-gpu-tests
+  mkdir -p "$tests"
+  for t in cuda probe; do gunzip -c "$bin/$t.test.gz" >"$tests/$t.test"; chmod +x "$tests/$t.test"; done
+  for m in llama3-8b smollm2; do
+    [ -s "$models/$m/config.json" ] || python3 "$here/make_random_model.py" $m "$models/$m"
+  done
+  status=0
+  if [ "${BENCH_TORCH:-1}" = 1 ]; then
+    PYTHONUNBUFFERED=1 python3 "$here/bench_torch.py" "$models/llama3-8b" "$models/smollm2" 2>&1 | grep -v Warning | tee "$logs/bench-torch.jsonl" || status=1
+  fi
+  if [ "${BENCH_LOUPE:-1}" = 1 ]; then
+    LOUPE_BENCH_GEMM=1 "$tests/cuda.test" -test.run GEMMSpeed -test.v 2>&1 | tee "$logs/bench-loupe-gemm.jsonl" || status=1
+    (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=bf16 LOUPE_BENCH_8B="$models/llama3-8b" LOUPE_BENCH_SMOL="$models/smollm2" \
+      "$tests/probe.test" -test.run GPUSpeed -test.v -test.timeout=9m) 2>&1 | tee "$logs/bench-loupe.jsonl" || status=1
+  fi
+  exit $status
+  ;;
 *)
-  echo "usage: gpu-test.sh build DIR | run DIR..." >&2
+  echo "usage: gpu-test.sh build DIR | run DIR... | bench DIR" >&2
   exit 2
   ;;
 esac

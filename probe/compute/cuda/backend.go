@@ -896,3 +896,11 @@ var (
 	_ compute.Scoped      = (*Backend)(nil)
 	_ compute.WeightStore = (*Backend)(nil)
 )
+
+// Synchronize waits for every operation queued so far and returns the
+// first failure since the last check.
+func (b *Backend) Synchronize() error {
+	var err error
+	b.do(func() { err = b.takeErr() })
+	return err
+}

@@ -1,11 +1,14 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
@@ -314,5 +317,150 @@ func TestDevicesReport(t *testing.T) {
 	}
 	for _, d := range devs {
 		t.Logf("%+v", d)
+	}
+}
+
+// The fused Attention against the CPU's, with every kind of request: rows,
+// top-k, absolute and relative spans, key sets, entropy, per-head sums,
+// the log-sum-exp, and the full scores and pattern.
+func TestFusedAttentionMatchesCPU(t *testing.T) {
+	g := testGPU(t)
+	c := compute.NewCPU()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		name string
+		s    compute.AttnShape
+		mask compute.AttnMask
+		rows []int
+	}{
+		{"causal gqa", compute.AttnShape{B: 2, Tq: 77, Tk: 77, Tcap: 77, H: 6, Hkv: 2, Dh: 64}, compute.AttnMask{Causal: true}, nil},
+		{"padding rows", compute.AttnShape{B: 2, Tq: 40, Tk: 40, Tcap: 40, H: 4, Hkv: 4, Dh: 32}, compute.AttnMask{Causal: true, KeyValid: padMask(2, 40, []int{0, 11})}, []int{0, 5, 12, 39}},
+		{"kv cache window", compute.AttnShape{B: 1, Tq: 5, Tk: 300, Tcap: 320, H: 2, Hkv: 1, Dh: 256}, compute.AttnMask{Causal: true, Past: 295, Window: 100}, nil},
+	} {
+		s := tc.s
+		q := randVec(rng, s.B*s.Tq*s.H*s.Dh)
+		k := randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh)
+		v := randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh)
+		R := s.Tq
+		if tc.rows != nil {
+			R = len(tc.rows)
+		}
+		var ks compute.KeySet
+		ks.Off = []int32{0}
+		for i := 0; i < s.B*R; i++ {
+			for n := rng.IntN(6); n > 0; n-- {
+				ks.Keys = append(ks.Keys, int32(rng.IntN(s.Tk+4)-2))
+			}
+			ks.Off = append(ks.Off, int32(len(ks.Keys)))
+		}
+		scale := float32(1 / math.Sqrt(float64(s.Dh)))
+		for _, sum := range []bool{false, true} {
+			spec := compute.AttnSpec{Rows: tc.rows, TopK: 4, Entropy: true, LSE: true, SumRows: sum, Scores: !sum, Pattern: !sum,
+				Spans:   []compute.KeySpan{{Lo: 0, Hi: 3}, {Lo: -7, Hi: 1, Relative: true}},
+				KeySets: []compute.KeySet{ks}}
+			gr := g.Attention(g.FromHost(q, s.B*s.Tq, s.H*s.Dh), g.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), g.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, spec)
+			cr := c.Attention(c.FromHost(q, s.B*s.Tq, s.H*s.Dh), c.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), c.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, spec)
+			name := fmt.Sprintf("%s (sum rows %v)", tc.name, sum)
+			near := func(what string, a, b []float32, tol float64) {
+				t.Helper()
+				if d := maxAbsDiff(a, b); d > tol {
+					t.Errorf("%s: %s differ by %g", name, what, d)
+				}
+			}
+			near("z", g.ToHost(gr.Z), c.ToHost(cr.Z), 2e-5)
+			near("lse", gr.LSE, cr.LSE, 1e-4)
+			near("top-k weights", gr.TopVal, cr.TopVal, 1e-5)
+			if !sum {
+				// Each key the GPU lists weighs what its slot says in the
+				// CPU's pattern (near-ties may order either way).
+				pat := c.ToHost(cr.Pattern)
+				rows := tc.rows
+				if rows == nil {
+					rows = make([]int, s.Tq)
+					for i := range rows {
+						rows[i] = i
+					}
+				}
+				kk := len(gr.TopIdx) / (s.B * s.H * R)
+				for slot, key := range gr.TopIdx {
+					bh, r := slot/kk/R, slot/kk%R
+					w := pat[(bh*s.Tq+rows[r])*s.Tk+int(key)]
+					if math.Abs(float64(w-gr.TopVal[slot])) > 1e-5 {
+						t.Fatalf("%s: top-k slot %d names key %d of weight %g, says %g", name, slot, key, w, gr.TopVal[slot])
+					}
+				}
+			}
+			for i := range cr.SpanMass {
+				near(fmt.Sprintf("span %d", i), gr.SpanMass[i], cr.SpanMass[i], 1e-5)
+			}
+			near("key-set mass", gr.SetMass[0], cr.SetMass[0], 1e-5)
+			near("entropy", gr.Entropy, cr.Entropy, 1e-4)
+			if !sum {
+				near("scores", g.ToHost(gr.Scores), c.ToHost(cr.Scores), 1e-4)
+				near("pattern", g.ToHost(gr.Pattern), c.ToHost(cr.Pattern), 1e-6)
+			} else if gr.Scores != nil || gr.Pattern != nil {
+				t.Errorf("%s: scores or pattern built though not asked", name)
+			}
+		}
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGEMMSpeed is a benchmark, run only when LOUPE_BENCH_GEMM is set
+// (scripts/gpu-test.sh bench): bf16 products of the Llama-3-8B prefill
+// shapes through cuBLAS (bf16 in, fp32 accumulate, fp32 out), alone and as
+// Linear (which also rounds the float32 input to bf16). One JSON line each.
+func TestGEMMSpeed(t *testing.T) {
+	if os.Getenv("LOUPE_BENCH_GEMM") == "" {
+		t.Skip("a benchmark: set LOUPE_BENCH_GEMM=1")
+	}
+	g := testGPU(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, M := range []int{2048, 8192, 32768} {
+		for _, nk := range [][2]int{{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}} {
+			N, K := nk[0], nk[1]
+			s := g.Mark()
+			x := g.FromHost(randVec(rng, M*K), M, K)
+			w := g.FromHostAs(compute.BF16, randVec(rng, N*K), N, K)
+			var xb *Tensor
+			g.do(func() { xb = g.to16(x.(*Tensor), compute.BF16) })
+			out := g.Zeros(M, N).(*Tensor)
+			const reps = 10
+			raw := func() {
+				g.do(func() {
+					g.gemmNT(M, N, K, xb.ptr(), w.(*Tensor).ptr(), K, K, compute.BF16, out.ptr(), N, 0)
+				})
+			}
+			lin := func() {
+				inner := g.Mark()
+				g.Linear(x, w, nil)
+				if err := g.Release(inner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, v := range []struct {
+				name string
+				f    func()
+			}{{"gemm", raw}, {"linear", lin}} {
+				v.f()
+				if err := g.Synchronize(); err != nil {
+					t.Fatal(err)
+				}
+				t0 := time.Now()
+				for range reps {
+					v.f()
+				}
+				if err := g.Synchronize(); err != nil {
+					t.Fatal(err)
+				}
+				sec := time.Since(t0).Seconds() / reps
+				fmt.Printf("{\"impl\":\"loupe\",\"kind\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"seconds\":%g,\"tflops\":%.1f}\n", v.name, M, N, K, sec, 2*float64(M)*float64(N)*float64(K)/sec/1e12)
+			}
+			if err := g.Release(s); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
