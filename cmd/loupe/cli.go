@@ -46,7 +46,7 @@ const organismModel = "organism"
 // command gets devices without a change of its own.
 type modelFlag struct {
 	path string
-	dev  deviceFlags // --device and --dtype (device.go)
+	dev  deviceFlags // --device and --weight-dtype (device.go)
 }
 
 func (f *modelFlag) register(fs *flag.FlagSet) {

@@ -14,7 +14,8 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute/cuda"
 )
 
-// deviceFlags are --device and --dtype, shared by every command that loads
+// deviceFlags are --device and --weight-dtype (not --dtype: loupe trace
+// uses that for the activations it stores), shared by every command that loads
 // a model.
 type deviceFlags struct {
 	device string
@@ -25,7 +26,7 @@ type deviceFlags struct {
 func (f *deviceFlags) register(fs *flag.FlagSet) {
 	f.stderr = fs.Output() // newFlags points it at the command's stderr
 	fs.StringVar(&f.device, "device", "auto", "where the model runs: auto (a GPU when one works, else the CPU), cpu, cuda or cuda:N")
-	fs.StringVar(&f.dtype, "dtype", "bf16", "the GPU's weight dtype: bf16, f16 or f32 (the CPU always computes in f32)")
+	fs.StringVar(&f.dtype, "weight-dtype", "bf16", "the dtype the GPU keeps weights in: bf16, f16 or f32 (norms, softmax, reductions and caches stay f32; the CPU always computes in f32)")
 }
 
 // backend opens the device the flags name. auto falls back to the CPU with
@@ -33,7 +34,7 @@ func (f *deviceFlags) register(fs *flag.FlagSet) {
 func (f *deviceFlags) backend() (compute.Backend, error) {
 	dt, ok := compute.ParseDType(f.dtype)
 	if !ok {
-		return nil, fmt.Errorf("%w: --dtype %q: want bf16, f16 or f32", errUsage, f.dtype)
+		return nil, fmt.Errorf("%w: --weight-dtype %q: want bf16, f16 or f32", errUsage, f.dtype)
 	}
 	dev := strings.ToLower(f.device)
 	switch {

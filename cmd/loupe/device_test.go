@@ -26,7 +26,7 @@ func TestDeviceFlagWithoutGPU(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "Tuesday") || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "running on the CPU") {
 		t.Errorf("--device auto: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	for _, bad := range [][]string{{"--device", "tpu"}, {"--device", "cuda:x"}, {"--dtype", "f8"}} {
+	for _, bad := range [][]string{{"--device", "tpu"}, {"--device", "cuda:x"}, {"--weight-dtype", "f8"}} {
 		code, _, stderr = runCLI(t, append([]string{"run", "--prompt", "x"}, bad...)...)
 		if code != 2 || !strings.Contains(stderr, bad[0]) {
 			t.Errorf("%v: exit %d, stderr %q", bad, code, stderr)
