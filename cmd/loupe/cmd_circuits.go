@@ -59,7 +59,10 @@ func loadCircuitModel(path string) (*probe.Loaded, string, error) {
 }
 
 func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, usage{name: "circuits find"})
+	fs := newFlags(env, usage{name: "circuits find",
+		summary: "find a task's circuit by activation patching, ACDC or SAE codes, and score it against a known circuit",
+		example: "loupe circuits find --method acdc --task induction.jsonl --out circuit.arrow",
+		writes:  "the circuit as an Arrow table (--out), and as DOT (--dot) and SVG (--svg) pictures; a summary on stdout"})
 	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
 	method := fs.String("method", "acdc", "patching, acdc or sae")
 	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")

@@ -94,7 +94,10 @@ func parseHook(name string, head int) (activations.HookPoint, error) {
 }
 
 func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, usage{name: "sae train"})
+	fs := newFlags(env, usage{name: "sae train",
+		summary: "train a sparse autoencoder on one hook point's activations, streamed from the model over a corpus",
+		example: "loupe sae train --hook blocks.2.hook_resid_post --arch topk --expansion 8 --k 16 --tokens 200000 --out sae-l2",
+		writes:  "a SAELens v6 folder (cfg.json, sae_weights.safetensors, sparsity.safetensors) in --out, plus a checkpoint there while it trains; progress on stderr when it is a terminal"})
 	var df saeDataFlags
 	df.register(fs)
 	hook := fs.String("hook", "", "the hook point to read (TransformerLens name)")
@@ -184,16 +187,22 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe sae eval DIR [flags]", errUsage)
-	}
-	dir := args[0]
-	fs := newFlags(env, usage{name: "sae eval"})
+	fs := newFlags(env, usage{name: "sae eval", args: "DIR",
+		summary: "evaluate a trained SAE folder: reconstruction metrics and, spliced into the forward pass, CE loss recovered",
+		example: "loupe sae eval sae-l2",
+		writes:  "the metrics on stdout"})
 	var df saeDataFlags
 	df.register(fs)
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		return parseFlags(fs, args)
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return fmt.Errorf("%w: loupe sae eval DIR [flags]", errUsage)
+	}
+	dir := args[0]
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
