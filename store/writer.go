@@ -108,6 +108,7 @@ type Writer struct {
 	tables  map[string]*tableWriter
 	err     error // sticky
 	done    bool
+	cleaned []Temp // dead writers' temporaries Create found in the folder
 }
 
 // Create starts a trace whose main file is path (conventionally *.arrow).
@@ -144,11 +145,19 @@ func Create(path string, run RunInfo, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A writer killed mid-write leaves its temporaries; the next writer in
+	// the folder removes them. A failure here only leaves them in place.
+	w.cleaned, _ = CleanTemps(filepath.Dir(path))
 	if _, err := w.table(info, nil); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
+
+// Cleaned returns the temporary files of dead writers that Create found in
+// the trace's folder, and whether it removed each (it cannot tell a dead
+// writer from a live one where the file system has no flock).
+func (w *Writer) Cleaned() []Temp { return w.cleaned }
 
 // TraceID returns the random id stamped on every file of this write.
 func (w *Writer) TraceID() string { return w.traceID }
@@ -189,7 +198,7 @@ func (w *Writer) table(info TableInfo, extra []string) (*tableWriter, error) {
 	final := w.filePath(info.Name)
 	info.File = filepath.Base(final)
 	tmp := filepath.Join(filepath.Dir(final), "."+info.File+".tmp-"+w.traceID[:12])
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createLockedTemp(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", final, err)
 	}
@@ -225,6 +234,27 @@ func (w *Writer) table(info TableInfo, extra []string) (*tableWriter, error) {
 	}
 	w.tables[info.Name] = t
 	return t, nil
+}
+
+// createLockedTemp creates a temporary file and takes its lock (lockTemp)
+// under the folder's lock, so that CleanTemps, which holds the folder's
+// lock too, never sees it unlocked.
+func createLockedTemp(tmp string) (*os.File, error) {
+	unlock, err := lockDir(filepath.Dir(tmp))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := lockTemp(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return f, nil
 }
 
 // begin takes the lock and checks the writer is usable.
@@ -572,9 +602,10 @@ func (w *Writer) Commit(ctx context.Context) error {
 	}
 	err := w.commit(ctx)
 	w.done = true
-	if err != nil {
-		w.removeTemps()
-	}
+	// Close every file (and so drop its lock) only now, after the renames:
+	// a temporary file is never unlocked while its writer lives. Files not
+	// renamed (an error) are removed.
+	w.removeTemps()
 	w.mu.Unlock()
 	return err
 }
@@ -806,7 +837,8 @@ func (t *tableWriter) flush() error {
 	return nil
 }
 
-// finish writes the footer, flushes, fsyncs and closes the temporary file.
+// finish writes the footer, flushes and fsyncs the temporary file. The file
+// stays open, holding its lock, until discard.
 func (t *tableWriter) finish() error {
 	if t.closed {
 		return nil
@@ -823,21 +855,21 @@ func (t *tableWriter) finish() error {
 	if err == nil {
 		err = t.f.Sync()
 	}
-	if cerr := t.f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("store: write %s: %w", t.final, err)
 	}
 	return nil
 }
 
-// discard closes and removes the temporary file unless it was published.
+// discard closes the file and removes it unless it was published.
 func (t *tableWriter) discard() {
 	if !t.closed {
 		t.closed = true
 		t.rb.Release()
+	}
+	if t.f != nil {
 		t.f.Close()
+		t.f = nil
 	}
 	if !t.renamed {
 		os.Remove(t.tmp)

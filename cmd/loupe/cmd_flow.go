@@ -97,6 +97,7 @@ func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	env.noteCleaned(w)
 	defer w.Abort()
 	if err := w.WriteTokens(store.Tokens{PromptID: 0, IDs: ids, Texts: texts}); err != nil {
 		return err

@@ -211,7 +211,7 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	recs := heads.Records(mf.name(), scores)
 	if *out != "" {
-		if err := writeHeadStore(ctx, *out, mf.name(), m, recs); err != nil {
+		if err := writeHeadStore(ctx, env, *out, mf.name(), m, recs); err != nil {
 			return err
 		}
 	}
@@ -259,7 +259,7 @@ func printSummary(w io.Writer, scores []*heads.Score, took time.Duration) {
 
 // writeHeadStore writes the records to an Arrow trace whose main table is
 // head_scores.
-func writeHeadStore(ctx context.Context, path, model string, m *probe.Loaded, recs []heads.Record) error {
+func writeHeadStore(ctx context.Context, env *cliEnv, path, model string, m *probe.Loaded, recs []heads.Record) error {
 	rows, err := heads.StoreRows(recs)
 	if err != nil {
 		return err
@@ -268,6 +268,7 @@ func writeHeadStore(ctx context.Context, path, model string, m *probe.Loaded, re
 	if err != nil {
 		return err
 	}
+	env.noteCleaned(w)
 	if err := w.WriteHeadScores(rows); err != nil {
 		w.Abort()
 		return err
