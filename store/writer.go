@@ -516,23 +516,34 @@ func (w *Writer) WriteFlow(m FlowMatrix) error {
 }
 
 func (w *Writer) writeFlow(m *FlowMatrix) error {
-	if m.Rows < 0 || m.Cols < 0 || len(m.Values) != m.Rows*m.Cols || m.Method == "" {
-		return fmt.Errorf("flow %q prompt %d layer %d: %d values for %d x %d", m.Method, m.PromptID, m.Layer, len(m.Values), m.Rows, m.Cols)
+	what := fmt.Sprintf("flow %q prompt %d layer %d", m.Method, m.PromptID, m.Layer)
+	switch {
+	case m.Rows < 0 || m.Cols < 0 || len(m.Values) != m.Rows*m.Cols || m.Method == "":
+		return fmt.Errorf("%s: %d values for %d x %d", what, len(m.Values), m.Rows, m.Cols)
+	case m.Outputs != nil && len(m.Outputs) != m.Rows:
+		return fmt.Errorf("%s: %d output positions for %d rows", what, len(m.Outputs), m.Rows)
+	case m.Head < HeadsAveraged:
+		return fmt.Errorf("%s: head %d (want a head, or %d for the average)", what, m.Head, HeadsAveraged)
+	case m.FromLayer < 0 || m.ToLayer <= m.FromLayer:
+		return fmt.Errorf("%s: layers %d..%d (want 0 <= from_layer < to_layer)", what, m.FromLayer, m.ToLayer)
 	}
 	t, err := w.tableNamed(string(KindFlow))
 	if err != nil {
 		return err
 	}
-	key := batchKey{prompt: int32(m.PromptID), hook: m.Method, layer: int32(m.Layer), head: -1}
+	key := batchKey{prompt: int32(m.PromptID), hook: m.Method, layer: int32(m.Layer), head: int32(m.Head)}
 	for r := 0; r < m.Rows; r++ {
-		if err := t.startRow(key, 20+len(m.Method)+4*m.Cols); err != nil {
+		if err := t.startRow(key, 32+len(m.Method)+4*m.Cols); err != nil {
 			return err
 		}
 		t.i32(0).Append(int32(m.PromptID))
 		t.str(1).Append(m.Method)
 		t.i32(2).Append(int32(m.Layer))
-		t.i32(3).Append(int32(r))
-		appendF32List(t.rb.Field(4), m.Values[r*m.Cols:(r+1)*m.Cols])
+		t.i32(3).Append(int32(m.Head))
+		t.i32(4).Append(int32(m.FromLayer))
+		t.i32(5).Append(int32(m.ToLayer))
+		t.i32(6).Append(int32(m.OutputPos(r)))
+		appendF32List(t.rb.Field(7), m.Values[r*m.Cols:(r+1)*m.Cols])
 	}
 	return nil
 }

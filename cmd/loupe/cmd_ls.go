@@ -73,7 +73,7 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	defer tr.Close()
-	s := lsSummary{Path: path, Schema: strconv.Itoa(store.SchemaVersion), TraceID: tr.TraceID(), MainTable: tr.MainTable(),
+	s := lsSummary{Path: path, Schema: strconv.Itoa(tr.SchemaVersion()), TraceID: tr.TraceID(), MainTable: tr.MainTable(),
 		Run: tr.Run(), Prompts: tr.Prompts(), Layers: tr.Layers(), Hooks: tr.Hooks(), Tables: tr.Tables(), Bytes: map[string]int64{},
 		Leftovers: leftovers}
 	for _, in := range s.Tables {
