@@ -162,6 +162,11 @@ func (t *Table) checkSchema() error {
 		if v == 1 {
 			want = flowFieldsV1()
 		}
+	case KindAblation:
+		if v < 2 {
+			return fmt.Errorf("%w: an ablation table in a schema v%d file (ablation tables came with v2)", ErrNotLoupe, v)
+		}
+		want = fields(t.info.Kind)
 	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindIndex:
 		want = fields(t.info.Kind)
 	default:
