@@ -18,9 +18,9 @@ func TestAblationRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []store.Ablation{
-		{Task: "niah", Method: "zero", Heads: []store.HeadRef{{18, 6}, {17, 3}}, Baseline: 1, Accuracy: 0.25,
-			RandomAccuracy: []float64{1, 0.75, 0.875}, RandomHeads: [][]store.HeadRef{{{1, 2}, {3, 4}}, {{0, 0}, {9, 8}}, {{5, 5}, {6, 6}}}},
-		{Task: "induction", Method: "zero", Heads: []store.HeadRef{{2, 3}}, Baseline: 0.5, Accuracy: 0.5,
+		{Task: "niah", Method: "zero", Heads: []store.HeadRef{{Layer: 18, Head: 6}, {Layer: 17, Head: 3}}, Baseline: 1, Accuracy: 0.25,
+			RandomAccuracy: []float64{1, 0.75, 0.875}, RandomHeads: [][]store.HeadRef{{{Layer: 1, Head: 2}, {Layer: 3, Head: 4}}, {{Layer: 0, Head: 0}, {Layer: 9, Head: 8}}, {{Layer: 5, Head: 5}, {Layer: 6, Head: 6}}}},
+		{Task: "induction", Method: "zero", Heads: []store.HeadRef{{Layer: 2, Head: 3}}, Baseline: 0.5, Accuracy: 0.5,
 			RandomAccuracy: []float64{}, RandomHeads: nil},
 	}
 	for _, a := range want {
@@ -30,9 +30,9 @@ func TestAblationRoundTrip(t *testing.T) {
 	}
 	for _, bad := range []store.Ablation{
 		{Task: "niah", Method: "zero"},
-		{Task: "niah", Method: "zero", Heads: []store.HeadRef{{1, 1}}, RandomAccuracy: []float64{1}},
-		{Task: "", Method: "zero", Heads: []store.HeadRef{{1, 1}}},
-		{Task: "niah", Method: "zero", Heads: []store.HeadRef{{-1, 1}}},
+		{Task: "niah", Method: "zero", Heads: []store.HeadRef{{Layer: 1, Head: 1}}, RandomAccuracy: []float64{1}},
+		{Task: "", Method: "zero", Heads: []store.HeadRef{{Layer: 1, Head: 1}}},
+		{Task: "niah", Method: "zero", Heads: []store.HeadRef{{Layer: -1, Head: 1}}},
 	} {
 		if err := w.WriteAblation(bad); err == nil || !strings.Contains(err.Error(), path) {
 			t.Errorf("WriteAblation(%+v) = %v, want an error naming the file", bad, err)
