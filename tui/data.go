@@ -43,6 +43,9 @@ type Source struct {
 	layers     int
 	heads      int
 	prompts    []int
+	// ablations are the ablation experiments of every trace (small: one
+	// row per experiment), read at Open.
+	ablations []store.Ablation
 
 	tokens map[int]*store.Tokens
 	attn   map[[3]int]*attnResult
@@ -108,6 +111,24 @@ func Open(paths ...string) (src *Source, err error) {
 			}
 			seen[k] = len(src.scores)
 			src.scores = append(src.scores, s)
+		}
+	}
+	for _, tr := range src.traces {
+		var abl []store.Ablation
+		err := guard(func() error {
+			var err error
+			abl, err = tr.ReadAblations(context.Background(), store.Selector{})
+			return err
+		})
+		if err != nil {
+			src.Close()
+			return nil, fileErr(tablePath(tr, string(store.KindAblation)), err)
+		}
+		src.ablations = append(src.ablations, abl...)
+		for _, a := range abl {
+			for _, h := range a.Heads {
+				src.layers, src.heads = max(src.layers, h.Layer+1), max(src.heads, h.Head+1)
+			}
 		}
 	}
 	names, labels := map[string]bool{}, map[string]bool{}
@@ -306,6 +327,18 @@ func (s *Source) HeadScores(layer, head int) []store.HeadScore {
 	sort.SliceStable(out, func(a, b int) bool {
 		return slices.Index(s.scoreNames, out[a].Score) < slices.Index(s.scoreNames, out[b].Score)
 	})
+	return out
+}
+
+// Ablations returns the ablation experiments that knock out the head, in
+// file order.
+func (s *Source) Ablations(layer, head int) []store.Ablation {
+	var out []store.Ablation
+	for _, a := range s.ablations {
+		if slices.Contains(a.Heads, store.HeadRef{Layer: layer, Head: head}) {
+			out = append(out, a)
+		}
+	}
 	return out
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
+	"github.com/loupe-dev/loupe/store"
 )
 
 // cliEnv is what every command writes to.
@@ -83,6 +84,23 @@ func (f *modelFlag) name() string {
 		return organism.Name
 	}
 	return f.path
+}
+
+// noteCleaned tells the user, on stderr, about the temporary files of
+// killed writers that a new trace writer removed from its folder. Every
+// command that creates a trace calls it after store.Create.
+func (env *cliEnv) noteCleaned(w *store.Writer) {
+	var n int
+	var bytes int64
+	for _, t := range w.Cleaned() {
+		if t.Removed {
+			n++
+			bytes += t.Bytes
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(env.stderr, "note: removed %d temporary files (%s) that a killed writer left in this folder\n", n, humanBytes(bytes))
+	}
 }
 
 // usage is what `loupe NAME -h` prints above the flags.
