@@ -566,21 +566,105 @@ def family_specs():
 
 # ----------------------------------------------------------------------------- part D
 
+def gemma_tokenizer(gguf_path):
+    """Gemma's tokenizer rebuilt with Hugging Face `tokenizers` from the GGUF
+    vocabulary, the way transformers' GemmaConverter builds Gemma's tokenizer.json
+    from the SentencePiece model (convert_slow_tokenizer: BPE over the pieces with
+    merges from generate_merges on the scores, byte fallback, Replace(' ', '▁')
+    normalizer, Split(' ') pre-tokenizer, Replace/ByteFallback/Fuse decoder).
+    llama.cpp wrote the pieces of spaces only with real spaces: they become '▁'
+    runs again, as transformers' GGUF reader does. Control tokens are special
+    added tokens, user-defined ones (newline and space runs) normalized added
+    tokens; <bos> is prepended.
+
+    transformers' own GGUF path (GGUFGemmaConverter) makes a Unigram model of
+    the same scores; Gemma's scores are BPE merge ranks (-rank), so Unigram
+    over-segments (30 tokens for the 16-token `sentence` prompt). We use the BPE
+    form, which is what Gemma's real tokenizer is."""
+    import gguf
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import generate_merges
+    r = gguf.GGUFReader(gguf_path)
+    f = r.fields
+    tokens = [bytes(f["tokenizer.ggml.tokens"].parts[i]).decode("utf-8") for i in f["tokenizer.ggml.tokens"].data]
+    scores = [float(f["tokenizer.ggml.scores"].parts[i][0]) for i in f["tokenizer.ggml.scores"].data]
+    types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
+    pieces = ["▁" * len(t) if (" " in t and len(t.strip()) == 0) else t for t in tokens]
+    vocab_scores = [(p, 0.0 if i < 3 else s) for i, (p, s) in enumerate(zip(pieces, scores))]
+    sp_vocab = {p: i for i, p in enumerate(pieces)}
+    if "\t" not in sp_vocab:
+        tab = sp_vocab["<0x09>"]
+        sp_vocab["\t"] = tab
+        vocab_scores[tab] = ("\t", 0.0)
+    merges = generate_merges(sp_vocab, vocab_scores)
+    bpe_vocab = {w: i for i, (w, _) in enumerate(vocab_scores)}
+    tk = Tokenizer(BPE(bpe_vocab, merges, unk_token=pieces[3], fuse_unk=True, byte_fallback=True, dropout=None))
+    tk.normalizer = normalizers.Replace(" ", "▁")
+    tk.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tk.add_special_tokens([AddedToken(pieces[i], special=True, normalized=False)
+                           for i, t in enumerate(types) if t in (2, 3)])
+    tk.add_tokens([AddedToken(pieces[i], special=False, normalized=True) for i, t in enumerate(types) if t == 4])
+    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return tk
+
+
+def gemma3_tokenizer_refs(tk=None):
+    """probe/tokenizer/testdata/gemma3/refs.jsonl and pieces.jsonl: gemma_tokenizer's
+    ids and decodings of the tokenizer corpus, in the format of
+    probe/tokenizer/testdata/make_refs.py (write_refs)."""
+    if tk is None:
+        gguf_path = os.environ.get("LOUPE_GEMMA3_GGUF", os.path.expanduser("~/.cache/loupe/gemma-3-270m-q4_k_m.gguf"))
+        tk = gemma_tokenizer(gguf_path)
+        tk.save(os.path.join(os.path.dirname(os.path.abspath(gguf_path)), "gemma-3-270m-tokenizer.json"))
+    tdir = os.path.join(HERE, "..", "..", "tokenizer", "testdata")
+    with open(os.path.join(tdir, "corpus.jsonl"), encoding="utf-8") as f:
+        texts = [json.loads(l)["text"] for l in f if l.strip()]
+    out = os.path.join(tdir, "gemma3")
+    os.makedirs(out, exist_ok=True)
+    piece_ids = set(range(0, tk.get_vocab_size(), 257)) | set(range(0, 300))
+    with open(os.path.join(out, "refs.jsonl"), "w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            plain = tk.encode(t, add_special_tokens=False).ids
+            piece_ids |= set(plain)
+            f.write(json.dumps({"i": i, "ids": plain, "ids_special": tk.encode(t).ids,
+                                "decoded": tk.decode(plain, skip_special_tokens=False),
+                                "decoded_skip": tk.decode(plain, skip_special_tokens=True)},
+                               ensure_ascii=True) + "\n")
+    with open(os.path.join(out, "pieces.jsonl"), "w", encoding="utf-8") as f:
+        for i in sorted(piece_ids):
+            f.write(json.dumps({"id": i, "text": tk.decode([i], skip_special_tokens=False)}, ensure_ascii=True) + "\n")
+    print("wrote", out)
+
+
 def gemma3():
     """Gemma 3 270M from the Q4_K_M GGUF (scripts/fetch-gemma3.sh), as transformers
     dequantizes and runs it (float32, eager). Its vocabulary is 262144 tokens, so
     whole logit rows are not committed: at every checked position the top-100
     logits, the logits of 1024 fixed vocabulary ids (seeded sample) and whole-row
-    checksums. The tokenizer is the one transformers builds from the GGUF
-    vocabulary; its ids for probe/tokenizer/testdata/corpus.jsonl go to
-    gemma3_corpus.jsonl."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    checksums. Token ids come from gemma_tokenizer (see there); its ids for
+    probe/tokenizer/testdata/corpus.jsonl go to probe/tokenizer/testdata/gemma3/, and the
+    tokenizer.json it makes is written beside the GGUF (not committed: 262144
+    pieces) for the tokenizer.json test."""
+    from transformers import AutoModelForCausalLM
 
     gguf_path = os.environ.get("LOUPE_GEMMA3_GGUF", os.path.expanduser("~/.cache/loupe/gemma-3-270m-q4_k_m.gguf"))
     d, name = os.path.dirname(os.path.abspath(gguf_path)), os.path.basename(gguf_path)
     print("gguf:", gguf_path)
     digest = sha256(gguf_path)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    tk = gemma_tokenizer(gguf_path)
+    tk.save(os.path.join(d, "gemma-3-270m-tokenizer.json"))
+
+    class Tok:  # the two calls word_text and the cases need
+        def __call__(self, text, add_special_tokens=True):
+            return type("E", (), {"input_ids": tk.encode(text, add_special_tokens=add_special_tokens).ids})
+
+        def decode(self, ids):
+            return tk.decode(ids, skip_special_tokens=False)
+    tok = Tok()
+    for text, want in [("The quick brown fox", None)]:
+        print("tokenizer check:", tk.encode(text).tokens)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
                                                  attn_implementation="eager").eval()
     cfg = model.config
@@ -628,14 +712,7 @@ def gemma3():
         })
         del logits
 
-    # token ids of the tokenizer corpus
-    corpus_path = os.path.join(HERE, "..", "..", "tokenizer", "testdata", "corpus.jsonl")
-    with open(corpus_path, encoding="utf-8") as f:
-        texts = [json.loads(l)["text"] for l in f if l.strip()]
-    with open(os.path.join(HERE, "gemma3_corpus.jsonl"), "w", encoding="utf-8") as f:
-        for t in texts:
-            f.write(json.dumps({"ids": tok(t, add_special_tokens=False).input_ids,
-                                "ids_special": tok(t).input_ids}, separators=(",", ":")) + "\n")
+    gemma3_tokenizer_refs(tk)
 
     cfgd = cfg.to_dict()
     manifest = {
@@ -647,11 +724,10 @@ def gemma3():
                    "sliding_window": window, "layer_types": cfg.layer_types,
                    "query_pre_attn_scalar": cfg.query_pre_attn_scalar},
         "config_full": json.loads(json.dumps(cfgd, default=str)),
-        "tokenizer": {"class": type(tok).__name__,
-                      "model": json.loads(tok.backend_tokenizer.to_str())["model"]["type"],
-                      "normalizer": json.loads(tok.backend_tokenizer.to_str())["normalizer"],
-                      "pre_tokenizer": json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"],
-                      "decoder": json.loads(tok.backend_tokenizer.to_str())["decoder"]},
+        "tokenizer": {"made_by": "gemma_tokenizer() in make_refs.py (tokenizers BPE, GemmaConverter's recipe)",
+                      "normalizer": json.loads(tk.to_str())["normalizer"],
+                      "pre_tokenizer": json.loads(tk.to_str())["pre_tokenizer"],
+                      "decoder": json.loads(tk.to_str())["decoder"]},
         "sample_ids": sample_ids,
         "cases": cases,
     }
@@ -667,5 +743,7 @@ if __name__ == "__main__":
         tiny()
     if "gemma3" in what:
         gemma3()
+    if "gemma3_tokenizer" in what:
+        gemma3_tokenizer_refs()
     if "families" in what:
         tiny(family_specs(), "families.json", "families")
