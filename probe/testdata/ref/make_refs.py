@@ -735,6 +735,104 @@ def gemma3():
     print("wrote gemma3.json")
 
 
+# ----------------------------------------------------------------------------- part E
+
+def write_tiny_ggufs():
+    """gguf.json: tiny models of the GGUF architectures qwen2, qwen3, gemma3 and phi3
+    written as GGUF files the way llama.cpp's convert_hf_to_gguf.py writes them:
+    tensor names from gguf-py's own name map (gguf.get_tensor_name_map), q/k rows
+    unpermuted (only the llama converter permutes them), Gemma's norm weights
+    stored as 1 + w (its converter's norm_shift), Phi-3's fused qkv_proj and
+    gate_up_proj kept as attn_qkv / ffn_up, F32 tensors (the reference logits are
+    those of the F32 safetensors), and the metadata
+    llama.cpp reads (key_length, rope.dimension_count, sliding_window,
+    attention.sliding_window_pattern, attention.scale, rope.freq_base_swa).
+    The weights are those of models/<name> (parts B and C), so the reference
+    logits are those of tiny.json / families.json: the entries are copied with
+    `dir` pointing at the GGUF. Where transformers can read the GGUF back, the
+    largest logit difference to the safetensors model is recorded
+    (`transformers_gguf_maxabs`); its GGUF reader drops the metadata it has no
+    mapping for (Phi-3's sliding window and partial rotary, Qwen3's key_length,
+    Gemma 3's attention scale and layer pattern), so it is informative only."""
+    import gguf
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    manifests = {f: json.load(open(os.path.join(HERE, f))) for f in ("tiny.json", "families.json")}
+    entries = {m["name"]: m for f in manifests.values() for m in f["models"]}
+    archs = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3,
+             "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}
+    out = []
+    for name, arch in archs.items():
+        mdir = os.path.join(HERE, "models", name)
+        cfg = json.load(open(os.path.join(mdir, "config.json")))
+        sd = load_file(os.path.join(mdir, "model.safetensors"))
+        L = cfg["num_hidden_layers"]
+        H, D = cfg["num_attention_heads"], cfg["hidden_size"]
+        head_dim = cfg.get("head_dim") or D // H
+        rp = cfg.get("rope_parameters") or {}
+        path = os.path.join(HERE, "models", f"{name}.gguf")
+        w = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
+        w.add_name(f"loupe tiny {name}")
+        w.add_context_length(cfg["max_position_embeddings"])
+        w.add_embedding_length(D)
+        w.add_block_count(L)
+        w.add_feed_forward_length(cfg["intermediate_size"])
+        w.add_head_count(H)
+        w.add_head_count_kv(cfg["num_key_value_heads"])
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_vocab_size(cfg["vocab_size"])
+        w.add_bos_token_id(cfg["bos_token_id"])
+        w.add_eos_token_id(cfg["eos_token_id"])
+        if name == "gemma3":
+            w.add_rope_freq_base(rp["full_attention"]["rope_theta"])
+            w.add_rope_freq_base_swa(rp["sliding_attention"]["rope_theta"])
+            w.add_key_length(head_dim)
+            w.add_value_length(head_dim)
+            w.add_sliding_window(cfg["sliding_window"])
+            w.add_sliding_window_pattern([t == "sliding_attention" for t in cfg["layer_types"]])
+            w.add_attention_scale(cfg["query_pre_attn_scalar"] ** -0.5)
+        else:
+            theta = rp.get("rope_theta", cfg.get("rope_theta"))
+            w.add_rope_freq_base(theta)
+        if name == "qwen3":
+            w.add_key_length(head_dim)
+            w.add_value_length(head_dim)
+        if name == "phi3":
+            w.add_rope_dimension_count(int(head_dim * rp.get("partial_rotary_factor", 1.0)))
+            w.add_sliding_window(cfg["sliding_window"])
+        nmap = gguf.get_tensor_name_map(arch, L)
+        for hf, t in sorted(sd.items()):
+            g = nmap.get_name(hf, try_suffixes=(".weight", ".bias"))
+            assert g is not None, hf
+            a = t.float().numpy()
+            if name == "gemma3" and hf.endswith("norm.weight"):
+                a = a + 1.0  # convert_hf_to_gguf.py Gemma3Model: norm_shift
+            w.add_tensor(g, np.ascontiguousarray(a))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        e = copy.deepcopy(entries[name])
+        e["dir"] = f"models/{name}.gguf"
+        e["gguf_arch"] = gguf.MODEL_ARCH_NAMES[arch]
+        try:
+            ref = AutoModelForCausalLM.from_pretrained(os.path.join(HERE, "models"), gguf_file=f"{name}.gguf",
+                                                       dtype=torch.float32, attn_implementation="eager").eval()
+            x = torch.tensor([e["sequences"]["len33"]["ids"]])
+            want = np.fromfile(os.path.join(HERE, e["sequences"]["len33"]["logits"]["file"]), dtype="<f4")
+            e["transformers_gguf_maxabs"] = float(np.abs(ref(x).logits[0].numpy().ravel() - want).max())
+        except Exception as ex:  # noqa: BLE001 - recorded, not fatal
+            e["transformers_gguf_maxabs"] = None
+            e["transformers_gguf_error"] = f"{type(ex).__name__}: {ex}"[:300]
+        print(f"[gguf {name}] {os.path.getsize(path)} bytes, transformers: "
+              f"{e.get('transformers_gguf_maxabs')} {e.get('transformers_gguf_error', '')}", flush=True)
+        out.append(e)
+    dump_json({"about": "Tiny GGUF files of the qwen2, qwen3, gemma3 and phi3 architectures; "
+                        "the weights and reference logits of tiny.json / families.json. See README.md.",
+               "versions": versions(), "models": out}, os.path.join(HERE, "gguf.json"))
+    print("wrote gguf.json")
+
+
 if __name__ == "__main__":
     what = sys.argv[1:] or ["smollm2", "tiny"]
     if "smollm2" in what:
@@ -743,6 +841,8 @@ if __name__ == "__main__":
         tiny()
     if "gemma3" in what:
         gemma3()
+    if "gguf" in what:
+        write_tiny_ggufs()
     if "gemma3_tokenizer" in what:
         gemma3_tokenizer_refs()
     if "families" in what:
