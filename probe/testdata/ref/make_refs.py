@@ -522,7 +522,15 @@ def family_specs():
                               Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
     V = 256
     base_tok = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    from transformers import LlamaConfig, LlamaForCausalLM
     return [
+        # linear RoPE scaling (Gemma 3 4B and larger scale their global
+        # layers so): every frequency divided by the factor.
+        dict(name="llama_linear", seed=205, cls=LlamaForCausalLM, save_dtype=torch.float32,
+             config=LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                rope_theta=10000.0, rope_scaling={"rope_type": "linear", "factor": 4.0},
+                                rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu", **base_tok)),
         # QK-norm (RMSNorm over each head's d_head, before RoPE); head_dim 24
         # is not hidden/heads; GQA 4/2; tied.
         dict(name="qwen3", seed=201, cls=Qwen3ForCausalLM, save_dtype=torch.float32,
