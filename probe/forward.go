@@ -148,7 +148,21 @@ func (m *Model) checkBatch(batch [][]int) error {
 }
 
 // run embeds ids [B*T], runs every block and returns the requested logits.
-func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
+// On a backend with a memory pool the pass is one scope and each block a
+// scope inside it (compute.Scoped), so device temporaries go back to the
+// pool as the pass goes; a device failure (memory running out) ends the
+// pass with its error and leaves the model usable.
+func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []float32, err error) {
+	scope := compute.Mark(p.b)
+	defer func() {
+		if rerr := compute.Release(p.b, scope); rerr != nil && err == nil {
+			logits, err = nil, rerr
+		}
+	}()
+	return p.runBlocks(ctx, ids, mode)
+}
+
+func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
 	m, b := p.m, p.b
 	x := b.Embed(m.embed, ids)
 	if m.Config.EmbedScale != 0 {
@@ -163,6 +177,7 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		block := compute.Mark(b)
 		switch m.Config.Family {
 		case FamilyLlama:
 			x = p.llamaBlock(i, x)
@@ -172,6 +187,9 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 			x = p.neoxBlock(i, x)
 		case FamilyGemma3:
 			x = p.gemma3Block(i, x)
+		}
+		if err := compute.Release(b, block, x); err != nil && p.err == nil {
+			p.err = fmt.Errorf("layer %d: %w", i, err)
 		}
 		if p.err != nil {
 			return nil, p.err
@@ -240,48 +258,6 @@ func (p *pass) name(i int, suffix string) string {
 
 func (p *pass) resid() []int    { return []int{p.B, p.T, p.m.Config.DModel} }
 func (p *pass) mlpShape() []int { return []int{p.B, p.T, p.m.Config.DMLP} }
-
-// attention is the attention sublayer shared by every family: it takes the
-// normalised residual and returns the output projection (bias included),
-// which the family's block passes to hook_attn_out (Gemma after its
-// post-attention norm).
-func (p *pass) attention(i int, x tensor) tensor {
-	m, b, ly := p.m, p.b, &p.m.layers[i]
-	c := m.Config
-	H, Hkv, Dh := c.Heads, c.KVHeads, c.HeadDim
-	q := p.hook(i, "attn.hook_q", b.Linear(x, ly.wq, ly.bq), []int{p.B, p.T, H, Dh})
-	k := p.hook(i, "attn.hook_k", b.Linear(x, ly.wk, ly.bk), []int{p.B, p.T, Hkv, Dh})
-	v := p.hook(i, "attn.hook_v", b.Linear(x, ly.wv, ly.bv), []int{p.B, p.T, Hkv, Dh})
-	if ly.qNorm != nil {
-		// QK-norm: an RMSNorm over each head's d_head, before RoPE.
-		N, eps := p.B*p.T, float32(c.NormEps)
-		q = b.Reshape(b.RMSNorm(b.Reshape(q, N*H, Dh), ly.qNorm, eps), N, H*Dh)
-		k = b.Reshape(b.RMSNorm(b.Reshape(k, N*Hkv, Dh), ly.kNorm, eps), N, Hkv*Dh)
-	}
-	if m.invFreq != nil {
-		pos, freqs := p.pos, m.ropeFreqs(i)
-		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, freqs)
-		b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, freqs)
-		q = p.hook(i, "attn.hook_rot_q", q, []int{p.B, p.T, H, Dh})
-		k = p.hook(i, "attn.hook_rot_k", k, []int{p.B, p.T, Hkv, Dh})
-	}
-	shape := compute.AttnShape{B: p.B, Tq: p.T, Tk: p.T, Tcap: p.T, H: H, Hkv: Hkv, Dh: Dh}
-	if p.kv != nil {
-		k, v = p.kv.append(b, i, k, v, p.B, p.T)
-		shape.Tk, shape.Tcap = p.kv.len+p.T, p.kv.cap
-	}
-	mask := p.mask
-	mask.Past = p.past
-	mask.Window = c.Window(i)
-	scores := b.AttentionScores(q, k, shape, c.AttnScale(), mask)
-	scores = p.hook(i, "attn.hook_attn_scores", scores, []int{p.B, H, p.T, shape.Tk})
-	pattern := p.hook(i, "attn.hook_pattern", b.SoftmaxRows(scores), []int{p.B, H, p.T, shape.Tk})
-	z := p.hook(i, "attn.hook_z", b.AttentionMix(pattern, v, shape), []int{p.B, p.T, H, Dh})
-	if p.hooks.active(p.name(i, "attn.hook_result")) {
-		return p.attnOutFromResults(i, z)
-	}
-	return b.Linear(z, ly.wo, ly.bo)
-}
 
 // attnOutFromResults computes each head's write to the residual stream,
 // hook_result [B, T, H, d_model] = z_h·W_O,hᵀ, and passes it through its

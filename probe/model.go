@@ -110,7 +110,7 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 		}
 	}
 	m.blockHookNames = map[string][]string{}
-	for _, suffix := range blockHooks {
+	for _, suffix := range append(blockHooks[:len(blockHooks):len(blockHooks)], splitHooks...) {
 		names := make([]string, cfg.Layers)
 		for i := range names {
 			names[i] = hookName(i, suffix)
@@ -169,7 +169,12 @@ func (l *loader) get(name string, shape ...int) compute.Tensor {
 	if l.err != nil {
 		return nil
 	}
-	return l.b.FromHost(data, shape...)
+	t := compute.FromHostWeight(l.b, data, shape...)
+	if err := compute.Err(l.b); err != nil {
+		l.err = fmt.Errorf("tensor %q: %w", name, err)
+		return nil
+	}
+	return t
 }
 
 // optional reads a tensor that a checkpoint may omit (nil when absent).

@@ -11,23 +11,23 @@ import (
 )
 
 func cmdInspect(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "inspect")
-	model := fs.String("model", "", "a Hugging Face model directory or a .gguf file")
+	fs := newFlags(env, usage{name: "inspect",
+		example: "loupe inspect --model SmolLM2-135M-Instruct.Q4_1.gguf",
+		writes:  "the architecture, config, parameter count and hook names on stdout; nothing on disk"})
+	var mf modelFlag
+	mf.register(fs)
 	allHooks := fs.Bool("all-hooks", false, "list every hook name, not one layer's")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *model == "" {
-		return fmt.Errorf("%w: --model is required", errUsage)
-	}
-	m, err := probe.Load(*model, nil)
+	m, err := mf.load()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	c := m.Config
 	w := env.stdout
-	fmt.Fprintf(w, "model         %s (%s)\n", *model, m.Weights.Format)
+	fmt.Fprintf(w, "model         %s (%s)\n", mf.name(), m.Weights.Format)
 	fmt.Fprintf(w, "architecture  %s (model_type %s)\n", c.Family, c.ModelType)
 	fmt.Fprintf(w, "parameters    %d (%.1fM)\n", m.NumParams(), float64(m.NumParams())/1e6)
 	fmt.Fprintf(w, "layers        %d\n", c.Layers)

@@ -106,6 +106,12 @@ type Backend interface {
 	// row r at position pos[r], with angles pos·invFreq[i].
 	RotaryInPlace(x Tensor, heads, headDim, rotDim int, pos []int, invFreq []float32)
 
+	// Attention is the fused attention operation (DESIGN decision 8): it
+	// returns z and what spec asks (full scores or pattern, reductions of
+	// the exact softmax), building nothing of size Tq×Tk unless the full
+	// scores or pattern are asked. attention.go states the contract.
+	Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMask, spec AttnSpec) AttnResult
+
 	// AttentionScores computes scale·q·kᵀ with masked entries set to -Inf:
 	// [B, H, Tq, Tk].
 	AttentionScores(q, k Tensor, s AttnShape, scale float32, mask AttnMask) Tensor
