@@ -52,6 +52,10 @@ type Source struct {
 	norms  map[int]*normsResult
 	lens   map[int]*lensResult
 	flow   map[int]*flowResult
+
+	features  []store.FeatureRow // SAE latents (features.go)
+	featTrace *store.Trace
+	examples  map[int][]store.FeatureExample
 }
 
 // knownScores fixes the order of the well-known scores in the head map, so
@@ -174,6 +178,10 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	sort.Ints(src.prompts)
+	if err := src.loadFeatures(); err != nil {
+		src.Close()
+		return nil, err
+	}
 	if src.heads == 0 && len(src.prompts) > 0 && src.layers > 0 {
 		// No scores and no config: count the heads of one attention batch.
 		for _, tr := range src.traces {
