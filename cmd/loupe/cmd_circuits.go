@@ -59,7 +59,10 @@ func loadCircuitModel(path string) (*probe.Loaded, string, error) {
 }
 
 func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "circuits find")
+	fs := newFlags(env, usage{name: "circuits find",
+		summary: "find a task's circuit: activation/path patching, ACDC (Conmy et al.) or SAE codes (O'Neill and Bui)",
+		example: "loupe circuits find --method acdc --task induction.jsonl --truth 1.0,1.1,2.3 --svg circuit.svg",
+		writes:  "the circuit table (Arrow, --out), and DOT / SVG pictures when asked"})
 	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
 	method := fs.String("method", "acdc", "patching, acdc or sae")
 	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")
@@ -288,7 +291,10 @@ func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
 	}
 	kind := args[0]
-	fs := newFlags(env, "circuits task "+kind)
+	fs := newFlags(env, usage{name: "circuits task", args: kind,
+		summary: "write a task file of clean/corrupted prompt pairs (ioi, greater-than, docstring, induction)",
+		example: "loupe circuits task induction --n 64 --out induction.jsonl",
+		writes:  "a JSON-lines task file (--out)"})
 	model := fs.String("model", "", "the model whose tokenizer checks the task (default: the embedded organism)")
 	n := fs.Int("n", 64, "pairs to write")
 	seed := fs.Uint64("seed", 1, "seed")

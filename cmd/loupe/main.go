@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+
+	"github.com/charmbracelet/x/term"
 )
 
 // command is one `loupe NAME` subcommand. run gets the arguments after NAME.
@@ -24,11 +26,6 @@ type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *cliEnv, args []string) error
-}
-
-// cliEnv is what every command writes to.
-type cliEnv struct {
-	stdout, stderr io.Writer
 }
 
 // commands lists every subcommand. Each lives in its own cmd_*.go file.
@@ -52,7 +49,8 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := runMain(ctx, os.Args[1:], &cliEnv{stdout: os.Stdout, stderr: os.Stderr})
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, stderrTerminal: term.IsTerminal(os.Stderr.Fd())}
+	code := runMain(ctx, os.Args[1:], env)
 	stop()
 	os.Exit(code)
 }
@@ -66,6 +64,10 @@ func runMain(ctx context.Context, args []string, env *cliEnv) int {
 		if len(args) == 0 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(env.stdout, "loupe", buildVersion())
 		return 0
 	}
 	for _, c := range commands() {
@@ -95,26 +97,7 @@ func printHelp(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun `loupe COMMAND -h` for a command's flags.")
-}
-
-// newFlags makes a FlagSet that reports errors instead of exiting.
-func newFlags(env *cliEnv, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("loupe "+name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	return fs
-}
-
-// parseFlags parses args and turns a flag error into a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return nil
+	fmt.Fprintln(w, "\nRun `loupe COMMAND -h` for a command's flags, an example and what it writes;")
+	fmt.Fprintln(w, "`loupe --version` for the version. Every command that runs a model runs the")
+	fmt.Fprintln(w, "embedded model organism unless --model names another.")
 }
