@@ -30,7 +30,8 @@ func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
 		return cmdCircuitsTask(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.stdout, "loupe circuits find --method patching|acdc|sae --task FILE [--model M] [--truth L.H,...] [--out circuit.arrow] [--dot F] [--svg F]\n"+
-			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl")
+			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl\n\n"+
+			"Run `loupe circuits find -h` or `loupe circuits task -h` for their flags.")
 		return nil
 	}
 	return fmt.Errorf("%w: unknown circuits command %q; %s", errUsage, args[0], usage)
@@ -287,11 +288,11 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
+	kind := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		kind, args = args[0], args[1:]
 	}
-	kind := args[0]
-	fs := newFlags(env, usage{name: "circuits task", args: kind,
+	fs := newFlags(env, usage{name: "circuits task", args: "ioi|greater-than|docstring|induction",
 		summary: "write a task file of clean/corrupted prompt pairs (ioi, greater-than, docstring, induction)",
 		example: "loupe circuits task induction --n 64 --out induction.jsonl",
 		writes:  "a JSON-lines task file (--out)"})
@@ -300,8 +301,11 @@ func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 	seed := fs.Uint64("seed", 1, "seed")
 	span := fs.Int("span", 10, "induction: the repeated span's length in tokens")
 	out := fs.String("out", "", "the task file to write (JSON lines)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if kind == "" {
+		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
