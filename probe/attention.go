@@ -20,12 +20,13 @@ import (
 // computes pattern reductions without storing the pattern.
 func (p *pass) attention(i int, x tensor) tensor {
 	b, ly := p.b, &p.m.layers[i]
-	return p.attend(i, b.Linear(x, ly.wq, ly.bq), b.Linear(x, ly.wk, ly.bk), b.Linear(x, ly.wv, ly.bv), p.m.Config.KVHeads)
+	Hkv := p.m.Config.KVHeads
+	return p.attend(i, b.Linear(x, ly.wq, ly.bq), b.Linear(x, ly.wk, ly.bk), b.Linear(x, ly.wv, ly.bv), Hkv)
 }
 
-// attend is attention from the projected q [B*T, H*d_head], k and v
-// [B*T, Hkv*d_head]: Hkv is the model's key/value heads, or H in a
-// split-input run where every query head has its own keys (splitin.go).
+// attend runs attention from the projected q [B*T, H*d_head], k and v
+// [B*T, Hkv*d_head] (Hkv = H when every query head has its own keys, as in
+// a split-input run) and returns the output projection.
 func (p *pass) attend(i int, q, k, v tensor, Hkv int) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	c := m.Config

@@ -103,7 +103,18 @@ type Reduced struct {
 type Edit struct {
 	Hook string
 	Fn   func(b compute.Backend, name string, t compute.Tensor, shape []int) (compute.Tensor, error)
+	// FnPoint, when set, is used instead of Fn. It gets, besides Fn's
+	// arguments, point: a function that passes a tensor the edit derives
+	// (say, the ids a codebook chose) through the run's hooks under a name
+	// of the edit's choosing, so other hooks can cache, reduce or edit it
+	// like any activation. Such nested hook points are not in HookNames;
+	// the edit that makes one does not apply to it.
+	FnPoint func(b compute.Backend, name string, t compute.Tensor, shape []int, point PointFunc) (compute.Tensor, error)
 }
+
+// PointFunc passes t (TransformerLens shape shape) through the hook point
+// name of the current run and returns the tensor to continue with.
+type PointFunc func(name string, t compute.Tensor, shape []int) (compute.Tensor, error)
 
 // ZeroAblateHead removes one head's output by zeroing its hook_z slice.
 func ZeroAblateHead(cfg Config, layer, head int) Edit {
@@ -219,10 +230,11 @@ func (m *Model) hasBlockHook(suffix string) bool {
 // hookSet is a run's compiled Hooks: which names are cached, reduced or
 // edited. A nil *hookSet does nothing.
 type hookSet struct {
-	hooks  *Hooks
-	cache  map[string]*Activation
-	reduce []*Reduced
-	memo   map[string]bool // name -> does any hook apply
+	hooks   *Hooks
+	cache   map[string]*Activation
+	reduce  []*Reduced
+	memo    map[string]bool // name -> does any hook apply
+	running []bool          // edits now running (a nested point skips them)
 	// mask is the attention mask of the layer being run, for reductions of
 	// a materialised pattern (relative spans need each query's position).
 	mask compute.AttnMask
@@ -256,7 +268,7 @@ func newHookSet(h *Hooks) (*hookSet, error) {
 			return nil, fmt.Errorf("edit pattern %q: %w", e.Hook, err)
 		}
 	}
-	return &hookSet{hooks: h, cache: map[string]*Activation{}, memo: map[string]bool{}}, nil
+	return &hookSet{hooks: h, cache: map[string]*Activation{}, memo: map[string]bool{}, running: make([]bool, len(h.Edit))}, nil
 }
 
 func match(pattern, name string) bool {
@@ -337,11 +349,21 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 	if !hs.active(name) {
 		return t, nil
 	}
-	for _, e := range hs.hooks.Edit {
-		if !match(e.Hook, name) {
+	for i, e := range hs.hooks.Edit {
+		if hs.running[i] || !match(e.Hook, name) {
 			continue
 		}
-		out, err := e.Fn(b, name, t, shape)
+		var out compute.Tensor
+		var err error
+		if e.FnPoint != nil {
+			hs.running[i] = true
+			out, err = e.FnPoint(b, name, t, shape, func(n string, t compute.Tensor, s []int) (compute.Tensor, error) {
+				return hs.point(b, n, t, s)
+			})
+			hs.running[i] = false
+		} else {
+			out, err = e.Fn(b, name, t, shape)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("hook %s: %w", name, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 var prompt = []int{3, 17, 4, 4, 29, 11, 8, 40, 2, 3, 17}
@@ -365,5 +367,57 @@ func TestUnembedLastLayerGivesLogits(t *testing.T) {
 		if _, err := m.Unembed(r.Cache[last].Data[1:], len(prompt)); err == nil {
 			t.Errorf("%s: a ragged residual was accepted", name)
 		}
+	}
+}
+
+// An edit's nested hook point is cached and edited like any activation, and
+// the edit that makes it does not apply to it.
+func TestNestedHookPoint(t *testing.T) {
+	m := newTestModel("llama")
+	const site, nested = "blocks.1.hook_mlp_out", "blocks.1.hook_mlp_out.hook_derived"
+	var derived []float32
+	// The edit derives the first column, lets the hooks see (and replace)
+	// it, then writes what comes back into its activation's first column.
+	e := Edit{Hook: "blocks.1.hook_mlp_*", FnPoint: func(b compute.Backend, name string, x compute.Tensor, shape []int, point PointFunc) (compute.Tensor, error) {
+		if name != site {
+			return x, nil
+		}
+		col, err := point(nested, b.Columns(x, 0, 1), []int{shape[0], shape[1], 1})
+		if err != nil {
+			return nil, err
+		}
+		derived = b.ToHost(col)
+		host := b.ToHost(x)
+		for r, v := range derived {
+			host[r*shape[2]] = v
+		}
+		return b.FromHost(host, x.Shape()...), nil
+	}}
+	plain := forward(t, m, [][]int{prompt}, &Hooks{Cache: []string{site}})
+	r := forward(t, m, [][]int{prompt}, &Hooks{Cache: []string{"blocks.1.*"}, Edit: []Edit{e}})
+	if d := maxDiff(plain.Logits, r.Logits); d != 0 {
+		t.Fatalf("an edit writing back its own column changed the logits by %g", d)
+	}
+	got := r.Cache[nested]
+	if got == nil || !slices.Equal(got.Shape, []int{1, len(prompt), 1}) {
+		t.Fatalf("nested point not cached with shape [1 T 1]: %+v", got)
+	}
+	for i, v := range got.Data {
+		if v != plain.Cache[site].Data[i*m.Config.DModel] {
+			t.Fatalf("nested value %d = %g, want the site's first column", i, v)
+		}
+	}
+	// A second edit on the nested point changes what the first writes back.
+	zero := Edit{Hook: nested, Fn: func(b compute.Backend, _ string, x compute.Tensor, _ []int) (compute.Tensor, error) {
+		return b.Zeros(x.Shape()...), nil
+	}}
+	r = forward(t, m, [][]int{prompt}, &Hooks{Cache: []string{site}, Edit: []Edit{e, zero}})
+	for i := range len(prompt) {
+		if v := r.Cache[site].Data[i*m.Config.DModel]; v != 0 {
+			t.Fatalf("position %d: zeroed nested point gave %g", i, v)
+		}
+	}
+	if d := maxDiff(plain.Logits, r.Logits); d == 0 {
+		t.Fatalf("zeroing the nested point left the logits unchanged")
 	}
 }

@@ -95,7 +95,7 @@ func testTinyManifest(t *testing.T, file string, minModels int) {
 	ctx := context.Background()
 	for _, rm := range refs.Models {
 		t.Run(rm.Name, func(t *testing.T) {
-			m, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), nil)
+			m, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), testBackend())
 			if err != nil {
 				t.Fatal(err)
 			}

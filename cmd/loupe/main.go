@@ -42,6 +42,8 @@ func commands() []command {
 		{"heads", "score every attention head (classify) and check heads causally (ablate)", cmdHeads},
 		{"demo", "run the embedded model organism: tasks, head map, Arrow traces (no download)", cmdDemo},
 		{"tui", "browse head maps, attention and traces in the terminal", cmdTui},
+		{"sae", "train, evaluate and export sparse autoencoders (SAELens v6 folders)", cmdSAE},
+		{"devices", "list the GPUs Loupe can use (driver, CUDA, cuBLAS, free memory) or say why there is none", cmdDevices},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
