@@ -193,7 +193,7 @@ type SAEResult struct {
 	EdgeNodeScores map[Node]float64
 	// Nodes are the heads scoring at least half the top head's score
 	// (Loupe's cut: the paper ranks, it does not cut).
-	Nodes []Node
+	Nodes  []Node
 	Codes  []int // [examples, heads], positives first
 	Train  []int // the examples the SAE was trained on
 	Passes int   // forward passes made (for the features)
