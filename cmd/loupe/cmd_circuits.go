@@ -79,6 +79,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	dot := fs.String("dot", "", "also write the circuit as Graphviz DOT to this file")
 	svg := fs.String("svg", "", "also draw the circuit as SVG to this file")
 	batch := fs.Int("batch", 32, "pairs per forward pass")
+	quiet := registerQuiet(fs)
 	seed := fs.Uint64("seed", 1, "sae: seed of the training-example draw and of the SAE's initialisation")
 	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults.Examples, "sae: examples (positives and negatives together) the SAE is trained on")
 	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults.Epochs, "sae: full-batch Adam steps")
@@ -150,7 +151,10 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	bar := env.progress(*quiet)
+	p.Progress = bar.update
 	found, err := circuits.Find(ctx, p, prompts, opt)
+	bar.done()
 	if err != nil {
 		return err
 	}
