@@ -69,7 +69,7 @@ func TestSAEMethod(t *testing.T) {
 		{"organism induction", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
 			m, p := organismInduction(t, 24)
 			return m, p, organismInductionHeads
-		}, 0.55, 24, 2},
+		}, 0.55, 24, 1},
 	} {
 		m, prompts, truth := c.load(t)
 		var aucs []float64
