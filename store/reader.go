@@ -154,7 +154,7 @@ func (t *Table) checkSchema() error {
 		}
 		t.info.Shape, t.info.DType = shape, dt
 		want = activationFields(shape, dt)
-	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindIndex:
+	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindFeatures, KindIndex:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)

@@ -122,6 +122,8 @@ func fields(k Kind) []arrow.Field {
 			{Name: "top_ids", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
 			{Name: "top_probs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
 			{Name: "top_texts", Type: arrow.ListOf(arrow.BinaryTypes.String)}}
+	case KindFeatures:
+		return featureFields()
 	case KindIndex:
 		return []arrow.Field{utf8("table", false), i32("batch"),
 			{Name: "first_row", Type: arrow.PrimitiveTypes.Int64},
@@ -175,7 +177,7 @@ func ActivationTableName(shape []int) string {
 	return string(KindActivations) + "." + strings.Join(parts, "x")
 }
 
-var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|index|activations\.[0-9]+(x[0-9]+)*)$`)
+var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|features|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
 // validTableName reports whether name is a table name of schema version 1.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }

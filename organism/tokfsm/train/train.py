@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--replace-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start from this plain model (a --steps 0 run's OUT/pretrain) instead of pretraining")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop the codebook phase after this long (0: no limit)")
     ap.add_argument("--pretrain-max-seconds", type=float, default=0, help="stop the plain phase after this long (0: no limit)")
     args = ap.parse_args()
@@ -194,7 +195,13 @@ def main():
                         intermediate_size=512, rotary_emb_base=10000, bos_token_id=fsm.bos, eos_token_id=fsm.bos,
                         max_position_embeddings=args.seq_len)
     cfg.architectures = ["GPTNeoXForCausalLM"]
-    model = GPTNeoXForCausalLM(cfg)
+    if args.init:
+        model = GPTNeoXForCausalLM.from_pretrained(args.init, torch_dtype=torch.float32)
+        assert model.config.vocab_size == fsm.base + 1
+        cfg = model.config
+        args.pretrain_steps = 0
+    else:
+        model = GPTNeoXForCausalLM(cfg)
     model.train()
     metrics = {"args": vars(args), "phases": []}
 
@@ -230,7 +237,14 @@ def main():
         metrics["phases"].append({"phase": name, "steps": step, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
                                   "eval_loss": loss, "transition_accuracy": acc})
 
-    run_phase("pretrain", args.pretrain_steps, [], args.pretrain_max_seconds)
+    if args.pretrain_steps > 0:
+        run_phase("pretrain", args.pretrain_steps, [], args.pretrain_max_seconds)
+        model.save_pretrained(os.path.join(args.out, "pretrain"), safe_serialization=True)
+        log("saved the plain model to " + os.path.join(args.out, "pretrain"))
+    if args.steps == 0:
+        with open(os.path.join(args.out, "metrics_pretrain.json"), "w") as f:
+            json.dump(metrics, f, indent=1)
+        return
     cbs = make_codebooks(cfg, args)
     cbmod.attach(model, cbs)
     model.eval()
