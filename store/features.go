@@ -43,7 +43,9 @@ func featureFields() []arrow.Field {
 	f32 := func(n string, null bool) arrow.Field {
 		return arrow.Field{Name: n, Type: arrow.PrimitiveTypes.Float32, Nullable: null}
 	}
-	li := func(n string) arrow.Field { return arrow.Field{Name: n, Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)} }
+	li := func(n string) arrow.Field {
+		return arrow.Field{Name: n, Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)}
+	}
 	ls := func(n string) arrow.Field { return arrow.Field{Name: n, Type: arrow.ListOf(arrow.BinaryTypes.String)} }
 	return []arrow.Field{utf8("source", false), utf8(colHook, false), i32("group"), i32("feature"),
 		i64("count"), i64("positions"), f32("frequency", false),
