@@ -39,7 +39,7 @@ var smolOnce struct {
 func loadSmolLM2(tb testing.TB) *Model {
 	tb.Helper()
 	if smolOnce.m == nil && smolOnce.err == nil {
-		smolOnce.m, _, smolOnce.err = LoadModel(smolLM2Path(tb), nil)
+		smolOnce.m, _, smolOnce.err = LoadModel(smolLM2Path(tb), testBackend())
 	}
 	if smolOnce.err != nil {
 		tb.Fatal(smolOnce.err)

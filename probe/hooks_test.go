@@ -56,18 +56,28 @@ func TestHookConsistency(t *testing.T) {
 			T, D, H := len(prompt), c.DModel, c.Heads
 			for l := 0; l < c.Layers; l++ {
 				get := func(s string) []float32 { return r.Cache[hookName(l, s)].Data }
-				// Per-head results plus the output bias sum to hook_attn_out.
+				// Per-head results plus the output bias sum to hook_attn_out
+				// (Gemma: to what its post-attention norm normalises).
 				res, out := get("attn.hook_result"), get("hook_attn_out")
 				bo := make([]float32, D)
 				if m.layers[l].bo != nil {
 					bo = m.backend.ToHost(m.layers[l].bo)
 				}
 				for p := 0; p < T; p++ {
+					sum := make([]float64, D)
 					for d := 0; d < D; d++ {
-						s := float64(bo[d])
+						sum[d] = float64(bo[d])
 						for h := 0; h < H; h++ {
-							s += float64(res[(p*H+h)*D+d])
+							sum[d] += float64(res[(p*H+h)*D+d])
 						}
+					}
+					if w := m.layers[l].ln1PostW; w != nil {
+						rmsNorm64(sum, m.backend.ToHost(w), c.NormEps)
+						if d := maxDiff(get("ln1_post.hook_normalized")[p*D:(p+1)*D], out[p*D:(p+1)*D]); d != 0 {
+							t.Fatalf("layer %d pos %d: ln1_post.hook_normalized != hook_attn_out (%g)", l, p, d)
+						}
+					}
+					for d, s := range sum {
 						if math.Abs(s-float64(out[p*D+d])) > 1e-5 {
 							t.Fatalf("layer %d pos %d dim %d: Σ hook_result + b_O = %g, hook_attn_out = %g", l, p, d, s, out[p*D+d])
 						}
@@ -106,6 +116,9 @@ func TestHookConsistency(t *testing.T) {
 							if k > q && v != 0 {
 								t.Fatalf("layer %d head %d: query %d attends to later key %d", l, h, q, k)
 							}
+							if w := c.Window(l); w > 0 && q-k >= w && v != 0 {
+								t.Fatalf("layer %d head %d: query %d attends to key %d outside its window %d", l, h, q, k, w)
+							}
 						}
 						if math.Abs(s-1) > 1e-5 {
 							t.Fatalf("layer %d head %d query %d: pattern row sums to %g", l, h, q, s)
@@ -114,6 +127,18 @@ func TestHookConsistency(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// rmsNorm64 normalises x in place, in float64, and scales it by w.
+func rmsNorm64(x []float64, w []float32, eps float64) {
+	var ss float64
+	for _, v := range x {
+		ss += v * v
+	}
+	inv := 1 / math.Sqrt(ss/float64(len(x))+eps)
+	for i := range x {
+		x[i] *= inv * float64(w[i])
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -154,7 +155,7 @@ func (t *Table) checkSchema() error {
 		}
 		t.info.Shape, t.info.DType = shape, dt
 		want = activationFields(shape, dt)
-	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindFeatures, KindIndex:
+	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindCircuit, KindFeatures, KindIndex:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)
@@ -352,8 +353,12 @@ func Open(path string) (*Trace, error) {
 	tr := &Trace{path: path, main: main, run: main.run, tables: map[string]*Table{main.info.Name: main}}
 	if main.main != main.info.Name {
 		tr.Close()
-		return nil, fmt.Errorf("store: open %s: this is the %q table of a trace whose main file holds %q; open the main file, or use OpenTable",
-			path, main.info.Name, main.main)
+		where := "its main file"
+		if p, ok := mainPathOf(path, main.info.Name); ok {
+			where = p
+		}
+		return nil, fmt.Errorf("store: open %s: this is the %q table of a trace whose main file (%s) holds %q; open %s instead",
+			path, main.info.Name, where, main.main, where)
 	}
 	idx, err := tr.openSibling(string(KindIndex))
 	if err != nil {
@@ -386,6 +391,51 @@ func Open(path string) (*Trace, error) {
 		return nil, err
 	}
 	return tr, nil
+}
+
+// MainPath returns the main file of the trace that path is a file of: path
+// itself for a main file, the main file for a sibling table
+// ("t.attention.arrow" and "t.index.arrow" give "t.arrow"). It reads
+// footers and schemas only, and checks that the main file exists and
+// belongs to the same write.
+func MainPath(path string) (string, error) {
+	t, err := OpenTable(path)
+	if err != nil {
+		return "", err
+	}
+	name, mainTable, id := t.info.Name, t.main, t.traceID
+	t.Close()
+	if name == mainTable {
+		return path, nil
+	}
+	main, ok := mainPathOf(path, name)
+	if !ok {
+		return "", fmt.Errorf("store: open %s: %w: it holds the %q table of a trace, but its name does not end in %q, so its main file cannot be found",
+			path, ErrNotLoupe, name, "."+name+".arrow")
+	}
+	m, err := OpenTable(main)
+	if err != nil {
+		return "", fmt.Errorf("store: open %s: the %q table of a trace whose main file cannot be read: %w", path, name, err)
+	}
+	defer m.Close()
+	if m.traceID != id {
+		return "", fmt.Errorf("store: open %s: the %q table of another write of %s (trace id %s, the main file has %s): the trace is being rewritten, or its files were copied from different runs",
+			path, name, main, id, m.traceID)
+	}
+	if m.info.Name != mainTable {
+		return "", fmt.Errorf("store: open %s: %w: its main file %s holds %q, want %q", path, ErrNotLoupe, main, m.info.Name, mainTable)
+	}
+	return main, nil
+}
+
+// mainPathOf inverts SiblingPath: the main file of the sibling at path
+// holding table name.
+func mainPathOf(path, name string) (string, bool) {
+	stem, ok := strings.CutSuffix(path, "."+name+".arrow")
+	if !ok || stem == "" || strings.HasSuffix(stem, string(filepath.Separator)) {
+		return "", false
+	}
+	return stem + ".arrow", true
 }
 
 // openSibling opens the file of a table and checks it belongs to this write.

@@ -42,6 +42,7 @@ const (
 	KindHeadScores    Kind = "head_scores"    // one row per (layer, head, score)
 	KindFlow          Kind = "flow"           // attention rollout and flow matrices, one row per matrix row
 	KindLogitLens     Kind = "logit_lens"     // top-k next-token predictions per (prompt, layer, position)
+	KindCircuit       Kind = "circuit"        // a found circuit: one row per node, edge or summary figure (circuit.go)
 	KindIndex         Kind = "index"          // one row per record batch of every other table
 )
 
@@ -124,6 +125,8 @@ func fields(k Kind) []arrow.Field {
 			{Name: "top_texts", Type: arrow.ListOf(arrow.BinaryTypes.String)}}
 	case KindFeatures:
 		return featureFields()
+	case KindCircuit:
+		return circuitFields()
 	case KindIndex:
 		return []arrow.Field{utf8("table", false), i32("batch"),
 			{Name: "first_row", Type: arrow.PrimitiveTypes.Int64},
@@ -177,7 +180,7 @@ func ActivationTableName(shape []int) string {
 	return string(KindActivations) + "." + strings.Join(parts, "x")
 }
 
-var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|features|index|activations\.[0-9]+(x[0-9]+)*)$`)
+var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|features|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
 // validTableName reports whether name is a table name of schema version 1.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }

@@ -346,7 +346,7 @@ func TestLayoutAndIndex(t *testing.T) {
 		t.Errorf("per-head selection: %+v", heads)
 	}
 	// A sibling can be opened on its own, but is not a trace.
-	if _, err := store.Open(filepath.Join(dir, "traces.flow.arrow")); err == nil || !strings.Contains(err.Error(), "open the main file") {
+	if _, err := store.Open(filepath.Join(dir, "traces.flow.arrow")); err == nil || !strings.Contains(err.Error(), "open "+filepath.Join(dir, "traces.arrow")+" instead") {
 		t.Errorf("opening a sibling as a trace: %v", err)
 	}
 	tb, err := store.OpenTable(filepath.Join(dir, "traces.flow.arrow"))
@@ -354,6 +354,55 @@ func TestLayoutAndIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb.Close()
+}
+
+// TestMainPath: every file of a trace leads to its main file; a sibling
+// renamed, or whose main file is gone or from another write, is an error
+// naming the file.
+func TestMainPath(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.arrow")
+	writeSmall := func() {
+		w, err := store.Create(path, store.RunInfo{ModelPath: "m"}, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteTokens(store.Tokens{PromptID: 0, IDs: []int{1, 2}, Texts: []string{"a", "b"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteAttention(store.Attention{PromptID: 0, Layer: 0, Head: 0, Queries: 2, Keys: 2, Causal: true, Weights: []float32{1, 0, 0.5, 0.5}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeSmall()
+	for _, p := range []string{path, filepath.Join(dir, "t.attention.arrow"), filepath.Join(dir, "t.index.arrow")} {
+		got, err := store.MainPath(p)
+		if err != nil || got != path {
+			t.Errorf("MainPath(%s) = %q, %v; want %s", p, got, err, path)
+		}
+	}
+	att, _ := os.ReadFile(filepath.Join(dir, "t.attention.arrow"))
+	renamed := filepath.Join(dir, "copy.arrow")
+	writeFile(t, renamed, att)
+	if _, err := store.MainPath(renamed); err == nil || !strings.Contains(err.Error(), "copy.arrow") || !strings.Contains(err.Error(), `does not end in ".attention.arrow"`) {
+		t.Errorf("renamed sibling: %v", err)
+	}
+	orphan := filepath.Join(dir, "gone.attention.arrow")
+	writeFile(t, orphan, att)
+	if _, err := store.MainPath(orphan); err == nil || !strings.Contains(err.Error(), "gone.arrow") {
+		t.Errorf("sibling without its main file: %v", err)
+	}
+	stale := filepath.Join(dir, "stale.attention.arrow")
+	writeFile(t, stale, att)
+	writeSmall() // a new write: new trace id
+	main, _ := os.ReadFile(path)
+	writeFile(t, filepath.Join(dir, "stale.arrow"), main)
+	if _, err := store.MainPath(stale); err == nil || !strings.Contains(err.Error(), "another write") {
+		t.Errorf("sibling of an older write: %v", err)
+	}
 }
 
 func TestRewriteRemovesStaleSiblings(t *testing.T) {
@@ -682,4 +731,11 @@ func TestFileShrunkWhileMapped(t *testing.T) {
 		t.Fatalf("reading a file shrunk under its map: %v", err)
 	}
 	t.Log(err)
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -56,14 +56,21 @@ type Source struct {
 var knownScores = []string{"previous_token", "prev_token", "induction", "duplicate_token", "sink", "streaming",
 	"retrieval", "successor", "temporal", "lookback"}
 
-// Open opens every file and merges them. An error names the file.
+// Open opens every file and merges them. Any file of a trace opens the
+// whole trace (a sibling table leads to its main file), and a trace named
+// several times, as the shell's `out/*.arrow` names it once per table, is
+// opened once, where it is first named. An error names the file.
 func Open(paths ...string) (src *Source, err error) {
 	if len(paths) == 0 {
 		return nil, fmt.Errorf("no trace file given")
 	}
-	src = &Source{paths: paths, byHead: map[[2]int][]int{}, tokens: map[int]*store.Tokens{},
+	mains, err := mainFiles(paths)
+	if err != nil {
+		return nil, err
+	}
+	src = &Source{paths: mains, byHead: map[[2]int][]int{}, tokens: map[int]*store.Tokens{},
 		attn: map[[3]int]*attnResult{}, norms: map[int]*normsResult{}, lens: map[int]*lensResult{}, flow: map[int]*flowResult{}}
-	for _, p := range paths {
+	for _, p := range mains {
 		var tr *store.Trace
 		err := guard(func() error {
 			var err error
@@ -161,6 +168,36 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	return src, nil
+}
+
+// mainFiles maps each path to the main file of its trace and drops the
+// repeats, keeping the order in which traces are first named.
+func mainFiles(paths []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range paths {
+		var main string
+		err := guard(func() error {
+			var err error
+			main, err = store.MainPath(p)
+			return err
+		})
+		if err != nil {
+			return nil, fileErr(p, err)
+		}
+		key := main
+		if abs, err := filepath.Abs(main); err == nil {
+			key = abs
+		}
+		if real, err := filepath.EvalSymlinks(key); err == nil {
+			key = real
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, main)
+		}
+	}
+	return out, nil
 }
 
 // guard runs f and turns a panic into an error: whatever a damaged file

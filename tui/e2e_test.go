@@ -113,6 +113,20 @@ func TestE2ETmux(t *testing.T) {
 		s.waitFor("prompt view", "Prompt 0 (1/")
 		s.keys("q")
 		s.waitExit()
+
+		// `loupe tui out/*.arrow`, as the shell expands it: every table of
+		// the trace, each leading to the same trace, opened once.
+		glob, err := filepath.Glob(filepath.Join(out, "*.arrow"))
+		if err != nil || len(glob) < 3 {
+			t.Fatalf("%s/*.arrow: %v %v", out, glob, err)
+		}
+		s = startTmux(t, 120, 40, append([]string{bin, "tui"}, glob...)...)
+		s.waitFor("head map", "trace.arrow", "Top heads")
+		if screen := s.capture(); strings.Contains(screen, "cannot read") {
+			t.Fatalf("loupe tui %s/*.arrow shows an error:\n%s", out, screen)
+		}
+		s.keys("q")
+		s.waitExit()
 	})
 }
 

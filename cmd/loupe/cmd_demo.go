@@ -30,10 +30,14 @@ const demoSeed = 1
 // (tokens, attention patterns, head scores, rollout and flow), scores every
 // head and prints the head map. It needs no model flag and no download.
 func cmdDemo(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "demo")
+	fs := newFlags(env, usage{name: "demo",
+		example: "loupe demo --out loupe-demo",
+		writes:  "trace.arrow (tokens; siblings attention, head_scores, flow, index) and heads.jsonl under --out; what the organism does and its head map on stdout"})
 	out := fs.String("out", "loupe-demo", "directory to write the trace files to")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := registerQuiet(fs)
 	perTask := fs.Int("prompts", 16, "held-out prompts to solve per task")
+	var dev deviceFlags
+	dev.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,7 +47,11 @@ func cmdDemo(ctx context.Context, env *cliEnv, args []string) error {
 	start := time.Now()
 	w := env.stdout
 
-	m, err := organism.Load(nil)
+	b, err := dev.backend()
+	if err != nil {
+		return err
+	}
+	m, err := organism.Load(b)
 	if err != nil {
 		return err
 	}
@@ -70,7 +78,7 @@ func cmdDemo(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	bar := newProgressBar(env.stderr, *quiet)
+	bar := env.progress(*quiet)
 	scores, err := heads.Classify(ctx, m.Model, suite, organism.SuiteScores, bar.update)
 	bar.done()
 	if err != nil {

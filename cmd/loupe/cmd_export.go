@@ -9,7 +9,9 @@ import (
 )
 
 func cmdExport(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "export")
+	fs := newFlags(env, usage{name: "export", args: "FILE.arrow",
+		example: "loupe export loupe-demo/trace.arrow --to parquet",
+		writes:  "one Parquet or CSV file per table next to --out (default: next to FILE), and their paths on stdout"})
 	to := fs.String("to", "", "output format: parquet or csv")
 	out := fs.String("out", "", "output path of the main table (default: FILE with its extension replaced); other tables go next to it")
 	var path string

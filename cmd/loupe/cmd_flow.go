@@ -16,8 +16,10 @@ import (
 )
 
 func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "flow")
-	var mf modelFlags
+	fs := newFlags(env, usage{name: "flow",
+		example: `loupe flow --prompt "The day after Monday is" --method flow --out flow.arrow`,
+		writes:  "--out (tokens) with its flow table beside it, and the input tokens sending the most into the last position on stdout"})
+	var mf promptFlags
 	mf.register(fs)
 	method := fs.String("method", "flow", "rollout or flow (Abnar and Zuidema, 2020)")
 	toLayer := fs.Int("to-layer", 0, "follow attention up to the residual stream after this many blocks (0: all)")
@@ -91,7 +93,7 @@ func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	w, err := store.Create(*out, runInfo(mf.model, m), store.Options{MainTable: string(store.KindFlow)})
+	w, err := store.Create(*out, runInfo(mf.name(), m), store.Options{MainTable: string(store.KindFlow)})
 	if err != nil {
 		return err
 	}

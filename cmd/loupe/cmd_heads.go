@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/loupe-dev/loupe/heads"
+	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/store"
 )
@@ -32,7 +32,7 @@ func cmdHeads(ctx context.Context, env *cliEnv, args []string) error {
 	case "ablate":
 		return cmdHeadsAblate(ctx, env, args[1:])
 	case "-h", "--help", "help":
-		fmt.Fprintln(env.stdout, "loupe heads classify --model M [--scores all|LIST] [--out heads.arrow] [--jsonl]\nloupe heads ablate --model M --heads L.H,... --task niah|successor|temporal|induction [--seeds N]")
+		fmt.Fprintln(env.stdout, "loupe heads classify [--model M] [--scores all|LIST] [--out heads.arrow] [--jsonl]\nloupe heads ablate [--model M] --heads L.H,... --task niah|successor|temporal|induction [--seeds N]\n\nRun `loupe heads classify -h` or `loupe heads ablate -h` for their flags.")
 		return nil
 	}
 	return fmt.Errorf("%w: unknown heads command %q; %s", errUsage, args[0], usage)
@@ -96,10 +96,26 @@ func (f *suiteFlags) options() (heads.SuiteOptions, error) {
 	return o, nil
 }
 
-// loadSuite opens the model and builds its task suite.
-func loadSuite(model string, sf *suiteFlags) (*probe.Loaded, *heads.Suite, []int, error) {
-	if model == "" {
-		return nil, nil, nil, fmt.Errorf("%w: --model is required (a model directory or .gguf file)", errUsage)
+// organismCases caps the organism suite's retrieval cases and temporal
+// pairs, as the demo does.
+const organismCases = 8
+
+// loadSuite opens the model and builds its task suite. The organism gets
+// its own suite (organism.HeadSuite: tasks in the language it was trained
+// on, which heads' English defaults are not); the NIAH and temporal flags
+// size the default suite of other models.
+func loadSuite(mf *modelFlag, sf *suiteFlags) (*probe.Loaded, *heads.Suite, []int, error) {
+	if mf.isOrganism() {
+		m, err := mf.load()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		s, err := organism.HeadSuite(m, sf.seed, organismCases)
+		if err != nil {
+			m.Close()
+			return nil, nil, nil, err
+		}
+		return m, s, []int{m.Tokenizer.BOS()}, nil
 	}
 	so, err := sf.options()
 	if err != nil {
@@ -110,7 +126,7 @@ func loadSuite(model string, sf *suiteFlags) (*probe.Loaded, *heads.Suite, []int
 			return nil, nil, nil, fmt.Errorf("%w: --niah-lengths: %d tokens leave no room for a haystack (at least 96)", errUsage, l)
 		}
 	}
-	m, err := probe.Load(model, nil)
+	m, err := mf.load()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -155,12 +171,16 @@ func loadSuite(model string, sf *suiteFlags) (*probe.Loaded, *heads.Suite, []int
 }
 
 func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "heads classify")
-	model := fs.String("model", "", "a Hugging Face model directory or a .gguf file")
+	fs := newFlags(env, usage{name: "heads classify",
+		summary: "score every attention head on its task suite and label the heads that pass each score's threshold",
+		example: "loupe heads classify --scores induction,previous_token --out heads.arrow",
+		writes:  "a table of scores on stdout; --out writes every score to an Arrow file (table head_scores); --jsonl writes them as JSON lines on stdout (the table then goes to stderr)"})
+	var mf modelFlag
+	mf.register(fs)
 	scoresFlag := fs.String("scores", "all", "scores to compute: all, or a comma-separated list of "+strings.Join(heads.AllScores, ", "))
 	out := fs.String("out", "", "write every score to this Arrow file (table head_scores), e.g. heads.arrow")
 	jsonl := fs.Bool("jsonl", false, "write every score as JSON lines to stdout")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := registerQuiet(fs)
 	var sf suiteFlags
 	sf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -174,7 +194,7 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 	if *out != "" && !strings.HasSuffix(*out, ".arrow") {
 		return fmt.Errorf("%w: --out %q: the file name must end in .arrow (use --jsonl for JSON lines)", errUsage, *out)
 	}
-	m, suite, _, err := loadSuite(*model, &sf)
+	m, suite, _, err := loadSuite(&mf, &sf)
 	if err != nil {
 		return err
 	}
@@ -182,16 +202,16 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 	for _, n := range suite.Notes {
 		fmt.Fprintln(env.stderr, "note:", n)
 	}
-	bar := newProgressBar(env.stderr, *quiet)
+	bar := env.progress(*quiet)
 	start := time.Now()
 	scores, err := heads.Classify(ctx, m.Model, suite, names, bar.update)
 	bar.done()
 	if err != nil {
 		return err
 	}
-	recs := heads.Records(*model, scores)
+	recs := heads.Records(mf.name(), scores)
 	if *out != "" {
-		if err := writeHeadStore(ctx, *out, *model, m, recs); err != nil {
+		if err := writeHeadStore(ctx, *out, mf.name(), m, recs); err != nil {
 			return err
 		}
 	}
@@ -256,13 +276,17 @@ func writeHeadStore(ctx context.Context, path, model string, m *probe.Loaded, re
 }
 
 func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "heads ablate")
-	model := fs.String("model", "", "a Hugging Face model directory or a .gguf file")
+	fs := newFlags(env, usage{name: "heads ablate",
+		summary: "zero-ablate named heads and compare the task accuracy with no ablation and with random heads ablated",
+		example: "loupe heads ablate --heads 2.3,2.6 --task induction --seeds 5",
+		writes:  "the three accuracies on stdout (--json: one JSON object)"})
+	var mf modelFlag
+	mf.register(fs)
 	headsFlag := fs.String("heads", "", "heads to ablate, LAYER.HEAD comma-separated (e.g. 12.3,14.0)")
 	task := fs.String("task", "", "task: "+strings.Join(heads.Tasks, ", "))
 	seeds := fs.Int("seeds", 5, "random-head draws to compare with")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := registerQuiet(fs)
 	var sf suiteFlags
 	sf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -286,7 +310,7 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	if *seeds < 1 {
 		return fmt.Errorf("%w: --seeds must be at least 1", errUsage)
 	}
-	m, suite, pre, err := loadSuite(*model, &sf)
+	m, suite, pre, err := loadSuite(&mf, &sf)
 	if err != nil {
 		return err
 	}
@@ -294,7 +318,7 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	if err := heads.CheckHeads(m.Config, named); err != nil {
 		return fmt.Errorf("%w: --heads: %v", errUsage, err)
 	}
-	bar := newProgressBar(env.stderr, *quiet)
+	bar := env.progress(*quiet)
 	res, err := heads.Ablate(ctx, m.Model, *task, suite.TaskSet(pre), named, *seeds, sf.seed,
 		func(d, t int) { bar.update("ablate "+*task, d, t) })
 	bar.done()
@@ -303,11 +327,11 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
-		return enc.Encode(map[string]any{"model": *model, "task": res.Task, "heads": headStrings(res.Heads),
+		return enc.Encode(map[string]any{"model": mf.name(), "task": res.Task, "heads": headStrings(res.Heads),
 			"baseline": res.Baseline, "ablated": res.Ablated, "random": res.Random,
 			"random_mean": res.RandomMean(), "random_std": res.RandomStd(), "random_heads": headLists(res.RandomHeads)})
 	}
-	fmt.Fprintf(env.stdout, "task %s on %s\n", res.Task, *model)
+	fmt.Fprintf(env.stdout, "task %s on %s\n", res.Task, mf.name())
 	fmt.Fprintf(env.stdout, "  no ablation                 accuracy %.3f\n", res.Baseline)
 	fmt.Fprintf(env.stdout, "  named heads ablated (%d)    accuracy %.3f  [%s]\n", len(named), res.Ablated, strings.Join(headStrings(named), " "))
 	fmt.Fprintf(env.stdout, "  random heads ablated (%d×%d) accuracy %.3f ± %.3f  (per seed %s)\n", len(named), *seeds,
@@ -337,48 +361,4 @@ func floats(xs []float64) string {
 		s[i] = fmt.Sprintf("%.3f", x)
 	}
 	return strings.Join(s, " ")
-}
-
-// progressBar draws one line on stderr: the stage, a bar and a count.
-type progressBar struct {
-	w     io.Writer
-	off   bool
-	start time.Time
-	last  string
-}
-
-func newProgressBar(w io.Writer, off bool) *progressBar {
-	return &progressBar{w: w, off: off, start: time.Now()}
-}
-
-func (p *progressBar) update(stage string, done, total int) {
-	if p.off {
-		return
-	}
-	const width = 30
-	fill := 0
-	count := ""
-	if total > 0 {
-		fill = min(width, width*done/total)
-		count = fmt.Sprintf("%d/%d", done, total)
-	}
-	line := fmt.Sprintf("%-12s [%s%s] %s %s", stage, strings.Repeat("#", fill), strings.Repeat("-", width-fill), count,
-		time.Since(p.start).Round(time.Second))
-	if line != p.last {
-		fmt.Fprintf(p.w, "\r%s", line)
-		p.last = line
-	}
-}
-
-func (p *progressBar) done() {
-	if !p.off && p.last != "" {
-		fmt.Fprintln(p.w)
-	}
-}
-
-// flagSet says whether the named flag was given on the command line.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }

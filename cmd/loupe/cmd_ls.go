@@ -28,7 +28,9 @@ type lsSummary struct {
 }
 
 func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "ls")
+	fs := newFlags(env, usage{name: "ls", args: "FILE.arrow",
+		example: "loupe ls loupe-demo/trace.arrow --json",
+		writes:  "a summary of the trace (run, prompts, hooks, tables, sizes) on stdout, read from footers and the index only"})
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	index := fs.Bool("index", false, "also print the batch index (one line per record batch)")
 	var path string

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -11,31 +15,26 @@ import (
 	"github.com/loupe-dev/loupe/probe"
 )
 
-// modelFlags are the flags every model-running command shares.
-type modelFlags struct {
-	model  string
+// promptFlags are --model and a prompt: the flags of every command that
+// runs one prompt.
+type promptFlags struct {
+	modelFlag
 	prompt string
 	raw    bool
 }
 
-func (f *modelFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	BoolVar(*bool, string, bool, string)
-}) {
-	fs.StringVar(&f.model, "model", "", "a Hugging Face model directory or a .gguf file")
+func (f *promptFlags) register(fs *flag.FlagSet) {
+	f.modelFlag.register(fs)
 	fs.StringVar(&f.prompt, "prompt", "", "the prompt text")
 	fs.BoolVar(&f.raw, "no-special", false, "do not add the tokenizer's special tokens (BOS)")
 }
 
 // load opens the model and tokenizes the prompt, checking both flags.
-func (f *modelFlags) load() (*probe.Loaded, []int, error) {
-	if f.model == "" {
-		return nil, nil, fmt.Errorf("%w: --model is required (a model directory or .gguf file)", errUsage)
-	}
+func (f *promptFlags) load() (*probe.Loaded, []int, error) {
 	if f.prompt == "" {
 		return nil, nil, fmt.Errorf("%w: --prompt is empty", errUsage)
 	}
-	m, err := probe.Load(f.model, nil)
+	m, err := f.modelFlag.load()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -56,10 +55,13 @@ func (f *modelFlags) load() (*probe.Loaded, []int, error) {
 }
 
 func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "run")
-	var mf modelFlags
+	fs := newFlags(env, usage{name: "run",
+		example: `loupe run --prompt "The day after Monday is" --top 5`,
+		writes:  "the next-token table (rank, id, token, logit, probability) on stdout, or with --json one JSON object; nothing on disk"})
+	var mf promptFlags
 	mf.register(fs)
 	top := fs.Int("top", 10, "how many next tokens to list")
+	asJSON := fs.Bool("json", false, "print one JSON object (model, prompt tokens, next tokens) instead of the table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -82,13 +84,52 @@ func cmdRun(ctx context.Context, env *cliEnv, args []string) error {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return logits[order[a]] > logits[order[b]] })
-	fmt.Fprintf(env.stdout, "%s: %d prompt tokens; next token:\n", mf.model, len(ids))
+	order = order[:min(*top, len(order))]
+	if *asJSON {
+		out := runJSON{Model: mf.name(), Prompt: mf.prompt, PromptIDs: ids, Next: make([]nextTokenJSON, len(order))}
+		for r, id := range order {
+			out.Next[r] = nextTokenJSON{Rank: r + 1, ID: id, Token: m.Tokenizer.TokenText(id), Logit: logits[id], Prob: probs[id]}
+		}
+		return writeJSON(env.stdout, out)
+	}
+	fmt.Fprintf(env.stdout, "%s: %d prompt tokens; next token:\n", mf.name(), len(ids))
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "rank\tid\ttoken\tlogit\tprob")
-	for r, id := range order[:min(*top, len(order))] {
+	for r, id := range order {
 		fmt.Fprintf(tw, "%d\t%d\t%q\t%.4f\t%.4f\n", r+1, id, m.Tokenizer.TokenText(id), logits[id], probs[id])
 	}
 	return tw.Flush()
+}
+
+// runJSON is what `loupe run --json` prints.
+type runJSON struct {
+	Model     string          `json:"model"`
+	Prompt    string          `json:"prompt"`
+	PromptIDs []int           `json:"prompt_ids"`
+	Next      []nextTokenJSON `json:"next"`
+}
+
+type nextTokenJSON struct {
+	Rank  int     `json:"rank"`
+	ID    int     `json:"id"`
+	Token string  `json:"token"`
+	Logit float32 `json:"logit"`
+	Prob  float64 `json:"prob"`
+}
+
+// generateJSON is what `loupe generate --json` prints.
+type generateJSON struct {
+	Model     string `json:"model"`
+	Prompt    string `json:"prompt"`
+	PromptIDs []int  `json:"prompt_ids"`
+	IDs       []int  `json:"ids"`  // the generated tokens
+	Text      string `json:"text"` // the generated tokens, decoded
+	Stop      string `json:"stop"` // why it stopped: "eos" or "max_tokens"
+}
+
+// writeJSON prints v as one line of JSON.
+func writeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
 }
 
 func softmax(x []float32) []float64 {
@@ -109,8 +150,10 @@ func softmax(x []float32) []float64 {
 }
 
 func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "generate")
-	var mf modelFlags
+	fs := newFlags(env, usage{name: "generate",
+		example: `loupe generate --prompt "Monday, Tuesday," --max-tokens 16`,
+		writes:  "the prompt and its continuation on stdout, token by token, or with --json one JSON object at the end; nothing on disk"})
+	var mf promptFlags
 	mf.register(fs)
 	maxTokens := fs.Int("max-tokens", 32, "how many tokens to generate")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 is greedy")
@@ -118,6 +161,7 @@ func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
 	topP := fs.Float64("top-p", 0, "sample from the smallest set of tokens with this mass (0: all)")
 	seed := fs.Uint64("seed", 1, "sampling seed")
 	stopEOS := fs.Bool("stop-eos", true, "stop at the end-of-sequence token")
+	asJSON := fs.Bool("json", false, "print one JSON object (prompt and generated ids, text, why it stopped) when done, instead of streaming text")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -140,7 +184,9 @@ func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
 	if eos := m.Tokenizer.EOS(); *stopEOS && eos >= 0 {
 		stop = append(stop, eos)
 	}
-	fmt.Fprint(env.stdout, mf.prompt)
+	if !*asJSON {
+		fmt.Fprint(env.stdout, mf.prompt)
+	}
 	var out []int
 	printed := ""
 	_, err = m.Generate(ctx, ids, probe.GenerateOptions{
@@ -148,9 +194,12 @@ func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
 		Sampling:  probe.Sampling{Temperature: *temp, TopK: *topK, TopP: *topP, Seed: *seed},
 		Stop:      stop,
 		OnToken: func(id int) {
+			out = append(out, id)
+			if *asJSON {
+				return
+			}
 			// Decode the whole continuation so multi-token characters print
 			// whole; print what is new.
-			out = append(out, id)
 			text := m.Tokenizer.Decode(out, true)
 			if strings.HasPrefix(text, printed) {
 				fmt.Fprint(env.stdout, text[len(printed):])
@@ -158,6 +207,17 @@ func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
 			}
 		},
 	})
+	if *asJSON {
+		if err != nil {
+			return err
+		}
+		why := "max_tokens"
+		if len(out) > 0 && slices.Contains(stop, out[len(out)-1]) {
+			why = "eos"
+		}
+		return writeJSON(env.stdout, generateJSON{Model: mf.name(), Prompt: mf.prompt, PromptIDs: ids, IDs: out,
+			Text: m.Tokenizer.Decode(out, true), Stop: why})
+	}
 	fmt.Fprintln(env.stdout)
 	return err
 }

@@ -76,8 +76,11 @@ func readPrompts(path string) ([]tracePrompt, error) {
 const patternHooks = "blocks.*.attn.hook_pattern"
 
 func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "trace")
-	model := fs.String("model", "", "a Hugging Face model directory or a .gguf file")
+	fs := newFlags(env, usage{name: "trace",
+		example: "loupe trace --prompts prompts.txt --hooks 'blocks.*.hook_resid_post' --logit-lens 5 --out out/t.arrow",
+		writes:  "the trace --out (tokens) and its sibling Arrow files (activations, attention, logit lens, index) next to it; a summary line on stdout"})
+	var mf modelFlag
+	mf.register(fs)
 	promptsPath := fs.String("prompts", "", "prompts: one a line, or JSON lines {\"id\": N, \"text\": \"...\"}")
 	hooksFlag := fs.String("hooks", "blocks.*.hook_resid_post", "hook-name glob patterns to store, comma-separated")
 	out := fs.String("out", "traces.arrow", "the trace file to write")
@@ -87,13 +90,11 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 	lensK := fs.Int("logit-lens", 0, "store the logit lens (top K tokens per layer and position); 0: off")
 	dtype := fs.String("dtype", "float32", "activation storage: float32 or float16")
 	compression := fs.String("compression", "zstd", "zstd, lz4 or none")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := registerQuiet(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
-	case *model == "":
-		return fmt.Errorf("%w: --model is required", errUsage)
 	case *promptsPath == "":
 		return fmt.Errorf("%w: --prompts is required", errUsage)
 	case !slices.Contains([]string{"auto", "full", "topk", "none"}, *attention):
@@ -132,7 +133,7 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	m, err := probe.Load(*model, nil)
+	m, err := mf.load()
 	if err != nil {
 		return err
 	}
@@ -153,13 +154,13 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	w, err := store.Create(*out, runInfo(*model, m), opts)
+	w, err := store.Create(*out, runInfo(mf.name(), m), opts)
 	if err != nil {
 		return err
 	}
 	defer w.Abort() // no-op after Commit; removes the temporary files otherwise
 	tr := &tracer{m: m, w: w, patterns: patterns, attention: *attention, topK: *topK, fullMax: *fullMax, lensK: *lensK}
-	bar := newProgressBar(env.stderr, *quiet)
+	bar := env.progress(*quiet)
 	tokens := 0
 	for i, p := range prompts {
 		bar.update("trace", i, len(prompts))

@@ -98,13 +98,15 @@ func TestTraceBadInput(t *testing.T) {
 	tmp := t.TempDir()
 	empty := filepath.Join(tmp, "empty.txt")
 	os.WriteFile(empty, []byte("\n\n"), 0o644)
+	one := filepath.Join(tmp, "one.txt")
+	os.WriteFile(one, []byte("one prompt\n"), 0o644)
 	bad := filepath.Join(tmp, "bad.jsonl")
 	os.WriteFile(bad, []byte(`{"id": 1, "text": "a"}`+"\n"+`{"id": 1, "text": "b"}`+"\n"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"trace", "--prompts", empty}, "--model is required"},
+		{[]string{"trace", "--model", "", "--prompts", one}, "--model is empty"},
 		{[]string{"trace", "--model", "m", "--prompts", empty}, "no prompts"},
 		{[]string{"trace", "--model", "m", "--prompts", bad}, "prompt id 1 repeats"},
 		{[]string{"trace", "--model", "m", "--prompts", filepath.Join(tmp, "nope")}, "no such file"},

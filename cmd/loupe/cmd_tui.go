@@ -10,10 +10,10 @@ import (
 // cmdTui browses traces in the terminal: `loupe tui FILE.arrow ...`. Several
 // files are merged (head scores from one, attention from another).
 func cmdTui(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, "tui")
-	fs.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: loupe tui FILE.arrow [FILE.arrow ...]\n\nBrowse head maps, attention and traces; press ? inside for the keys.")
-	}
+	fs := newFlags(env, usage{name: "tui", args: "FILE.arrow [FILE.arrow ...]",
+		summary: "browse head maps, attention and traces in the terminal; press ? inside for the keys",
+		example: "loupe tui loupe-demo/*.arrow",
+		writes:  "nothing: it reads the traces named (any of a trace's files opens the whole trace)"})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

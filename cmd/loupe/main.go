@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+
+	"github.com/charmbracelet/x/term"
 )
 
 // command is one `loupe NAME` subcommand. run gets the arguments after NAME.
@@ -24,11 +26,6 @@ type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *cliEnv, args []string) error
-}
-
-// cliEnv is what every command writes to.
-type cliEnv struct {
-	stdout, stderr io.Writer
 }
 
 // commands lists every subcommand. Each lives in its own cmd_*.go file.
@@ -39,11 +36,14 @@ func commands() []command {
 		{"inspect", "print a model's architecture, config, parameter count and hook names", cmdInspect},
 		{"ls", "say what a trace file holds (tables, prompts, hooks) without reading its data", cmdLs},
 		{"trace", "run prompts and store tokens, activations, attention and the logit lens in Arrow files", cmdTrace},
+		{"circuits", "find a task's circuit by activation/path patching, ACDC or SAE codes; write task files", cmdCircuits},
 		{"flow", "attention rollout or exact attention flow from the input tokens to a position", cmdFlow},
 		{"export", "export a trace's tables to Parquet or CSV", cmdExport},
 		{"heads", "score every attention head (classify) and check heads causally (ablate)", cmdHeads},
 		{"demo", "run the embedded model organism: tasks, head map, Arrow traces (no download)", cmdDemo},
 		{"tui", "browse head maps, attention and traces in the terminal", cmdTui},
+		{"sae", "train, evaluate and export sparse autoencoders (SAELens v6 folders)", cmdSAE},
+		{"devices", "list the GPUs Loupe can use (driver, CUDA, cuBLAS, free memory) or say why there is none", cmdDevices},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
@@ -51,7 +51,8 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := runMain(ctx, os.Args[1:], &cliEnv{stdout: os.Stdout, stderr: os.Stderr})
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, stderrTerminal: term.IsTerminal(os.Stderr.Fd())}
+	code := runMain(ctx, os.Args[1:], env)
 	stop()
 	os.Exit(code)
 }
@@ -65,6 +66,10 @@ func runMain(ctx context.Context, args []string, env *cliEnv) int {
 		if len(args) == 0 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(env.stdout, "loupe", buildVersion())
 		return 0
 	}
 	for _, c := range commands() {
@@ -94,26 +99,7 @@ func printHelp(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun `loupe COMMAND -h` for a command's flags.")
-}
-
-// newFlags makes a FlagSet that reports errors instead of exiting.
-func newFlags(env *cliEnv, name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("loupe "+name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	return fs
-}
-
-// parseFlags parses args and turns a flag error into a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return nil
+	fmt.Fprintln(w, "\nRun `loupe COMMAND -h` for a command's flags, an example and what it writes;")
+	fmt.Fprintln(w, "`loupe --version` for the version. Every command that runs a model runs the")
+	fmt.Fprintln(w, "embedded model organism unless --model names another.")
 }

@@ -37,12 +37,13 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"help"}, 0, "Commands:"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"run", "--prompt", "hi"}, 2, "--model is required"},
+		{[]string{"run", "--model", "", "--prompt", "hi"}, 2, "--model is empty"},
+		{[]string{"run"}, 2, "--prompt is empty"},
 		{[]string{"run", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"run", "--model", "/no/such/model", "--prompt", "hi"}, 1, "/no/such/model"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--max-tokens", "0"}, 2, "--max-tokens must be positive"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--top-p", "2"}, 2, "--top-p"},
-		{[]string{"inspect"}, 2, "--model is required"},
+		{[]string{"inspect", "--model", "/no/such/dir"}, 1, "/no/such/dir"},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
