@@ -3,6 +3,7 @@ package codebook
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -367,4 +368,106 @@ func softmax(logits []float32) []float64 {
 		out[i] /= sum
 	}
 	return out
+}
+
+// The paper's TokFSM figures (Tamkin, Taufeeque and Goodman 2023): mean
+// over states of the best code's and the best neuron's average precision.
+const (
+	PaperCodeAP   = 0.971
+	PaperNeuronAP = 0.705
+)
+
+// TokFSMReport is `loupe codebook eval` on a TokFSM model.
+type TokFSMReport struct {
+	Sequences     int        `json:"sequences"`
+	Positions     int        `json:"positions"`
+	MeanCodeAP    float64    `json:"mean_best_code_ap"`
+	MeanNeuronAP  float64    `json:"mean_best_neuron_ap"`
+	PaperCodeAP   float64    `json:"paper_code_ap"`
+	PaperNeuronAP float64    `json:"paper_neuron_ap"`
+	NeuronHooks   string     `json:"neuron_hooks"`
+	States        []StateRow `json:"states"`
+	Steering      []SteerRow `json:"steering"`
+}
+
+// StateRow is one state's best code and best neuron.
+type StateRow struct {
+	State    int     `json:"state"`
+	CodeAP   float64 `json:"code_ap"`
+	Code     string  `json:"code"`
+	NeuronAP float64 `json:"neuron_ap"`
+	Neuron   string  `json:"neuron"`
+}
+
+// SteerRow is one steering configuration's outcome.
+type SteerRow struct {
+	Name     string   `json:"name"`
+	Sites    []string `json:"sites"`
+	Trials   int      `json:"trials"`
+	Rate     float64  `json:"success_rate"`
+	MassOnB  float64  `json:"mean_mass_on_target_transitions"`
+	Baseline float64  `json:"unsteered_rate"`
+	CleanA   float64  `json:"unsteered_follows_own_state"`
+}
+
+// EvaluateTokFSM measures the state average precision of codes and neurons
+// (MLP neurons, mlp.hook_post of every layer) on seqs sequences, and the
+// steering success rate over trials pairs for three groups of sites: every
+// MLP codebook, every codebook, and one middle layer's MLP codebook.
+func EvaluateTokFSM(ctx context.Context, m *Model, f *tokfsm.FSM, seqs, trials int) (*TokFSMReport, error) {
+	const neuronHooks = "blocks.*.mlp.hook_post"
+	ev := NewStateEval(f, seqs, m.Config.MaxPos, 1)
+	ap, err := MeasureStateAP(ctx, m, ev, neuronHooks, 16)
+	if err != nil {
+		return nil, err
+	}
+	rep := &TokFSMReport{Sequences: seqs, Positions: ap.Positions, MeanCodeAP: MeanOf(ap.CodeAP), MeanNeuronAP: MeanOf(ap.NeuronAP),
+		PaperCodeAP: PaperCodeAP, PaperNeuronAP: PaperNeuronAP, NeuronHooks: neuronHooks}
+	for s := range f.States {
+		rep.States = append(rep.States, StateRow{State: s, CodeAP: ap.CodeAP[s], Code: ap.BestCode[s].String(),
+			NeuronAP: ap.NeuronAP[s], Neuron: fmt.Sprintf("%s[%d]", ap.BestNeuron[s].Hook, ap.BestNeuron[s].Index)})
+	}
+	var mlp, all []string
+	for _, l := range m.Set.Layers {
+		all = append(all, l.Hook)
+		if strings.HasSuffix(l.Hook, "hook_mlp_out") {
+			mlp = append(mlp, l.Hook)
+		}
+	}
+	groups := []struct {
+		name  string
+		sites []string
+	}{{"every MLP codebook", mlp}, {"every codebook (heads and MLPs)", all}}
+	if len(mlp) > 1 {
+		groups = append(groups, struct {
+			name  string
+			sites []string
+		}{"layer " + strings.Split(mlp[1], ".")[1] + " MLP codebook", mlp[1:2]})
+	}
+	for i, g := range groups {
+		if len(g.sites) == 0 {
+			continue
+		}
+		r, err := Steer(ctx, m, f, g.sites, trials, 8, uint64(100+i))
+		if err != nil {
+			return nil, err
+		}
+		n := float64(r.Trials)
+		rep.Steering = append(rep.Steering, SteerRow{Name: g.name, Sites: g.sites, Trials: r.Trials, Rate: r.Rate(),
+			MassOnB: r.MassOnB, Baseline: float64(r.Baseline) / n, CleanA: float64(r.CleanA) / n})
+	}
+	return rep, nil
+}
+
+// Print writes the report as the paper's table and the steering rates.
+func (r *TokFSMReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "TokFSM state detection, %d sequences, %d state-completing positions\n", r.Sequences, r.Positions)
+	fmt.Fprintf(w, "  mean over states of the best average precision   Loupe   paper\n")
+	fmt.Fprintf(w, "    best code                                    %.3f   %.3f\n", r.MeanCodeAP, r.PaperCodeAP)
+	fmt.Fprintf(w, "    best single neuron (%s) %.3f   %.3f\n", r.NeuronHooks, r.MeanNeuronAP, r.PaperNeuronAP)
+	fmt.Fprintf(w, "steering: force the codes of state b at the last position of a prompt ending in a\n")
+	for _, s := range r.Steering {
+		fmt.Fprintf(w, "  %-34s success %5.1f%% (%d trials)  mass on b's transitions %.3f  unsteered: follows b %4.1f%%, follows a %5.1f%%\n",
+			s.Name, 100*s.Rate, s.Trials, s.MassOnB, 100*s.Baseline, 100*s.CleanA)
+	}
 }
