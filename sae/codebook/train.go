@@ -157,8 +157,7 @@ type trainableState struct {
 }
 
 // State is what a resume needs besides the codes: the usage counters and
-// the replacement generator. The latest batch is not kept: a resume that
-// lands on a replacement step waits for the next batch.
+// the replacement generator (the latest batch is the resumed run's next).
 func (t *Trainable) State() ([]byte, error) {
 	rng, err := t.pcg.MarshalBinary()
 	if err != nil {
