@@ -272,6 +272,7 @@ func cmdCodebookCodes(ctx context.Context, env *cliEnv, args []string) error {
 			batch = append(batch, ids)
 		}
 		opt.Text = func(id int) string { return s.tok.Decode([]int{id}, false) }
+		opt.KeepFrom = 1 // trained without the BOS position
 	}
 	feats, err := codebook.Analyze(ctx, s.model, s.set, batch, opt)
 	if err != nil {
@@ -407,6 +408,9 @@ func cmdCodebookSteer(ctx context.Context, env *cliEnv, args []string) error {
 		sp, err := codebook.NewSplice(s.set, ivs...)
 		if err != nil {
 			return nil, err
+		}
+		if s.fsm == nil {
+			sp.KeepFrom = 1 // frozen-model codebooks leave the BOS position alone
 		}
 		return s.model.Generate(ctx, ids, probe.GenerateOptions{MaxTokens: *maxTokens, Hooks: &probe.Hooks{Edit: sp.Edits()}})
 	}

@@ -24,6 +24,9 @@ type AnalyzeOptions struct {
 	Labels [][]int
 	// LabelName renders a label (default "state N").
 	LabelName func(label int) string
+	// KeepFrom: positions before it are neither spliced nor counted (1 for
+	// codebooks trained without the BOS position).
+	KeepFrom int
 }
 
 func (o *AnalyzeOptions) fill() {
@@ -79,13 +82,14 @@ func Analyze(ctx context.Context, m *probe.Model, set *Set, prompts [][]int, opt
 		if err != nil {
 			return nil, err
 		}
+		sp.KeepFrom = opt.KeepFrom
 		r, err := m.Forward(ctx, prompts[lo:hi], probe.Options{Logits: probe.LogitsNone,
 			Hooks: &probe.Hooks{Edit: sp.Edits(), Cache: []string{"*" + IDsSuffix}}})
 		if err != nil {
 			return nil, err
 		}
 		for b := lo; b < hi; b++ {
-			for p := range prompts[b] {
+			for p := opt.KeepFrom; p < len(prompts[b]); p++ {
 				positions++
 				row := (b-lo)*r.Len + r.Pad[b-lo] + p
 				label := -1
