@@ -105,6 +105,7 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 	reduce := fs.String("reduce", "mean", "how the k codes combine: mean (the reference) or sum")
 	tokens := fs.Int64("tokens", 200_000, "training tokens")
 	batch := fs.Int("batch", 1024, "tokens per training step")
+	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	lr := fs.Float64("lr", 1e-3, "Adam learning rate (warm-up 5%, decay over the last 20%)")
 	seed := fs.Uint64("seed", 1, "seed of the k-means, the shuffle and the dead-code replacement")
 	replace := fs.Int("replace-every", 50, "steps after which codes chosen by no token are replaced (0: never)")
@@ -140,7 +141,7 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 			return c, err
 		},
 		Site: *hook, PerHead: *perHead, NumCodes: *codes, K: *k, Reduce: codebook.Reduce(*reduce),
-		TrainTokens: *tokens, BatchRows: *batch, LR: *lr, Seed: *seed, ReplaceEvery: *replace,
+		TrainTokens: *tokens, UniqueTokens: *unique, BatchRows: *batch, LR: *lr, Seed: *seed, ReplaceEvery: *replace,
 		Out: *out, CheckpointEvery: *every, Resume: *resume, Progress: progress, EvalContexts: *evalContexts}
 	_, rep, err := codebook.TrainRun(ctx, rc)
 	if err != nil {

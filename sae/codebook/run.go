@@ -67,7 +67,11 @@ type RunConfig struct {
 	K        int
 	Reduce   Reduce
 
-	TrainTokens  int64
+	TrainTokens int64
+	// UniqueTokens, when set below TrainTokens, limits the distinct
+	// training tokens: their activations are computed once, kept in memory
+	// and cycled (the forward pass costs more than a codebook step).
+	UniqueTokens int64
 	BatchRows    int
 	LR           float64
 	Seed         uint64
@@ -149,14 +153,25 @@ func TrainRun(ctx context.Context, rc RunConfig) (*Set, *Report, error) {
 	}
 	trainDocs, evalDocs := rc.split()
 	per := int64(rc.ContextSize - 1)
-	ctxs, err := rc.Tokens(trainDocs, rc.ContextSize, int((rc.TrainTokens+per-1)/per))
+	distinct := rc.TrainTokens
+	cached := rc.UniqueTokens > 0 && rc.UniqueTokens < rc.TrainTokens
+	if cached {
+		distinct = rc.UniqueTokens
+	}
+	ctxs, err := rc.Tokens(trainDocs, rc.ContextSize, int((distinct+per-1)/per))
 	if err != nil {
 		return nil, nil, err
 	}
-	src, err := activations.NewModelSource(rc.Model, activations.ModelConfig{Hook: activations.HookPoint{Name: rc.Site, Head: -1},
+	msrc, err := activations.NewModelSource(rc.Model, activations.ModelConfig{Hook: activations.HookPoint{Name: rc.Site, Head: -1},
 		Contexts: ctxs, SeqsPerForward: rc.SeqsPerForward, SkipFirst: true})
 	if err != nil {
 		return nil, nil, err
+	}
+	var src activations.Source = msrc
+	if cached {
+		if src, err = activations.NewCachedSource(msrc, msrc.Chunks()); err != nil {
+			return nil, nil, err
+		}
 	}
 	if src.Width() != width {
 		return nil, nil, fmt.Errorf("codebook: %s has %d features, expected %d", rc.Site, src.Width(), width)
@@ -200,8 +215,8 @@ func TrainRun(ctx context.Context, rc RunConfig) (*Set, *Report, error) {
 	if rc.CheckpointEvery > 0 {
 		every = int(max(1, rc.CheckpointEvery/int64(rc.BatchRows)))
 	}
-	meta := fmt.Sprintf("codebook site=%s groups=%d codes=%d k=%d reduce=%s tokens=%d batch=%d lr=%g seed=%d replace=%d kmeans=%dx%d model=%s data=%s ctx=%d",
-		rc.Site, groups, rc.NumCodes, rc.K, rc.Reduce, rc.TrainTokens, rc.BatchRows, lr, rc.Seed, rc.ReplaceEvery, rows, iters, rc.ModelName, rc.DatasetPath, rc.ContextSize)
+	meta := fmt.Sprintf("codebook site=%s groups=%d codes=%d k=%d reduce=%s tokens=%d unique=%d batch=%d lr=%g seed=%d replace=%d kmeans=%dx%d model=%s data=%s ctx=%d",
+		rc.Site, groups, rc.NumCodes, rc.K, rc.Reduce, rc.TrainTokens, rc.UniqueTokens, rc.BatchRows, lr, rc.Seed, rc.ReplaceEvery, rows, iters, rc.ModelName, rc.DatasetPath, rc.ContextSize)
 	ckpt := filepath.Join(rc.Out, CheckpointFile)
 	t := train.New(train.Config{Schedule: train.Schedule{LR: lr, Total: steps, Warmup: min(1000, steps/20), Decay: steps / 5},
 		Checkpoint: ckpt, CheckpointEvery: every, Meta: meta, Progress: rc.Progress}, tr, pipe)
