@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/loupe-dev/loupe/organism/tokfsm"
 	"github.com/loupe-dev/loupe/probe"
 )
 
@@ -109,4 +110,38 @@ func TestTokFSMModelMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAgainst(t, m, runSplice(t, m, ref.Tokens, sp), iv.Logits, iv.IDs)
+}
+
+// Analyze's counts add up: every scored position of every sequence chose
+// k codes per group of every codebook, and labels are fractions.
+func TestAnalyzeCountsAddUp(t *testing.T) {
+	m, _ := loadTokFSM(t)
+	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := NewStateEval(f, 6, 24, 3)
+	feats, err := Analyze(context.Background(), m.Model, m.Set, ev.Seqs, AnalyzeOptions{Labels: ev.States, Contexts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSite := map[string]int64{}
+	for _, ft := range feats {
+		perSite[ft.Hook] += ft.Count
+		var top int64
+		for _, c := range ft.TopCounts {
+			top += int64(c)
+		}
+		if top > ft.Count || ft.Positions != 6*24 || len(ft.Contexts) > 2 || len(ft.Contexts) > int(ft.Count) {
+			t.Fatalf("%s %d: count %d, top-token counts %d, positions %d, %d contexts", ft.Hook, ft.Feature, ft.Count, top, ft.Positions, len(ft.Contexts))
+		}
+		if ft.Label != "" && !(ft.LabelPrecision > 0 && ft.LabelPrecision <= 1 && ft.LabelAP > 0 && ft.LabelAP <= 1) {
+			t.Fatalf("%s %d: label %q precision %g AP %g", ft.Hook, ft.Feature, ft.Label, ft.LabelPrecision, ft.LabelAP)
+		}
+	}
+	for _, l := range m.Set.Layers {
+		if want := int64(6 * 24 * l.Groups * l.K); perSite[l.Hook] != want {
+			t.Errorf("%s: %d firings, want positions*groups*k = %d", l.Hook, perSite[l.Hook], want)
+		}
+	}
 }

@@ -183,7 +183,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     eval_rng = np.random.default_rng(args.seed + 1)
     os.makedirs(args.out, exist_ok=True)
-    logf = open(os.path.join(args.out, "train.log"), "w")
+    logf = open(os.path.join(args.out, "train.log"), "a")
 
     def log(msg):
         print(msg, flush=True)
