@@ -22,17 +22,14 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 		qt, kt, vt := b.get(q), b.get(k), b.get(v)
 		z, lse := b.flash(qt, kt, vt, s, scale, mask, true)
 		res.Z = z
-		if spec.Scores || spec.Pattern {
-			sc := b.scores(qt, kt, s, scale, mask)
-			if spec.Scores {
-				res.Scores = sc
-			}
-			if spec.Pattern {
-				res.Pattern = b.softmax(sc)
-			}
-			if !spec.Scores {
-				b.releaseTemp(sc.buf)
-			}
+		if spec.Scores {
+			res.Scores = b.scores(qt, kt, s, scale, mask)
+		}
+		if spec.Pattern {
+			// The weights exp(s − lse) by the same kernel as the
+			// reductions, so that a reduction equals what it reduces to
+			// the bit.
+			res.Pattern = b.probs(qt, kt, lse, nil, s, scale, mask)
 		}
 		if spec.LSE {
 			res.LSE = b.downloadFloats(lse)
@@ -106,7 +103,6 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		return
 	}
 	chunk := max(1, min(R, reduceChunkBytes/(4*s.Tk*BH)))
-	mk := b.uploadMask(mask.KeyValid)
 	var sets [][2]*buffer
 	for _, ks := range spec.KeySets {
 		off := make([]int, len(ks.Off))
@@ -121,14 +117,8 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 	}
 	for r0 := 0; r0 < R; r0 += chunk {
 		n := min(chunk, R-r0)
-		rbuf := b.uploadInts(rows[r0 : r0+n])
-		p := b.alloc(4*BH*n*s.Tk, func() string {
-			return fmt.Sprintf("attention weights of %d rows × %d keys for the reductions", BH*n, s.Tk)
-		})
-		b.launch("attn_probs", [3]int{(s.Tk + 127) / 128, n, BH}, [3]int{128, 1, 1}, 4*s.Dh,
-			pArg(qt.ptr()), pArg(kt.ptr()), pArg(lse.ptr()), pArg(rbuf.ptr), pArg(p.ptr),
-			iArg(n), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh), fArg(scale),
-			iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+		pt := b.probs(qt, kt, lse, rows[r0:r0+n], s, scale, mask)
+		p := pt.buf
 		nrows := BH * n
 		// place copies a chunk's per-row values [BH, n] into [BH, R].
 		place := func(dst []float32, src []float32) {
@@ -183,14 +173,10 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		}
 		b.releaseTemp(out)
 		b.releaseTemp(p)
-		b.releaseTemp(rbuf)
 	}
 	for _, set := range sets {
 		b.releaseTemp(set[0])
 		b.releaseTemp(set[1])
-	}
-	if mk != nil {
-		b.releaseTemp(mk)
 	}
 	if spec.SumRows {
 		fold := func(x []float32) []float32 {
@@ -214,4 +200,32 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 			res.Entropy = fold(res.Entropy)
 		}
 	}
+}
+
+// probs recomputes the attention weights exp(s − lse) of the given query
+// rows (every row when rows is nil) from q, k and the flash pass's lse:
+// [B, H, len(rows), Tk], 0 on keys the mask hides.
+func (b *Backend) probs(qt, kt, lse *Tensor, rows []int, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
+	if rows == nil {
+		rows = make([]int, s.Tq)
+		for i := range rows {
+			rows[i] = i
+		}
+	}
+	n := len(rows)
+	out := b.newTensor(compute.F32, s.B, s.H, n, s.Tk)
+	if out.numel() == 0 {
+		return out
+	}
+	rbuf := b.uploadInts(rows)
+	mk := b.uploadMask(mask.KeyValid)
+	b.launch("attn_probs", [3]int{(s.Tk + 127) / 128, n, s.B * s.H}, [3]int{128, 1, 1}, 4*s.Dh,
+		pArg(qt.ptr()), pArg(kt.ptr()), pArg(lse.ptr()), pArg(rbuf.ptr), pArg(out.ptr()),
+		iArg(n), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh), fArg(scale),
+		iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+	b.releaseTemp(rbuf)
+	if mk != nil {
+		b.releaseTemp(mk)
+	}
+	return out
 }
