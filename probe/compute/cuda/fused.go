@@ -20,8 +20,23 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 	var res compute.AttnResult
 	b.do(func() {
 		qt, kt, vt := b.get(q), b.get(k), b.get(v)
-		z, lse := b.flash(qt, kt, vt, s, scale, mask, true)
-		res.Z = z
+		needLSE := spec.Pattern || spec.LSE || spec.Reductions()
+		var lse *Tensor
+		if b.tensorCores(s) {
+			// bf16 products for z; what hooks read (lse, pattern,
+			// reductions) from the fp32 kernel, so that they are exact
+			// functions of one softmax. z does not depend on the spec.
+			res.Z = b.flashTC(qt, kt, vt, s, scale, mask)
+			if needLSE {
+				var z32 *Tensor
+				z32, lse = b.flash(qt, kt, vt, s, scale, mask, true)
+				b.releaseTemp(z32.buf)
+			}
+		} else {
+			var z *Tensor
+			z, lse = b.flash(qt, kt, vt, s, scale, mask, needLSE)
+			res.Z = z
+		}
 		if spec.Scores {
 			res.Scores = b.scores(qt, kt, s, scale, mask)
 		}
@@ -37,7 +52,9 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 		if spec.Reductions() {
 			b.reduce(qt, kt, lse, s, scale, mask, spec, &res)
 		}
-		b.releaseTemp(lse.buf)
+		if lse != nil {
+			b.releaseTemp(lse.buf)
+		}
 	})
 	return res
 }
