@@ -47,12 +47,11 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 	return b.opt.WeightDType != compute.F32 && (s.Dh == 64 || s.Dh == 128)
 }
 
-// flashTC is the tensor-core flash attention: z only.
-func (b *Backend) flashTC(qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
+// flashTCInto is the tensor-core flash attention: z only.
+func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	mustF32("FlashAttention", qt, kt, vt)
-	zt := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
-	if zt.numel() == 0 {
-		return zt
+	if zt.numel() == 0 || b.err != nil {
+		return
 	}
 	mk := b.uploadMask(mask.KeyValid)
 	grid := [3]int{(s.Tq + 63) / 64, s.H, s.B}
@@ -63,7 +62,6 @@ func (b *Backend) flashTC(qt, kt, vt *Tensor, s compute.AttnShape, scale float32
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
-	return zt
 }
 
 // maskWindow is the mask's sliding window (0: none).
@@ -84,17 +82,24 @@ func (b *Backend) FlashAttention(q, k, v compute.Tensor, s compute.AttnShape, sc
 }
 
 func (b *Backend) flash(qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, withLSE bool) (*Tensor, *Tensor) {
-	mustF32("FlashAttention", qt, kt, vt)
-	if s.Dh > faMaxD {
-		panic(fmt.Sprintf("cuda: flash attention takes head dimensions up to %d, got %d", faMaxD, s.Dh))
-	}
 	zt := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
 	var lt *Tensor
 	if withLSE {
 		lt = b.newTensor(compute.F32, s.B, s.H, s.Tq)
 	}
-	if zt.numel() == 0 {
-		return zt, lt
+	b.flashInto(zt, lt, qt, kt, vt, s, scale, mask)
+	return zt, lt
+}
+
+// flashInto runs the fp32 flash kernel into z [B*Tq, H*Dh] and, when lt is
+// not nil, the rows' log-sum-exp [B, H, Tq].
+func (b *Backend) flashInto(zt, lt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	mustF32("FlashAttention", qt, kt, vt)
+	if s.Dh > faMaxD {
+		panic(fmt.Sprintf("cuda: flash attention takes head dimensions up to %d, got %d", faMaxD, s.Dh))
+	}
+	if zt.numel() == 0 || b.err != nil {
+		return
 	}
 	mk := b.uploadMask(mask.KeyValid)
 	var lp uint64
@@ -113,5 +118,4 @@ func (b *Backend) flash(qt, kt, vt *Tensor, s compute.AttnShape, scale float32, 
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
-	return zt, lt
 }

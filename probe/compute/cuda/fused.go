@@ -17,34 +17,65 @@ import (
 // entropy) reduce it on the device; only the small results reach the host.
 func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, spec compute.AttnSpec) compute.AttnResult {
 	checkSpec(s, spec)
-	var res compute.AttnResult
-	b.do(func() {
+	for _, x := range []compute.Tensor{q, k, v} {
+		mustF32("Attention", tensorOf("Attention", x))
+	}
+	declare := func(shape ...int) *Tensor {
+		return &Tensor{shape: shape, dt: compute.F32, buf: &buffer{scope: -1}}
+	}
+	res := compute.AttnResult{}
+	z := declare(s.B*s.Tq, s.H*s.Dh)
+	var sc, pat *Tensor
+	if spec.Scores {
+		sc = declare(s.B, s.H, s.Tq, s.Tk)
+	}
+	if spec.Pattern {
+		pat = declare(s.B, s.H, s.Tq, s.Tk)
+	}
+	res.Z = z
+	if sc != nil {
+		res.Scores = sc
+	}
+	if pat != nil {
+		res.Pattern = pat
+	}
+	host := spec.LSE || spec.Reductions() // results the caller waits for
+	mask = cloneMask(mask)
+	run := func() {
+		for _, t := range []*Tensor{z, sc, pat} {
+			if t != nil {
+				b.place(t)
+			}
+		}
+		if b.err != nil {
+			return
+		}
 		qt, kt, vt := b.get(q), b.get(k), b.get(v)
-		needLSE := spec.Pattern || spec.LSE || spec.Reductions()
 		var lse *Tensor
+		if host || spec.Pattern {
+			lse = b.newTensor(compute.F32, s.B, s.H, s.Tq)
+		}
 		if b.tensorCores(s) {
 			// bf16 products for z; what hooks read (lse, pattern,
 			// reductions) from the fp32 kernel, so that they are exact
 			// functions of one softmax. z does not depend on the spec.
-			res.Z = b.flashTC(qt, kt, vt, s, scale, mask)
-			if needLSE {
-				var z32 *Tensor
-				z32, lse = b.flash(qt, kt, vt, s, scale, mask, true)
+			b.flashTCInto(z, qt, kt, vt, s, scale, mask)
+			if lse != nil {
+				z32 := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
+				b.flashInto(z32, lse, qt, kt, vt, s, scale, mask)
 				b.releaseTemp(z32.buf)
 			}
 		} else {
-			var z *Tensor
-			z, lse = b.flash(qt, kt, vt, s, scale, mask, needLSE)
-			res.Z = z
+			b.flashInto(z, lse, qt, kt, vt, s, scale, mask)
 		}
-		if spec.Scores {
-			res.Scores = b.scores(qt, kt, s, scale, mask)
+		if sc != nil {
+			b.scoresInto(sc, qt, kt, s, scale, mask)
 		}
-		if spec.Pattern {
+		if pat != nil {
 			// The weights exp(s − lse) by the same kernel as the
 			// reductions, so that a reduction equals what it reduces to
 			// the bit.
-			res.Pattern = b.probs(qt, kt, lse, nil, s, scale, mask)
+			b.probsInto(pat, qt, kt, lse, nil, s, scale, mask)
 		}
 		if spec.LSE {
 			res.LSE = b.downloadFloats(lse)
@@ -55,7 +86,12 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 		if lse != nil {
 			b.releaseTemp(lse.buf)
 		}
-	})
+	}
+	if host {
+		b.do(run)
+	} else {
+		b.async(run)
+	}
 	return res
 }
 
@@ -223,6 +259,17 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 // rows (every row when rows is nil) from q, k and the flash pass's lse:
 // [B, H, len(rows), Tk], 0 on keys the mask hides.
 func (b *Backend) probs(qt, kt, lse *Tensor, rows []int, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
+	n := s.Tq
+	if rows != nil {
+		n = len(rows)
+	}
+	out := b.newTensor(compute.F32, s.B, s.H, n, s.Tk)
+	b.probsInto(out, qt, kt, lse, rows, s, scale, mask)
+	return out
+}
+
+// probsInto is probs into out [B, H, len(rows), Tk].
+func (b *Backend) probsInto(out, qt, kt, lse *Tensor, rows []int, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	if rows == nil {
 		rows = make([]int, s.Tq)
 		for i := range rows {
@@ -230,9 +277,8 @@ func (b *Backend) probs(qt, kt, lse *Tensor, rows []int, s compute.AttnShape, sc
 		}
 	}
 	n := len(rows)
-	out := b.newTensor(compute.F32, s.B, s.H, n, s.Tk)
-	if out.numel() == 0 {
-		return out
+	if out.numel() == 0 || b.err != nil {
+		return
 	}
 	rbuf := b.uploadInts(rows)
 	mk := b.uploadMask(mask.KeyValid)
@@ -244,5 +290,4 @@ func (b *Backend) probs(qt, kt, lse *Tensor, rows []int, s compute.AttnShape, sc
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
-	return out
 }
