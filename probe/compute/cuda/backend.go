@@ -31,12 +31,12 @@ type Backend struct {
 	d    *driverAPI
 	cb   *cublasAPI
 
-	work  chan work // in order: operations, then what waits for them
+	work chan work // in order: operations, then what waits for them
 	// sync makes every operation wait for the owner (the default). With
 	// LOUPE_CUDA_ASYNC=1 operations are queued without waiting; that mode
 	// met an illegal-address error on the GPU in one run that could not be
 	// reproduced under compute-sanitizer, so it stays opt-in until found.
-	sync bool
+	sync  bool
 	close sync.Once
 
 	// Owned by the goroutine that owns the context.
