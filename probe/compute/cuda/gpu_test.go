@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -278,6 +279,11 @@ func TestHalfWeights(t *testing.T) {
 // and the backend stays usable.
 func TestScopesAndOutOfMemory(t *testing.T) {
 	g := testGPU(t)
+	// Earlier tests' tensors go back to the pool when the collector finds
+	// them; let that happen before measuring.
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(10 * time.Millisecond)
 	before := g.PoolStats()
 	for i := 0; i < 100; i++ {
 		s := g.Mark()
@@ -288,7 +294,7 @@ func TestScopesAndOutOfMemory(t *testing.T) {
 		}
 	}
 	after := g.PoolStats()
-	if after.InUse != before.InUse || after.Reserved > before.Reserved+2*(4<<20) {
+	if after.InUse > before.InUse || after.Reserved > before.Reserved+2*(4<<20) {
 		t.Fatalf("pool grew: %+v -> %+v", before, after)
 	}
 	s := g.Mark()
