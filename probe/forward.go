@@ -148,7 +148,21 @@ func (m *Model) checkBatch(batch [][]int) error {
 }
 
 // run embeds ids [B*T], runs every block and returns the requested logits.
-func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
+// On a backend with a memory pool the pass is one scope and each block a
+// scope inside it (compute.Scoped), so device temporaries go back to the
+// pool as the pass goes; a device failure (memory running out) ends the
+// pass with its error and leaves the model usable.
+func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []float32, err error) {
+	scope := compute.Mark(p.b)
+	defer func() {
+		if rerr := compute.Release(p.b, scope); rerr != nil && err == nil {
+			logits, err = nil, rerr
+		}
+	}()
+	return p.runBlocks(ctx, ids, mode)
+}
+
+func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
 	m, b := p.m, p.b
 	x := b.Embed(m.embed, ids)
 	if m.Config.EmbedScale != 0 {
@@ -163,6 +177,7 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		block := compute.Mark(b)
 		switch m.Config.Family {
 		case FamilyLlama:
 			x = p.llamaBlock(i, x)
@@ -172,6 +187,9 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 			x = p.neoxBlock(i, x)
 		case FamilyGemma3:
 			x = p.gemma3Block(i, x)
+		}
+		if err := compute.Release(b, block, x); err != nil && p.err == nil {
+			p.err = fmt.Errorf("layer %d: %w", i, err)
 		}
 		if p.err != nil {
 			return nil, p.err

@@ -82,6 +82,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 		return nil, err
 	}
 	kv := newKVCache(m, 1, total)
+	defer compute.Free(m.backend, append(kv.k, kv.v...)...)
 	rng := rand.New(rand.NewPCG(opt.Sampling.Seed, 0x1009e))
 	var out []int
 	next := prompt

@@ -169,7 +169,12 @@ func (l *loader) get(name string, shape ...int) compute.Tensor {
 	if l.err != nil {
 		return nil
 	}
-	return l.b.FromHost(data, shape...)
+	t := compute.FromHostWeight(l.b, data, shape...)
+	if err := compute.Err(l.b); err != nil {
+		l.err = fmt.Errorf("tensor %q: %w", name, err)
+		return nil
+	}
+	return t
 }
 
 // optional reads a tensor that a checkpoint may omit (nil when absent).

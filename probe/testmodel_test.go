@@ -139,7 +139,7 @@ func testConfigs() map[string]Config {
 
 func newTestModel(name string) *Model {
 	c := testConfigs()[name]
-	m, err := New(c, randomTensors(c, 1), compute.NewCPU())
+	m, err := New(c, randomTensors(c, 1), testBackend())
 	if err != nil {
 		panic(err)
 	}

@@ -90,12 +90,6 @@ func featureFields(k Kind) []arrow.Field {
 	return nil
 }
 
-func appendI32List(b array.Builder, vals []int32) {
-	lb := b.(*array.ListBuilder)
-	lb.Append(true)
-	lb.ValueBuilder().(*array.Int32Builder).AppendValues(vals, nil)
-}
-
 func appendStrList(b array.Builder, vals []string) {
 	lb := b.(*array.ListBuilder)
 	lb.Append(true)

@@ -24,6 +24,7 @@ import (
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
+	"github.com/loupe-dev/loupe/store"
 )
 
 // cliEnv is what every command writes to.
@@ -46,18 +47,20 @@ const organismModel = "organism"
 // command gets devices without a change of its own.
 type modelFlag struct {
 	path string
+	dev  deviceFlags // --device and --weight-dtype (device.go)
 }
 
 func (f *modelFlag) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.path, "model", organismModel,
 		`the model: "organism" (the embedded model organism that loupe demo runs), a Hugging Face model directory or a .gguf file`)
+	f.dev.register(fs)
 }
 
 // isOrganism says the flag names the embedded organism.
 func (f *modelFlag) isOrganism() bool { return f.path == organismModel }
 
-// backend is the compute backend the model is built on; nil is the CPU.
-func (f *modelFlag) backend() (compute.Backend, error) { return nil, nil }
+// backend is the compute backend the model is built on (--device).
+func (f *modelFlag) backend() (compute.Backend, error) { return f.dev.backend() }
 
 // load opens the model the flag names.
 func (f *modelFlag) load() (*probe.Loaded, error) {
@@ -81,6 +84,23 @@ func (f *modelFlag) name() string {
 		return organism.Name
 	}
 	return f.path
+}
+
+// noteCleaned tells the user, on stderr, about the temporary files of
+// killed writers that a new trace writer removed from its folder. Every
+// command that creates a trace calls it after store.Create.
+func (env *cliEnv) noteCleaned(w *store.Writer) {
+	var n int
+	var bytes int64
+	for _, t := range w.Cleaned() {
+		if t.Removed {
+			n++
+			bytes += t.Bytes
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(env.stderr, "note: removed %d temporary files (%s) that a killed writer left in this folder\n", n, humanBytes(bytes))
+	}
 }
 
 // usage is what `loupe NAME -h` prints above the flags.
@@ -137,6 +157,19 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// leadingArg takes a command's leading positional argument (DIR in
+// "loupe sae eval DIR [flags]") from before its flags; call it once every
+// flag is registered, so that -h in its place prints the whole help.
+func leadingArg(fs *flag.FlagSet, args []string, line string) (string, []string, error) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return "", nil, parseFlags(fs, args[:1])
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, fmt.Errorf("%w: %s", errUsage, line)
+	}
+	return args[0], args[1:], nil
 }
 
 // parseFlags parses args and turns a flag error into a usage error.

@@ -95,6 +95,7 @@ func parseHook(name string, head int) (activations.HookPoint, error) {
 
 func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, usage{name: "sae train",
+		summary: "train a sparse autoencoder on one hook point's activations, streamed from the model over a corpus",
 		example: "loupe sae train --hook blocks.2.hook_resid_post --arch topk --k 32 --expansion 8 --tokens 200000 --out sae-l2",
 		writes:  "a SAELens v6 folder (cfg.json, sae_weights.safetensors, sparsity.safetensors), checkpoint.safetensors and eval.json under --out"})
 	var df saeDataFlags
@@ -118,7 +119,6 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	resume := fs.Bool("resume", false, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)")
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
-	device := fs.String("device", "cpu", "where to train: cpu")
 	traces := fs.String("activations", "", "train on activations already in Arrow traces (loupe trace --hooks H), comma-separated shards, instead of running the model over the corpus")
 	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
@@ -128,9 +128,6 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
-	}
-	if *device != "cpu" {
-		return fmt.Errorf("%w: --device %q: only the CPU trains SAEs in this build", errUsage, *device)
 	}
 	arch, err := sae.ParseArch(*archName)
 	if err != nil {
@@ -202,10 +199,6 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe sae eval DIR [flags]", errUsage)
-	}
-	dir := args[0]
 	fs := newFlags(env, usage{name: "sae eval", args: "DIR", summary: "evaluate an SAE folder (SAELens or sparsify) on held-out text: L0, FVU, MSE, cosine, bias, dead latents, downstream CE",
 		example: "loupe sae eval sae-l2 --json", writes: "the report on stdout"})
 	var df saeDataFlags
@@ -213,7 +206,11 @@ func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, rest, err := leadingArg(fs, args, "loupe sae eval DIR [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	s, d, err := loadForSAE(dir, &df)
