@@ -166,7 +166,7 @@ func TestModelSourceMatchesForwardCache(t *testing.T) {
 	// (a product's bits may depend on how many rows it has)
 	var results []*probe.Result
 	for lo := 0; lo < len(batch); lo += 2 {
-		res, err := m.Forward(context.Background(), batch[lo:min(lo+2, len(batch))], probe.Options{Hooks: &probe.Hooks{Cache: []string{"blocks.1.hook_resid_post", "blocks.2.attn.hook_z", "blocks.2.ln2.hook_normalized", "blocks.2.hook_mlp_out"}}, Logits: probe.LogitsNone})
+		res, err := m.Forward(context.Background(), batch[lo:min(lo+2, len(batch))], probe.Options{Hooks: &probe.Hooks{Cache: []string{"blocks.1.hook_resid_post", "blocks.2.attn.hook_z", "blocks.2.attn.hook_result", "blocks.2.ln2.hook_normalized", "blocks.2.hook_mlp_out"}}, Logits: probe.LogitsNone})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,6 +222,14 @@ func TestModelSourceMatchesForwardCache(t *testing.T) {
 		t.Fatalf("hook_z head width %d, want %d", src.Width(), cfg.HeadDim)
 	}
 	check(src, "blocks.2.attn.hook_z", 3*cfg.HeadDim, 4*cfg.HeadDim, "")
+	src, err = NewModelSource(m.Model, ModelConfig{Hook: HookPoint{"blocks.2.attn.hook_result", 5}, Contexts: ctxs, SeqsPerForward: 2, SkipFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Width() != cfg.DModel {
+		t.Fatalf("hook_result head width %d, want %d", src.Width(), cfg.DModel)
+	}
+	check(src, "blocks.2.attn.hook_result", 5*cfg.DModel, 6*cfg.DModel, "")
 	tgt := HookPoint{"blocks.2.hook_mlp_out", -1}
 	src, err = NewModelSource(m.Model, ModelConfig{Hook: HookPoint{"blocks.2.ln2.hook_normalized", -1}, Target: &tgt, Contexts: ctxs, SeqsPerForward: 2, SkipFirst: true})
 	if err != nil {
