@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
@@ -149,9 +148,27 @@ func (m *Model) checkBatch(batch [][]int) error {
 }
 
 // run embeds ids [B*T], runs every block and returns the requested logits.
-func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
+// On a backend with a memory pool the pass is one scope and each block a
+// scope inside it (compute.Scoped), so device temporaries go back to the
+// pool as the pass goes; a device failure (memory running out) ends the
+// pass with its error and leaves the model usable.
+func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []float32, err error) {
+	scope := compute.Mark(p.b)
+	defer func() {
+		if rerr := compute.Release(p.b, scope); rerr != nil && err == nil {
+			logits, err = nil, rerr
+		}
+	}()
+	return p.runBlocks(ctx, ids, mode)
+}
+
+func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
 	m, b := p.m, p.b
-	x := p.hook(-1, "hook_embed", b.Embed(m.embed, ids), p.resid())
+	x := b.Embed(m.embed, ids)
+	if m.Config.EmbedScale != 0 {
+		b.ScaleInPlace(x, m.Config.EmbedScale) // Gemma: hook_embed is the scaled embedding
+	}
+	x = p.hook(-1, "hook_embed", x, p.resid())
 	if m.posEmbed != nil {
 		pe := p.hook(-1, "hook_pos_embed", b.Embed(m.posEmbed, p.pos), p.resid())
 		x = b.Add(x, pe)
@@ -160,6 +177,7 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		block := compute.Mark(b)
 		switch m.Config.Family {
 		case FamilyLlama:
 			x = p.llamaBlock(i, x)
@@ -167,6 +185,11 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 			x = p.gpt2Block(i, x)
 		case FamilyGPTNeoX:
 			x = p.neoxBlock(i, x)
+		case FamilyGemma3:
+			x = p.gemma3Block(i, x)
+		}
+		if err := compute.Release(b, block, x); err != nil && p.err == nil {
+			p.err = fmt.Errorf("layer %d: %w", i, err)
 		}
 		if p.err != nil {
 			return nil, p.err
@@ -182,12 +205,7 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		}
 		x = b.GatherRows(x, last)
 	}
-	var final tensor
-	if m.Config.Family == FamilyLlama {
-		final = p.llamaFinal(x)
-	} else {
-		final = p.layerNormFinal(x)
-	}
+	final := p.finalNorm(x)
 	rows := p.T
 	if mode == LogitsLast {
 		rows = 1
@@ -201,6 +219,15 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) ([]float32, e
 		return nil, p.err
 	}
 	return b.ToHost(logits), nil
+}
+
+// finalNorm is the family's last norm, ln_final.
+func (p *pass) finalNorm(x tensor) tensor {
+	switch p.m.Config.Family {
+	case FamilyLlama, FamilyGemma3: // Gemma's (1 + w) is in lnFinalW
+		return p.llamaFinal(x)
+	}
+	return p.layerNormFinal(x)
 }
 
 // hook passes t through the hook point of layer i (i < 0 for the points
@@ -232,43 +259,10 @@ func (p *pass) name(i int, suffix string) string {
 func (p *pass) resid() []int    { return []int{p.B, p.T, p.m.Config.DModel} }
 func (p *pass) mlpShape() []int { return []int{p.B, p.T, p.m.Config.DMLP} }
 
-// attention is the attention sublayer shared by every family: it takes the
-// normalised residual and returns hook_attn_out (output bias included).
-func (p *pass) attention(i int, x tensor) tensor {
-	m, b, ly := p.m, p.b, &p.m.layers[i]
-	c := m.Config
-	H, Hkv, Dh := c.Heads, c.KVHeads, c.HeadDim
-	q := p.hook(i, "attn.hook_q", b.Linear(x, ly.wq, ly.bq), []int{p.B, p.T, H, Dh})
-	k := p.hook(i, "attn.hook_k", b.Linear(x, ly.wk, ly.bk), []int{p.B, p.T, Hkv, Dh})
-	v := p.hook(i, "attn.hook_v", b.Linear(x, ly.wv, ly.bv), []int{p.B, p.T, Hkv, Dh})
-	if m.invFreq != nil {
-		pos := p.pos
-		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, m.invFreq)
-		b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, m.invFreq)
-		q = p.hook(i, "attn.hook_rot_q", q, []int{p.B, p.T, H, Dh})
-		k = p.hook(i, "attn.hook_rot_k", k, []int{p.B, p.T, Hkv, Dh})
-	}
-	shape := compute.AttnShape{B: p.B, Tq: p.T, Tk: p.T, Tcap: p.T, H: H, Hkv: Hkv, Dh: Dh}
-	if p.kv != nil {
-		k, v = p.kv.append(b, i, k, v, p.B, p.T)
-		shape.Tk, shape.Tcap = p.kv.len+p.T, p.kv.cap
-	}
-	mask := p.mask
-	mask.Past = p.past
-	scores := b.AttentionScores(q, k, shape, float32(1/math.Sqrt(float64(Dh))), mask)
-	scores = p.hook(i, "attn.hook_attn_scores", scores, []int{p.B, H, p.T, shape.Tk})
-	pattern := p.hook(i, "attn.hook_pattern", b.SoftmaxRows(scores), []int{p.B, H, p.T, shape.Tk})
-	z := p.hook(i, "attn.hook_z", b.AttentionMix(pattern, v, shape), []int{p.B, p.T, H, Dh})
-	if p.hooks.active(p.name(i, "attn.hook_result")) {
-		return p.attnOutFromResults(i, z)
-	}
-	return p.hook(i, "hook_attn_out", b.Linear(z, ly.wo, ly.bo), p.resid())
-}
-
 // attnOutFromResults computes each head's write to the residual stream,
 // hook_result [B, T, H, d_model] = z_h·W_O,hᵀ, and passes it through its
-// hook; when an edit changed it, hook_attn_out is the sum of the heads plus
-// the output bias. Only runs that hook hook_result pay for it.
+// hook; when an edit changed it, the attention output is the sum of the
+// heads plus the output bias. Only runs that hook hook_result pay for it.
 func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	H, Dh, D := m.Config.Heads, m.Config.HeadDim, m.Config.DModel
@@ -285,7 +279,7 @@ func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	if !p.hooks.edits(name) {
 		// Unchanged results: one product keeps the run bit-identical to a
 		// run that does not look at them.
-		return p.hook(i, "hook_attn_out", b.Linear(z, ly.wo, ly.bo), p.resid())
+		return b.Linear(z, ly.wo, ly.bo)
 	}
 	all = b.ToHost(res)
 	sum := make([]float32, N*D)
@@ -301,5 +295,5 @@ func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	if ly.bo != nil {
 		b.AddInPlace(out, ly.bo)
 	}
-	return p.hook(i, "hook_attn_out", out, p.resid())
+	return out
 }

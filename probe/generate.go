@@ -58,6 +58,10 @@ type GenerateOptions struct {
 	Hooks *Hooks
 	// OnToken, when set, is called with each new token as it is chosen.
 	OnToken func(id int)
+	// OnReduced, when set, receives each step's reductions (Hooks.Reduce)
+	// before that step's token is chosen: step 0 reads the prompt, step t
+	// the t-th generated token.
+	OnReduced func(step int, reduced []*Reduced)
 }
 
 // Generate continues a prompt, keeping keys and values in a KV cache so each
@@ -78,6 +82,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 		return nil, err
 	}
 	kv := newKVCache(m, 1, total)
+	defer compute.Free(m.backend, append(kv.k, kv.v...)...)
 	rng := rand.New(rand.NewPCG(opt.Sampling.Seed, 0x1009e))
 	var out []int
 	next := prompt
@@ -92,6 +97,12 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 		logits, err := p.run(ctx, next, LogitsLast)
 		if err != nil {
 			return out, err
+		}
+		if hs != nil {
+			if opt.OnReduced != nil {
+				opt.OnReduced(len(out), hs.reduce)
+			}
+			hs.reduce = nil
 		}
 		kv.len += T
 		id := sample(logits, opt.Sampling, rng)

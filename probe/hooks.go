@@ -33,6 +33,9 @@ const (
 	SpanMass
 	// Entropy is each query's attention entropy in nats.
 	Entropy
+	// KeyMass sums each query's attention on a set of keys of its own
+	// (Reduction.Keys), such as the cells a head detector predicts.
+	KeyMass
 )
 
 func (op ReduceOp) String() string {
@@ -43,28 +46,53 @@ func (op ReduceOp) String() string {
 		return "span_mass"
 	case Entropy:
 		return "entropy"
+	case KeyMass:
+		return "key_mass"
 	}
 	return "reduce(" + strconv.Itoa(int(op)) + ")"
 }
 
 // Reduction asks for a summary of every pattern hook matching Hook (a glob,
-// normally "blocks.*.attn.hook_pattern").
+// normally "blocks.*.attn.hook_pattern"). Reductions of a pattern that no
+// hook edits are computed by the backend's fused attention from the exact
+// softmax without building the pattern, so they cost memory linear in the
+// context. Reductions of hook_attn_scores (TopK, SpanMass, Entropy of the
+// raw scores, every row) make that layer build its scores.
 type Reduction struct {
-	Hook   string
-	Op     ReduceOp
-	K      int // TopK
-	Lo, Hi int // SpanMass; Hi beyond the keys means up to the last key
+	Hook string
+	Op   ReduceOp
+	K    int // TopK
+	// Lo, Hi: SpanMass over keys [Lo, Hi); Hi ≤ 0 or beyond the keys means
+	// up to the last key. An end marked relative counts from each query's
+	// own key position p: {Lo: -63, Hi: 1} with both relative is the 64
+	// most recent keys, the current one included, and {Lo: 1, Hi: 0} with
+	// HiRelative every earlier key but the first (a relative Hi ≤ 0 is not
+	// special).
+	Lo, Hi                 int
+	LoRelative, HiRelative bool
+	// Keys, for KeyMass, gives the keys whose attention is summed for the
+	// query of sequence b at key position q (its index among the keys:
+	// past positions plus its index in this pass, left padding included).
+	Keys func(b, q int) []int
+	// Rows are the query rows reduced, as indices into this pass's
+	// queries; negative ones count from the end (-1 is the last query).
+	// Nil reduces every row.
+	Rows []int
+	// SumRows sums SpanMass, KeyMass and Entropy values over the rows:
+	// one value per (batch, head), the accumulator of a head score.
+	SumRows bool
 }
 
-// Reduced is one reduction's result for one hook point. Rows run over
-// [batch, head, query] of the pattern; Shape is that [B, H, Tq] (plus K for
-// TopK).
+// Reduced is one reduction's result for one hook point. Values run over
+// [batch, head, row] with Shape [B, H, R] (plus K for TopK), R the rows
+// reduced (every query when Rows is nil); with SumRows Shape is [B, H].
 type Reduced struct {
 	Hook    string
 	Op      ReduceOp
 	Shape   []int
+	Rows    []int     // the query rows reduced, ascending; nil: every query
 	Index   []int32   // TopK: key positions, largest weight first
-	Values  []float32 // TopK weights, or one value per row
+	Values  []float32 // TopK weights, or one value per row (per head with SumRows)
 	KeysLen int       // keys each row was reduced over
 }
 
@@ -77,7 +105,18 @@ type Reduced struct {
 type Edit struct {
 	Hook string
 	Fn   func(b compute.Backend, name string, t compute.Tensor, shape []int) (compute.Tensor, error)
+	// FnPoint, when set, is used instead of Fn. It gets, besides Fn's
+	// arguments, point: a function that passes a tensor the edit derives
+	// (say, the ids a codebook chose) through the run's hooks under a name
+	// of the edit's choosing, so other hooks can cache, reduce or edit it
+	// like any activation. Such nested hook points are not in HookNames;
+	// the edit that makes one does not apply to it.
+	FnPoint func(b compute.Backend, name string, t compute.Tensor, shape []int, point PointFunc) (compute.Tensor, error)
 }
+
+// PointFunc passes t (TransformerLens shape shape) through the hook point
+// name of the current run and returns the tensor to continue with.
+type PointFunc func(name string, t compute.Tensor, shape []int) (compute.Tensor, error)
 
 // ZeroAblateHead removes one head's output by zeroing its hook_z slice.
 func ZeroAblateHead(cfg Config, layer, head int) Edit {
@@ -152,8 +191,9 @@ var blockHooks = []string{
 	"hook_resid_pre", "ln1.hook_normalized",
 	"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
 	"attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "attn.hook_result",
-	"hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
-	"mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
+	"ln1_post.hook_normalized", "hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
+	"mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln2_post.hook_normalized",
+	"hook_mlp_out", "hook_resid_post",
 }
 
 // HookNames lists every hook point of the model in forward order.
@@ -182,7 +222,9 @@ func (m *Model) hasBlockHook(suffix string) bool {
 	case "hook_resid_mid":
 		return !m.Config.ParallelResidual
 	case "mlp.hook_pre_linear":
-		return m.Config.Family == FamilyLlama
+		return m.Config.Family == FamilyLlama || m.Config.Family == FamilyGemma3
+	case "ln1_post.hook_normalized", "ln2_post.hook_normalized":
+		return m.Config.Family == FamilyGemma3
 	}
 	return true
 }
@@ -190,10 +232,14 @@ func (m *Model) hasBlockHook(suffix string) bool {
 // hookSet is a run's compiled Hooks: which names are cached, reduced or
 // edited. A nil *hookSet does nothing.
 type hookSet struct {
-	hooks  *Hooks
-	cache  map[string]*Activation
-	reduce []*Reduced
-	memo   map[string]bool // name -> does any hook apply
+	hooks   *Hooks
+	cache   map[string]*Activation
+	reduce  []*Reduced
+	memo    map[string]bool // name -> does any hook apply
+	running []bool          // edits now running (a nested point skips them)
+	// mask is the attention mask of the layer being run, for reductions of
+	// a materialised pattern (relative spans need each query's position).
+	mask compute.AttnMask
 }
 
 func newHookSet(h *Hooks) (*hookSet, error) {
@@ -212,13 +258,19 @@ func newHookSet(h *Hooks) (*hookSet, error) {
 		if r.Op == TopK && r.K <= 0 {
 			return nil, fmt.Errorf("top-k reduction on %q: K must be positive, got %d", r.Hook, r.K)
 		}
+		if r.Op == KeyMass && r.Keys == nil {
+			return nil, fmt.Errorf("key-mass reduction on %q: no Keys function", r.Hook)
+		}
+		if r.Op < TopK || r.Op > KeyMass {
+			return nil, fmt.Errorf("reduction on %q: unknown operation %d", r.Hook, r.Op)
+		}
 	}
 	for _, e := range h.Edit {
 		if _, err := path.Match(e.Hook, ""); err != nil {
 			return nil, fmt.Errorf("edit pattern %q: %w", e.Hook, err)
 		}
 	}
-	return &hookSet{hooks: h, cache: map[string]*Activation{}, memo: map[string]bool{}}, nil
+	return &hookSet{hooks: h, cache: map[string]*Activation{}, memo: map[string]bool{}, running: make([]bool, len(h.Edit))}, nil
 }
 
 func match(pattern, name string) bool {
@@ -249,6 +301,37 @@ func (hs *hookSet) active(name string) bool {
 	return v
 }
 
+// caches says whether a cache pattern matches name.
+func (hs *hookSet) caches(name string) bool {
+	if hs == nil {
+		return false
+	}
+	for _, p := range hs.hooks.Cache {
+		if match(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// reduces says whether a reduction matches name.
+func (hs *hookSet) reduces(name string) bool {
+	if hs == nil {
+		return false
+	}
+	for _, r := range hs.hooks.Reduce {
+		if match(r.Hook, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// record copies an activation to the cache.
+func (hs *hookSet) record(b compute.Backend, name string, t compute.Tensor, shape []int) {
+	hs.cache[name] = &Activation{Name: name, Shape: append([]int(nil), shape...), Data: b.ToHost(t)}
+}
+
 // edits says whether an edit applies to name.
 func (hs *hookSet) edits(name string) bool {
 	if hs == nil {
@@ -268,11 +351,21 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 	if !hs.active(name) {
 		return t, nil
 	}
-	for _, e := range hs.hooks.Edit {
-		if !match(e.Hook, name) {
+	for i, e := range hs.hooks.Edit {
+		if hs.running[i] || !match(e.Hook, name) {
 			continue
 		}
-		out, err := e.Fn(b, name, t, shape)
+		var out compute.Tensor
+		var err error
+		if e.FnPoint != nil {
+			hs.running[i] = true
+			out, err = e.FnPoint(b, name, t, shape, func(n string, t compute.Tensor, s []int) (compute.Tensor, error) {
+				return hs.point(b, n, t, s)
+			})
+			hs.running[i] = false
+		} else {
+			out, err = e.Fn(b, name, t, shape)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("hook %s: %w", name, err)
 		}
@@ -281,12 +374,20 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 		}
 		t = out
 	}
+	if strings.HasSuffix(name, "hook_pattern") && len(shape) == 4 {
+		if err := hs.reducePatternOnHost(b, name, t, shape, hs.mask); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range hs.hooks.Reduce {
-		if !match(r.Hook, name) {
+		if !match(r.Hook, name) || strings.HasSuffix(name, "hook_pattern") && len(shape) == 4 {
 			continue
 		}
-		if len(shape) != 4 || !strings.HasSuffix(name, "hook_pattern") && !strings.HasSuffix(name, "hook_attn_scores") {
+		if len(shape) != 4 || !strings.HasSuffix(name, "hook_attn_scores") {
 			return nil, fmt.Errorf("reduction %s on %s: reductions apply to attention hooks [batch, head, query, key]", r.Op, name)
+		}
+		if r.Op == KeyMass || r.LoRelative || r.HiRelative || r.SumRows || r.Rows != nil {
+			return nil, fmt.Errorf("reduction %s on %s: scores reduce by top-k, span mass or entropy over every row (key masses, relative spans, row choices and sums are for hook_pattern)", r.Op, name)
 		}
 		red := &Reduced{Hook: name, Op: r.Op, Shape: append([]int(nil), shape[:3]...), KeysLen: shape[3]}
 		switch r.Op {
@@ -309,11 +410,8 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 		}
 		hs.reduce = append(hs.reduce, red)
 	}
-	for _, p := range hs.hooks.Cache {
-		if match(p, name) {
-			hs.cache[name] = &Activation{Name: name, Shape: append([]int(nil), shape...), Data: b.ToHost(t)}
-			break
-		}
+	if hs.caches(name) {
+		hs.record(b, name, t, shape)
 	}
 	return t, nil
 }

@@ -77,7 +77,7 @@ func TestRopeFreqsTensorEqualsRopeScaling(t *testing.T) {
 	}
 	plainCfg := c
 	plainCfg.RopeScale = nil
-	base := plainCfg.invFreq()
+	base := plainCfg.invFreq(plainCfg.RopeTheta, true)
 	ts := randomTensors(c, 1)
 	divisors := make([]float32, len(base))
 	for i := range divisors {

@@ -68,8 +68,20 @@ type tinyRefs struct {
 // Tolerance of the issue: max |Loupe - transformers| over every logit.
 const logitTol = 2e-3
 
+// TestTinyModelsMatchTransformers runs the tiny random-weight models of
+// every family: tiny.json (GPT-2, NeoX, Llama, Qwen2) and families.json
+// (Qwen3, Mistral, Phi-3, Gemma 3).
 func TestTinyModelsMatchTransformers(t *testing.T) {
-	raw, err := os.ReadFile("testdata/ref/tiny.json")
+	for _, manifest := range []struct {
+		file string
+		min  int
+	}{{"tiny.json", 6}, {"families.json", 4}} {
+		t.Run(manifest.file, func(t *testing.T) { testTinyManifest(t, manifest.file, manifest.min) })
+	}
+}
+
+func testTinyManifest(t *testing.T, file string, minModels int) {
+	raw, err := os.ReadFile(filepath.Join("testdata/ref", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +89,13 @@ func TestTinyModelsMatchTransformers(t *testing.T) {
 	if err := json.Unmarshal(raw, &refs); err != nil {
 		t.Fatal(err)
 	}
-	if len(refs.Models) < 5 {
+	if len(refs.Models) < minModels {
 		t.Fatalf("only %d reference models", len(refs.Models))
 	}
 	ctx := context.Background()
 	for _, rm := range refs.Models {
 		t.Run(rm.Name, func(t *testing.T) {
-			m, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), nil)
+			m, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), testBackend())
 			if err != nil {
 				t.Fatal(err)
 			}

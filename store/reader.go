@@ -167,7 +167,7 @@ func (t *Table) checkSchema() error {
 			return fmt.Errorf("%w: an ablation table in a schema v%d file (ablation tables came with v2)", ErrNotLoupe, v)
 		}
 		want = fields(t.info.Kind)
-	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindIndex:
+	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindCircuit, KindIndex:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)

@@ -38,7 +38,7 @@ const (
 // Kind names what a table holds. It is stamped in every file under [MetaKind].
 type Kind string
 
-// The table kinds of schema version 1. docs/schema.md gives their columns.
+// The table kinds. docs/schema.md gives their columns.
 const (
 	KindTokens        Kind = "tokens"         // one row per prompt token
 	KindActivations   Kind = "activations"    // one row per (hook, layer, head, prompt, position)
@@ -47,6 +47,7 @@ const (
 	KindHeadScores    Kind = "head_scores"    // one row per (layer, head, score)
 	KindFlow          Kind = "flow"           // attention rollout and flow matrices, one row per matrix row
 	KindLogitLens     Kind = "logit_lens"     // top-k next-token predictions per (prompt, layer, position)
+	KindCircuit       Kind = "circuit"        // a found circuit: one row per node, edge or summary figure (circuit.go)
 	KindIndex         Kind = "index"          // one row per record batch of every other table
 )
 
@@ -130,6 +131,8 @@ func fields(k Kind) []arrow.Field {
 			{Name: "top_texts", Type: arrow.ListOf(arrow.BinaryTypes.String)}}
 	case KindAblation:
 		return ablationFields()
+	case KindCircuit:
+		return circuitFields()
 	case KindIndex:
 		return []arrow.Field{utf8("table", false), i32("batch"),
 			{Name: "first_row", Type: arrow.PrimitiveTypes.Int64},
@@ -189,9 +192,9 @@ func ActivationTableName(shape []int) string {
 	return string(KindActivations) + "." + strings.Join(parts, "x")
 }
 
-var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|ablation|index|activations\.[0-9]+(x[0-9]+)*)$`)
+var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|ablation|circuit|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
-// validTableName reports whether name is a table name of schema version 1.
+// validTableName reports whether name is a table name of this schema version.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }
 
 var safeNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$`)

@@ -40,25 +40,26 @@ type cliEnv struct {
 // be called "organism" is reached as ./organism.
 const organismModel = "organism"
 
-// modelFlag is --model, registered by every command that runs a model.
-//
-// The --device flag belongs here too: register adds it next to --model and
-// backend turns it into the compute.Backend that load passes on, so every
-// command gets devices without a change of its own.
+// modelFlag is --model, registered by every command that runs a model,
+// with --device and --weight-dtype (deviceFlags, device.go): load builds
+// the model on the backend they name, so every command gets devices
+// without a change of its own.
 type modelFlag struct {
 	path string
+	dev  deviceFlags // --device and --weight-dtype (device.go)
 }
 
 func (f *modelFlag) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.path, "model", organismModel,
 		`the model: "organism" (the embedded model organism that loupe demo runs), a Hugging Face model directory or a .gguf file`)
+	f.dev.register(fs)
 }
 
 // isOrganism says the flag names the embedded organism.
 func (f *modelFlag) isOrganism() bool { return f.path == organismModel }
 
-// backend is the compute backend the model is built on; nil is the CPU.
-func (f *modelFlag) backend() (compute.Backend, error) { return nil, nil }
+// backend is the compute backend the model is built on (--device).
+func (f *modelFlag) backend() (compute.Backend, error) { return f.dev.backend() }
 
 // load opens the model the flag names.
 func (f *modelFlag) load() (*probe.Loaded, error) {

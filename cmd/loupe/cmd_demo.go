@@ -36,6 +36,8 @@ func cmdDemo(ctx context.Context, env *cliEnv, args []string) error {
 	out := fs.String("out", "loupe-demo", "directory to write the trace files to")
 	quiet := registerQuiet(fs)
 	perTask := fs.Int("prompts", 16, "held-out prompts to solve per task")
+	var dev deviceFlags
+	dev.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,7 +47,11 @@ func cmdDemo(ctx context.Context, env *cliEnv, args []string) error {
 	start := time.Now()
 	w := env.stdout
 
-	m, err := organism.Load(nil)
+	b, err := dev.backend()
+	if err != nil {
+		return err
+	}
+	m, err := organism.Load(b)
 	if err != nil {
 		return err
 	}

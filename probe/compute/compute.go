@@ -39,6 +39,11 @@ type AttnMask struct {
 	// KeyValid, when not nil, is [B*Tk]: false marks a padding key that no
 	// query may attend to.
 	KeyValid []bool
+	// Window, when > 0, is a sliding window: a query at absolute position p
+	// (Past+i) sees key j only if p-j < Window (Mistral, Gemma 3's local
+	// layers). Positions are key indices, padding included, as in
+	// transformers' sliding-window mask.
+	Window int
 }
 
 // AttnShape gives the sizes of one attention computation.
@@ -76,6 +81,8 @@ type Backend interface {
 	Linear(x, w, bias Tensor) Tensor
 	// Add computes a + b elementwise (same shapes).
 	Add(a, b Tensor) Tensor
+	// Mul computes a * b elementwise (same shapes).
+	Mul(a, b Tensor) Tensor
 	// AddInPlace adds b to a; b may also be one row broadcast over a's rows.
 	AddInPlace(a, b Tensor)
 	// ScaleInPlace multiplies every element by s.
@@ -98,6 +105,12 @@ type Backend interface {
 	// x [N, heads*headDim] in the rotate-half convention (pairs (i, i+rotDim/2)),
 	// row r at position pos[r], with angles pos·invFreq[i].
 	RotaryInPlace(x Tensor, heads, headDim, rotDim int, pos []int, invFreq []float32)
+
+	// Attention is the fused attention operation (DESIGN decision 8): it
+	// returns z and what spec asks (full scores or pattern, reductions of
+	// the exact softmax), building nothing of size Tq×Tk unless the full
+	// scores or pattern are asked. attention.go states the contract.
+	Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMask, spec AttnSpec) AttnResult
 
 	// AttentionScores computes scale·q·kᵀ with masked entries set to -Inf:
 	// [B, H, Tq, Tk].

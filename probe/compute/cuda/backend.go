@@ -1,0 +1,918 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Device is the GPU's index (cuda:N).
+	Device int
+	// WeightDType is the dtype model weights are kept in (matrices only:
+	// norm weights and biases stay float32). The zero value is F32, the
+	// mode that is checked against the CPU and the references.
+	WeightDType compute.DType
+}
+
+// Backend is a compute.Backend on one NVIDIA GPU. One goroutine, locked to
+// its OS thread, owns the CUDA context, the stream and the cuBLAS handle;
+// every operation is sent to it. Operations are queued on the stream and
+// only ToHost, the reductions and the end of a pass wait for the GPU.
+type Backend struct {
+	opt  Options
+	info DeviceInfo
+	d    *driverAPI
+	cb   *cublasAPI
+
+	mu    sync.Mutex // one caller at a time hands work to the owner
+	work  chan func()
+	done  chan any // nil, or a panic raised by the work
+	close sync.Once
+
+	// Owned by the goroutine that owns the context.
+	ctx, stream, blas uintptr
+	fn                map[string]uintptr
+	pool              pool
+	scopes            [][]*buffer
+	err               error
+	argv              [32]uint64
+	argp              [32]uintptr
+	dev               int32
+}
+
+// Tensor is a tensor in GPU memory.
+type Tensor struct {
+	shape []int
+	dt    compute.DType
+	buf   *buffer
+}
+
+func (t *Tensor) Shape() []int         { return t.shape }
+func (t *Tensor) DType() compute.DType { return t.dt }
+
+// kernel names in kernels.cu and flash.cu.
+var kernelNames = []string{"cvt_f32_bf16", "cvt_f32_f16", "cvt_bf16_f32", "cvt_f16_f32", "gather_rows", "embed",
+	"columns", "fill_columns", "add", "add_bcast", "scale", "swiglu", "gelu", "rmsnorm", "layernorm", "softmax_rows",
+	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix",
+	"attn_probs", "span_rows", "keyset_rows"}
+
+// New opens GPU opt.Device: it loads the driver, NVRTC and cuBLAS, makes
+// the context and stream, and compiles the kernels (cached after the
+// first run). The error says what is missing and where Loupe looked.
+func New(opt Options) (*Backend, error) {
+	devs, err := Devices()
+	if err != nil {
+		return nil, err
+	}
+	if opt.Device < 0 || opt.Device >= len(devs) {
+		return nil, fmt.Errorf("cuda: no GPU %d: the driver sees %d", opt.Device, len(devs))
+	}
+	info := devs[opt.Device]
+	if err := info.Usable(); err != nil {
+		return nil, err
+	}
+	cb, err := loadCUBLAS()
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{opt: opt, info: info, d: &driver, cb: cb, work: make(chan func()), done: make(chan any),
+		fn: map[string]uintptr{}, pool: pool{free: map[int][]uintptr{}}}
+	for i := range b.argp {
+		b.argp[i] = uintptr(unsafe.Pointer(&b.argv[i]))
+	}
+	started := make(chan error)
+	go b.ownerLoop(started)
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// own is the goroutine that owns the context.
+func (b *Backend) ownerLoop(started chan<- error) {
+	runtime.LockOSThread()
+	if err := b.setup(); err != nil {
+		started <- err
+		return
+	}
+	started <- nil
+	for f := range b.work {
+		b.done <- runWork(f)
+	}
+	b.teardown()
+}
+
+func runWork(f func()) (p any) {
+	defer func() { p = recover() }()
+	f()
+	return nil
+}
+
+// do runs f on the owner goroutine and waits for it; a panic in f is
+// raised again in the caller.
+func (b *Backend) do(f func()) {
+	b.mu.Lock()
+	b.work <- f
+	p := <-b.done
+	b.mu.Unlock()
+	if p != nil {
+		panic(p)
+	}
+}
+
+func (b *Backend) setup() error {
+	d := b.d
+	if err := d.check("cuDeviceGet", call(d.cuDeviceGet, uintptr(unsafe.Pointer(&b.dev)), uintptr(b.opt.Device))); err != nil {
+		return err
+	}
+	if err := d.check("cuDevicePrimaryCtxRetain", call(d.cuDevicePrimaryCtxRetain, uintptr(unsafe.Pointer(&b.ctx)), uintptr(b.dev))); err != nil {
+		return err
+	}
+	if err := d.check("cuCtxSetCurrent", call(d.cuCtxSetCurrent, b.ctx)); err != nil {
+		return err
+	}
+	if err := d.check("cuStreamCreate", call(d.cuStreamCreate, uintptr(unsafe.Pointer(&b.stream)), 1)); err != nil { // CU_STREAM_NON_BLOCKING
+		return err
+	}
+	if r := call(b.cb.create, uintptr(unsafe.Pointer(&b.blas))); r != 0 {
+		return fmt.Errorf("cuda: cublasCreate: status %d (%s)", r, b.blasStatus(r))
+	}
+	if r := call(b.cb.setStream, b.blas, b.stream); r != 0 {
+		return fmt.Errorf("cuda: cublasSetStream: status %d (%s)", r, b.blasStatus(r))
+	}
+	arch := b.info.Major*10 + b.info.Minor
+	for _, m := range []struct{ name, src string }{{"kernels", kernelSource}, {"flash", flashSource}} {
+		bin, err := compile(m.name, m.src, arch)
+		if err != nil {
+			return err
+		}
+		var mod uintptr
+		if err := d.check("cuModuleLoadData "+m.name, call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&bin[0])))); err != nil {
+			return err
+		}
+		for _, name := range append(kernelNames, flashNames...) {
+			if _, ok := b.fn[name]; ok {
+				continue
+			}
+			var f uintptr
+			cn := cString(name)
+			if call(d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), mod, uintptr(unsafe.Pointer(&cn[0]))) == 0 {
+				b.fn[name] = f
+			}
+		}
+	}
+	for _, name := range append(kernelNames, flashNames...) {
+		if b.fn[name] == 0 {
+			return fmt.Errorf("cuda: kernel %s missing from the compiled modules", name)
+		}
+	}
+	return b.setupFlash()
+}
+
+func (b *Backend) blasStatus(r uint32) string {
+	if b.cb.errString == 0 {
+		return "cuBLAS error"
+	}
+	s, _, _ := callRaw(b.cb.errString, uintptr(r))
+	return goString(s)
+}
+
+func (b *Backend) teardown() {
+	call(b.d.cuStreamSynchronize, b.stream)
+	b.trimPool()
+	call(b.d.cuDevicePrimaryCtxRelease, uintptr(b.dev))
+}
+
+// Close ends the owner goroutine and gives the pool's memory back. The
+// backend's tensors are unusable afterwards.
+func (b *Backend) Close() {
+	b.close.Do(func() {
+		b.mu.Lock()
+		close(b.work)
+		b.mu.Unlock()
+	})
+}
+
+// Info describes the GPU.
+func (b *Backend) Info() DeviceInfo { return b.info }
+
+func (b *Backend) Name() string {
+	return fmt.Sprintf("cuda:%d (%s, weights %s)", b.opt.Device, b.info.Name, b.opt.WeightDType)
+}
+
+// ---- helpers run on the owner goroutine ---------------------------------
+
+func pArg(p uintptr) uint64 { return uint64(p) }
+func iArg(v int) uint64     { return uint64(uint32(int32(v))) }
+func lArg(v int) uint64     { return uint64(int64(v)) }
+func fArg(v float32) uint64 { return uint64(math.Float32bits(v)) }
+
+// launch queues kernel name on the stream.
+func (b *Backend) launch(name string, grid, block [3]int, shmem int, args ...uint64) {
+	if b.err != nil {
+		return
+	}
+	copy(b.argv[:], args)
+	f := b.fn[name]
+	r := call(b.d.cuLaunchKernel, f, uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]),
+		uintptr(block[0]), uintptr(block[1]), uintptr(block[2]), uintptr(shmem), b.stream,
+		uintptr(unsafe.Pointer(&b.argp[0])), 0)
+	b.fail(b.d.check("launch "+name, r))
+}
+
+// grid1 is a grid-stride launch over n elements.
+func grid1(n int) [3]int { return [3]int{max(1, min((n+255)/256, 132*16)), 1, 1} }
+
+var block256 = [3]int{256, 1, 1}
+
+// newTensor allocates a tensor (a scope's temporary inside a scope).
+func (b *Backend) newTensor(dt compute.DType, shape ...int) *Tensor {
+	shape = append([]int(nil), shape...)
+	n := compute.Numel(shape) * dt.Size()
+	t := &Tensor{shape: shape, dt: dt}
+	if b.err != nil {
+		t.buf = &buffer{failed: true, scope: -1}
+		return t
+	}
+	t.buf = b.alloc(n, func() string { return fmt.Sprintf("a %s tensor %v", dt, shape) })
+	return t
+}
+
+// get checks a tensor handed to an operation.
+func (b *Backend) get(x compute.Tensor) *Tensor {
+	t, ok := x.(*Tensor)
+	if !ok {
+		panic(fmt.Sprintf("cuda: a %T tensor given to the GPU backend", x))
+	}
+	if t.buf.dead {
+		panic(fmt.Sprintf("cuda: tensor %v used after the scope (forward pass or block) that made it ended, or after Free", t.shape))
+	}
+	if t.buf.failed && b.err == nil {
+		b.fail(fmt.Errorf("cuda: tensor %v is unusable: its allocation failed earlier", t.shape))
+	}
+	return t
+}
+
+func (t *Tensor) ptr() uintptr { return t.buf.ptr }
+
+func (t *Tensor) numel() int { return compute.Numel(t.shape) }
+
+// rowsCols views a tensor as a matrix whose columns are its last dimension.
+func rowsCols(t *Tensor) (int, int) {
+	c := t.shape[len(t.shape)-1]
+	if c == 0 {
+		return 0, 0
+	}
+	return t.numel() / c, c
+}
+
+// upload copies host bytes to device memory (the host buffer may be reused
+// as soon as this returns: the driver stages pageable memory).
+func (b *Backend) upload(dst uintptr, src unsafe.Pointer, n int) {
+	if b.err != nil || n == 0 {
+		return
+	}
+	b.fail(b.d.check("cuMemcpyHtoDAsync", call(b.d.cuMemcpyHtoDAsync, dst, uintptr(src), uintptr(n), b.stream)))
+}
+
+// download copies device bytes to host memory and waits for them.
+func (b *Backend) download(dst unsafe.Pointer, src uintptr, n int) {
+	if b.err != nil || n == 0 {
+		return
+	}
+	b.fail(b.d.check("cuMemcpyDtoHAsync", call(b.d.cuMemcpyDtoHAsync, uintptr(dst), src, uintptr(n), b.stream)))
+	b.fail(b.d.check("cuStreamSynchronize", call(b.d.cuStreamSynchronize, b.stream)))
+}
+
+func (b *Backend) copyDtoD(dst, src uintptr, n int) {
+	if b.err != nil || n == 0 {
+		return
+	}
+	b.fail(b.d.check("cuMemcpyDtoDAsync", call(b.d.cuMemcpyDtoDAsync, dst, src, uintptr(n), b.stream)))
+}
+
+// uploadInts puts int32 copies of v in a temporary device buffer; the
+// caller releases it with releaseTemp.
+func (b *Backend) uploadInts(v []int) *buffer {
+	h := make([]int32, len(v))
+	for i, x := range v {
+		h[i] = int32(x)
+	}
+	buf := b.alloc(4*len(h), func() string { return fmt.Sprintf("%d indices", len(h)) })
+	if len(h) > 0 {
+		b.upload(buf.ptr, unsafe.Pointer(&h[0]), 4*len(h))
+	}
+	return buf
+}
+
+func (b *Backend) uploadFloats(v []float32) *buffer {
+	buf := b.alloc(4*len(v), func() string { return fmt.Sprintf("%d values", len(v)) })
+	if len(v) > 0 {
+		b.upload(buf.ptr, unsafe.Pointer(&v[0]), 4*len(v))
+	}
+	return buf
+}
+
+// f32 gives t as float32: t itself, or a converted temporary (second
+// result true: release it after use).
+func (b *Backend) f32(t *Tensor) (*Tensor, bool) {
+	if t.dt == compute.F32 {
+		return t, false
+	}
+	out := b.newTensor(compute.F32, t.shape...)
+	k := "cvt_bf16_f32"
+	if t.dt == compute.F16 {
+		k = "cvt_f16_f32"
+	}
+	n := t.numel()
+	b.launch(k, grid1(n), block256, 0, pArg(t.ptr()), pArg(out.ptr()), lArg(n))
+	return out, true
+}
+
+// to16 converts a float32 tensor to dt (bf16 or f16) in a temporary.
+func (b *Backend) to16(t *Tensor, dt compute.DType) *Tensor {
+	out := b.newTensor(dt, t.shape...)
+	k := "cvt_f32_bf16"
+	if dt == compute.F16 {
+		k = "cvt_f32_f16"
+	}
+	n := t.numel()
+	b.launch(k, grid1(n), block256, 0, pArg(t.ptr()), pArg(out.ptr()), lArg(n))
+	return out
+}
+
+func mustF32(op string, ts ...*Tensor) {
+	for _, t := range ts {
+		if t.dt != compute.F32 {
+			panic(fmt.Sprintf("cuda: %s needs float32 tensors, got %s %v", op, t.dt, t.shape))
+		}
+	}
+}
+
+// ---- compute.Backend ------------------------------------------------------
+
+func (b *Backend) FromHost(data []float32, shape ...int) compute.Tensor {
+	if compute.Numel(shape) != len(data) {
+		panic(fmt.Sprintf("cuda: FromHost: %d values for shape %v", len(data), shape))
+	}
+	var t *Tensor
+	b.do(func() {
+		t = b.newTensor(compute.F32, shape...)
+		if len(data) > 0 {
+			b.upload(t.ptr(), unsafe.Pointer(&data[0]), 4*len(data))
+		}
+	})
+	return t
+}
+
+// FromHostWeight stores a weight: matrices in the backend's weight dtype,
+// vectors in float32 (compute.WeightStore).
+func (b *Backend) FromHostWeight(data []float32, shape ...int) compute.Tensor {
+	if len(shape) != 2 {
+		return b.FromHost(data, shape...)
+	}
+	return b.FromHostAs(b.opt.WeightDType, data, shape...)
+}
+
+// FromHostAs stores data in dtype dt (rounded to nearest even).
+func (b *Backend) FromHostAs(dt compute.DType, data []float32, shape ...int) compute.Tensor {
+	if dt == compute.F32 {
+		return b.FromHost(data, shape...)
+	}
+	if compute.Numel(shape) != len(data) {
+		panic(fmt.Sprintf("cuda: FromHostWeight: %d values for shape %v", len(data), shape))
+	}
+	var t *Tensor
+	b.do(func() {
+		// Convert in slices of 64 Mi values so the float32 staging copy
+		// stays small next to a large embedding.
+		t = b.newTensor(dt, shape...)
+		const chunk = 64 << 20
+		stage := b.alloc(4*min(chunk, len(data)), func() string { return fmt.Sprintf("the float32 staging copy of a weight %v", shape) })
+		k := "cvt_f32_bf16"
+		if dt == compute.F16 {
+			k = "cvt_f32_f16"
+		}
+		for lo := 0; lo < len(data); lo += chunk {
+			n := min(chunk, len(data)-lo)
+			b.upload(stage.ptr, unsafe.Pointer(&data[lo]), 4*n)
+			b.launch(k, grid1(n), block256, 0, pArg(stage.ptr), pArg(t.ptr()+uintptr(2*lo)), lArg(n))
+		}
+		b.releaseTemp(stage)
+	})
+	return t
+}
+
+func (b *Backend) Zeros(shape ...int) compute.Tensor {
+	var t *Tensor
+	b.do(func() {
+		t = b.newTensor(compute.F32, shape...)
+		if n := 4 * t.numel(); n > 0 && b.err == nil {
+			b.fail(b.d.check("cuMemsetD8Async", call(b.d.cuMemsetD8Async, t.ptr(), 0, uintptr(n), b.stream)))
+		}
+	})
+	return t
+}
+
+// ToHost copies a tensor out as float32 (zeros when the backend has
+// failed: the failure is reported at the end of the pass).
+func (b *Backend) ToHost(x compute.Tensor) []float32 {
+	var out []float32
+	b.do(func() {
+		t := b.get(x)
+		out = make([]float32, t.numel())
+		if len(out) == 0 || b.err != nil {
+			return
+		}
+		f, tmp := b.f32(t)
+		b.download(unsafe.Pointer(&out[0]), f.ptr(), 4*len(out))
+		if tmp {
+			b.releaseTemp(f.buf)
+		}
+	})
+	return out
+}
+
+func (b *Backend) Reshape(x compute.Tensor, shape ...int) compute.Tensor {
+	t := x.(*Tensor)
+	if compute.Numel(shape) != t.numel() {
+		panic(fmt.Sprintf("cuda: Reshape %v to %v", t.shape, shape))
+	}
+	return &Tensor{shape: append([]int(nil), shape...), dt: t.dt, buf: t.buf}
+}
+
+func (b *Backend) Rows(x compute.Tensor, lo, hi int) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		t := b.get(x)
+		_, cols := rowsCols(t)
+		out = b.newTensor(t.dt, hi-lo, cols)
+		es := t.dt.Size()
+		b.copyDtoD(out.ptr(), t.ptr()+uintptr(lo*cols*es), (hi-lo)*cols*es)
+	})
+	return out
+}
+
+func (b *Backend) GatherRows(x compute.Tensor, rows []int) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		t := b.get(x)
+		_, cols := rowsCols(t)
+		out = b.newTensor(t.dt, len(rows), cols)
+		if len(rows) == 0 || cols == 0 {
+			return
+		}
+		idx := b.uploadInts(rows)
+		n := len(rows) * cols
+		b.launch("gather_rows", grid1(n), block256, 0, pArg(t.ptr()), pArg(idx.ptr), pArg(out.ptr()), iArg(len(rows)), iArg(cols), iArg(t.dt.Size()))
+		b.releaseTemp(idx)
+	})
+	return out
+}
+
+func (b *Backend) CopyRowsInPlace(dst, src compute.Tensor, off int) {
+	b.do(func() {
+		d, s := b.get(dst), b.get(src)
+		if d.dt != s.dt {
+			panic(fmt.Sprintf("cuda: CopyRowsInPlace %s into %s", s.dt, d.dt))
+		}
+		_, cols := rowsCols(d)
+		es := d.dt.Size()
+		b.copyDtoD(d.ptr()+uintptr(off*cols*es), s.ptr(), s.numel()*es)
+	})
+}
+
+func (b *Backend) Columns(x compute.Tensor, lo, hi int) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		t := b.get(x)
+		rows, cols := rowsCols(t)
+		out = b.newTensor(t.dt, rows, hi-lo)
+		n := rows * (hi - lo)
+		if n == 0 {
+			return
+		}
+		b.launch("columns", grid1(n), block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(rows), iArg(cols), iArg(lo), iArg(hi-lo), iArg(t.dt.Size()))
+	})
+	return out
+}
+
+func (b *Backend) FillColumnsInPlace(x compute.Tensor, lo, hi int, vals []float32) {
+	b.do(func() {
+		t := b.get(x)
+		mustF32("FillColumnsInPlace", t)
+		rows, cols := rowsCols(t)
+		n := rows * (hi - lo)
+		if n == 0 {
+			return
+		}
+		v := b.uploadFloats(vals[:hi-lo])
+		b.launch("fill_columns", grid1(n), block256, 0, pArg(t.ptr()), pArg(v.ptr), iArg(rows), iArg(cols), iArg(lo), iArg(hi-lo))
+		b.releaseTemp(v)
+	})
+}
+
+// cudaType is the cudaDataType of a dtype.
+func cudaType(dt compute.DType) uintptr {
+	switch dt {
+	case compute.BF16:
+		return 14 // CUDA_R_16BF
+	case compute.F16:
+		return 2 // CUDA_R_16F
+	}
+	return 0 // CUDA_R_32F
+}
+
+const computeF32 = 68 // CUBLAS_COMPUTE_32F: float32 accumulation, no TF32
+
+// gemmNT computes c[M,N] = alpha·a[M,K]·w[N,K]ᵀ + beta·c with a and w of
+// the same dtype, c float32 (row-major; cuBLAS sees the transposes).
+func (b *Backend) gemmNT(m, n, k int, a, w uintptr, lda, ldw int, dt compute.DType, c uintptr, ldc int, beta float32) {
+	if b.err != nil || m == 0 || n == 0 {
+		return
+	}
+	alpha := float32(1)
+	r := call(b.cb.gemmEx, b.blas, 1, 0, uintptr(n), uintptr(m), uintptr(k),
+		uintptr(unsafe.Pointer(&alpha)), w, cudaType(dt), uintptr(ldw), a, cudaType(dt), uintptr(lda),
+		uintptr(unsafe.Pointer(&beta)), c, 0, uintptr(ldc), computeF32, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT = -1
+	if r != 0 {
+		b.fail(fmt.Errorf("cuda: cublasGemmEx %dx%dx%d %s: status %d (%s)", m, n, k, dt, r, b.blasStatus(r)))
+	}
+}
+
+func (b *Backend) Linear(x, w, bias compute.Tensor) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		xt, wt := b.get(x), b.get(w)
+		mustF32("Linear (input)", xt)
+		m, k := rowsCols(xt)
+		if len(wt.shape) != 2 || wt.shape[1] != k {
+			panic(fmt.Sprintf("cuda: Linear x %v · wᵀ %v", xt.shape, wt.shape))
+		}
+		n := wt.shape[0]
+		out = b.newTensor(compute.F32, m, n)
+		a := xt
+		if wt.dt != compute.F32 {
+			a = b.to16(xt, wt.dt)
+		}
+		b.gemmNT(m, n, k, a.ptr(), wt.ptr(), k, k, wt.dt, out.ptr(), n, 0)
+		if a != xt {
+			b.releaseTemp(a.buf)
+		}
+		if bias != nil {
+			bt, tmp := b.f32(b.get(bias))
+			b.launch("add_bcast", grid1(m*n), block256, 0, pArg(out.ptr()), pArg(bt.ptr()), lArg(m*n), iArg(n))
+			if tmp {
+				b.releaseTemp(bt.buf)
+			}
+		}
+	})
+	return out
+}
+
+func (b *Backend) Add(x, y compute.Tensor) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		xt, yt := b.get(x), b.get(y)
+		mustF32("Add", xt, yt)
+		out = b.newTensor(compute.F32, xt.shape...)
+		n := xt.numel()
+		b.launch("add", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
+	})
+	return out
+}
+
+func (b *Backend) Mul(x, y compute.Tensor) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		xt, yt := b.get(x), b.get(y)
+		mustF32("Mul", xt, yt)
+		out = b.newTensor(compute.F32, xt.shape...)
+		n := xt.numel()
+		b.launch("mul", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
+	})
+	return out
+}
+
+func (b *Backend) AddInPlace(x, y compute.Tensor) {
+	b.do(func() {
+		xt, yt := b.get(x), b.get(y)
+		mustF32("AddInPlace", xt)
+		yf, tmp := b.f32(yt)
+		n := xt.numel()
+		if yf.numel() == n {
+			b.launch("add", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yf.ptr()), pArg(xt.ptr()), lArg(n))
+		} else {
+			_, cols := rowsCols(xt)
+			if yf.numel() != cols {
+				panic(fmt.Sprintf("cuda: AddInPlace %v += %v", xt.shape, yf.shape))
+			}
+			b.launch("add_bcast", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yf.ptr()), lArg(n), iArg(cols))
+		}
+		if tmp {
+			b.releaseTemp(yf.buf)
+		}
+	})
+}
+
+func (b *Backend) ScaleInPlace(x compute.Tensor, s float32) {
+	b.do(func() {
+		t := b.get(x)
+		mustF32("ScaleInPlace", t)
+		n := t.numel()
+		b.launch("scale", grid1(n), block256, 0, pArg(t.ptr()), fArg(s), lArg(n))
+	})
+}
+
+// vec gives a float32 vector operand (norm weights may have been stored
+// in another dtype by a caller).
+func (b *Backend) vec(x compute.Tensor) (*Tensor, bool) { return b.f32(b.get(x)) }
+
+func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		xt := b.get(x)
+		mustF32("RMSNorm", xt)
+		wt, tmp := b.vec(w)
+		rows, cols := rowsCols(xt)
+		out = b.newTensor(compute.F32, xt.shape...)
+		if rows > 0 {
+			b.launch("rmsnorm", [3]int{rows, 1, 1}, block256, 0, pArg(xt.ptr()), pArg(wt.ptr()), pArg(out.ptr()), iArg(cols), fArg(eps))
+		}
+		if tmp {
+			b.releaseTemp(wt.buf)
+		}
+	})
+	return out
+}
+
+func (b *Backend) LayerNorm(x, w, bias compute.Tensor, eps float32) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		xt := b.get(x)
+		mustF32("LayerNorm", xt)
+		wt, tw := b.vec(w)
+		bt, tb := b.vec(bias)
+		rows, cols := rowsCols(xt)
+		out = b.newTensor(compute.F32, xt.shape...)
+		if rows > 0 {
+			b.launch("layernorm", [3]int{rows, 1, 1}, block256, 0, pArg(xt.ptr()), pArg(wt.ptr()), pArg(bt.ptr()), pArg(out.ptr()), iArg(cols), fArg(eps))
+		}
+		if tw {
+			b.releaseTemp(wt.buf)
+		}
+		if tb {
+			b.releaseTemp(bt.buf)
+		}
+	})
+	return out
+}
+
+func (b *Backend) SwiGLU(gate, up compute.Tensor) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		g, u := b.get(gate), b.get(up)
+		mustF32("SwiGLU", g, u)
+		out = b.newTensor(compute.F32, g.shape...)
+		n := g.numel()
+		b.launch("swiglu", grid1(n), block256, 0, pArg(g.ptr()), pArg(u.ptr()), pArg(out.ptr()), lArg(n))
+	})
+	return out
+}
+
+func (b *Backend) GELU(x compute.Tensor, tanh bool) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		t := b.get(x)
+		mustF32("GELU", t)
+		out = b.newTensor(compute.F32, t.shape...)
+		n := t.numel()
+		form := 0
+		if tanh {
+			form = 1
+		}
+		b.launch("gelu", grid1(n), block256, 0, pArg(t.ptr()), pArg(out.ptr()), lArg(n), iArg(form))
+	})
+	return out
+}
+
+func (b *Backend) Embed(table compute.Tensor, ids []int) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		t := b.get(table)
+		_, cols := rowsCols(t)
+		out = b.newTensor(compute.F32, len(ids), cols)
+		if len(ids) == 0 {
+			return
+		}
+		idx := b.uploadInts(ids)
+		n := len(ids) * cols
+		b.launch("embed", grid1(n), block256, 0, pArg(t.ptr()), pArg(idx.ptr), pArg(out.ptr()), iArg(len(ids)), iArg(cols), iArg(int(t.dt)))
+		b.releaseTemp(idx)
+	})
+	return out
+}
+
+func (b *Backend) RotaryInPlace(x compute.Tensor, heads, headDim, rotDim int, pos []int, invFreq []float32) {
+	b.do(func() {
+		t := b.get(x)
+		mustF32("RotaryInPlace", t)
+		rows, _ := rowsCols(t)
+		n := rows * heads * (rotDim / 2)
+		if n == 0 {
+			return
+		}
+		p := b.uploadInts(pos)
+		f := b.uploadFloats(invFreq[:rotDim/2])
+		b.launch("rotary", grid1(n), block256, 0, pArg(t.ptr()), pArg(p.ptr), pArg(f.ptr), iArg(rows), iArg(heads), iArg(headDim), iArg(rotDim))
+		b.releaseTemp(p)
+		b.releaseTemp(f)
+	})
+}
+
+// uploadMask puts a key-validity mask on the device (nil when none).
+func (b *Backend) uploadMask(valid []bool) *buffer {
+	if valid == nil {
+		return nil
+	}
+	h := make([]byte, len(valid))
+	for i, v := range valid {
+		if v {
+			h[i] = 1
+		}
+	}
+	buf := b.alloc(len(h), func() string { return fmt.Sprintf("a mask of %d keys", len(h)) })
+	if len(h) > 0 {
+		b.upload(buf.ptr, unsafe.Pointer(&h[0]), len(h))
+	}
+	return buf
+}
+
+func maskPtr(buf *buffer) uint64 {
+	if buf == nil {
+		return 0
+	}
+	return pArg(buf.ptr)
+}
+
+func boolArg(v bool) uint64 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func (b *Backend) AttentionScores(q, k compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) compute.Tensor {
+	var out *Tensor
+	b.do(func() { out = b.scores(b.get(q), b.get(k), s, scale, mask) })
+	return out
+}
+
+func (b *Backend) scores(qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
+	mustF32("AttentionScores", qt, kt)
+	out := b.newTensor(compute.F32, s.B, s.H, s.Tq, s.Tk)
+	if out.numel() == 0 {
+		return out
+	}
+	mk := b.uploadMask(mask.KeyValid)
+	grid := [3]int{(s.Tk + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
+	b.launch("attn_scores", grid, [3]int{32, 8, 1}, 0, pArg(qt.ptr()), pArg(kt.ptr()), pArg(out.ptr()),
+		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+	if mk != nil {
+		b.releaseTemp(mk)
+	}
+	return out
+}
+
+func (b *Backend) SoftmaxRows(x compute.Tensor) compute.Tensor {
+	var out *Tensor
+	b.do(func() { out = b.softmax(b.get(x)) })
+	return out
+}
+
+func (b *Backend) softmax(t *Tensor) *Tensor {
+	mustF32("SoftmaxRows", t)
+	rows, cols := rowsCols(t)
+	out := b.newTensor(compute.F32, t.shape...)
+	if rows > 0 {
+		b.launch("softmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(cols))
+	}
+	return out
+}
+
+func (b *Backend) AttentionMix(pattern, v compute.Tensor, s compute.AttnShape) compute.Tensor {
+	var out *Tensor
+	b.do(func() {
+		pt, vt := b.get(pattern), b.get(v)
+		mustF32("AttentionMix", pt, vt)
+		out = b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
+		if out.numel() == 0 {
+			return
+		}
+		grid := [3]int{(s.Dh + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
+		b.launch("attn_mix", grid, [3]int{32, 8, 1}, 0, pArg(pt.ptr()), pArg(vt.ptr()), pArg(out.ptr()),
+			iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh))
+	})
+	return out
+}
+
+// rowKernel runs a one-block-per-row kernel writing n values of 4 bytes per
+// row and downloads them.
+func (b *Backend) rowResult(x compute.Tensor, per int, run func(t *Tensor, rows, cols int, out uintptr)) ([]byte, int, int) {
+	var host []byte
+	var rows, cols int
+	b.do(func() {
+		t := b.get(x)
+		mustF32("a row reduction", t)
+		rows, cols = rowsCols(t)
+		host = make([]byte, 4*rows*per)
+		if rows == 0 || per == 0 {
+			return
+		}
+		buf := b.alloc(len(host), func() string { return fmt.Sprintf("a reduction of %d rows", rows) })
+		run(t, rows, cols, buf.ptr)
+		b.download(unsafe.Pointer(&host[0]), buf.ptr, len(host))
+		b.releaseTemp(buf)
+	})
+	return host, rows, cols
+}
+
+func (b *Backend) ArgmaxRows(x compute.Tensor) []int {
+	host, rows, _ := b.rowResult(x, 1, func(t *Tensor, rows, cols int, out uintptr) {
+		b.launch("argmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out), iArg(cols))
+	})
+	v := unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(host))), rows)
+	out := make([]int, rows)
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
+
+func (b *Backend) TopKRows(x compute.Tensor, k int) ([]int32, []float32) {
+	var idx []int32
+	var val []float32
+	b.do(func() {
+		t := b.get(x)
+		mustF32("TopKRows", t)
+		rows, cols := rowsCols(t)
+		k = min(k, cols)
+		idx, val = make([]int32, rows*k), make([]float32, rows*k)
+		if rows*k == 0 {
+			return
+		}
+		ib := b.alloc(4*rows*k, func() string { return "top-k indices" })
+		vb := b.alloc(4*rows*k, func() string { return "top-k values" })
+		b.launch("topk_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(ib.ptr), pArg(vb.ptr), iArg(cols), iArg(k))
+		b.download(unsafe.Pointer(&idx[0]), ib.ptr, 4*rows*k)
+		b.download(unsafe.Pointer(&val[0]), vb.ptr, 4*rows*k)
+		b.releaseTemp(ib)
+		b.releaseTemp(vb)
+	})
+	return idx, val
+}
+
+func floats(host []byte, n int) []float32 {
+	out := make([]float32, n)
+	if n > 0 {
+		copy(out, unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(host))), n))
+	}
+	return out
+}
+
+func (b *Backend) SpanMassRows(x compute.Tensor, lo, hi int) []float32 {
+	host, rows, _ := b.rowResult(x, 1, func(t *Tensor, rows, cols int, out uintptr) {
+		h := min(hi, cols)
+		l := min(lo, h)
+		b.launch("span_mass_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out), iArg(cols), iArg(l), iArg(h))
+	})
+	return floats(host, rows)
+}
+
+func (b *Backend) EntropyRows(x compute.Tensor) []float32 {
+	host, rows, _ := b.rowResult(x, 1, func(t *Tensor, rows, cols int, out uintptr) {
+		b.launch("entropy_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out), iArg(cols))
+	})
+	return floats(host, rows)
+}
+
+var (
+	_ compute.Backend     = (*Backend)(nil)
+	_ compute.Scoped      = (*Backend)(nil)
+	_ compute.WeightStore = (*Backend)(nil)
+)
+
+// Synchronize waits for every operation queued so far and returns the
+// first failure since the last check.
+func (b *Backend) Synchronize() error {
+	var err error
+	b.do(func() { err = b.takeErr() })
+	return err
+}

@@ -1,0 +1,213 @@
+package cuda
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
+
+// Attention is the fused attention operation (compute/attention.go states
+// the contract). z and each row's log-sum-exp always come from the flash
+// kernel, so asking for a pattern never changes a run's numbers. The full
+// scores and pattern are built only when asked. Reductions are a second
+// pass: for chunks of the asked rows, a kernel recomputes each row's
+// weights exp(s − lse) from q, k and the first pass's lse into a chunk of
+// at most reduceChunkBytes, and the row kernels (top-k, spans, key sets,
+// entropy) reduce it on the device; only the small results reach the host.
+func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, spec compute.AttnSpec) compute.AttnResult {
+	checkSpec(s, spec)
+	var res compute.AttnResult
+	b.do(func() {
+		qt, kt, vt := b.get(q), b.get(k), b.get(v)
+		z, lse := b.flash(qt, kt, vt, s, scale, mask, true)
+		res.Z = z
+		if spec.Scores || spec.Pattern {
+			sc := b.scores(qt, kt, s, scale, mask)
+			if spec.Scores {
+				res.Scores = sc
+			}
+			if spec.Pattern {
+				res.Pattern = b.softmax(sc)
+			}
+			if !spec.Scores {
+				b.releaseTemp(sc.buf)
+			}
+		}
+		if spec.LSE {
+			res.LSE = b.downloadFloats(lse)
+		}
+		if spec.Reductions() {
+			b.reduce(qt, kt, lse, s, scale, mask, spec, &res)
+		}
+		b.releaseTemp(lse.buf)
+	})
+	return res
+}
+
+func checkSpec(s compute.AttnShape, spec compute.AttnSpec) {
+	for i, r := range spec.Rows {
+		if r < 0 || r >= s.Tq || (i > 0 && r <= spec.Rows[i-1]) {
+			panic(fmt.Sprintf("cuda: Attention: rows %v are not ascending in [0, %d)", spec.Rows, s.Tq))
+		}
+	}
+	R := s.Tq
+	if spec.Rows != nil {
+		R = len(spec.Rows)
+	}
+	for i, ks := range spec.KeySets {
+		if len(ks.Off) != s.B*R+1 || ks.Off[0] != 0 || int(ks.Off[s.B*R]) > len(ks.Keys) {
+			panic(fmt.Sprintf("cuda: Attention: key set %d has %d offsets for %d sequences × %d rows", i, len(ks.Off), s.B, R))
+		}
+	}
+}
+
+func (b *Backend) downloadFloats(t *Tensor) []float32 {
+	out := make([]float32, t.numel())
+	if len(out) > 0 {
+		b.download(unsafe.Pointer(&out[0]), t.ptr(), 4*len(out))
+	}
+	return out
+}
+
+// reduceChunkBytes bounds the second pass's scratch of recomputed weights.
+const reduceChunkBytes = 256 << 20
+
+func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, spec compute.AttnSpec, res *compute.AttnResult) {
+	rows := spec.Rows
+	if rows == nil {
+		rows = make([]int, s.Tq)
+		for i := range rows {
+			rows[i] = i
+		}
+	}
+	R, BH := len(rows), s.B*s.H
+	kk := 0
+	if spec.TopK > 0 {
+		kk = min(spec.TopK, s.Tk)
+		res.TopIdx, res.TopVal = make([]int32, BH*R*kk), make([]float32, BH*R*kk)
+	}
+	if len(spec.Spans) > 0 {
+		res.SpanMass = make([][]float32, len(spec.Spans))
+		for i := range res.SpanMass {
+			res.SpanMass[i] = make([]float32, BH*R)
+		}
+	}
+	if len(spec.KeySets) > 0 {
+		res.SetMass = make([][]float32, len(spec.KeySets))
+		for i := range res.SetMass {
+			res.SetMass[i] = make([]float32, BH*R)
+		}
+	}
+	if spec.Entropy {
+		res.Entropy = make([]float32, BH*R)
+	}
+	if R == 0 || s.Tk == 0 {
+		return
+	}
+	chunk := max(1, min(R, reduceChunkBytes/(4*s.Tk*BH)))
+	mk := b.uploadMask(mask.KeyValid)
+	var sets [][2]*buffer
+	for _, ks := range spec.KeySets {
+		off := make([]int, len(ks.Off))
+		for i, o := range ks.Off {
+			off[i] = int(o)
+		}
+		keys := make([]int, len(ks.Keys))
+		for i, x := range ks.Keys {
+			keys[i] = int(x)
+		}
+		sets = append(sets, [2]*buffer{b.uploadInts(off), b.uploadInts(keys)})
+	}
+	for r0 := 0; r0 < R; r0 += chunk {
+		n := min(chunk, R-r0)
+		rbuf := b.uploadInts(rows[r0 : r0+n])
+		p := b.alloc(4*BH*n*s.Tk, func() string {
+			return fmt.Sprintf("attention weights of %d rows × %d keys for the reductions", BH*n, s.Tk)
+		})
+		b.launch("attn_probs", [3]int{(s.Tk + 127) / 128, n, BH}, [3]int{128, 1, 1}, 4*s.Dh,
+			pArg(qt.ptr()), pArg(kt.ptr()), pArg(lse.ptr()), pArg(rbuf.ptr), pArg(p.ptr),
+			iArg(n), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh), fArg(scale),
+			iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+		nrows := BH * n
+		// place copies a chunk's per-row values [BH, n] into [BH, R].
+		place := func(dst []float32, src []float32) {
+			for bh := 0; bh < BH; bh++ {
+				copy(dst[bh*R+r0:bh*R+r0+n], src[bh*n:(bh+1)*n])
+			}
+		}
+		out := b.alloc(4*nrows, func() string { return "reduction results" })
+		perRow := func(kernel string, args ...uint64) []float32 {
+			b.launch(kernel, [3]int{nrows, 1, 1}, block256, 0, args...)
+			h := make([]float32, nrows)
+			b.download(unsafe.Pointer(&h[0]), out.ptr, 4*nrows)
+			return h
+		}
+		if kk > 0 {
+			ib := b.alloc(4*nrows*kk, func() string { return "top-k indices" })
+			vb := b.alloc(4*nrows*kk, func() string { return "top-k values" })
+			b.launch("topk_rows", [3]int{nrows, 1, 1}, block256, 0, pArg(p.ptr), pArg(ib.ptr), pArg(vb.ptr), iArg(s.Tk), iArg(kk))
+			hi, hv := make([]int32, nrows*kk), make([]float32, nrows*kk)
+			b.download(unsafe.Pointer(&hi[0]), ib.ptr, 4*len(hi))
+			b.download(unsafe.Pointer(&hv[0]), vb.ptr, 4*len(hv))
+			for bh := 0; bh < BH; bh++ {
+				copy(res.TopIdx[(bh*R+r0)*kk:(bh*R+r0+n)*kk], hi[bh*n*kk:(bh+1)*n*kk])
+				copy(res.TopVal[(bh*R+r0)*kk:(bh*R+r0+n)*kk], hv[bh*n*kk:(bh+1)*n*kk])
+			}
+			b.releaseTemp(ib)
+			b.releaseTemp(vb)
+		}
+		for si, sp := range spec.Spans {
+			lohi := make([]int, 2*n)
+			for r := 0; r < n; r++ {
+				lo, hi := sp.Bounds(mask.Past + rows[r0+r])
+				lo, hi = max(lo, 0), min(hi, s.Tk)
+				if hi < lo {
+					hi = lo
+				}
+				lohi[2*r], lohi[2*r+1] = lo, hi
+			}
+			lb := b.uploadInts(lohi)
+			place(res.SpanMass[si], perRow("span_rows", pArg(p.ptr), pArg(out.ptr), iArg(s.Tk), iArg(n), pArg(lb.ptr)))
+			b.releaseTemp(lb)
+		}
+		for si, set := range sets {
+			place(res.SetMass[si], perRow("keyset_rows", pArg(p.ptr), pArg(out.ptr), iArg(s.Tk), iArg(n), iArg(s.H), iArg(R), iArg(r0), pArg(set[0].ptr), pArg(set[1].ptr)))
+		}
+		if spec.Entropy {
+			place(res.Entropy, perRow("entropy_rows", pArg(p.ptr), pArg(out.ptr), iArg(s.Tk)))
+		}
+		b.releaseTemp(out)
+		b.releaseTemp(p)
+		b.releaseTemp(rbuf)
+	}
+	for _, set := range sets {
+		b.releaseTemp(set[0])
+		b.releaseTemp(set[1])
+	}
+	if mk != nil {
+		b.releaseTemp(mk)
+	}
+	if spec.SumRows {
+		fold := func(x []float32) []float32 {
+			o := make([]float32, BH)
+			for bh := range o {
+				var t float64
+				for _, v := range x[bh*R : (bh+1)*R] {
+					t += float64(v)
+				}
+				o[bh] = float32(t)
+			}
+			return o
+		}
+		for i := range res.SpanMass {
+			res.SpanMass[i] = fold(res.SpanMass[i])
+		}
+		for i := range res.SetMass {
+			res.SetMass[i] = fold(res.SetMass[i])
+		}
+		if res.Entropy != nil {
+			res.Entropy = fold(res.Entropy)
+		}
+	}
+}

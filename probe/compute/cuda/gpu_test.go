@@ -1,0 +1,466 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
+
+// The tests below need a GPU; they skip, saying why, without one.
+// scripts/gpu-test.sh builds this package's test binary here and runs it on
+// a GPU machine.
+
+var gpu struct {
+	once sync.Once
+	b    *Backend
+	err  error
+}
+
+func testGPU(t *testing.T) *Backend {
+	t.Helper()
+	gpu.once.Do(func() { gpu.b, gpu.err = New(Options{}) })
+	if gpu.err != nil {
+		t.Skipf("no usable GPU: %v", gpu.err)
+	}
+	return gpu.b
+}
+
+func randVec(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	d := 0.0
+	for i := range a {
+		if a[i] == b[i] {
+			continue
+		}
+		x := math.Abs(float64(a[i]) - float64(b[i]))
+		if math.IsNaN(x) {
+			return math.Inf(1)
+		}
+		d = max(d, x)
+	}
+	return d
+}
+
+// Every operation of compute.Backend against the CPU backend on the same
+// random inputs.
+func TestOpsMatchCPU(t *testing.T) {
+	g := testGPU(t)
+	c := compute.NewCPU()
+	rng := rand.New(rand.NewPCG(1, 2))
+	both := func(data []float32, shape ...int) (compute.Tensor, compute.Tensor) {
+		return g.FromHost(data, shape...), c.FromHost(data, shape...)
+	}
+	check := func(name string, gt, ct compute.Tensor, tol float64) {
+		t.Helper()
+		gh, ch := g.ToHost(gt), c.ToHost(ct)
+		if d := maxAbsDiff(gh, ch); d > tol {
+			t.Errorf("%s: max |GPU - CPU| %g > %g", name, d, tol)
+		}
+	}
+	M, K, N := 37, 96, 53
+	x := randVec(rng, M*K)
+	w := randVec(rng, N*K)
+	bias := randVec(rng, N)
+	gx, cx := both(x, M, K)
+	gw, cw := both(w, N, K)
+	gb, cb := both(bias, N)
+	check("Linear", g.Linear(gx, gw, gb), c.Linear(cx, cw, cb), 1e-4)
+	check("Linear no bias", g.Linear(gx, gw, nil), c.Linear(cx, cw, nil), 1e-4)
+	y := randVec(rng, M*K)
+	gy, cy := both(y, M, K)
+	check("Add", g.Add(gx, gy), c.Add(cx, cy), 0)
+	ga, ca := g.Add(gx, gy), c.Add(cx, cy)
+	row := randVec(rng, K)
+	grow, crow := both(row, K)
+	g.AddInPlace(ga, grow)
+	c.AddInPlace(ca, crow)
+	g.ScaleInPlace(ga, 0.37)
+	c.ScaleInPlace(ca, 0.37)
+	check("AddInPlace broadcast, ScaleInPlace", ga, ca, 1e-6)
+	nw := randVec(rng, K)
+	nb := randVec(rng, K)
+	gnw, cnw := both(nw, K)
+	gnb, cnb := both(nb, K)
+	check("RMSNorm", g.RMSNorm(gx, gnw, 1e-5), c.RMSNorm(cx, cnw, 1e-5), 1e-5)
+	check("LayerNorm", g.LayerNorm(gx, gnw, gnb, 1e-5), c.LayerNorm(cx, cnw, cnb, 1e-5), 1e-5)
+	check("SwiGLU", g.SwiGLU(gx, gy), c.SwiGLU(cx, cy), 1e-5)
+	check("GELU tanh", g.GELU(gx, true), c.GELU(cx, true), 1e-6)
+	check("GELU erf", g.GELU(gx, false), c.GELU(cx, false), 1e-6)
+	ids := []int{3, 0, 36, 5, 5}
+	check("Embed", g.Embed(gx, ids), c.Embed(cx, ids), 0)
+	check("GatherRows", g.GatherRows(gx, ids), c.GatherRows(cx, ids), 0)
+	check("Rows", g.Rows(gx, 4, 9), c.Rows(cx, 4, 9), 0)
+	check("Columns", g.Columns(gx, 10, 42), c.Columns(cx, 10, 42), 0)
+	check("Reshape", g.Reshape(gx, K, M), c.Reshape(cx, K, M), 0)
+	gz, cz := g.Zeros(8, K), c.Zeros(8, K)
+	g.CopyRowsInPlace(gz, g.Rows(gx, 0, 3), 2)
+	c.CopyRowsInPlace(cz, c.Rows(cx, 0, 3), 2)
+	vals := randVec(rng, 6)
+	g.FillColumnsInPlace(gz, 7, 13, vals)
+	c.FillColumnsInPlace(cz, 7, 13, vals)
+	check("Zeros, CopyRowsInPlace, FillColumnsInPlace", gz, cz, 0)
+
+	// RoPE on [rows, heads*headDim], partial rotary, positions up to 30000.
+	heads, hd, rot := 3, 16, 12
+	pos := []int{0, 1, 2, 17, 511, 4095, 30000}
+	inv := make([]float32, rot/2)
+	for i := range inv {
+		inv[i] = float32(math.Pow(10000, -float64(2*i)/float64(rot)))
+	}
+	rx := randVec(rng, len(pos)*heads*hd)
+	grx, crx := both(rx, len(pos), heads*hd)
+	g.RotaryInPlace(grx, heads, hd, rot, pos, inv)
+	c.RotaryInPlace(crx, heads, hd, rot, pos, inv)
+	check("RotaryInPlace", grx, crx, 2e-5)
+
+	// Attention: GQA, a KV cache with spare capacity, past keys, padding.
+	for _, tc := range []struct {
+		name string
+		s    compute.AttnShape
+		mask compute.AttnMask
+	}{
+		{"causal", compute.AttnShape{B: 2, Tq: 45, Tk: 45, Tcap: 45, H: 6, Hkv: 2, Dh: 64}, compute.AttnMask{Causal: true}},
+		{"kv cache", compute.AttnShape{B: 2, Tq: 3, Tk: 40, Tcap: 50, H: 4, Hkv: 4, Dh: 32}, compute.AttnMask{Causal: true, Past: 37}},
+		{"padding", compute.AttnShape{B: 2, Tq: 33, Tk: 33, Tcap: 33, H: 2, Hkv: 1, Dh: 8}, compute.AttnMask{Causal: true, KeyValid: padMask(2, 33, []int{0, 7})}},
+		{"window", compute.AttnShape{B: 1, Tq: 70, Tk: 70, Tcap: 70, H: 2, Hkv: 2, Dh: 128}, compute.AttnMask{Causal: true, Window: 9}},
+	} {
+		s := tc.s
+		q := randVec(rng, s.B*s.Tq*s.H*s.Dh)
+		k := randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh)
+		v := randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh)
+		gq, cq := both(q, s.B*s.Tq, s.H*s.Dh)
+		gk, ck := both(k, s.B*s.Tcap, s.Hkv*s.Dh)
+		gv, cv := both(v, s.B*s.Tcap, s.Hkv*s.Dh)
+		scale := float32(1 / math.Sqrt(float64(s.Dh)))
+		gs, cs := g.AttentionScores(gq, gk, s, scale, tc.mask), c.AttentionScores(cq, ck, s, scale, tc.mask)
+		if tc.name == "window" {
+			applyWindowCPU(c, cs, s, tc.mask)
+		}
+		check(tc.name+": AttentionScores", gs, cs, 1e-4)
+		gp, cp := g.SoftmaxRows(gs), c.SoftmaxRows(cs)
+		check(tc.name+": SoftmaxRows", gp, cp, 1e-6)
+		gzz, czz := g.AttentionMix(gp, gv, s), c.AttentionMix(cp, cv, s)
+		check(tc.name+": AttentionMix", gzz, czz, 1e-5)
+		fz, flse := g.FlashAttention(gq, gk, gv, s, scale, tc.mask, true)
+		check(tc.name+": FlashAttention z", fz, czz, 2e-5)
+		lse := g.ToHost(flse)
+		scores := c.ToHost(cs)
+		for r := range lse {
+			want := logSumExp(scores[r*s.Tk : (r+1)*s.Tk])
+			if d := math.Abs(float64(lse[r]) - want); d > 1e-4 && !(math.IsInf(want, -1) && math.IsInf(float64(lse[r]), -1)) {
+				t.Fatalf("%s: row %d log-sum-exp %g, want %g", tc.name, r, lse[r], want)
+			}
+		}
+		gi, gvv := g.TopKRows(gp, 5)
+		ci, cvv := c.TopKRows(cp, 5)
+		if maxAbsDiff(gvv, cvv) > 1e-6 {
+			t.Errorf("%s: TopKRows values differ", tc.name)
+		}
+		for i := range gi {
+			if gi[i] != ci[i] && math.Abs(float64(gvv[i]-cvv[i])) == 0 && gvv[i] != 0 {
+				t.Errorf("%s: TopKRows index %d: GPU %d CPU %d", tc.name, i, gi[i], ci[i])
+				break
+			}
+		}
+		if d := maxAbsDiff(g.SpanMassRows(gp, 2, 9), c.SpanMassRows(cp, 2, 9)); d > 1e-6 {
+			t.Errorf("%s: SpanMassRows differ by %g", tc.name, d)
+		}
+		if d := maxAbsDiff(g.EntropyRows(gp), c.EntropyRows(cp)); d > 1e-5 {
+			t.Errorf("%s: EntropyRows differ by %g", tc.name, d)
+		}
+	}
+	am := randVec(rng, 7*1000)
+	am[3*1000+17], am[3*1000+400] = 50, 50 // a tie keeps the lower index
+	gam, cam := both(am, 7, 1000)
+	ga2, ca2 := g.ArgmaxRows(gam), c.ArgmaxRows(cam)
+	for i := range ga2 {
+		if ga2[i] != ca2[i] {
+			t.Errorf("ArgmaxRows row %d: GPU %d CPU %d", i, ga2[i], ca2[i])
+		}
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func padMask(B, T int, pads []int) []bool {
+	v := make([]bool, B*T)
+	for b := 0; b < B; b++ {
+		for t := pads[b]; t < T; t++ {
+			v[b*T+t] = true
+		}
+	}
+	return v
+}
+
+// applyWindowCPU masks what a sliding window hides in CPU scores (until the
+// CPU backend honours AttnMask.Window itself).
+func applyWindowCPU(c *compute.CPU, scores compute.Tensor, s compute.AttnShape, mask compute.AttnMask) {
+	d := compute.Data(scores)
+	for bh := 0; bh < s.B*s.H; bh++ {
+		for i := 0; i < s.Tq; i++ {
+			p := mask.Past + i
+			for j := 0; j < s.Tk; j++ {
+				if p-j >= mask.Window {
+					d[(bh*s.Tq+i)*s.Tk+j] = float32(math.Inf(-1))
+				}
+			}
+		}
+	}
+}
+
+func logSumExp(row []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range row {
+		m = math.Max(m, float64(v))
+	}
+	if math.IsInf(m, -1) {
+		return m
+	}
+	s := 0.0
+	for _, v := range row {
+		s += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(s)
+}
+
+// bf16 and f16 weights: a product with bf16 weights is the product of the
+// rounded weights and inputs, accumulated in float32.
+func TestHalfWeights(t *testing.T) {
+	g := testGPU(t)
+	c := compute.NewCPU()
+	rng := rand.New(rand.NewPCG(3, 4))
+	M, K, N := 64, 256, 96
+	x, w := randVec(rng, M*K), randVec(rng, N*K)
+	for _, dt := range []compute.DType{compute.BF16, compute.F16} {
+		gw := g.FromHostAs(dt, w, N, K)
+		if compute.DTypeOf(gw) != dt {
+			t.Fatalf("weight stored as %s, want %s", compute.DTypeOf(gw), dt)
+		}
+		round := func(v []float32) []float32 {
+			return g.ToHost(g.FromHostAs(dt, v, 1, len(v)))
+		}
+		wr, xr := round(w), round(x)
+		want := c.ToHost(c.Linear(c.FromHost(xr, M, K), c.FromHost(wr, N, K), nil))
+		got := g.ToHost(g.Linear(g.FromHost(x, M, K), gw, nil))
+		if d := maxAbsDiff(got, want); d > 1e-3 {
+			t.Errorf("%s Linear: max diff %g from the product of rounded operands", dt, d)
+		}
+		// Rounding itself: relative error within half an ulp.
+		ulp := map[compute.DType]float64{compute.BF16: 1.0 / 128, compute.F16: 1.0 / 1024}[dt]
+		for i, v := range w {
+			if math.Abs(float64(wr[i]-v)) > ulp/2*math.Abs(float64(v))*1.0001+1e-7 {
+				t.Fatalf("%s: %g stored as %g", dt, v, wr[i])
+			}
+		}
+	}
+}
+
+// A scope's temporaries go back to the pool; an allocation that cannot
+// fit fails with an error naming the tensor, the bytes wanted and free,
+// and the backend stays usable.
+func TestScopesAndOutOfMemory(t *testing.T) {
+	g := testGPU(t)
+	before := g.PoolStats()
+	for i := 0; i < 100; i++ {
+		s := g.Mark()
+		x := g.Zeros(1024, 1024)
+		g.Add(x, x)
+		if err := g.Release(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := g.PoolStats()
+	if after.InUse != before.InUse || after.Reserved > before.Reserved+2*(4<<20) {
+		t.Fatalf("pool grew: %+v -> %+v", before, after)
+	}
+	s := g.Mark()
+	huge := g.Zeros(1<<20, 1<<20) // 4 TiB
+	g.Add(huge, huge)
+	err := g.Release(s)
+	if err == nil || !strings.Contains(err.Error(), "out of GPU memory") || !strings.Contains(err.Error(), "[1048576 1048576]") ||
+		!strings.Contains(err.Error(), "4398046511104 bytes wanted") || !strings.Contains(err.Error(), "free") {
+		t.Fatalf("allocating 4 TiB gave %v", err)
+	}
+	t.Logf("out of memory: %v", err)
+	x := g.FromHost([]float32{1, 2, 3}, 3)
+	if got := g.ToHost(g.Add(x, x)); got[2] != 6 {
+		t.Fatalf("after the failure: %v", got)
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// What `loupe devices` prints, in the test log of a GPU run.
+func TestDevicesReport(t *testing.T) {
+	devs, err := Devices()
+	if err != nil {
+		t.Skipf("no GPU: %v", err)
+	}
+	for _, d := range devs {
+		t.Logf("%+v", d)
+	}
+}
+
+// The fused Attention against the CPU's, with every kind of request: rows,
+// top-k, absolute and relative spans, key sets, entropy, per-head sums,
+// the log-sum-exp, and the full scores and pattern.
+func TestFusedAttentionMatchesCPU(t *testing.T) {
+	g := testGPU(t)
+	c := compute.NewCPU()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		name string
+		s    compute.AttnShape
+		mask compute.AttnMask
+		rows []int
+	}{
+		{"causal gqa", compute.AttnShape{B: 2, Tq: 77, Tk: 77, Tcap: 77, H: 6, Hkv: 2, Dh: 64}, compute.AttnMask{Causal: true}, nil},
+		{"padding rows", compute.AttnShape{B: 2, Tq: 40, Tk: 40, Tcap: 40, H: 4, Hkv: 4, Dh: 32}, compute.AttnMask{Causal: true, KeyValid: padMask(2, 40, []int{0, 11})}, []int{0, 5, 12, 39}},
+		{"kv cache window", compute.AttnShape{B: 1, Tq: 5, Tk: 300, Tcap: 320, H: 2, Hkv: 1, Dh: 256}, compute.AttnMask{Causal: true, Past: 295, Window: 100}, nil},
+	} {
+		s := tc.s
+		q := randVec(rng, s.B*s.Tq*s.H*s.Dh)
+		k := randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh)
+		v := randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh)
+		R := s.Tq
+		if tc.rows != nil {
+			R = len(tc.rows)
+		}
+		var ks compute.KeySet
+		ks.Off = []int32{0}
+		for i := 0; i < s.B*R; i++ {
+			for n := rng.IntN(6); n > 0; n-- {
+				ks.Keys = append(ks.Keys, int32(rng.IntN(s.Tk+4)-2))
+			}
+			ks.Off = append(ks.Off, int32(len(ks.Keys)))
+		}
+		scale := float32(1 / math.Sqrt(float64(s.Dh)))
+		for _, sum := range []bool{false, true} {
+			spec := compute.AttnSpec{Rows: tc.rows, TopK: 4, Entropy: true, LSE: true, SumRows: sum, Scores: !sum, Pattern: !sum,
+				Spans:   []compute.KeySpan{{Lo: 0, Hi: 3}, {Lo: -7, Hi: 1, LoRelative: true, HiRelative: true}, {Lo: 1, Hi: 0, HiRelative: true}},
+				KeySets: []compute.KeySet{ks}}
+			gr := g.Attention(g.FromHost(q, s.B*s.Tq, s.H*s.Dh), g.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), g.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, spec)
+			cr := c.Attention(c.FromHost(q, s.B*s.Tq, s.H*s.Dh), c.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), c.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, spec)
+			name := fmt.Sprintf("%s (sum rows %v)", tc.name, sum)
+			near := func(what string, a, b []float32, tol float64) {
+				t.Helper()
+				if d := maxAbsDiff(a, b); d > tol {
+					t.Errorf("%s: %s differ by %g", name, what, d)
+				}
+			}
+			near("z", g.ToHost(gr.Z), c.ToHost(cr.Z), 2e-5)
+			near("lse", gr.LSE, cr.LSE, 1e-4)
+			near("top-k weights", gr.TopVal, cr.TopVal, 1e-5)
+			if !sum {
+				// Each key the GPU lists weighs what its slot says in the
+				// CPU's pattern (near-ties may order either way).
+				pat := c.ToHost(cr.Pattern)
+				rows := tc.rows
+				if rows == nil {
+					rows = make([]int, s.Tq)
+					for i := range rows {
+						rows[i] = i
+					}
+				}
+				kk := len(gr.TopIdx) / (s.B * s.H * R)
+				for slot, key := range gr.TopIdx {
+					bh, r := slot/kk/R, slot/kk%R
+					w := pat[(bh*s.Tq+rows[r])*s.Tk+int(key)]
+					if math.Abs(float64(w-gr.TopVal[slot])) > 1e-5 {
+						t.Fatalf("%s: top-k slot %d names key %d of weight %g, says %g", name, slot, key, w, gr.TopVal[slot])
+					}
+				}
+			}
+			for i := range cr.SpanMass {
+				near(fmt.Sprintf("span %d", i), gr.SpanMass[i], cr.SpanMass[i], 1e-5)
+			}
+			near("key-set mass", gr.SetMass[0], cr.SetMass[0], 1e-5)
+			near("entropy", gr.Entropy, cr.Entropy, 1e-4)
+			if !sum {
+				near("scores", g.ToHost(gr.Scores), c.ToHost(cr.Scores), 1e-4)
+				near("pattern", g.ToHost(gr.Pattern), c.ToHost(cr.Pattern), 1e-6)
+			} else if gr.Scores != nil || gr.Pattern != nil {
+				t.Errorf("%s: scores or pattern built though not asked", name)
+			}
+		}
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGEMMSpeed is a benchmark, run only when LOUPE_BENCH_GEMM is set
+// (scripts/gpu-test.sh bench): bf16 products of the Llama-3-8B prefill
+// shapes through cuBLAS (bf16 in, fp32 accumulate, fp32 out), alone and as
+// Linear (which also rounds the float32 input to bf16). One JSON line each.
+func TestGEMMSpeed(t *testing.T) {
+	if os.Getenv("LOUPE_BENCH_GEMM") == "" {
+		t.Skip("a benchmark: set LOUPE_BENCH_GEMM=1")
+	}
+	g := testGPU(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, M := range []int{2048, 8192, 32768} {
+		for _, nk := range [][2]int{{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}} {
+			N, K := nk[0], nk[1]
+			s := g.Mark()
+			x := g.FromHost(randVec(rng, M*K), M, K)
+			w := g.FromHostAs(compute.BF16, randVec(rng, N*K), N, K)
+			var xb *Tensor
+			g.do(func() { xb = g.to16(x.(*Tensor), compute.BF16) })
+			out := g.Zeros(M, N).(*Tensor)
+			const reps = 10
+			raw := func() {
+				g.do(func() {
+					g.gemmNT(M, N, K, xb.ptr(), w.(*Tensor).ptr(), K, K, compute.BF16, out.ptr(), N, 0)
+				})
+			}
+			lin := func() {
+				inner := g.Mark()
+				g.Linear(x, w, nil)
+				if err := g.Release(inner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, v := range []struct {
+				name string
+				f    func()
+			}{{"gemm", raw}, {"linear", lin}} {
+				v.f()
+				if err := g.Synchronize(); err != nil {
+					t.Fatal(err)
+				}
+				t0 := time.Now()
+				for range reps {
+					v.f()
+				}
+				if err := g.Synchronize(); err != nil {
+					t.Fatal(err)
+				}
+				sec := time.Since(t0).Seconds() / reps
+				fmt.Printf("{\"impl\":\"loupe\",\"kind\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"seconds\":%g,\"tflops\":%.1f}\n", v.name, M, N, K, sec, 2*float64(M)*float64(N)*float64(K)/sec/1e12)
+			}
+			if err := g.Release(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -1,0 +1,281 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// buffer is one block of device memory from the pool. A tensor points to
+// its buffer; views (Reshape) share one.
+type buffer struct {
+	ptr     uintptr // device address; 0 for an empty tensor or a failed allocation
+	class   int     // bytes reserved (the pool's size class)
+	scope   int     // index of the scope that owns it; -1 when owned by its tensors
+	dead    bool    // returned to the pool: any further use is a bug
+	failed  bool    // its allocation failed (the backend's error says why)
+	cleanup runtime.Cleanup
+	hasGC   bool
+}
+
+// orphan is an owned buffer whose tensors the garbage collector found
+// unreachable; the owner goroutine takes it back into the pool.
+type orphan struct {
+	ptr   uintptr
+	class int
+}
+
+// pool is a caching allocator: freed blocks are kept by size class and
+// handed out again, so a forward pass that repeats the shapes of the last
+// one allocates nothing from the driver.
+type pool struct {
+	free     map[int][]uintptr
+	reserved int64 // bytes taken from the driver and not given back
+	inUse    int64 // bytes handed out and not returned
+
+	orphanMu sync.Mutex
+	orphans  []orphan
+}
+
+// sizeClass rounds a request up: powers of two to 1 MiB (at least 512
+// bytes), then multiples of 2 MiB.
+func sizeClass(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	if n <= 1<<20 {
+		c := 512
+		for c < n {
+			c <<= 1
+		}
+		return c
+	}
+	const big = 2 << 20
+	return (n + big - 1) / big * big
+}
+
+// PoolStats reports the pool: bytes reserved from the driver and bytes in
+// use by live tensors.
+type PoolStats struct {
+	Reserved, InUse int64
+}
+
+// alloc takes n bytes for a tensor described by what (for the error when
+// the device is full). On failure it records the backend's error and
+// returns a failed buffer.
+func (b *Backend) alloc(n int, what func() string) *buffer {
+	b.adoptOrphans()
+	buf := &buffer{class: sizeClass(n), scope: -1}
+	if buf.class > 0 {
+		p := &b.pool
+		if l := p.free[buf.class]; len(l) > 0 {
+			buf.ptr = l[len(l)-1]
+			p.free[buf.class] = l[:len(l)-1]
+		} else {
+			var ptr uintptr
+			r := call(b.d.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(buf.class))
+			if r == errOutOfMemory {
+				// Give the cached blocks back to the driver and try again.
+				b.trimPool()
+				r = call(b.d.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(buf.class))
+			}
+			if r != 0 {
+				var free, total uint64
+				call(b.d.cuMemGetInfo, uintptr(unsafe.Pointer(&free)), uintptr(unsafe.Pointer(&total)))
+				if r == errOutOfMemory {
+					b.fail(fmt.Errorf("cuda: out of GPU memory for %s: %d bytes wanted, %d bytes free of %d on GPU %d (%d held by Loupe's tensors)",
+						what(), n, free, total, b.info.Index, p.inUse))
+				} else {
+					b.fail(b.d.check(fmt.Sprintf("cuMemAlloc for %s (%d bytes)", what(), n), r))
+				}
+				buf.failed = true
+				return buf
+			}
+			buf.ptr = ptr
+			p.reserved += int64(buf.class)
+		}
+		p.inUse += int64(buf.class)
+	}
+	if top := len(b.scopes) - 1; top >= 0 {
+		buf.scope = top
+		b.scopes[top] = append(b.scopes[top], buf)
+	} else {
+		b.own(buf)
+	}
+	return buf
+}
+
+// own makes buf owned by its tensors: when the garbage collector finds
+// none left, its memory goes back to the pool.
+func (b *Backend) own(buf *buffer) {
+	buf.scope = -1
+	if buf.ptr == 0 || buf.hasGC {
+		return
+	}
+	p := &b.pool
+	buf.cleanup = runtime.AddCleanup(buf, func(o orphan) {
+		p.orphanMu.Lock()
+		p.orphans = append(p.orphans, o)
+		p.orphanMu.Unlock()
+	}, orphan{buf.ptr, buf.class})
+	buf.hasGC = true
+}
+
+// release returns buf to the pool now.
+func (b *Backend) release(buf *buffer) {
+	if buf.dead {
+		return
+	}
+	buf.dead = true
+	if buf.hasGC {
+		buf.cleanup.Stop()
+		buf.hasGC = false
+	}
+	if buf.ptr != 0 {
+		b.pool.free[buf.class] = append(b.pool.free[buf.class], buf.ptr)
+		b.pool.inUse -= int64(buf.class)
+	}
+}
+
+// releaseTemp returns a buffer that one operation used internally. The
+// stream runs in order, so the next user of the block runs after this
+// operation's kernels.
+func (b *Backend) releaseTemp(buf *buffer) {
+	if buf.scope >= 0 {
+		l := b.scopes[buf.scope]
+		for i := len(l) - 1; i >= 0; i-- {
+			if l[i] == buf {
+				b.scopes[buf.scope] = append(l[:i], l[i+1:]...)
+				break
+			}
+		}
+	}
+	b.release(buf)
+}
+
+func (b *Backend) adoptOrphans() {
+	p := &b.pool
+	p.orphanMu.Lock()
+	os := p.orphans
+	p.orphans = nil
+	p.orphanMu.Unlock()
+	for _, o := range os {
+		p.free[o.class] = append(p.free[o.class], o.ptr)
+		p.inUse -= int64(o.class)
+	}
+}
+
+// trimPool gives every cached free block back to the driver. The stream
+// is drained first: a block freed by an operation may still be in use by
+// a kernel in flight.
+func (b *Backend) trimPool() {
+	call(b.d.cuStreamSynchronize, b.stream)
+	for c, l := range b.pool.free {
+		for _, ptr := range l {
+			call(b.d.cuMemFree, ptr)
+			b.pool.reserved -= int64(c)
+		}
+		delete(b.pool.free, c)
+	}
+}
+
+// Mark opens a scope (compute.Scoped).
+func (b *Backend) Mark() int {
+	var s int
+	b.do(func() {
+		s = len(b.scopes)
+		b.scopes = append(b.scopes, nil)
+	})
+	return s
+}
+
+// Release closes scope s and those inside it (compute.Scoped).
+func (b *Backend) Release(s int, keep ...compute.Tensor) error {
+	var err error
+	b.do(func() {
+		if s < 0 || s >= len(b.scopes) {
+			err = b.takeErr()
+			return
+		}
+		kept := map[*buffer]bool{}
+		for _, t := range keep {
+			if t != nil {
+				kept[t.(*Tensor).buf] = true
+			}
+		}
+		var moved []*buffer
+		for lvl := len(b.scopes) - 1; lvl >= s; lvl-- {
+			for _, buf := range b.scopes[lvl] {
+				if kept[buf] {
+					moved = append(moved, buf)
+				} else {
+					b.release(buf)
+				}
+			}
+		}
+		b.scopes = b.scopes[:s]
+		for _, buf := range moved {
+			if s > 0 {
+				buf.scope = s - 1
+				b.scopes[s-1] = append(b.scopes[s-1], buf)
+			} else {
+				b.own(buf)
+			}
+		}
+		if s == 0 {
+			err = b.takeErr()
+		} else {
+			err, b.err = b.err, nil
+		}
+	})
+	return err
+}
+
+// Err returns and clears the first failure (compute.Scoped).
+func (b *Backend) Err() error {
+	var err error
+	b.do(func() { err = b.takeErr() })
+	return err
+}
+
+// Free returns owned tensors' memory now (compute.Scoped).
+func (b *Backend) Free(ts ...compute.Tensor) {
+	b.do(func() {
+		for _, t := range ts {
+			if t == nil {
+				continue
+			}
+			buf := t.(*Tensor).buf
+			if buf.scope < 0 {
+				b.release(buf)
+			}
+		}
+	})
+}
+
+// PoolStats reports the memory pool's bytes (see PoolStats).
+func (b *Backend) PoolStats() PoolStats {
+	var s PoolStats
+	b.do(func() {
+		b.adoptOrphans()
+		s = PoolStats{Reserved: b.pool.reserved, InUse: b.pool.inUse}
+	})
+	return s
+}
+
+func (b *Backend) fail(err error) {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+}
+
+func (b *Backend) takeErr() error {
+	// Errors of kernels in flight surface at a synchronisation.
+	b.fail(b.d.check("stream", call(b.d.cuStreamSynchronize, b.stream)))
+	err := b.err
+	b.err = nil
+	return err
+}

@@ -1,0 +1,130 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
+
+// TestGPUSpeed is the Loupe side of the GPU speed benchmark (not a timed
+// test: it asserts nothing about time and runs only when asked). It runs
+// the workloads of scripts/gpu/bench_torch.py on the same random weights
+// (scripts/gpu/make_random_model.py) and prints one JSON line each:
+// LOUPE_BENCH_8B and LOUPE_BENCH_SMOL name the model folders.
+func TestGPUSpeed(t *testing.T) {
+	big, small := os.Getenv("LOUPE_BENCH_8B"), os.Getenv("LOUPE_BENCH_SMOL")
+	if !onGPU() || (big == "" && small == "") {
+		t.Skip("a benchmark: set LOUPE_TEST_DEVICE=cuda and LOUPE_BENCH_8B / LOUPE_BENCH_SMOL (scripts/gpu-test.sh bench)")
+	}
+	ctx := context.Background()
+	emit := func(kv map[string]any) {
+		kv["impl"] = "loupe"
+		b, _ := json.Marshal(kv)
+		fmt.Println(string(b))
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	randIDs := func(B, T, V int) [][]int {
+		out := make([][]int, B)
+		for b := range out {
+			out[b] = make([]int, T)
+			for i := range out[b] {
+				out[b][i] = rng.IntN(V)
+			}
+		}
+		return out
+	}
+	timed := func(reps int, f func()) float64 {
+		f()
+		best := 1e9
+		for range reps {
+			t0 := time.Now()
+			f()
+			best = min(best, time.Since(t0).Seconds())
+		}
+		return best
+	}
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if big != "" {
+		t0 := time.Now()
+		m, wm, err := LoadModel(big, testBackend())
+		must(err)
+		emit(map[string]any{"kind": "load", "model": "llama3-8b", "seconds": time.Since(t0).Seconds()})
+		V := m.Config.Vocab
+		for _, T := range []int{2048, 8192, 32768} {
+			ids := randIDs(1, T, V)
+			sec := timed(2, func() {
+				_, err := m.Forward(ctx, ids, Options{Logits: LogitsLast})
+				must(err)
+			})
+			emit(map[string]any{"kind": "prefill", "model": "llama3-8b", "B": 1, "T": T, "seconds": sec, "tokens_per_s": float64(T) / sec})
+		}
+		for _, B := range []int{1, 32} {
+			const prompt, n = 128, 64
+			ids := randIDs(B, prompt, V)
+			sec := timed(1, func() { must(decodeBatch(ctx, m, ids, n)) })
+			emit(map[string]any{"kind": "decode", "model": "llama3-8b", "B": B, "prompt": prompt, "new": n, "seconds": sec, "tokens_per_s": float64(B*n) / sec})
+		}
+		wm.Close()
+		m = nil
+	}
+	if small != "" {
+		m, wm, err := LoadModel(small, testBackend())
+		must(err)
+		defer wm.Close()
+		ids := randIDs(64, 256, m.Config.Vocab)
+		for _, h := range []struct {
+			name  string
+			hooks *Hooks
+		}{{"none", nil}, {"resid_post to host", &Hooks{Cache: []string{"blocks.*.hook_resid_post"}}}} {
+			sec := timed(5, func() {
+				_, err := m.Forward(ctx, ids, Options{Logits: LogitsLast, Hooks: h.hooks})
+				must(err)
+			})
+			emit(map[string]any{"kind": "prefill", "model": "smollm2", "B": 64, "T": 256, "hooks": h.name, "seconds": sec, "tokens_per_s": 64 * 256 / sec})
+		}
+	}
+}
+
+// decodeBatch runs greedy decoding of n tokens for a batch of equal-length
+// prompts with a KV cache of B sequences (Generate runs one sequence).
+func decodeBatch(ctx context.Context, m *Model, prompts [][]int, n int) error {
+	B, T := len(prompts), len(prompts[0])
+	kv := newKVCache(m, B, T+n)
+	defer compute.Free(m.backend, append(kv.k, kv.v...)...)
+	next := make([]int, 0, B*T)
+	for _, p := range prompts {
+		next = append(next, p...)
+	}
+	step := T
+	for i := 0; i < n; i++ {
+		pos := make([]int, B*step)
+		for s := 0; s < B; s++ {
+			for t := 0; t < step; t++ {
+				pos[s*step+t] = kv.len + t
+			}
+		}
+		p := &pass{m: m, b: m.backend, B: B, T: step, past: kv.len, pos: pos, kv: kv, mask: compute.AttnMask{Causal: true}}
+		logits, err := p.run(ctx, next, LogitsLast)
+		if err != nil {
+			return err
+		}
+		kv.len += step
+		V := m.Config.Vocab
+		next = next[:0]
+		for s := 0; s < B; s++ {
+			next = append(next, argmax32(logits[s*V:(s+1)*V]))
+		}
+		step = 1
+	}
+	return nil
+}
