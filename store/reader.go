@@ -167,7 +167,8 @@ func (t *Table) checkSchema() error {
 			return fmt.Errorf("%w: an ablation table in a schema v%d file (ablation tables came with v2)", ErrNotLoupe, v)
 		}
 		want = fields(t.info.Kind)
-	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindCircuit, KindIndex:
+	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindCircuit, KindIndex,
+		KindFeatures, KindFeatureExamples, KindFeatureActs:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)

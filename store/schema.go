@@ -40,15 +40,18 @@ type Kind string
 
 // The table kinds. docs/schema.md gives their columns.
 const (
-	KindTokens        Kind = "tokens"         // one row per prompt token
-	KindActivations   Kind = "activations"    // one row per (hook, layer, head, prompt, position)
-	KindAttention     Kind = "attention"      // full attention rows for short prompts
-	KindAttentionTopK Kind = "attention_topk" // top-k attended keys per query, for long prompts
-	KindHeadScores    Kind = "head_scores"    // one row per (layer, head, score)
-	KindFlow          Kind = "flow"           // attention rollout and flow matrices, one row per matrix row
-	KindLogitLens     Kind = "logit_lens"     // top-k next-token predictions per (prompt, layer, position)
-	KindCircuit       Kind = "circuit"        // a found circuit: one row per node, edge or summary figure (circuit.go)
-	KindIndex         Kind = "index"          // one row per record batch of every other table
+	KindTokens          Kind = "tokens"           // one row per prompt token
+	KindActivations     Kind = "activations"      // one row per (hook, layer, head, prompt, position)
+	KindAttention       Kind = "attention"        // full attention rows for short prompts
+	KindAttentionTopK   Kind = "attention_topk"   // top-k attended keys per query, for long prompts
+	KindHeadScores      Kind = "head_scores"      // one row per (layer, head, score)
+	KindFlow            Kind = "flow"             // attention rollout and flow matrices, one row per matrix row
+	KindLogitLens       Kind = "logit_lens"       // top-k next-token predictions per (prompt, layer, position)
+	KindCircuit         Kind = "circuit"          // a found circuit: one row per node, edge or summary figure (circuit.go)
+	KindFeatures        Kind = "features"         // SAE latents: density, activation histogram, logit table (features.go)
+	KindFeatureExamples Kind = "feature_examples" // SAE latents' top and quantile-sampled contexts (features.go)
+	KindFeatureActs     Kind = "feature_acts"     // the SAE latents active at each token of a prompt (features.go)
+	KindIndex           Kind = "index"            // one row per record batch of every other table
 )
 
 // DType is the element type of activation values.
@@ -129,10 +132,12 @@ func fields(k Kind) []arrow.Field {
 			{Name: "top_ids", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
 			{Name: "top_probs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
 			{Name: "top_texts", Type: arrow.ListOf(arrow.BinaryTypes.String)}}
-	case KindAblation:
-		return ablationFields()
 	case KindCircuit:
 		return circuitFields()
+	case KindAblation:
+		return ablationFields()
+	case KindFeatures, KindFeatureExamples, KindFeatureActs:
+		return featureFields(k)
 	case KindIndex:
 		return []arrow.Field{utf8("table", false), i32("batch"),
 			{Name: "first_row", Type: arrow.PrimitiveTypes.Int64},
@@ -192,7 +197,7 @@ func ActivationTableName(shape []int) string {
 	return string(KindActivations) + "." + strings.Join(parts, "x")
 }
 
-var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|ablation|circuit|index|activations\.[0-9]+(x[0-9]+)*)$`)
+var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|ablation|features|feature_examples|feature_acts|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
 // validTableName reports whether name is a table name of this schema version.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }

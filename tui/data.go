@@ -52,6 +52,10 @@ type Source struct {
 	norms  map[int]*normsResult
 	lens   map[int]*lensResult
 	flow   map[int]*flowResult
+
+	features  []store.FeatureRow // SAE latents (features.go)
+	featTrace *store.Trace
+	examples  map[int][]store.FeatureExample
 }
 
 // knownScores fixes the order of the well-known scores in the head map, so
@@ -100,6 +104,12 @@ func Open(paths ...string) (src *Source, err error) {
 			src.Close()
 			return nil, fileErr(tablePath(tr, string(store.KindHeadScores)), err)
 		}
+		cs, err := circuitScores(tr)
+		if err != nil {
+			src.Close()
+			return nil, fileErr(tablePath(tr, string(store.KindCircuit)), err)
+		}
+		hs = append(hs, cs...)
 		for _, s := range hs {
 			if s.Layer < 0 || s.Head < 0 || s.Layer > 1<<16 || s.Head > 1<<16 {
 				continue // not a head; the map cannot place it
@@ -174,6 +184,10 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	sort.Ints(src.prompts)
+	if err := src.loadFeatures(); err != nil {
+		src.Close()
+		return nil, err
+	}
 	if src.heads == 0 && len(src.prompts) > 0 && src.layers > 0 {
 		// No scores and no config: count the heads of one attention batch.
 		for _, tr := range src.traces {
@@ -189,6 +203,36 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	return src, nil
+}
+
+// circuitScores shows a circuit table (loupe circuits find) on the head
+// map: each method's head scores become the score "circuit_METHOD", and
+// the heads in its circuit carry the label "circuit (METHOD)", so the map's
+// label filter picks the circuit out.
+func circuitScores(tr *store.Trace) ([]store.HeadScore, error) {
+	var rows []store.CircuitRow
+	err := guard(func() error {
+		var err error
+		rows, err = tr.ReadCircuit(context.Background())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []store.HeadScore
+	for _, r := range rows {
+		if r.Kind != store.CircuitNode || r.Head < 0 || r.Layer < 0 {
+			continue
+		}
+		s := store.HeadScore{Layer: r.Layer, Head: r.Head, Score: "circuit_" + r.Method, Value: r.Score}
+		if r.InCircuit {
+			s.Label = "circuit (" + r.Method + ")"
+		}
+		d, _ := json.Marshal(map[string]any{"task": r.Task, "method": r.Method, "in_circuit": r.InCircuit})
+		s.Details = d
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // mainFiles maps each path to the main file of its trace and drops the
