@@ -168,7 +168,7 @@ func (t *Table) checkSchema() error {
 		}
 		want = fields(t.info.Kind)
 	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindCircuit, KindIndex,
-		KindFeatures, KindFeatureExamples, KindFeatureActs:
+		KindFeatures, KindFeatureExamples, KindFeatureActs, KindCodes:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)

@@ -132,6 +132,8 @@ func fields(k Kind) []arrow.Field {
 			{Name: "top_ids", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
 			{Name: "top_probs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
 			{Name: "top_texts", Type: arrow.ListOf(arrow.BinaryTypes.String)}}
+	case KindCodes:
+		return codeFields()
 	case KindCircuit:
 		return circuitFields()
 	case KindAblation:
@@ -197,7 +199,7 @@ func ActivationTableName(shape []int) string {
 	return string(KindActivations) + "." + strings.Join(parts, "x")
 }
 
-var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|ablation|features|feature_examples|feature_acts|index|activations\.[0-9]+(x[0-9]+)*)$`)
+var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|ablation|features|feature_examples|feature_acts|codes|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
 // validTableName reports whether name is a table name of this schema version.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }

@@ -158,6 +158,19 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
+// leadingArg takes a command's leading positional argument (DIR in
+// "loupe sae eval DIR [flags]") from before its flags; call it once every
+// flag is registered, so that -h in its place prints the whole help.
+func leadingArg(fs *flag.FlagSet, args []string, line string) (string, []string, error) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return "", nil, parseFlags(fs, args[:1])
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, fmt.Errorf("%w: %s", errUsage, line)
+	}
+	return args[0], args[1:], nil
+}
+
 // parseFlags parses args and turns a flag error into a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {

@@ -118,7 +118,6 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	resume := fs.Bool("resume", false, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)")
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
-	device := fs.String("device", "cpu", "where to train: cpu")
 	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
 	quiet := fs.Bool("quiet", false, "no progress line")
@@ -127,9 +126,6 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
-	}
-	if *device != "cpu" {
-		return fmt.Errorf("%w: --device %q: only the CPU trains SAEs in this build", errUsage, *device)
 	}
 	arch, err := sae.ParseArch(*archName)
 	if err != nil {
@@ -193,14 +189,11 @@ func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		return parseFlags(fs, args)
+	dir, rest, err := leadingArg(fs, args, "loupe sae eval DIR [flags]")
+	if err != nil {
+		return err
 	}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe sae eval DIR [flags]", errUsage)
-	}
-	dir := args[0]
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	s, d, err := loadForSAE(dir, &df)
