@@ -53,8 +53,12 @@ PROMPTS
 "$loupe" trace --model "$organism" --prompts "$work/prompts.txt" --quiet --attention topk --topk 4 \
   --dtype float16 --compression lz4 --hooks 'blocks.*.hook_resid_post' --out "$work/trace16.arrow" >/dev/null
 go run ./store/testdata/mksample -out "$work/sample.arrow" -compression none
+# An ablation experiment on the organism: its previous-token heads, which
+# its induction needs (organism/model/README.md), against random heads.
+"$loupe" heads ablate --model "$organism" --heads 1.0,1.1 --task induction --seeds 3 --quiet \
+  --out "$work/ablation.arrow" >/dev/null
 
-traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow")
+traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow" "$work/ablation.arrow")
 for t in "${traces[@]}"; do
   "$loupe" ls "$t" >/dev/null
   "$loupe" export "$t" --to parquet >/dev/null
@@ -69,7 +73,7 @@ out="${LOUPE_NOTEBOOK_OUT:-$work/executed}"
 run() { # NAME [VAR=VALUE...]: execute every notebook with that environment
   local name=$1
   shift
-  env "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
+  env LOUPE_ABLATION="$work/ablation.arrow" "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
 }
 run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0
 run demo LOUPE_TRACE="$work/demo/trace.arrow" LOUPE_PROMPT=1 LOUPE_SCORE=retrieval
