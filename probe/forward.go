@@ -22,6 +22,12 @@ const (
 type Options struct {
 	Hooks  *Hooks
 	Logits LogitMode
+	// Chunk > 0 runs prompts longer than Chunk in pieces of Chunk positions
+	// through a KV cache (chunked prefill, chunk.go): activations take
+	// O(Chunk) memory per layer instead of O(T). Results equal an
+	// unchunked run's up to float rounding; caching or editing attention
+	// scores or patterns is refused, and edits see one piece at a time.
+	Chunk int
 }
 
 // Result is what a forward pass returns.
@@ -111,12 +117,22 @@ func (m *Model) Forward(ctx context.Context, batch [][]int, opt Options) (*Resul
 			}
 		}
 	}
-	p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, pos: pos,
-		mask: compute.AttnMask{Causal: true}}
-	if padded {
-		p.mask.KeyValid = valid
+	var logits []float32
+	if opt.Chunk > 0 && T > opt.Chunk {
+		kv := newKVCache(m, B, T)
+		defer compute.Free(m.backend, append(kv.k, kv.v...)...)
+		if !padded {
+			valid = nil
+		}
+		logits, err = m.prefillChunks(ctx, hs, ids, pos, valid, B, T, opt.Chunk, kv, opt.Logits)
+	} else {
+		p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, pos: pos,
+			mask: compute.AttnMask{Causal: true}}
+		if padded {
+			p.mask.KeyValid = valid
+		}
+		logits, err = p.run(ctx, ids, opt.Logits)
 	}
-	logits, err := p.run(ctx, ids, opt.Logits)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,10 @@ type GenerateOptions struct {
 	// before that step's token is chosen: step 0 reads the prompt, step t
 	// the t-th generated token.
 	OnReduced func(step int, reduced []*Reduced)
+	// PrefillChunk > 0 reads a prompt longer than it in pieces of that many
+	// positions (chunked prefill, see Options.Chunk); step 0's reductions
+	// are those of the whole prompt, put together.
+	PrefillChunk int
 }
 
 // Generate continues a prompt, keeping keys and values in a KV cache so each
@@ -92,9 +96,15 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 		for t := range pos {
 			pos[t] = kv.len + t
 		}
-		p := &pass{m: m, b: m.backend, hooks: hs, B: 1, T: T, past: kv.len, pos: pos, kv: kv,
-			mask: compute.AttnMask{Causal: true}}
-		logits, err := p.run(ctx, next, LogitsLast)
+		var logits []float32
+		if len(out) == 0 && opt.PrefillChunk > 0 && T > opt.PrefillChunk {
+			logits, err = m.prefillChunks(ctx, hs, next, pos, nil, 1, T, opt.PrefillChunk, kv, LogitsLast)
+			kv.len -= T // counted below, as for a single pass
+		} else {
+			p := &pass{m: m, b: m.backend, hooks: hs, B: 1, T: T, past: kv.len, pos: pos, kv: kv,
+				mask: compute.AttnMask{Causal: true}}
+			logits, err = p.run(ctx, next, LogitsLast)
+		}
 		if err != nil {
 			return out, err
 		}
