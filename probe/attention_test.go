@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -315,5 +316,41 @@ func TestChunkedPrefillEqualsOnePass(t *testing.T) {
 		if !slices.Equal(gotRed[i].Index, wantRed[i].Index) {
 			t.Fatalf("layer %d: top keys %v, one pass %v", i, gotRed[i].Index, wantRed[i].Index)
 		}
+	}
+}
+
+// TestMemoryRefusal: a pass whose full patterns would not fit is refused
+// before it runs, naming the figures and the longest prompt that fits;
+// that prompt runs, and the same reductions through the fused attention
+// fit at the full length.
+func TestMemoryRefusal(t *testing.T) {
+	m := longTestModel(t)
+	ids := make([]int, 900)
+	for i := range ids {
+		ids[i] = i % m.Config.Vocab
+	}
+	ctx := context.Background()
+	cache := &Hooks{Cache: []string{"blocks.*.attn.hook_pattern"}}
+	const limit = 20 << 20
+	_, err := m.Forward(ctx, [][]int{ids}, Options{Hooks: cache, MemoryLimit: limit})
+	if err == nil || !strings.Contains(err.Error(), "900 tokens") || !strings.Contains(err.Error(), "would fit") {
+		t.Fatalf("caching every pattern of 900 tokens in 20 MiB gave %v", err)
+	}
+	var fit int
+	if _, err := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "up to ")+6:], "%d", &fit); err != nil || fit <= 0 || fit >= 900 {
+		t.Fatalf("no usable length in %q", err.Error())
+	}
+	if _, err := m.Forward(ctx, [][]int{ids[:fit]}, Options{Hooks: cache, MemoryLimit: limit}); err != nil {
+		t.Fatalf("the %d tokens said to fit: %v", fit, err)
+	}
+	if _, err := m.Forward(ctx, [][]int{ids[:fit+1]}, Options{Hooks: cache, MemoryLimit: limit}); err == nil {
+		t.Fatalf("%d tokens fit too, the error said %d", fit+1, fit)
+	}
+	red := &Hooks{Reduce: []Reduction{{Hook: "blocks.*.attn.hook_pattern", Op: TopK, K: 1}}}
+	if _, err := m.Forward(ctx, [][]int{ids}, Options{Hooks: red, MemoryLimit: limit}); err != nil {
+		t.Fatalf("fused reductions over 900 tokens in 20 MiB: %v", err)
+	}
+	if _, err := m.Generate(ctx, ids, GenerateOptions{MaxTokens: 2, Hooks: red, MemoryLimit: 1 << 10}); err == nil || !strings.Contains(err.Error(), "needs about") {
+		t.Fatalf("generating in 1 KiB gave %v", err)
 	}
 }

@@ -28,6 +28,10 @@ type Options struct {
 	// unchunked run's up to float rounding; caching or editing attention
 	// scores or patterns is refused, and edits see one piece at a time.
 	Chunk int
+	// MemoryLimit is the bytes the pass may allocate (0: the host's
+	// available memory). A pass estimated to need more is refused before
+	// it starts, with the longest prompt that would fit.
+	MemoryLimit uint64
 }
 
 // Result is what a forward pass returns.
@@ -117,8 +121,15 @@ func (m *Model) Forward(ctx context.Context, batch [][]int, opt Options) (*Resul
 			}
 		}
 	}
-	var logits []float32
+	kvCap, chunk := 0, 0
 	if opt.Chunk > 0 && T > opt.Chunk {
+		kvCap, chunk = T, opt.Chunk
+	}
+	if err := m.checkMemory(hs, opt.Logits, opt.MemoryLimit, B, T, 0, kvCap, chunk); err != nil {
+		return nil, err
+	}
+	var logits []float32
+	if chunk > 0 {
 		kv := newKVCache(m, B, T)
 		defer compute.Free(m.backend, append(kv.k, kv.v...)...)
 		if !padded {

@@ -66,6 +66,9 @@ type GenerateOptions struct {
 	// positions (chunked prefill, see Options.Chunk); step 0's reductions
 	// are those of the whole prompt, put together.
 	PrefillChunk int
+	// MemoryLimit is as in Options: a prompt whose prefill and KV cache are
+	// estimated to need more is refused before anything runs.
+	MemoryLimit uint64
 }
 
 // Generate continues a prompt, keeping keys and values in a KV cache so each
@@ -83,6 +86,9 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 	}
 	hs, err := newHookSet(opt.Hooks)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.checkMemory(hs, LogitsLast, opt.MemoryLimit, 1, len(prompt), 0, total, opt.PrefillChunk); err != nil {
 		return nil, err
 	}
 	kv := newKVCache(m, 1, total)
