@@ -69,6 +69,13 @@ type GenerateOptions struct {
 	// step t the t-th generated token's one position ([1, 1, ...];
 	// patterns [1, H, 1, keys so far]). Each step gets a map of its own.
 	OnCache func(step int, cache map[string]*Activation)
+	// PrefillChunk > 0 reads a prompt longer than it in pieces of that many
+	// positions (chunked prefill, see Options.Chunk); step 0's reductions
+	// are those of the whole prompt, put together.
+	PrefillChunk int
+	// MemoryLimit is as in Options: a prompt whose prefill and KV cache are
+	// estimated to need more is refused before anything runs.
+	MemoryLimit uint64
 }
 
 // Generation is what GenerateSteps returns: the new tokens and, for every
@@ -140,6 +147,9 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 	if err != nil {
 		return nil, err
 	}
+	if err := m.checkMemory(hs, LogitsLast, opt.MemoryLimit, 1, len(prompt), 0, total, opt.PrefillChunk); err != nil {
+		return nil, err
+	}
 	kv := newKVCache(m, 1, total)
 	defer compute.Free(m.backend, append(kv.k, kv.v...)...)
 	rng := rand.New(rand.NewPCG(opt.Sampling.Seed, 0x1009e))
@@ -151,9 +161,15 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 		for t := range pos {
 			pos[t] = kv.len + t
 		}
-		p := &pass{m: m, b: m.backend, hooks: hs, B: 1, T: T, past: kv.len, pos: pos, kv: kv,
-			mask: compute.AttnMask{Causal: true}}
-		logits, err := p.run(ctx, next, LogitsLast)
+		var logits []float32
+		if len(out) == 0 && opt.PrefillChunk > 0 && T > opt.PrefillChunk {
+			logits, err = m.prefillChunks(ctx, hs, next, pos, nil, 1, T, opt.PrefillChunk, kv, LogitsLast)
+			kv.len -= T // counted below, as for a single pass
+		} else {
+			p := &pass{m: m, b: m.backend, hooks: hs, B: 1, T: T, past: kv.len, pos: pos, kv: kv,
+				mask: compute.AttnMask{Causal: true}}
+			logits, err = p.run(ctx, next, LogitsLast)
+		}
 		if err != nil {
 			return out, err
 		}
