@@ -34,6 +34,12 @@ COLUMNS = {
              ("values", pa.list_(f32), False)],
     "logit_lens": [("prompt_id", i32, False), ("layer", i32, False), ("position", i32, False), ("target_prob", f32, True),
                    ("top_ids", pa.list_(i32), False), ("top_probs", pa.list_(f32), False), ("top_texts", pa.list_(utf8), False)],
+    "features": [("source", utf8, False), ("hook", utf8, False), ("group", i32, False), ("feature", i32, False),
+                 ("count", pa.int64(), False), ("positions", pa.int64(), False), ("frequency", f32, False),
+                 ("top_tokens", pa.list_(i32), False), ("top_counts", pa.list_(i32), False),
+                 ("top_texts", pa.list_(utf8), False), ("context_prompts", pa.list_(i32), False),
+                 ("context_positions", pa.list_(i32), False), ("contexts", pa.list_(utf8), False),
+                 ("label", utf8, True), ("label_precision", f32, True), ("label_ap", f32, True)],
     "index": [("table", utf8, False), ("batch", i32, False), ("first_row", pa.int64(), False), ("rows", pa.int64(), False),
               ("prompt_id", i32, False), ("hook", utf8, False), ("layer", i32, False), ("head", i32, False)],
 }
