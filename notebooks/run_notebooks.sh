@@ -49,8 +49,10 @@ PROMPTS
 "$loupe" trace --model "$organism" --prompts "$work/prompts.txt" --quiet --attention topk --topk 4 \
   --dtype float16 --compression lz4 --hooks 'blocks.*.hook_resid_post' --out "$work/trace16.arrow" >/dev/null
 go run ./store/testdata/mksample -out "$work/sample.arrow" -compression none
+# The codes of the TokFSM codebook model (organism/tokfsm/model), labelled by state.
+"$loupe" codebook codes organism/tokfsm/model --prompts 16 --out "$work/codes.arrow" >/dev/null
 
-traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow")
+traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow" "$work/codes.arrow")
 for t in "${traces[@]}"; do
   "$loupe" ls "$t" >/dev/null
   "$loupe" export "$t" --to parquet >/dev/null
@@ -65,7 +67,7 @@ run() { # NAME [VAR=VALUE...]: execute every notebook with that environment
   shift
   env "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
 }
-run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0
+run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0 LOUPE_FEATURES="$work/codes.arrow"
 run demo LOUPE_TRACE="$work/demo/trace.arrow" LOUPE_PROMPT=1 LOUPE_SCORE=retrieval
 run sample LOUPE_TRACE="$work/sample.arrow" LOUPE_PROMPT=2 LOUPE_SCORE=prev_token
 echo "run_notebooks: ok"
