@@ -45,10 +45,7 @@ func TestResultsTable(t *testing.T) {
 			}
 			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching"}
 			if method == "sae" {
-				if saeTrainer == nil {
-					continue
-				}
-				opt.TrainSAE, opt.SAE = saeTrainer, SAEDefaults
+				opt.SAE = SAEDefaults
 			}
 			f, err := Find(ctx, p, prompts, opt)
 			if err != nil {
@@ -74,7 +71,3 @@ func TestResultsTable(t *testing.T) {
 	run("organism (4x8)", "induction", om, oprompts, organismInductionHeads, nil)
 	fmt.Println(b.String())
 }
-
-// saeTrainer is the SAE method's trainer in tests; nil until package sae
-// is on this branch.
-var saeTrainer func(ctx context.Context, feats []float32, n, d int, cfg SAEConfig) (func(x []float32, n int) []float32, error)

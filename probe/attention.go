@@ -202,14 +202,11 @@ func (hs *hookSet) planReductions(name string, s compute.AttnShape, mask compute
 
 // span is a SpanMass reduction's key span.
 func (r Reduction) span() compute.KeySpan {
-	if r.Relative {
-		return compute.KeySpan{Lo: r.Lo, Hi: r.Hi, Relative: true}
+	sp := compute.KeySpan{Lo: r.Lo, Hi: r.Hi, LoRelative: r.LoRelative, HiRelative: r.HiRelative}
+	if !r.HiRelative && r.Hi <= 0 {
+		sp.Hi = math.MaxInt32 // up to the last key
 	}
-	hi := r.Hi
-	if hi <= 0 {
-		hi = math.MaxInt32 // up to the last key
-	}
-	return compute.KeySpan{Lo: max(r.Lo, 0), Hi: hi}
+	return sp
 }
 
 // results turns the backend's reductions into one Reduced per Reduction,

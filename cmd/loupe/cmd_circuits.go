@@ -30,7 +30,8 @@ func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
 		return cmdCircuitsTask(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.stdout, "loupe circuits find --method patching|acdc|sae --task FILE [--model M] [--truth L.H,...] [--out circuit.arrow] [--dot F] [--svg F]\n"+
-			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl")
+			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl\n\n"+
+			"Run `loupe circuits find -h` or `loupe circuits task -h` for their flags.")
 		return nil
 	}
 	return fmt.Errorf("%w: unknown circuits command %q; %s", errUsage, args[0], usage)
@@ -59,7 +60,10 @@ func loadCircuitModel(path string) (*probe.Loaded, string, error) {
 }
 
 func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, usage{name: "circuits find"})
+	fs := newFlags(env, usage{name: "circuits find",
+		summary: "find a task's circuit: activation/path patching, ACDC (Conmy et al.) or SAE codes (O'Neill and Bui)",
+		example: "loupe circuits find --method acdc --task induction.jsonl --truth 1.0,1.1,2.3 --svg circuit.svg",
+		writes:  "the circuit table (Arrow, --out), and DOT / SVG pictures when asked"})
 	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
 	method := fs.String("method", "acdc", "patching, acdc or sae")
 	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")
@@ -75,6 +79,12 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	dot := fs.String("dot", "", "also write the circuit as Graphviz DOT to this file")
 	svg := fs.String("svg", "", "also draw the circuit as SVG to this file")
 	batch := fs.Int("batch", 32, "pairs per forward pass")
+	quiet := registerQuiet(fs)
+	seed := fs.Uint64("seed", 1, "sae: seed of the training-example draw and of the SAE's initialisation")
+	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults.Examples, "sae: examples (positives and negatives together) the SAE is trained on")
+	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults.Epochs, "sae: full-batch Adam steps")
+	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults.Latents, "sae: latents")
+	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults.L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -96,7 +106,9 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	switch *method {
 	case "patching", "acdc":
 	case "sae":
-		return fmt.Errorf("--method sae: the SAE method's training needs package sae, which this build does not have yet (its scoring is in package circuits)")
+		cfg := circuits.SAEDefaults
+		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
+		opt.SAE = cfg
 	default:
 		return fmt.Errorf("%w: --method %q: want patching, acdc or sae", errUsage, *method)
 	}
@@ -139,7 +151,10 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	bar := env.progress(*quiet)
+	p.Progress = bar.update
 	found, err := circuits.Find(ctx, p, prompts, opt)
+	bar.done()
 	if err != nil {
 		return err
 	}
@@ -284,18 +299,24 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
+	kind := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		kind, args = args[0], args[1:]
 	}
-	kind := args[0]
-	fs := newFlags(env, usage{name: "circuits task " + kind})
+	fs := newFlags(env, usage{name: "circuits task", args: "ioi|greater-than|docstring|induction",
+		summary: "write a task file of clean/corrupted prompt pairs (ioi, greater-than, docstring, induction)",
+		example: "loupe circuits task induction --n 64 --out induction.jsonl",
+		writes:  "a JSON-lines task file (--out)"})
 	model := fs.String("model", "", "the model whose tokenizer checks the task (default: the embedded organism)")
 	n := fs.Int("n", 64, "pairs to write")
 	seed := fs.Uint64("seed", 1, "seed")
 	span := fs.Int("span", 10, "induction: the repeated span's length in tokens")
 	out := fs.String("out", "", "the task file to write (JSON lines)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if kind == "" {
+		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)

@@ -166,18 +166,21 @@ func printCodebookReport(w io.Writer, r *codebook.Report) {
 }
 
 func cmdCodebookEval(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe codebook eval DIR [flags]", errUsage)
-	}
-	dir := args[0]
-	fs := newFlags(env, usage{name: "codebook eval", args: "DIR"})
+	fs := newFlags(env, usage{name: "codebook eval", args: "DIR",
+		summary: "evaluate codebooks: spliced into the forward pass (CE, KL, dead codes), or on a TokFSM model its state AP and steering",
+		example: "loupe codebook eval cb-l2 --json",
+		writes:  "the report on stdout"})
 	var df saeDataFlags
 	df.register(fs)
 	contexts := fs.Int("eval-contexts", 8, "held-out contexts (frozen-model codebooks)")
 	seqs := fs.Int("fsm-seqs", 200, "TokFSM: sequences for the state average precision")
 	trials := fs.Int("trials", 200, "TokFSM: steering trials per site group")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, rest, err := leadingArg(fs, args, "loupe codebook eval DIR [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	s, err := openCodebookSubject(dir, &df, true)
@@ -228,16 +231,18 @@ func splitDocs(docs []string) (train, eval []string) {
 }
 
 func cmdCodebookCodes(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe codebook codes DIR --out FILE.arrow [flags]", errUsage)
-	}
-	dir := args[0]
-	fs := newFlags(env, usage{name: "codebook codes", args: "DIR", writes: "FILE.arrow: the features table (docs/schema.md)"})
+	fs := newFlags(env, usage{name: "codebook codes", args: "DIR", summary: "read every code: frequency, top tokens, contexts (and on TokFSM its state)",
+		example: "loupe codebook codes cb-l2 --out codes.arrow",
+		writes:  "FILE.arrow: the codes table (docs/schema.md)"})
 	var df saeDataFlags
 	df.register(fs)
 	out := fs.String("out", "", "the Arrow file to write")
 	prompts := fs.Int("prompts", 64, "prompts (held-out contexts, or TokFSM sequences) to read the codes on")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, rest, err := leadingArg(fs, args, "loupe codebook codes DIR --out FILE.arrow [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	if *out == "" {
@@ -284,7 +289,7 @@ func cmdCodebookCodes(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer w.Close()
-	if err := w.WriteFeatures(feats); err != nil {
+	if err := w.WriteCodes(feats); err != nil {
 		return err
 	}
 	if err := w.Commit(ctx); err != nil {
@@ -342,11 +347,9 @@ func parseCodeFlag(v string, set *codebook.Set) (codebook.Intervention, error) {
 }
 
 func cmdCodebookSteer(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe codebook steer DIR --code HOOK:ID --prompt P [flags]", errUsage)
-	}
-	dir := args[0]
-	fs := newFlags(env, usage{name: "codebook steer", args: "DIR", summary: "generate with chosen codes forced (at every position, or @POS)"})
+	fs := newFlags(env, usage{name: "codebook steer", args: "DIR", summary: "generate with chosen codes forced (at every position, or @POS)",
+		example: "loupe codebook steer cb-l2 --code blocks.2.hook_resid_post:17 --prompt \"Once upon a time\"",
+		writes:  "the generated text on stdout"})
 	var df saeDataFlags
 	df.register(fs)
 	var codes codeFlags
@@ -355,7 +358,11 @@ func cmdCodebookSteer(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&disable, "disable", "HOOK:ID of a code never to choose (repeatable)")
 	prompt := fs.String("prompt", "", "the prompt (TokFSM: digits)")
 	maxTokens := fs.Int("max-tokens", 16, "tokens to generate")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, rest, err := leadingArg(fs, args, "loupe codebook steer DIR --code HOOK:ID --prompt P [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	if *prompt == "" || len(codes)+len(disable) == 0 {

@@ -40,7 +40,7 @@ func TestCodebookTrainEvalCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	feats, err := tr.ReadFeatures(context.Background())
+	feats, err := tr.ReadCodes(context.Background())
 	if err != nil || len(feats) != 64 {
 		t.Fatalf("features: %d rows, %v", len(feats), err)
 	}

@@ -61,7 +61,7 @@ type codeAcc struct {
 // summarises every code of every layer: how often it fires, on which
 // tokens, example contexts, and (with Labels) what it stands for. Rows come
 // in layer order, then group, then code id.
-func Analyze(ctx context.Context, m *probe.Model, set *Set, prompts [][]int, opt AnalyzeOptions) ([]store.Feature, error) {
+func Analyze(ctx context.Context, m *probe.Model, set *Set, prompts [][]int, opt AnalyzeOptions) ([]store.Code, error) {
 	opt.fill()
 	if err := set.CheckModel(m.Config); err != nil {
 		return nil, err
@@ -124,10 +124,10 @@ func Analyze(ctx context.Context, m *probe.Model, set *Set, prompts [][]int, opt
 			}
 		}
 	}
-	var out []store.Feature
+	var out []store.Code
 	for _, l := range set.Layers {
 		for c, a := range acc[l.Hook] {
-			f := store.Feature{Source: "codebook", Hook: l.Hook, Group: c / l.NumCodes, Feature: c % l.NumCodes,
+			f := store.Code{Source: "codebook", Hook: l.Hook, Group: c / l.NumCodes, Code: c % l.NumCodes,
 				Count: a.count, Positions: positions,
 				TopTokens: []int32{}, TopCounts: []int32{}, TopTexts: []string{},
 				ContextPrompts: []int32{}, ContextPositions: []int32{}, Contexts: []string{}}

@@ -133,10 +133,10 @@ func TestAnalyzeCountsAddUp(t *testing.T) {
 			top += int64(c)
 		}
 		if top > ft.Count || ft.Positions != 6*24 || len(ft.Contexts) > 2 || len(ft.Contexts) > int(ft.Count) {
-			t.Fatalf("%s %d: count %d, top-token counts %d, positions %d, %d contexts", ft.Hook, ft.Feature, ft.Count, top, ft.Positions, len(ft.Contexts))
+			t.Fatalf("%s %d: count %d, top-token counts %d, positions %d, %d contexts", ft.Hook, ft.Code, ft.Count, top, ft.Positions, len(ft.Contexts))
 		}
 		if ft.Label != "" && !(ft.LabelPrecision > 0 && ft.LabelPrecision <= 1 && ft.LabelAP > 0 && ft.LabelAP <= 1) {
-			t.Fatalf("%s %d: label %q precision %g AP %g", ft.Hook, ft.Feature, ft.Label, ft.LabelPrecision, ft.LabelAP)
+			t.Fatalf("%s %d: label %q precision %g AP %g", ft.Hook, ft.Code, ft.Label, ft.LabelPrecision, ft.LabelAP)
 		}
 	}
 	for _, l := range m.Set.Layers {
