@@ -35,7 +35,7 @@ COLUMNS = {
              ("values", pa.list_(f32), False)],
     "logit_lens": [("prompt_id", i32, False), ("layer", i32, False), ("position", i32, False), ("target_prob", f32, True),
                    ("top_ids", pa.list_(i32), False), ("top_probs", pa.list_(f32), False), ("top_texts", pa.list_(utf8), False)],
-    "features": [("source", utf8, False), ("hook", utf8, False), ("group", i32, False), ("feature", i32, False),
+    "codes": [("source", utf8, False), ("hook", utf8, False), ("group", i32, False), ("code", i32, False),
                  ("count", pa.int64(), False), ("positions", pa.int64(), False), ("frequency", f32, False),
                  ("top_tokens", pa.list_(i32), False), ("top_counts", pa.list_(i32), False),
                  ("top_texts", pa.list_(utf8), False), ("context_prompts", pa.list_(i32), False),
@@ -119,7 +119,7 @@ def check_trace(path):
                     fail(f"{file}: ragged matrix")
                 if g.output_pos.duplicated().any() or (g.output_pos >= len(g["values"].iloc[0])).any():
                     fail(f"{file}: output positions {list(g.output_pos)} repeat or pass the {len(g['values'].iloc[0])} inputs")
-            if (df.to_layer <= df.from_layer).any() or (df.head < -1).any():
+            if (df.to_layer <= df.from_layer).any() or (df["head"] < -1).any():
                 fail(f"{file}: a flow row with to_layer <= from_layer or head < -1")
         # The index points at batches that hold its keys.
         for _, e in tr.index[tr.index.table == name].iterrows():

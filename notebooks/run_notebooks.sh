@@ -73,7 +73,7 @@ run() { # NAME [VAR=VALUE...]: execute every notebook with that environment
   shift
   env "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
 }
-run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0 LOUPE_FEATURES="$work/codes.arrow"
+run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0 LOUPE_CODES="$work/codes.arrow"
 run demo LOUPE_TRACE="$work/demo/trace.arrow" LOUPE_PROMPT=1 LOUPE_SCORE=retrieval
 run sample LOUPE_TRACE="$work/sample.arrow" LOUPE_PROMPT=2 LOUPE_SCORE=prev_token
 echo "run_notebooks: ok"
