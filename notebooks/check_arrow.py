@@ -49,6 +49,12 @@ COLUMNS = {
                          ("token_texts", pa.list_(utf8), False), ("acts", pa.list_(f32), False)],
     "feature_acts": [("prompt_id", i32, False), ("position", i32, False), ("token_id", i32, False),
                      ("token_text", utf8, False), ("latents", pa.list_(i32), False), ("values", pa.list_(f32), False)],
+    "codes": [("source", utf8, False), ("hook", utf8, False), ("group", i32, False), ("code", i32, False),
+                 ("count", pa.int64(), False), ("positions", pa.int64(), False), ("frequency", f32, False),
+                 ("top_tokens", pa.list_(i32), False), ("top_counts", pa.list_(i32), False),
+                 ("top_texts", pa.list_(utf8), False), ("context_prompts", pa.list_(i32), False),
+                 ("context_positions", pa.list_(i32), False), ("contexts", pa.list_(utf8), False),
+                 ("label", utf8, True), ("label_precision", f32, True), ("label_ap", f32, True)],
     "index": [("table", utf8, False), ("batch", i32, False), ("first_row", pa.int64(), False), ("rows", pa.int64(), False),
               ("prompt_id", i32, False), ("hook", utf8, False), ("layer", i32, False), ("head", i32, False)],
 }

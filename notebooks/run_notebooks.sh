@@ -67,7 +67,10 @@ LOUPE_CACHE="$work/cache" "$loupe" sae features "$work/sae" --tokens 4096 --ctx 
   --prompt "The day after Monday is Tuesday." --out "$work/features.arrow" >/dev/null
 export LOUPE_FEATURES="$work/features.arrow"
 
-traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow" "$work/ablation.arrow" "$work/features.arrow")
+# The codes of the TokFSM codebook model (organism/tokfsm/model), labelled by state.
+"$loupe" codebook codes organism/tokfsm/model --prompts 16 --out "$work/codes.arrow" >/dev/null
+
+traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow" "$work/ablation.arrow" "$work/features.arrow" "$work/codes.arrow")
 for t in "${traces[@]}"; do
   "$loupe" ls "$t" >/dev/null
   "$loupe" export "$t" --to parquet >/dev/null
@@ -84,7 +87,7 @@ run() { # NAME [VAR=VALUE...]: execute every notebook with that environment
   shift
   env LOUPE_ABLATION="$work/ablation.arrow" "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
 }
-run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0
+run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0 LOUPE_CODES="$work/codes.arrow"
 run demo LOUPE_TRACE="$work/demo/trace.arrow" LOUPE_PROMPT=1 LOUPE_SCORE=retrieval
 run sample LOUPE_TRACE="$work/sample.arrow" LOUPE_PROMPT=2 LOUPE_SCORE=prev_token
 echo "run_notebooks: ok"
