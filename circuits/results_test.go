@@ -32,7 +32,7 @@ func TestResultsTable(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %d | %.1f s |\n", model, task, method, num(s.NodeAUC), num(s.EdgeAUC), num(s.Precision), num(s.Recall), f.Runs, f.Wall.Seconds())
 		t.Log(strings.TrimSpace(b.String()))
 	}
-	run := func(model, task string, m *probe.Model, prompts []Prompt, truthHeads []Node, truthEdges []Edge) {
+	run := func(model, task string, m *probe.Model, prompts []Prompt, truthHeads []Node, truthEdges []Edge, thresholds []float64) {
 		comps, edges := Components(m.Config), Edges(m.Config)
 		for _, method := range []string{"patching", "acdc", "sae"} {
 			metric := LogitDiff
@@ -43,7 +43,7 @@ func TestResultsTable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching"}
+			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching", Thresholds: thresholds}
 			if method == "sae" {
 				opt.SAE = SAEDefaults
 			}
@@ -66,8 +66,10 @@ func TestResultsTable(t *testing.T) {
 	}
 	truth := TruthEdges(eff, 0.05)
 	t.Logf("toy IOI truth (exhaustive path patching, %v): %d edges %v, heads %v", time.Since(start).Round(time.Millisecond), len(truth), truth, heads(NodesOf(truth)))
-	run("toy IOI (3x4, trained)", "ioi", m, prompts, heads(NodesOf(truth)), truth)
+	run("toy IOI (3x4, trained)", "ioi", m, prompts, heads(NodesOf(truth)), truth, DefaultThresholds)
 	om, oprompts := organismInduction(t, 24)
-	run("organism (4x8)", "induction", om, oprompts, organismInductionHeads, nil)
+	// Five thresholds: each costs about six minutes of ACDC on the
+	// organism on the shared box.
+	run("organism (4x8)", "induction", om, oprompts, organismInductionHeads, nil, []float64{0.01, 0.03, 0.1, 0.3, 1})
 	fmt.Println(b.String())
 }
