@@ -68,7 +68,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		example: "loupe circuits find --method acdc --task induction.jsonl --truth 1.0,1.1,2.3 --svg circuit.svg",
 		writes:  "the circuit table (Arrow, --out), and DOT / SVG pictures when asked"})
 	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
-	method := fs.String("method", "acdc", "patching, acdc or sae")
+	method := fs.String("method", "", "patching (one forward pass per node), acdc (one per edge per threshold) or sae (one per 32 prompts, then a small SAE)")
 	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")
 	pairs := fs.Int("pairs", 0, "use the first N pairs (0: all)")
 	metricName := fs.String("metric", "", "logit_diff, prob or kl (default: kl for acdc, logit_diff otherwise)")
@@ -93,6 +93,9 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *taskPath == "" {
 		return fmt.Errorf("%w: --task is required", errUsage)
+	}
+	if *method == "" {
+		return fmt.Errorf("%w: --method is required: patching, acdc or sae", errUsage)
 	}
 	metric := circuits.LogitDiff
 	if *method == "acdc" {

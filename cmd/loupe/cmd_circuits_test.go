@@ -79,10 +79,11 @@ func TestCircuitsCommandErrors(t *testing.T) {
 	}{
 		{[]string{"circuits", "find"}, 2, "--task is required"},
 		{[]string{"circuits", "find", "--task", good, "--method", "magic"}, 2, "magic"},
-		{[]string{"circuits", "find", "--task", bad}, 1, "line 1"},
-		{[]string{"circuits", "find", "--task", filepath.Join(dir, "none.jsonl")}, 1, "none.jsonl"},
-		{[]string{"circuits", "find", "--task", good, "--truth", "9.9"}, 2, "9.9"},
-		{[]string{"circuits", "find", "--task", good, "--metric", "joy"}, 2, "joy"},
+		{[]string{"circuits", "find", "--task", good}, 2, "--method is required"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", bad}, 1, "line 1"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", filepath.Join(dir, "none.jsonl")}, 1, "none.jsonl"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "9.9"}, 2, "9.9"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--metric", "joy"}, 2, "joy"},
 		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},
 		{[]string{"circuits", "bogus"}, 2, "bogus"},
 	} {
