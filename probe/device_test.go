@@ -89,7 +89,11 @@ func TestGPUPoolDoesNotGrowOverPasses(t *testing.T) {
 	}
 	run()
 	first := ps.PoolStats()
-	for i := 0; i < 10000; i++ {
+	passes := 10000
+	if n, err := strconv.Atoi(os.Getenv("LOUPE_POOL_PASSES")); err == nil && n > 0 {
+		passes = n // a shorter run while debugging
+	}
+	for i := 0; i < passes; i++ {
 		run()
 	}
 	last := ps.PoolStats()

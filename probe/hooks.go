@@ -63,11 +63,13 @@ type Reduction struct {
 	Op   ReduceOp
 	K    int // TopK
 	// Lo, Hi: SpanMass over keys [Lo, Hi); Hi ≤ 0 or beyond the keys means
-	// up to the last key. With Relative they count from each query's own
-	// key position p, keys [p+Lo, p+Hi): {Lo: -63, Hi: 1} is the 64 most
-	// recent keys, the current one included (here Hi ≤ 0 is not special).
-	Lo, Hi   int
-	Relative bool
+	// up to the last key. An end marked relative counts from each query's
+	// own key position p: {Lo: -63, Hi: 1} with both relative is the 64
+	// most recent keys, the current one included, and {Lo: 1, Hi: 0} with
+	// HiRelative every earlier key but the first (a relative Hi ≤ 0 is not
+	// special).
+	Lo, Hi                 int
+	LoRelative, HiRelative bool
 	// Keys, for KeyMass, gives the keys whose attention is summed for the
 	// query of sequence b at key position q (its index among the keys:
 	// past positions plus its index in this pass, left padding included).
@@ -92,6 +94,8 @@ type Reduced struct {
 	Index   []int32   // TopK: key positions, largest weight first
 	Values  []float32 // TopK weights, or one value per row (per head with SumRows)
 	KeysLen int       // keys each row was reduced over
+
+	reduction int // the index of its Reduction in Hooks.Reduce
 }
 
 // Edit changes the activations whose names match Hook (a glob). Fn gets the
@@ -238,6 +242,10 @@ type hookSet struct {
 	// mask is the attention mask of the layer being run, for reductions of
 	// a materialised pattern (relative spans need each query's position).
 	mask compute.AttnMask
+	// rowTotal > 0 while a chunked prefill runs: the pass holds queries
+	// [rowBase, rowBase+T) of a prompt of rowTotal, and Reduction.Rows
+	// count in the whole prompt.
+	rowBase, rowTotal int
 }
 
 func newHookSet(h *Hooks) (*hookSet, error) {
@@ -377,17 +385,17 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 			return nil, err
 		}
 	}
-	for _, r := range hs.hooks.Reduce {
+	for ri, r := range hs.hooks.Reduce {
 		if !match(r.Hook, name) || strings.HasSuffix(name, "hook_pattern") && len(shape) == 4 {
 			continue
 		}
 		if len(shape) != 4 || !strings.HasSuffix(name, "hook_attn_scores") {
 			return nil, fmt.Errorf("reduction %s on %s: reductions apply to attention hooks [batch, head, query, key]", r.Op, name)
 		}
-		if r.Op == KeyMass || r.Relative || r.SumRows || r.Rows != nil {
+		if r.Op == KeyMass || r.LoRelative || r.HiRelative || r.SumRows || r.Rows != nil {
 			return nil, fmt.Errorf("reduction %s on %s: scores reduce by top-k, span mass or entropy over every row (key masses, relative spans, row choices and sums are for hook_pattern)", r.Op, name)
 		}
-		red := &Reduced{Hook: name, Op: r.Op, Shape: append([]int(nil), shape[:3]...), KeysLen: shape[3]}
+		red := &Reduced{Hook: name, Op: r.Op, Shape: append([]int(nil), shape[:3]...), KeysLen: shape[3], reduction: ri}
 		switch r.Op {
 		case TopK:
 			red.Index, red.Values = b.TopKRows(t, r.K)

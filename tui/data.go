@@ -43,12 +43,19 @@ type Source struct {
 	layers     int
 	heads      int
 	prompts    []int
+	// ablations are the ablation experiments of every trace (small: one
+	// row per experiment), read at Open.
+	ablations []store.Ablation
 
 	tokens map[int]*store.Tokens
 	attn   map[[3]int]*attnResult
 	norms  map[int]*normsResult
 	lens   map[int]*lensResult
 	flow   map[int]*flowResult
+
+	features  []store.FeatureRow // SAE latents (features.go)
+	featTrace *store.Trace
+	examples  map[int][]store.FeatureExample
 }
 
 // knownScores fixes the order of the well-known scores in the head map, so
@@ -116,6 +123,24 @@ func Open(paths ...string) (src *Source, err error) {
 			src.scores = append(src.scores, s)
 		}
 	}
+	for _, tr := range src.traces {
+		var abl []store.Ablation
+		err := guard(func() error {
+			var err error
+			abl, err = tr.ReadAblations(context.Background(), store.Selector{})
+			return err
+		})
+		if err != nil {
+			src.Close()
+			return nil, fileErr(tablePath(tr, string(store.KindAblation)), err)
+		}
+		src.ablations = append(src.ablations, abl...)
+		for _, a := range abl {
+			for _, h := range a.Heads {
+				src.layers, src.heads = max(src.layers, h.Layer+1), max(src.heads, h.Head+1)
+			}
+		}
+	}
 	names, labels := map[string]bool{}, map[string]bool{}
 	for i, s := range src.scores {
 		src.layers, src.heads = max(src.layers, s.Layer+1), max(src.heads, s.Head+1)
@@ -159,6 +184,10 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	sort.Ints(src.prompts)
+	if err := src.loadFeatures(); err != nil {
+		src.Close()
+		return nil, err
+	}
 	if src.heads == 0 && len(src.prompts) > 0 && src.layers > 0 {
 		// No scores and no config: count the heads of one attention batch.
 		for _, tr := range src.traces {
@@ -342,6 +371,18 @@ func (s *Source) HeadScores(layer, head int) []store.HeadScore {
 	sort.SliceStable(out, func(a, b int) bool {
 		return slices.Index(s.scoreNames, out[a].Score) < slices.Index(s.scoreNames, out[b].Score)
 	})
+	return out
+}
+
+// Ablations returns the ablation experiments that knock out the head, in
+// file order.
+func (s *Source) Ablations(layer, head int) []store.Ablation {
+	var out []store.Ablation
+	for _, a := range s.ablations {
+		if slices.Contains(a.Heads, store.HeadRef{Layer: layer, Head: head}) {
+			out = append(out, a)
+		}
+	}
 	return out
 }
 

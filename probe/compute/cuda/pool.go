@@ -67,8 +67,15 @@ type PoolStats struct {
 // the device is full). On failure it records the backend's error and
 // returns a failed buffer.
 func (b *Backend) alloc(n int, what func() string) *buffer {
+	buf := &buffer{scope: -1}
+	b.allocInto(buf, n, what)
+	return buf
+}
+
+// allocInto gives buf n bytes (see alloc).
+func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
 	b.adoptOrphans()
-	buf := &buffer{class: sizeClass(n), scope: -1}
+	buf.class, buf.scope = sizeClass(n), -1
 	if buf.class > 0 {
 		p := &b.pool
 		if l := p.free[buf.class]; len(l) > 0 {
@@ -92,7 +99,7 @@ func (b *Backend) alloc(n int, what func() string) *buffer {
 					b.fail(b.d.check(fmt.Sprintf("cuMemAlloc for %s (%d bytes)", what(), n), r))
 				}
 				buf.failed = true
-				return buf
+				return
 			}
 			buf.ptr = ptr
 			p.reserved += int64(buf.class)
@@ -105,7 +112,6 @@ func (b *Backend) alloc(n int, what func() string) *buffer {
 	} else {
 		b.own(buf)
 	}
-	return buf
 }
 
 // own makes buf owned by its tensors: when the garbage collector finds
