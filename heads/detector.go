@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"github.com/loupe-dev/loupe/probe"
@@ -178,6 +179,10 @@ type DetectorOptions struct {
 	ExcludeBOS, ExcludeCurrent bool
 	// Measure is the error measure (Mul by default, as there).
 	Measure ErrorMeasure
+
+	// materialise runs every layer through the scores → softmax → mix path
+	// (tests compare it with the fused path).
+	materialise bool
 }
 
 // Detect scores every head as a previous-token, duplicate-token and
@@ -213,37 +218,115 @@ func Detect(ctx context.Context, m *probe.Model, o DetectorOptions) ([]*Score, e
 	prev := mk(ScorePreviousToken, 0.4, "TransformerLens head_detector previous_token_head ("+string(o.Measure)+"); threshold 0.4 (ARENA's detectors)")
 	dup := mk(ScoreDuplicate, 0.4, "TransformerLens head_detector duplicate_token_head ("+string(o.Measure)+"); label: second_half ≥ 0.4 (ARENA)")
 	ind := mk(ScoreInduction, 0.4, "TransformerLens head_detector induction_head ("+string(o.Measure)+"); label: second_half ≥ 0.4 (ARENA)")
-	pats := make([][3][]float32, len(seqs))
+	// Each score is a sum of attention over cells of the T×T pattern, so the
+	// fused attention computes it per head as key masses (Reduction.KeyMass)
+	// without building the pattern. For query q of sequence b the cells are
+	// those of PreviousTokenPattern, DuplicateTokenPattern and
+	// InductionPattern in row q.
+	occ := make([][][]int, len(seqs)) // earlier positions of each position's token
 	for b, s := range seqs {
-		pats[b] = [3][]float32{PreviousTokenPattern(T), DuplicateTokenPattern(s), InductionPattern(s)}
+		seen := map[int][]int{}
+		occ[b] = make([][]int, T)
+		for q, tok := range s {
+			occ[b][q] = slices.Clone(seen[tok])
+			seen[tok] = append(seen[tok], q)
+		}
 	}
-	tap := hostTap(func(l int, shape []int, data []float32) error {
-		for b := range seqs {
-			for h := 0; h < H; h++ {
-				a := data[(b*H+h)*T*T : (b*H+h+1)*T*T]
-				for i, sc := range []*Score{prev, dup, ind} {
-					v := DetectionScore(a, pats[b][i], T, o.ExcludeBOS, o.ExcludeCurrent, o.Measure)
-					sc.Values.Add(l, h, v/float64(len(seqs)))
+	skip := func(q, k int) bool { return (o.ExcludeBOS && k == 0) || (o.ExcludeCurrent && q == k) }
+	cells := [3]func(b, q int) []int{
+		func(b, q int) []int {
+			if q < 1 {
+				return nil
+			}
+			return []int{q - 1}
+		},
+		func(b, q int) []int { return occ[b][q] },
+		func(b, q int) []int {
+			ks := make([]int, len(occ[b][q]))
+			for i, j := range occ[b][q] {
+				ks[i] = j + 1
+			}
+			return ks
+		},
+	}
+	kept := func(cell func(b, q int) []int) func(b, q int) []int {
+		return func(b, q int) []int {
+			var ks []int
+			for _, k := range cell(b, q) {
+				if !skip(q, k) {
+					ks = append(ks, k)
 				}
-				// Second-half means: attention on the pattern per
-				// repeated-half query.
-				var sd, si float64
-				for q := pre + n; q < T; q++ {
-					for k := 0; k <= q; k++ {
-						w := float64(a[q*T+k])
-						sd += w * float64(pats[b][1][q*T+k])
-						si += w * float64(pats[b][2][q*T+k])
-					}
-				}
-				norm := float64(n * len(seqs))
-				dup.detail("second_half").Add(l, h, sd/norm)
-				ind.detail("second_half").Add(l, h, si/norm)
+			}
+			return ks
+		}
+	}
+	// The denominator Σ A over the cells kept is the mass on keys [lo, q]
+	// (or [lo, q) without the current token), summed directly rather than
+	// as T minus the skipped mass, which would cancel on heads that put
+	// nearly everything on BOS.
+	kept0 := probe.Reduction{Hook: patternHook, Op: probe.SpanMass, Hi: 1, HiRelative: true, SumRows: true}
+	if o.ExcludeBOS {
+		kept0.Lo = 1
+	}
+	if o.ExcludeCurrent {
+		kept0.Hi = 0
+	}
+	var half []int
+	for q := pre + n; q < T; q++ {
+		half = append(half, q)
+	}
+	mass := func(keys func(b, q int) []int, rows []int) probe.Reduction {
+		return probe.Reduction{Hook: patternHook, Op: probe.KeyMass, Keys: keys, Rows: rows, SumRows: true}
+	}
+	reds := []probe.Reduction{
+		mass(kept(cells[0]), nil), mass(kept(cells[1]), nil), mass(kept(cells[2]), nil),
+		kept0, mass(cells[1], half), mass(cells[2], half),
+	}
+	// nCells[b][i] counts pattern i's cells that are not skipped (the Abs
+	// measure needs Σ D).
+	nCells := make([][3]float64, len(seqs))
+	for b := range seqs {
+		for i, c := range cells {
+			for q := 0; q < T; q++ {
+				nCells[b][i] += float64(len(kept(c)(b, q)))
 			}
 		}
-		return nil
-	})
-	if _, err := m.Forward(ctx, seqs, probe.Options{Hooks: &probe.Hooks{Edit: []probe.Edit{tap}}, Logits: probe.LogitsNone}); err != nil {
+	}
+	hooks := &probe.Hooks{Reduce: reds}
+	if o.materialise {
+		hooks.Edit = []probe.Edit{identityPatternEdit()}
+	}
+	r, err := m.Forward(ctx, seqs, probe.Options{Hooks: hooks, Logits: probe.LogitsNone})
+	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
+	}
+	nb := float64(len(seqs))
+	for i := 0; i+len(reds) <= len(r.Reduced); i += len(reds) {
+		l, err := layerOf(r.Reduced[i].Hook)
+		if err != nil {
+			return nil, fmt.Errorf("detector: %w", err)
+		}
+		v := func(j, bh int) float64 { return float64(r.Reduced[i+j].Values[bh]) }
+		for b := range seqs {
+			for h := 0; h < H; h++ {
+				bh := b*H + h
+				den := v(3, bh)
+				for j, sc := range []*Score{prev, dup, ind} {
+					num := v(j, bh)
+					var score float64
+					if o.Measure == Abs {
+						// Σ|A−D| = Σ_{D=0} A + Σ_{D=1} (1−A), as A ≤ 1.
+						score = 1 - (den+nCells[b][j]-2*num)/float64(T)
+					} else {
+						score = num / den
+					}
+					sc.Values.Add(l, h, score/nb)
+				}
+				norm := float64(n) * nb
+				dup.detail("second_half").Add(l, h, v(4, bh)/norm)
+				ind.detail("second_half").Add(l, h, v(5, bh)/norm)
+			}
+		}
 	}
 	for _, sc := range []*Score{prev, dup, ind} {
 		sc.setInfo("sequences", strconv.Itoa(len(seqs)))

@@ -6,11 +6,15 @@
 // threshold at which a head gets the score's label, where the definition and
 // the threshold come from, and per-head details. The scorers need only a
 // *probe.Model; the task generators that turn text into prompts take a
-// Tokenizer. Long contexts are never held as T×T patterns on the host:
-// scorers that read long attention summarise each layer's pattern where it
-// lives, with the backend's reducers (top-k positions, span masses), through
-// an edit hook that returns the pattern unchanged (a "tap"); scorers on short
-// synthetic sequences copy one layer's pattern at a time and drop it.
+// Tokenizer. No scorer builds a T×T pattern: every score that reads
+// attention (previous-token, duplicate-token, induction, sink, streaming,
+// retrieval, lookback, temporal) is a sum of attention weights over cells
+// that the task fixes, so it asks the forward pass for reductions
+// (probe.Reduction: top-k keys, span masses, key-set masses, summed per head
+// over the queries it needs), which the backend's fused attention computes
+// from the exact softmax without storing it. Memory grows linearly in the
+// context. The definitions on full patterns (DetectionScore, SinkMass) stay
+// as the references the tests compare against.
 //
 // # Previous-token, duplicate-token, induction (Detect)
 //

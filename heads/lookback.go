@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/loupe-dev/loupe/probe"
-	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // LookbackRatio is Lookback Lens's ratio for one head at one decoding step
@@ -37,14 +36,18 @@ type LookbackOptions struct {
 	MaxTokens int
 	// Stop ends a generation early (for example the EOS token).
 	Stop []int
+
+	// materialise runs every layer through the scores → softmax → mix path
+	// (tests compare it with the fused path).
+	materialise bool
 }
 
 // Lookback scores every head by its mean lookback ratio while the model
 // greedily continues each prompt (the prompt is the context): the mean over
 // decoding steps t ≥ 1 and prompts of LookbackRatio. Step 0, which reads the
 // prompt alone, has no generated tokens and is skipped, as in the paper.
-// Each step's attention is reduced on the device (two span masses per head),
-// never copied whole. Lookback Lens feeds these ratios to a classifier and
+// Each step's attention is reduced by the fused attention (two span masses
+// per head), so no pattern is built. Lookback Lens feeds these ratios to a classifier and
 // defines no per-head threshold, so the score labels no head.
 func Lookback(ctx context.Context, m *probe.Model, prompts [][]int, o LookbackOptions) (*Score, error) {
 	if o.MaxTokens <= 0 {
@@ -61,28 +64,45 @@ func Lookback(ctx context.Context, m *probe.Model, prompts [][]int, o LookbackOp
 	steps := 0
 	for _, p := range prompts {
 		N := len(p)
-		tap := patternTap(func(l int, b compute.Backend, t compute.Tensor, shape []int) error {
-			Tk := shape[3]
-			gen := Tk - N
-			if gen <= 0 {
-				return nil
-			}
-			if l == 0 {
-				steps++
-			}
-			rows := lastQueryRows(b, t, shape)
-			cm := b.SpanMassRows(rows, 0, N)
-			nm := b.SpanMassRows(rows, N, Tk)
-			for h := 0; h < H; h++ {
-				if r := LookbackRatio(float64(cm[h]), float64(nm[h]), N, gen); !math.IsNaN(r) {
-					sum.Add(l, h, r)
-					count.Add(l, h, 1)
+		// Two span masses of the last query per head, from the fused
+		// attention: context keys [0, N) and generated keys [N, end).
+		hooks := &probe.Hooks{Reduce: []probe.Reduction{
+			{Hook: patternHook, Op: probe.SpanMass, Lo: 0, Hi: N, Rows: []int{-1}},
+			{Hook: patternHook, Op: probe.SpanMass, Lo: N, Rows: []int{-1}},
+		}}
+		if o.materialise {
+			hooks.Edit = []probe.Edit{identityPatternEdit()}
+		}
+		// Each step reports the two masses of every layer in turn.
+		var failed error
+		onReduced := func(_ int, reds []*probe.Reduced) {
+			for i := 0; i+1 < len(reds); i += 2 {
+				cm, nm := reds[i], reds[i+1]
+				l, err := layerOf(cm.Hook)
+				if err != nil {
+					failed = err
+					return
+				}
+				gen := cm.KeysLen - N
+				if gen <= 0 {
+					return // the prompt itself: no generated tokens yet
+				}
+				if l == 0 {
+					steps++
+				}
+				for h := 0; h < H; h++ {
+					if r := LookbackRatio(float64(cm.Values[h]), float64(nm.Values[h]), N, gen); !math.IsNaN(r) {
+						sum.Add(l, h, r)
+						count.Add(l, h, 1)
+					}
 				}
 			}
-			return nil
-		})
+		}
 		_, err := m.Generate(ctx, p, probe.GenerateOptions{MaxTokens: o.MaxTokens, Stop: o.Stop,
-			Hooks: &probe.Hooks{Edit: []probe.Edit{tap}}})
+			Hooks: hooks, OnReduced: onReduced})
+		if err == nil {
+			err = failed
+		}
 		if err != nil {
 			return nil, fmt.Errorf("lookback: %w", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/loupe-dev/loupe/probe"
-	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // CopyHit is Wu et al.'s test for one head at one decoding step: the step
@@ -35,6 +34,10 @@ type RetrievalOptions struct {
 	Ablate []Head
 	// Progress, when set, is called after each case.
 	Progress func(done, total int)
+
+	// materialise runs every layer through the scores → softmax → mix path
+	// (tests compare it with the fused path).
+	materialise bool
 }
 
 // NIAHResult is one case's outcome.
@@ -53,6 +56,9 @@ type NIAHResult struct {
 // mean over every case regardless of the answer, and "length_N", the score
 // over the answered cases of context length N. It also returns each case's
 // outcome.
+//
+// Memory grows linearly in the context: the top-1 keys come from the
+// fused attention's reductions, and no layer builds its pattern.
 func Retrieval(ctx context.Context, m *probe.Model, cases []NIAHCase, o RetrievalOptions) (*Score, []NIAHResult, error) {
 	if len(cases) == 0 {
 		return nil, nil, fmt.Errorf("retrieval: no cases")
@@ -77,11 +83,13 @@ func Retrieval(ctx context.Context, m *probe.Model, cases []NIAHCase, o Retrieva
 		}
 		top := make([]int32, L*H) // this step's top-1 key per head
 		hits := NewMap(L, H)
-		tap := patternTap(func(l int, b compute.Backend, t compute.Tensor, shape []int) error {
-			idx, _ := b.TopKRows(lastQueryRows(b, t, shape), 1)
-			copy(top[l*H:(l+1)*H], idx[:H])
-			return nil
-		})
+		onReduced := func(_ int, reds []*probe.Reduced) {
+			for _, r := range reds {
+				if l, err := layerOf(r.Hook); err == nil {
+					copy(top[l*H:(l+1)*H], r.Index[:H])
+				}
+			}
+		}
 		onToken := func(w int) {
 			for i, k := range top {
 				if CopyHit(int(k), w, c.Prompt, c.AnswerStart, c.AnswerEnd) {
@@ -96,8 +104,15 @@ func Retrieval(ctx context.Context, m *probe.Model, cases []NIAHCase, o Retrieva
 		if lim := cfg.MaxPos - len(c.Prompt); cfg.MaxPos > 0 && maxTok > lim {
 			maxTok = lim
 		}
-		hooks := &probe.Hooks{Edit: append(ablation(cfg, o.Ablate), tap)}
-		gen, err := m.Generate(ctx, c.Prompt, probe.GenerateOptions{MaxTokens: maxTok, Stop: o.Stop, Hooks: hooks, OnToken: onToken})
+		// The last query's top-1 key of every head, from the fused
+		// attention: no pattern is built.
+		hooks := &probe.Hooks{Edit: ablation(cfg, o.Ablate),
+			Reduce: []probe.Reduction{{Hook: patternHook, Op: probe.TopK, K: 1, Rows: []int{-1}}}}
+		if o.materialise {
+			hooks.Edit = append(hooks.Edit, identityPatternEdit())
+		}
+		gen, err := m.Generate(ctx, c.Prompt, probe.GenerateOptions{MaxTokens: maxTok, Stop: o.Stop, Hooks: hooks,
+			OnToken: onToken, OnReduced: onReduced})
 		if err != nil {
 			return nil, nil, fmt.Errorf("retrieval: case %d (length %d, depth %.2f): %w", ci, c.Length, c.Depth, err)
 		}

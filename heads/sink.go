@@ -17,6 +17,10 @@ type SinkOptions struct {
 	// (default 64; DuoAttention's streaming heads keep a sink and a recent
 	// window, sized for long contexts; scale it to the text).
 	Window int
+
+	// materialise runs every layer through the scores → softmax → mix path
+	// (tests compare it with the fused path).
+	materialise bool
 }
 
 func (o SinkOptions) withDefaults() SinkOptions {
@@ -92,21 +96,46 @@ func SinkScores(ctx context.Context, m *probe.Model, seqs [][]int, o SinkOptions
 		Source: "DuoAttention (Xiao et al. 2024) streaming head: mass on sink + recent " + strconv.Itoa(o.Window) + " tokens; threshold 0.9 (Loupe)"}
 	recent := stream.detail("recent")
 	nb := float64(len(batch))
-	tap := hostTap(func(l int, shape []int, data []float32) error {
-		for b := range batch {
-			for h := 0; h < H; h++ {
-				s, r, st := SinkMass(data[(b*H+h)*T*T:(b*H+h+1)*T*T], T, o.Sink, o.Window)
-				sink.Values.Add(l, h, s/nb)
-				recent.Add(l, h, r/nb)
-				stream.Values.Add(l, h, st/nb)
-			}
+	// Per head, summed over the queries that qualify: the mass on the sink
+	// (queries q ≥ sink), and the masses on the recent window and on the
+	// sink (queries q ≥ sink+window). The fused attention computes them
+	// without building the pattern.
+	var sinkRows, windowRows []int
+	for q := o.Sink; q < T; q++ {
+		sinkRows = append(sinkRows, q)
+		if q >= o.Sink+o.Window {
+			windowRows = append(windowRows, q)
 		}
-		return nil
-	})
+	}
+	hooks := &probe.Hooks{Reduce: []probe.Reduction{
+		{Hook: patternHook, Op: probe.SpanMass, Lo: 0, Hi: o.Sink, Rows: sinkRows, SumRows: true},
+		{Hook: patternHook, Op: probe.SpanMass, Lo: 1 - o.Window, Hi: 1, LoRelative: true, HiRelative: true, Rows: windowRows, SumRows: true},
+		{Hook: patternHook, Op: probe.SpanMass, Lo: 0, Hi: o.Sink, Rows: windowRows, SumRows: true},
+	}}
+	if o.materialise {
+		hooks.Edit = []probe.Edit{identityPatternEdit()}
+	}
+	ns, nw := float64(len(sinkRows)), float64(len(windowRows))
 	for start := 0; start < len(batch); start += 4 {
 		part := batch[start:min(start+4, len(batch))]
-		if _, err := m.Forward(ctx, part, probe.Options{Hooks: &probe.Hooks{Edit: []probe.Edit{tap}}, Logits: probe.LogitsNone}); err != nil {
+		r, err := m.Forward(ctx, part, probe.Options{Hooks: hooks, Logits: probe.LogitsNone})
+		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
+		}
+		for i := 0; i+2 < len(r.Reduced); i += 3 {
+			l, err := layerOf(r.Reduced[i].Hook)
+			if err != nil {
+				return nil, fmt.Errorf("sink: %w", err)
+			}
+			sm, rm, wsm := r.Reduced[i].Values, r.Reduced[i+1].Values, r.Reduced[i+2].Values
+			for b := range part {
+				for h := 0; h < H; h++ {
+					bh := b*H + h
+					sink.Values.Add(l, h, float64(sm[bh])/ns/nb)
+					recent.Add(l, h, float64(rm[bh])/nw/nb)
+					stream.Values.Add(l, h, (float64(wsm[bh])+float64(rm[bh]))/nw/nb)
+				}
+			}
 		}
 	}
 	for _, sc := range []*Score{sink, stream} {

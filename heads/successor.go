@@ -329,7 +329,7 @@ func newNorm(m *probe.Model, prefix string) (*norm, error) {
 	if err != nil {
 		return nil, fmt.Errorf("successor: %w", err)
 	}
-	n := &norm{w: w.Data, layer: m.Config.Family != probe.FamilyLlama, eps: m.Config.NormEps}
+	n := &norm{w: w.Data, layer: m.Config.LayerNorm(), eps: m.Config.NormEps}
 	if b, err := m.Param(prefix + ".b"); err == nil {
 		n.b = b.Data
 	}

@@ -244,7 +244,7 @@ func Temporal(ctx context.Context, m *probe.Model, temporal, control []FactPair,
 				return used, fmt.Errorf("temporal: %w", err)
 			}
 			hooks := &probe.Hooks{Cache: []string{"blocks.*.attn.hook_z"},
-				Reduce: []probe.Reduction{{Hook: patternHook, Op: probe.SpanMass, Lo: p.Span[0], Hi: p.Span[1]}}}
+				Reduce: []probe.Reduction{{Hook: patternHook, Op: probe.SpanMass, Lo: p.Span[0], Hi: p.Span[1], Rows: []int{-1}}}}
 			r, err := m.Forward(ctx, [][]int{p.A, p.B}, probe.Options{Hooks: hooks, Logits: probe.LogitsLast})
 			if err != nil {
 				return used, fmt.Errorf("temporal: %w", err)
@@ -258,14 +258,13 @@ func Temporal(ctx context.Context, m *probe.Model, temporal, control []FactPair,
 				continue
 			}
 			used++
-			T := len(p.A)
 			for _, red := range r.Reduced {
 				l, err := layerOf(red.Hook)
 				if err != nil {
 					return used, err
 				}
 				for h := 0; h < H; h++ {
-					attn.Add(l, h, float64(red.Values[h*T+T-1]))
+					attn.Add(l, h, float64(red.Values[h])) // sequence A's last query
 				}
 			}
 			// z of B per layer, [T, H*Dh] (batch index 1).
@@ -280,7 +279,7 @@ func Temporal(ctx context.Context, m *probe.Model, temporal, control []FactPair,
 				for i := range batch {
 					batch[i] = p.A
 				}
-				edit := headPatch(cfg, part, zb, T)
+				edit := headPatch(cfg, part, zb, len(p.A))
 				pr, err := m.Forward(ctx, batch, probe.Options{Hooks: &probe.Hooks{Edit: []probe.Edit{edit}}, Logits: probe.LogitsLast})
 				if err != nil {
 					return used, fmt.Errorf("temporal: %w", err)

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loupe_trace import Trace, metadata
+from loupe_trace import SCHEMA_VERSION, Trace, metadata
 
 i32, f32, f64, utf8 = pa.int32(), pa.float32(), pa.float64(), pa.string()
 
@@ -30,7 +30,8 @@ COLUMNS = {
                        ("key_pos", pa.list_(i32), False), ("weight", pa.list_(f32), False)],
     "head_scores": [("layer", i32, False), ("head", i32, False), ("score", utf8, False), ("value", f64, False),
                     ("label", utf8, True), ("details", utf8, True)],
-    "flow": [("prompt_id", i32, False), ("method", utf8, False), ("layer", i32, False), ("row", i32, False),
+    "flow": [("prompt_id", i32, False), ("method", utf8, False), ("layer", i32, False), ("head", i32, False),
+             ("from_layer", i32, False), ("to_layer", i32, False), ("output_pos", i32, False),
              ("values", pa.list_(f32), False)],
     "logit_lens": [("prompt_id", i32, False), ("layer", i32, False), ("position", i32, False), ("target_prob", f32, True),
                    ("top_ids", pa.list_(i32), False), ("top_probs", pa.list_(f32), False), ("top_texts", pa.list_(utf8), False)],
@@ -74,7 +75,7 @@ def check_trace(path):
         for key in ("loupe.schema", "loupe.kind", "loupe.table", "loupe.main_table", "loupe.trace_id", "loupe.run"):
             if key not in md:
                 fail(f"{file}: schema metadata lacks {key}")
-        if md["loupe.kind"] != kind or md["loupe.table"] != name or md["loupe.schema"] != "1":
+        if md["loupe.kind"] != kind or md["loupe.table"] != name or md["loupe.schema"] != str(SCHEMA_VERSION):
             fail(f"{file}: metadata {md['loupe.kind']}/{md['loupe.table']}/{md['loupe.schema']}")
         if json.loads(md["loupe.run"]) != tr.run:
             fail(f"{file}: run info differs from the main file's")
@@ -107,9 +108,13 @@ def check_trace(path):
             if not all(len(w) <= n for w, n in zip(df.weights, df.n_keys)):
                 fail(f"{file}: a weights row is longer than n_keys")
         if kind == "flow":
-            for _, g in df.groupby(["prompt_id", "method", "layer"]):
+            for _, g in df.groupby(["prompt_id", "method", "layer", "head", "from_layer", "to_layer"]):
                 if len({len(v) for v in g["values"]}) != 1:
                     fail(f"{file}: ragged matrix")
+                if g.output_pos.duplicated().any() or (g.output_pos >= len(g["values"].iloc[0])).any():
+                    fail(f"{file}: output positions {list(g.output_pos)} repeat or pass the {len(g['values'].iloc[0])} inputs")
+            if (df.to_layer <= df.from_layer).any() or (df.head < -1).any():
+                fail(f"{file}: a flow row with to_layer <= from_layer or head < -1")
         # The index points at batches that hold its keys.
         for _, e in tr.index[tr.index.table == name].iterrows():
             b = reader.get_batch(int(e.batch))

@@ -13,7 +13,11 @@
 #     each exported by `loupe export` to Parquet and CSV;
 #  3. check_arrow.py: pyarrow reads every column of every file with the
 #     types and shapes of docs/schema.md, and the exports back;
-#  4. every notebook executed headless (nbclient) on those traces; a
+#  4. check_saelens.py: SAE folders exported by Loupe (every architecture,
+#     written by the Go test TestWriteSAELensFixtures) read as SAELens v6
+#     reads them, and a numpy transcription of SAELens's encode/decode
+#     reproducing Loupe's latents and reconstructions to 1e-5;
+#  5. every notebook executed headless (nbclient) on those traces; a
 #     failing cell fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +62,8 @@ for t in "${traces[@]}"; do
 done
 
 (cd notebooks && "$py" check_arrow.py "${traces[@]}")
+LOUPE_SAE_FIXTURES="$work/sae" go test -count=1 -run '^TestWriteSAELensFixtures$' ./sae >/dev/null
+"$py" notebooks/check_saelens.py "$work"/sae/*
 
 out="${LOUPE_NOTEBOOK_OUT:-$work/executed}"
 run() { # NAME [VAR=VALUE...]: execute every notebook with that environment

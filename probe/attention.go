@@ -9,7 +9,9 @@ import (
 )
 
 // attention is the attention sublayer shared by every family: it takes the
-// normalised residual and returns hook_attn_out (output bias included).
+// normalised residual and returns the output projection (bias included),
+// which the family's block passes to hook_attn_out (Gemma after its
+// post-attention norm).
 //
 // The scores → softmax → mix path, which builds the T×T scores and pattern,
 // runs only when a hook edits this layer's scores or pattern, or reduces
@@ -17,16 +19,31 @@ import (
 // Attention, which returns the pattern only when a hook caches it and
 // computes pattern reductions without storing the pattern.
 func (p *pass) attention(i int, x tensor) tensor {
+	b, ly := p.b, &p.m.layers[i]
+	Hkv := p.m.Config.KVHeads
+	return p.attend(i, b.Linear(x, ly.wq, ly.bq), b.Linear(x, ly.wk, ly.bk), b.Linear(x, ly.wv, ly.bv), Hkv)
+}
+
+// attend runs attention from the projected q [B*T, H*d_head], k and v
+// [B*T, Hkv*d_head] (Hkv = H when every query head has its own keys, as in
+// a split-input run) and returns the output projection.
+func (p *pass) attend(i int, q, k, v tensor, Hkv int) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	c := m.Config
-	H, Hkv, Dh := c.Heads, c.KVHeads, c.HeadDim
-	q := p.hook(i, "attn.hook_q", b.Linear(x, ly.wq, ly.bq), []int{p.B, p.T, H, Dh})
-	k := p.hook(i, "attn.hook_k", b.Linear(x, ly.wk, ly.bk), []int{p.B, p.T, Hkv, Dh})
-	v := p.hook(i, "attn.hook_v", b.Linear(x, ly.wv, ly.bv), []int{p.B, p.T, Hkv, Dh})
+	H, Dh := c.Heads, c.HeadDim
+	q = p.hook(i, "attn.hook_q", q, []int{p.B, p.T, H, Dh})
+	k = p.hook(i, "attn.hook_k", k, []int{p.B, p.T, Hkv, Dh})
+	v = p.hook(i, "attn.hook_v", v, []int{p.B, p.T, Hkv, Dh})
+	if ly.qNorm != nil {
+		// QK-norm: an RMSNorm over each head's d_head, before RoPE.
+		N, eps := p.B*p.T, float32(c.NormEps)
+		q = b.Reshape(b.RMSNorm(b.Reshape(q, N*H, Dh), ly.qNorm, eps), N, H*Dh)
+		k = b.Reshape(b.RMSNorm(b.Reshape(k, N*Hkv, Dh), ly.kNorm, eps), N, Hkv*Dh)
+	}
 	if m.invFreq != nil {
-		pos := p.pos
-		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, m.invFreq)
-		b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, m.invFreq)
+		pos, freqs := p.pos, m.ropeFreqs(i)
+		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, freqs)
+		b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, freqs)
 		q = p.hook(i, "attn.hook_rot_q", q, []int{p.B, p.T, H, Dh})
 		k = p.hook(i, "attn.hook_rot_k", k, []int{p.B, p.T, Hkv, Dh})
 	}
@@ -37,7 +54,8 @@ func (p *pass) attention(i int, x tensor) tensor {
 	}
 	mask := p.mask
 	mask.Past = p.past
-	scale := float32(1 / math.Sqrt(float64(Dh)))
+	mask.Window = c.Window(i)
+	scale := c.AttnScale()
 	tl := []int{p.B, H, p.T, shape.Tk} // TransformerLens shape of scores and pattern
 	scoresName, patternName := p.name(i, "attn.hook_attn_scores"), p.name(i, "attn.hook_pattern")
 	var z tensor
@@ -55,7 +73,7 @@ func (p *pass) attention(i int, x tensor) tensor {
 	if p.hooks.active(p.name(i, "attn.hook_result")) {
 		return p.attnOutFromResults(i, z)
 	}
-	return p.hook(i, "hook_attn_out", b.Linear(z, ly.wo, ly.bo), p.resid())
+	return b.Linear(z, ly.wo, ly.bo)
 }
 
 // fusedAttention runs the backend's fused attention with what the hooks of
@@ -184,14 +202,11 @@ func (hs *hookSet) planReductions(name string, s compute.AttnShape, mask compute
 
 // span is a SpanMass reduction's key span.
 func (r Reduction) span() compute.KeySpan {
-	if r.Relative {
-		return compute.KeySpan{Lo: r.Lo, Hi: r.Hi, Relative: true}
+	sp := compute.KeySpan{Lo: r.Lo, Hi: r.Hi, LoRelative: r.LoRelative, HiRelative: r.HiRelative}
+	if !r.HiRelative && r.Hi <= 0 {
+		sp.Hi = math.MaxInt32 // up to the last key
 	}
-	hi := r.Hi
-	if hi <= 0 {
-		hi = math.MaxInt32 // up to the last key
-	}
-	return compute.KeySpan{Lo: max(r.Lo, 0), Hi: hi}
+	return sp
 }
 
 // results turns the backend's reductions into one Reduced per Reduction,

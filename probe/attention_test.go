@@ -32,7 +32,8 @@ func testReductions() []Reduction {
 		{Hook: pat, Op: TopK, K: 3},
 		{Hook: pat, Op: TopK, K: 1, Rows: []int{-1}},
 		{Hook: pat, Op: SpanMass, Lo: 0, Hi: 4},
-		{Hook: pat, Op: SpanMass, Lo: -15, Hi: 1, Relative: true, SumRows: true},
+		{Hook: pat, Op: SpanMass, Lo: -15, Hi: 1, LoRelative: true, HiRelative: true, SumRows: true},
+		{Hook: pat, Op: SpanMass, Lo: 1, Hi: 0, HiRelative: true, Rows: []int{-1, 0, 1, 200}},
 		{Hook: pat, Op: SpanMass, Lo: 300, Hi: 0, Rows: []int{-1, 7, 400}},
 		{Hook: pat, Op: KeyMass, Keys: prevAndBOS, Rows: []int{3, 299, -2}},
 		{Hook: pat, Op: KeyMass, Keys: prevAndBOS, SumRows: true},
@@ -88,8 +89,11 @@ func wantReduced(r Reduction, pat *Activation) (idx []int32, val []float64, shap
 					continue
 				case SpanMass:
 					lo, hi := r.Lo, r.Hi
-					if r.Relative {
-						lo, hi = q+lo, q+hi
+					if r.LoRelative {
+						lo += q
+					}
+					if r.HiRelative {
+						hi += q
 					} else if hi <= 0 {
 						hi = T
 					}

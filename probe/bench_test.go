@@ -48,11 +48,12 @@ func loadSmolLM2(tb testing.TB) *Model {
 }
 
 // BenchmarkPrefill reports SmolLM2 prefill tokens/s: a plain forward (last
-// position's logits) and one caching every hook_resid_post.
+// position's logits) and one caching every hook_resid_post. 8192 tokens
+// run with -bench 'Prefill/T=8192' (scripts/bench-prefill.sh).
 func BenchmarkPrefill(b *testing.B) {
 	m := loadSmolLM2(b)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, T := range []int{128, 512, 2048} {
+	for _, T := range []int{128, 512, 2048, 8192} {
 		ids := make([]int, T)
 		for i := range ids {
 			ids[i] = rng.IntN(m.Config.Vocab)

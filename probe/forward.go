@@ -164,7 +164,11 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []flo
 
 func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
 	m, b := p.m, p.b
-	x := p.hook(-1, "hook_embed", b.Embed(m.embed, ids), p.resid())
+	x := b.Embed(m.embed, ids)
+	if m.Config.EmbedScale != 0 {
+		b.ScaleInPlace(x, m.Config.EmbedScale) // Gemma: hook_embed is the scaled embedding
+	}
+	x = p.hook(-1, "hook_embed", x, p.resid())
 	if m.posEmbed != nil {
 		pe := p.hook(-1, "hook_pos_embed", b.Embed(m.posEmbed, p.pos), p.resid())
 		x = b.Add(x, pe)
@@ -181,6 +185,8 @@ func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]floa
 			x = p.gpt2Block(i, x)
 		case FamilyGPTNeoX:
 			x = p.neoxBlock(i, x)
+		case FamilyGemma3:
+			x = p.gemma3Block(i, x)
 		}
 		if err := compute.Release(b, block, x); err != nil && p.err == nil {
 			p.err = fmt.Errorf("layer %d: %w", i, err)
@@ -199,12 +205,7 @@ func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]floa
 		}
 		x = b.GatherRows(x, last)
 	}
-	var final tensor
-	if m.Config.Family == FamilyLlama {
-		final = p.llamaFinal(x)
-	} else {
-		final = p.layerNormFinal(x)
-	}
+	final := p.finalNorm(x)
 	rows := p.T
 	if mode == LogitsLast {
 		rows = 1
@@ -218,6 +219,15 @@ func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]floa
 		return nil, p.err
 	}
 	return b.ToHost(logits), nil
+}
+
+// finalNorm is the family's last norm, ln_final.
+func (p *pass) finalNorm(x tensor) tensor {
+	switch p.m.Config.Family {
+	case FamilyLlama, FamilyGemma3: // Gemma's (1 + w) is in lnFinalW
+		return p.llamaFinal(x)
+	}
+	return p.layerNormFinal(x)
 }
 
 // hook passes t through the hook point of layer i (i < 0 for the points
@@ -251,8 +261,8 @@ func (p *pass) mlpShape() []int { return []int{p.B, p.T, p.m.Config.DMLP} }
 
 // attnOutFromResults computes each head's write to the residual stream,
 // hook_result [B, T, H, d_model] = z_h·W_O,hᵀ, and passes it through its
-// hook; when an edit changed it, hook_attn_out is the sum of the heads plus
-// the output bias. Only runs that hook hook_result pay for it.
+// hook; when an edit changed it, the attention output is the sum of the
+// heads plus the output bias. Only runs that hook hook_result pay for it.
 func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	H, Dh, D := m.Config.Heads, m.Config.HeadDim, m.Config.DModel
@@ -269,7 +279,7 @@ func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	if !p.hooks.edits(name) {
 		// Unchanged results: one product keeps the run bit-identical to a
 		// run that does not look at them.
-		return p.hook(i, "hook_attn_out", b.Linear(z, ly.wo, ly.bo), p.resid())
+		return b.Linear(z, ly.wo, ly.bo)
 	}
 	all = b.ToHost(res)
 	sum := make([]float32, N*D)
@@ -285,5 +295,5 @@ func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	if ly.bo != nil {
 		b.AddInPlace(out, ly.bo)
 	}
-	return p.hook(i, "hook_attn_out", out, p.resid())
+	return out
 }

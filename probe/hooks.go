@@ -63,11 +63,13 @@ type Reduction struct {
 	Op   ReduceOp
 	K    int // TopK
 	// Lo, Hi: SpanMass over keys [Lo, Hi); Hi ≤ 0 or beyond the keys means
-	// up to the last key. With Relative they count from each query's own
-	// key position p, keys [p+Lo, p+Hi): {Lo: -63, Hi: 1} is the 64 most
-	// recent keys, the current one included (here Hi ≤ 0 is not special).
-	Lo, Hi   int
-	Relative bool
+	// up to the last key. An end marked relative counts from each query's
+	// own key position p: {Lo: -63, Hi: 1} with both relative is the 64
+	// most recent keys, the current one included, and {Lo: 1, Hi: 0} with
+	// HiRelative every earlier key but the first (a relative Hi ≤ 0 is not
+	// special).
+	Lo, Hi                 int
+	LoRelative, HiRelative bool
 	// Keys, for KeyMass, gives the keys whose attention is summed for the
 	// query of sequence b at key position q (its index among the keys:
 	// past positions plus its index in this pass, left padding included).
@@ -103,7 +105,18 @@ type Reduced struct {
 type Edit struct {
 	Hook string
 	Fn   func(b compute.Backend, name string, t compute.Tensor, shape []int) (compute.Tensor, error)
+	// FnPoint, when set, is used instead of Fn. It gets, besides Fn's
+	// arguments, point: a function that passes a tensor the edit derives
+	// (say, the ids a codebook chose) through the run's hooks under a name
+	// of the edit's choosing, so other hooks can cache, reduce or edit it
+	// like any activation. Such nested hook points are not in HookNames;
+	// the edit that makes one does not apply to it.
+	FnPoint func(b compute.Backend, name string, t compute.Tensor, shape []int, point PointFunc) (compute.Tensor, error)
 }
+
+// PointFunc passes t (TransformerLens shape shape) through the hook point
+// name of the current run and returns the tensor to continue with.
+type PointFunc func(name string, t compute.Tensor, shape []int) (compute.Tensor, error)
 
 // ZeroAblateHead removes one head's output by zeroing its hook_z slice.
 func ZeroAblateHead(cfg Config, layer, head int) Edit {
@@ -178,8 +191,9 @@ var blockHooks = []string{
 	"hook_resid_pre", "ln1.hook_normalized",
 	"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
 	"attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "attn.hook_result",
-	"hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
-	"mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
+	"ln1_post.hook_normalized", "hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
+	"mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln2_post.hook_normalized",
+	"hook_mlp_out", "hook_resid_post",
 }
 
 // HookNames lists every hook point of the model in forward order.
@@ -208,7 +222,9 @@ func (m *Model) hasBlockHook(suffix string) bool {
 	case "hook_resid_mid":
 		return !m.Config.ParallelResidual
 	case "mlp.hook_pre_linear":
-		return m.Config.Family == FamilyLlama
+		return m.Config.Family == FamilyLlama || m.Config.Family == FamilyGemma3
+	case "ln1_post.hook_normalized", "ln2_post.hook_normalized":
+		return m.Config.Family == FamilyGemma3
 	}
 	return true
 }
@@ -216,10 +232,11 @@ func (m *Model) hasBlockHook(suffix string) bool {
 // hookSet is a run's compiled Hooks: which names are cached, reduced or
 // edited. A nil *hookSet does nothing.
 type hookSet struct {
-	hooks  *Hooks
-	cache  map[string]*Activation
-	reduce []*Reduced
-	memo   map[string]bool // name -> does any hook apply
+	hooks   *Hooks
+	cache   map[string]*Activation
+	reduce  []*Reduced
+	memo    map[string]bool // name -> does any hook apply
+	running []bool          // edits now running (a nested point skips them)
 	// mask is the attention mask of the layer being run, for reductions of
 	// a materialised pattern (relative spans need each query's position).
 	mask compute.AttnMask
@@ -253,7 +270,7 @@ func newHookSet(h *Hooks) (*hookSet, error) {
 			return nil, fmt.Errorf("edit pattern %q: %w", e.Hook, err)
 		}
 	}
-	return &hookSet{hooks: h, cache: map[string]*Activation{}, memo: map[string]bool{}}, nil
+	return &hookSet{hooks: h, cache: map[string]*Activation{}, memo: map[string]bool{}, running: make([]bool, len(h.Edit))}, nil
 }
 
 func match(pattern, name string) bool {
@@ -334,11 +351,21 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 	if !hs.active(name) {
 		return t, nil
 	}
-	for _, e := range hs.hooks.Edit {
-		if !match(e.Hook, name) {
+	for i, e := range hs.hooks.Edit {
+		if hs.running[i] || !match(e.Hook, name) {
 			continue
 		}
-		out, err := e.Fn(b, name, t, shape)
+		var out compute.Tensor
+		var err error
+		if e.FnPoint != nil {
+			hs.running[i] = true
+			out, err = e.FnPoint(b, name, t, shape, func(n string, t compute.Tensor, s []int) (compute.Tensor, error) {
+				return hs.point(b, n, t, s)
+			})
+			hs.running[i] = false
+		} else {
+			out, err = e.Fn(b, name, t, shape)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("hook %s: %w", name, err)
 		}
@@ -359,7 +386,7 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 		if len(shape) != 4 || !strings.HasSuffix(name, "hook_attn_scores") {
 			return nil, fmt.Errorf("reduction %s on %s: reductions apply to attention hooks [batch, head, query, key]", r.Op, name)
 		}
-		if r.Op == KeyMass || r.Relative || r.SumRows || r.Rows != nil {
+		if r.Op == KeyMass || r.LoRelative || r.HiRelative || r.SumRows || r.Rows != nil {
 			return nil, fmt.Errorf("reduction %s on %s: scores reduce by top-k, span mass or entropy over every row (key masses, relative spans, row choices and sums are for hook_pattern)", r.Op, name)
 		}
 		red := &Reduced{Hook: name, Op: r.Op, Shape: append([]int(nil), shape[:3]...), KeysLen: shape[3]}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 var prompt = []int{3, 17, 4, 4, 29, 11, 8, 40, 2, 3, 17}
@@ -54,18 +56,28 @@ func TestHookConsistency(t *testing.T) {
 			T, D, H := len(prompt), c.DModel, c.Heads
 			for l := 0; l < c.Layers; l++ {
 				get := func(s string) []float32 { return r.Cache[hookName(l, s)].Data }
-				// Per-head results plus the output bias sum to hook_attn_out.
+				// Per-head results plus the output bias sum to hook_attn_out
+				// (Gemma: to what its post-attention norm normalises).
 				res, out := get("attn.hook_result"), get("hook_attn_out")
 				bo := make([]float32, D)
 				if m.layers[l].bo != nil {
 					bo = m.backend.ToHost(m.layers[l].bo)
 				}
 				for p := 0; p < T; p++ {
+					sum := make([]float64, D)
 					for d := 0; d < D; d++ {
-						s := float64(bo[d])
+						sum[d] = float64(bo[d])
 						for h := 0; h < H; h++ {
-							s += float64(res[(p*H+h)*D+d])
+							sum[d] += float64(res[(p*H+h)*D+d])
 						}
+					}
+					if w := m.layers[l].ln1PostW; w != nil {
+						rmsNorm64(sum, m.backend.ToHost(w), c.NormEps)
+						if d := maxDiff(get("ln1_post.hook_normalized")[p*D:(p+1)*D], out[p*D:(p+1)*D]); d != 0 {
+							t.Fatalf("layer %d pos %d: ln1_post.hook_normalized != hook_attn_out (%g)", l, p, d)
+						}
+					}
+					for d, s := range sum {
 						if math.Abs(s-float64(out[p*D+d])) > 1e-5 {
 							t.Fatalf("layer %d pos %d dim %d: Σ hook_result + b_O = %g, hook_attn_out = %g", l, p, d, s, out[p*D+d])
 						}
@@ -104,6 +116,9 @@ func TestHookConsistency(t *testing.T) {
 							if k > q && v != 0 {
 								t.Fatalf("layer %d head %d: query %d attends to later key %d", l, h, q, k)
 							}
+							if w := c.Window(l); w > 0 && q-k >= w && v != 0 {
+								t.Fatalf("layer %d head %d: query %d attends to key %d outside its window %d", l, h, q, k, w)
+							}
 						}
 						if math.Abs(s-1) > 1e-5 {
 							t.Fatalf("layer %d head %d query %d: pattern row sums to %g", l, h, q, s)
@@ -112,6 +127,18 @@ func TestHookConsistency(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// rmsNorm64 normalises x in place, in float64, and scales it by w.
+func rmsNorm64(x []float64, w []float32, eps float64) {
+	var ss float64
+	for _, v := range x {
+		ss += v * v
+	}
+	inv := 1 / math.Sqrt(ss/float64(len(x))+eps)
+	for i := range x {
+		x[i] *= inv * float64(w[i])
 	}
 }
 
@@ -340,5 +367,57 @@ func TestUnembedLastLayerGivesLogits(t *testing.T) {
 		if _, err := m.Unembed(r.Cache[last].Data[1:], len(prompt)); err == nil {
 			t.Errorf("%s: a ragged residual was accepted", name)
 		}
+	}
+}
+
+// An edit's nested hook point is cached and edited like any activation, and
+// the edit that makes it does not apply to it.
+func TestNestedHookPoint(t *testing.T) {
+	m := newTestModel("llama")
+	const site, nested = "blocks.1.hook_mlp_out", "blocks.1.hook_mlp_out.hook_derived"
+	var derived []float32
+	// The edit derives the first column, lets the hooks see (and replace)
+	// it, then writes what comes back into its activation's first column.
+	e := Edit{Hook: "blocks.1.hook_mlp_*", FnPoint: func(b compute.Backend, name string, x compute.Tensor, shape []int, point PointFunc) (compute.Tensor, error) {
+		if name != site {
+			return x, nil
+		}
+		col, err := point(nested, b.Columns(x, 0, 1), []int{shape[0], shape[1], 1})
+		if err != nil {
+			return nil, err
+		}
+		derived = b.ToHost(col)
+		host := b.ToHost(x)
+		for r, v := range derived {
+			host[r*shape[2]] = v
+		}
+		return b.FromHost(host, x.Shape()...), nil
+	}}
+	plain := forward(t, m, [][]int{prompt}, &Hooks{Cache: []string{site}})
+	r := forward(t, m, [][]int{prompt}, &Hooks{Cache: []string{"blocks.1.*"}, Edit: []Edit{e}})
+	if d := maxDiff(plain.Logits, r.Logits); d != 0 {
+		t.Fatalf("an edit writing back its own column changed the logits by %g", d)
+	}
+	got := r.Cache[nested]
+	if got == nil || !slices.Equal(got.Shape, []int{1, len(prompt), 1}) {
+		t.Fatalf("nested point not cached with shape [1 T 1]: %+v", got)
+	}
+	for i, v := range got.Data {
+		if v != plain.Cache[site].Data[i*m.Config.DModel] {
+			t.Fatalf("nested value %d = %g, want the site's first column", i, v)
+		}
+	}
+	// A second edit on the nested point changes what the first writes back.
+	zero := Edit{Hook: nested, Fn: func(b compute.Backend, _ string, x compute.Tensor, _ []int) (compute.Tensor, error) {
+		return b.Zeros(x.Shape()...), nil
+	}}
+	r = forward(t, m, [][]int{prompt}, &Hooks{Cache: []string{site}, Edit: []Edit{e, zero}})
+	for i := range len(prompt) {
+		if v := r.Cache[site].Data[i*m.Config.DModel]; v != 0 {
+			t.Fatalf("position %d: zeroed nested point gave %g", i, v)
+		}
+	}
+	if d := maxDiff(plain.Logits, r.Logits); d == 0 {
+		t.Fatalf("zeroing the nested point left the logits unchanged")
 	}
 }

@@ -15,11 +15,5 @@ func (m *Model) Unembed(resid []float32, rows int) ([]float32, error) {
 	b := m.backend
 	x := b.FromHost(resid, rows, D)
 	p := &pass{m: m, b: b}
-	var final tensor
-	if m.Config.Family == FamilyLlama {
-		final = p.llamaFinal(x)
-	} else {
-		final = p.layerNormFinal(x)
-	}
-	return b.ToHost(b.Linear(final, m.unembed, nil)), nil
+	return b.ToHost(b.Linear(p.finalNorm(x), m.unembed, nil)), nil
 }

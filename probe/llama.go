@@ -2,12 +2,19 @@ package probe
 
 import "fmt"
 
-// The Llama family: Llama 1-3, Mistral, Qwen2, SmolLM.
+// The Llama family: Llama 1-3, Mistral, Qwen2, Qwen3, Phi-3, SmolLM.
 //
 //	x = embed[ids]
 //	per block:  x = x + attn(rmsnorm₁(x))      (RoPE on q and k, GQA)
 //	            x = x + W_down(silu(W_gate n) ⊙ W_up n),  n = rmsnorm₂(x)
 //	logits = rmsnorm_f(x) · W_Uᵀ   (W_U = embed when tied)
+//
+// The members differ only in details that the config carries: q/k/v biases
+// (Qwen2), an RMSNorm over each head's queries and keys before RoPE (Qwen3),
+// a sliding attention window (Mistral, Phi-3, Qwen with use_sliding_window),
+// partial rotary (Phi-3), and Phi-3's checkpoint layout, which fuses q, k, v
+// into one qkv_proj and gate, up into one gate_up_proj: they are split on
+// load, so the forward pass is the same for all.
 
 func loadLlama(m *Model, l *loader) {
 	c := m.Config
@@ -25,21 +32,47 @@ func loadLlama(m *Model, l *loader) {
 		ly := &m.layers[i]
 		ly.ln1W = l.get(p+"input_layernorm.weight", D)
 		ly.ln2W = l.get(p+"post_attention_layernorm.weight", D)
-		ly.wq = l.get(p+"self_attn.q_proj.weight", c.Heads*Dh, D)
-		ly.wk = l.get(p+"self_attn.k_proj.weight", c.KVHeads*Dh, D)
-		ly.wv = l.get(p+"self_attn.v_proj.weight", c.KVHeads*Dh, D)
+		if c.ModelType == "phi3" {
+			loadPhi3Fused(l, ly, p, c)
+		} else {
+			ly.wq = l.get(p+"self_attn.q_proj.weight", c.Heads*Dh, D)
+			ly.wk = l.get(p+"self_attn.k_proj.weight", c.KVHeads*Dh, D)
+			ly.wv = l.get(p+"self_attn.v_proj.weight", c.KVHeads*Dh, D)
+			ly.wGate = l.get(p+"mlp.gate_proj.weight", c.DMLP, D)
+			ly.wUp = l.get(p+"mlp.up_proj.weight", c.DMLP, D)
+		}
 		ly.wo = l.get(p+"self_attn.o_proj.weight", D, c.Heads*Dh)
 		ly.bq = l.optional(p+"self_attn.q_proj.bias", c.Heads*Dh)
 		ly.bk = l.optional(p+"self_attn.k_proj.bias", c.KVHeads*Dh)
 		ly.bv = l.optional(p+"self_attn.v_proj.bias", c.KVHeads*Dh)
 		ly.bo = l.optional(p+"self_attn.o_proj.bias", D)
-		ly.wGate = l.get(p+"mlp.gate_proj.weight", c.DMLP, D)
-		ly.wUp = l.get(p+"mlp.up_proj.weight", c.DMLP, D)
 		ly.wDown = l.get(p+"mlp.down_proj.weight", D, c.DMLP)
+		if c.QKNorm {
+			ly.qNorm = l.get(p+"self_attn.q_norm.weight", Dh)
+			ly.kNorm = l.get(p+"self_attn.k_norm.weight", Dh)
+		}
 		if c.AttnBias && ly.bq == nil && l.err == nil {
 			l.err = fmt.Errorf("tensor %q: missing (the config asks for attention biases)", p+"self_attn.q_proj.bias")
 		}
 	}
+}
+
+// loadPhi3Fused splits Phi-3's qkv_proj [(H + 2·Hkv)·d_head, D] into q, k
+// and v (in that order along the rows) and gate_up_proj [2·d_mlp, D] into
+// gate and up, as Phi3Attention and Phi3MLP slice them.
+func loadPhi3Fused(l *loader, ly *layer, p string, c Config) {
+	D, Dh := c.DModel, c.HeadDim
+	q, kv := c.Heads*Dh, c.KVHeads*Dh
+	qkv := l.host(p+"self_attn.qkv_proj.weight", q+2*kv, D)
+	gateUp := l.host(p+"mlp.gate_up_proj.weight", 2*c.DMLP, D)
+	if l.err != nil {
+		return
+	}
+	ly.wq = l.b.FromHost(qkv[:q*D], q, D)
+	ly.wk = l.b.FromHost(qkv[q*D:(q+kv)*D], kv, D)
+	ly.wv = l.b.FromHost(qkv[(q+kv)*D:], kv, D)
+	ly.wGate = l.b.FromHost(gateUp[:c.DMLP*D], c.DMLP, D)
+	ly.wUp = l.b.FromHost(gateUp[c.DMLP*D:], c.DMLP, D)
 }
 
 func (p *pass) llamaBlock(i int, x tensor) tensor {
@@ -47,9 +80,9 @@ func (p *pass) llamaBlock(i int, x tensor) tensor {
 	eps := float32(m.Config.NormEps)
 	x = p.hook(i, "hook_resid_pre", x, p.resid())
 	n1 := p.hook(i, "ln1.hook_normalized", b.RMSNorm(x, ly.ln1W, eps), p.resid())
-	attnOut := p.attention(i, n1)
+	attnOut := p.hook(i, "hook_attn_out", p.attentionIn(i, x, func(t tensor) tensor { return b.RMSNorm(t, ly.ln1W, eps) }, n1), p.resid())
 	mid := p.hook(i, "hook_resid_mid", b.Add(x, attnOut), p.resid())
-	n2 := p.hook(i, "ln2.hook_normalized", b.RMSNorm(mid, ly.ln2W, eps), p.resid())
+	n2 := p.hook(i, "ln2.hook_normalized", b.RMSNorm(p.mlpIn(i, mid), ly.ln2W, eps), p.resid())
 	gate := p.hook(i, "mlp.hook_pre", b.Linear(n2, ly.wGate, nil), p.mlpShape())
 	up := p.hook(i, "mlp.hook_pre_linear", b.Linear(n2, ly.wUp, nil), p.mlpShape())
 	post := p.hook(i, "mlp.hook_post", b.SwiGLU(gate, up), p.mlpShape())

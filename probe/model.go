@@ -12,8 +12,9 @@ import (
 type Model struct {
 	Config Config
 
-	backend compute.Backend
-	invFreq []float32 // RoPE inverse frequencies (rotary families)
+	backend      compute.Backend
+	invFreq      []float32 // RoPE inverse frequencies (rotary families)
+	invFreqLocal []float32 // those of the sliding-window layers when their base differs (Gemma 3)
 
 	embed    compute.Tensor // [vocab, d_model]
 	posEmbed compute.Tensor // [max_pos, d_model] (GPT-2)
@@ -31,6 +32,8 @@ type Model struct {
 // without a gate leave wGate nil, RMSNorm families leave the norm biases nil.
 type layer struct {
 	ln1W, ln1B, ln2W, ln2B compute.Tensor
+	ln1PostW, ln2PostW     compute.Tensor // Gemma's norms after attention and MLP
+	qNorm, kNorm           compute.Tensor // QK-norm weights [d_head] (Qwen3, Gemma 3)
 	wq, wk, wv, wo         compute.Tensor
 	bq, bk, bv, bo         compute.Tensor
 	wGate, wUp, wDown      compute.Tensor
@@ -55,6 +58,7 @@ func (m *Model) NumParams() int {
 		add(m.unembed)
 	}
 	for _, l := range m.layers {
+		add(l.ln1PostW, l.ln2PostW, l.qNorm, l.kNorm)
 		add(l.ln1W, l.ln1B, l.ln2W, l.ln2B, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.bo, l.wGate, l.wUp, l.wDown, l.bUp, l.bDown)
 	}
 	return n
@@ -75,6 +79,8 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 		loadGPT2(m, l)
 	case FamilyGPTNeoX:
 		loadNeoX(m, l)
+	case FamilyGemma3:
+		loadGemma3(m, l)
 	default:
 		return nil, fmt.Errorf("unknown architecture family %q", cfg.Family)
 	}
@@ -82,7 +88,12 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 		return nil, l.err
 	}
 	if cfg.Family != FamilyGPT2 {
-		m.invFreq = cfg.invFreq()
+		m.invFreq = cfg.invFreq(cfg.RopeTheta, true)
+		if cfg.RopeLocalTheta > 0 {
+			// transformers scales only the global layers' RoPE (Gemma 3's
+			// rope_scaling applies to full_attention).
+			m.invFreqLocal = cfg.invFreq(cfg.RopeLocalTheta, false)
+		}
 		// llama.cpp stores Llama-3's RoPE scaling not in metadata but as
 		// per-frequency divisors, the GGUF tensor rope_freqs.weight.
 		if l.has("rope_freqs.weight") {
@@ -99,7 +110,7 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 		}
 	}
 	m.blockHookNames = map[string][]string{}
-	for _, suffix := range blockHooks {
+	for _, suffix := range append(blockHooks[:len(blockHooks):len(blockHooks)], splitHooks...) {
 		names := make([]string, cfg.Layers)
 		for i := range names {
 			names[i] = hookName(i, suffix)
@@ -107,6 +118,14 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 		m.blockHookNames[suffix] = names
 	}
 	return m, nil
+}
+
+// ropeFreqs gives layer i's RoPE inverse frequencies.
+func (m *Model) ropeFreqs(i int) []float32 {
+	if m.invFreqLocal != nil && m.Config.Window(i) > 0 {
+		return m.invFreqLocal
+	}
+	return m.invFreq
 }
 
 // loader reads tensors by name, checks their shapes and keeps the first error.

@@ -61,15 +61,15 @@ func (p *pass) neoxBlock(i int, x tensor) tensor {
 	eps := float32(m.Config.NormEps)
 	x = p.hook(i, "hook_resid_pre", x, p.resid())
 	n1 := p.hook(i, "ln1.hook_normalized", b.LayerNorm(x, ly.ln1W, ly.ln1B, eps), p.resid())
-	attnOut := p.attention(i, n1)
+	attnOut := p.hook(i, "hook_attn_out", p.attentionIn(i, x, func(t tensor) tensor { return b.LayerNorm(t, ly.ln1W, ly.ln1B, eps) }, n1), p.resid())
 	if m.Config.ParallelResidual {
-		n2 := p.hook(i, "ln2.hook_normalized", b.LayerNorm(x, ly.ln2W, ly.ln2B, eps), p.resid())
+		n2 := p.hook(i, "ln2.hook_normalized", b.LayerNorm(p.mlpIn(i, x), ly.ln2W, ly.ln2B, eps), p.resid())
 		mlpOut := p.geluMLP(i, n2)
 		// HF adds mlp_out + attn_out first, then the residual.
 		return p.hook(i, "hook_resid_post", b.Add(b.Add(mlpOut, attnOut), x), p.resid())
 	}
 	mid := p.hook(i, "hook_resid_mid", b.Add(attnOut, x), p.resid())
-	n2 := p.hook(i, "ln2.hook_normalized", b.LayerNorm(mid, ly.ln2W, ly.ln2B, eps), p.resid())
+	n2 := p.hook(i, "ln2.hook_normalized", b.LayerNorm(p.mlpIn(i, mid), ly.ln2W, ly.ln2B, eps), p.resid())
 	mlpOut := p.geluMLP(i, n2)
 	return p.hook(i, "hook_resid_post", b.Add(mlpOut, mid), p.resid())
 }

@@ -19,7 +19,12 @@ type Param struct {
 //	ln_final.w, ln_final.b           [d_model]
 //	blocks.L.attn.W_Q/W_K/W_V/W_O, b_Q/b_K/b_V/b_O
 //	blocks.L.ln1.w/b, blocks.L.ln2.w/b
+//	blocks.L.ln1_post.w, blocks.L.ln2_post.w (Gemma)
+//	blocks.L.attn.q_norm.w, blocks.L.attn.k_norm.w [d_head] (Qwen3, Gemma)
 //	blocks.L.mlp.W_gate/W_in [d_mlp, d_model], W_out [d_model, d_mlp], b_in, b_out
+//
+// Gemma's RMSNorms scale by (1 + w); their .w parameters are that 1 + w,
+// as TransformerLens stores them.
 //
 // A parameter the family lacks (a bias, a gate) gives an error.
 func (m *Model) Param(name string) (Param, error) {
@@ -53,6 +58,8 @@ func (m *Model) paramTensor(name string) tensor {
 		"attn.W_Q": ly.wq, "attn.W_K": ly.wk, "attn.W_V": ly.wv, "attn.W_O": ly.wo,
 		"attn.b_Q": ly.bq, "attn.b_K": ly.bk, "attn.b_V": ly.bv, "attn.b_O": ly.bo,
 		"ln1.w": ly.ln1W, "ln1.b": ly.ln1B, "ln2.w": ly.ln2W, "ln2.b": ly.ln2B,
+		"ln1_post.w": ly.ln1PostW, "ln2_post.w": ly.ln2PostW,
+		"attn.q_norm.w": ly.qNorm, "attn.k_norm.w": ly.kNorm,
 		"mlp.W_gate": ly.wGate, "mlp.W_in": ly.wUp, "mlp.W_out": ly.wDown,
 		"mlp.b_in": ly.bUp, "mlp.b_out": ly.bDown,
 	}[rest]

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/loupe-dev/loupe/probe/compute"
@@ -29,7 +30,7 @@ func randomTensors(c Config, seed uint64) weights.Map {
 	}
 	D, H, Hkv, Dh, F := c.DModel, c.Heads, c.KVHeads, c.HeadDim, c.DMLP
 	switch c.Family {
-	case FamilyLlama:
+	case FamilyLlama, FamilyGemma3:
 		put("model.embed_tokens.weight", c.Vocab, D)
 		norm("model.norm.weight", D)
 		if !c.TiedEmbed {
@@ -38,18 +39,31 @@ func randomTensors(c Config, seed uint64) weights.Map {
 		for l := 0; l < c.Layers; l++ {
 			p := fmt.Sprintf("model.layers.%d.", l)
 			norm(p+"input_layernorm.weight", D)
+			if c.Family == FamilyGemma3 {
+				norm(p+"pre_feedforward_layernorm.weight", D)
+				norm(p+"post_feedforward_layernorm.weight", D)
+			}
 			norm(p+"post_attention_layernorm.weight", D)
-			put(p+"self_attn.q_proj.weight", H*Dh, D)
-			put(p+"self_attn.k_proj.weight", Hkv*Dh, D)
-			put(p+"self_attn.v_proj.weight", Hkv*Dh, D)
+			if c.QKNorm {
+				norm(p+"self_attn.q_norm.weight", Dh)
+				norm(p+"self_attn.k_norm.weight", Dh)
+			}
+			if c.ModelType == "phi3" {
+				put(p+"self_attn.qkv_proj.weight", (H+2*Hkv)*Dh, D)
+				put(p+"mlp.gate_up_proj.weight", 2*F, D)
+			} else {
+				put(p+"self_attn.q_proj.weight", H*Dh, D)
+				put(p+"self_attn.k_proj.weight", Hkv*Dh, D)
+				put(p+"self_attn.v_proj.weight", Hkv*Dh, D)
+				put(p+"mlp.gate_proj.weight", F, D)
+				put(p+"mlp.up_proj.weight", F, D)
+			}
 			put(p+"self_attn.o_proj.weight", D, H*Dh)
 			if c.AttnBias {
 				put(p+"self_attn.q_proj.bias", H*Dh)
 				put(p+"self_attn.k_proj.bias", Hkv*Dh)
 				put(p+"self_attn.v_proj.bias", Hkv*Dh)
 			}
-			put(p+"mlp.gate_proj.weight", F, D)
-			put(p+"mlp.up_proj.weight", F, D)
 			put(p+"mlp.down_proj.weight", D, F)
 		}
 	case FamilyGPT2:
@@ -109,7 +123,18 @@ func testConfigs() map[string]Config {
 	neox.Family, neox.Act, neox.RopeTheta, neox.RotaryDim, neox.ParallelResidual, neox.AttnBias = FamilyGPTNeoX, "gelu", 10000, 2, true, true
 	neoxSeq := neox
 	neoxSeq.ParallelResidual = false
-	return map[string]Config{"llama": llama, "qwen2": qwen, "gpt2": gpt2, "neox": neox, "neox_seq": neoxSeq}
+	qwen3 := llama
+	qwen3.ModelType, qwen3.QKNorm, qwen3.HeadDim, qwen3.RotaryDim = "qwen3", true, 12, 12
+	mistral := llama
+	mistral.ModelType, mistral.LayerWindow = "mistral", []int{4, 4, 4}
+	phi3 := llama
+	phi3.ModelType, phi3.RotaryDim, phi3.LayerWindow = "phi3", 4, []int{5, 5, 5}
+	gemma3 := llama
+	gemma3.Family, gemma3.ModelType, gemma3.Act, gemma3.TiedEmbed = FamilyGemma3, "gemma3_text", "gelu_pytorch_tanh", true
+	gemma3.QKNorm, gemma3.LayerWindow, gemma3.RopeTheta, gemma3.RopeLocalTheta = true, []int{4, 0, 4}, 1e6, 1e4
+	gemma3.QueryPreAttnScalar, gemma3.EmbedScale = 12, float32(math.Sqrt(32))
+	return map[string]Config{"llama": llama, "qwen2": qwen, "gpt2": gpt2, "neox": neox, "neox_seq": neoxSeq,
+		"qwen3": qwen3, "mistral": mistral, "phi3": phi3, "gemma3": gemma3}
 }
 
 func newTestModel(name string) *Model {

@@ -236,7 +236,8 @@ func demoTrace(ctx context.Context, path, modelDir string, m *probe.Loaded, exam
 			for i, v := range r.Values {
 				vals[i] = float32(v)
 			}
-			if err := tw.WriteFlow(store.FlowMatrix{PromptID: pid, Method: string(r.Method), Layer: -1, Rows: len(r.Outputs), Cols: r.T, Values: vals}); err != nil {
+			if err := tw.WriteFlow(store.FlowMatrix{PromptID: pid, Method: string(r.Method), Layer: -1, Head: store.HeadsAveraged,
+				FromLayer: r.FromLayer, ToLayer: r.ToLayer, Outputs: r.Outputs, Rows: len(r.Outputs), Cols: r.T, Values: vals}); err != nil {
 				return fail(err)
 			}
 		}

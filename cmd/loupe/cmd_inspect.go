@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 
 	"github.com/loupe-dev/loupe/probe"
@@ -34,8 +36,16 @@ func cmdInspect(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(w, "d_mlp         %d (%s)\n", c.DMLP, c.Act)
 	fmt.Fprintf(w, "vocab         %d (tokenizer %d)\n", c.Vocab, m.Tokenizer.VocabSize())
 	fmt.Fprintf(w, "context       %d\n", c.MaxPos)
+	printLayerPattern(w, c)
+	if c.QKNorm {
+		fmt.Fprintf(w, "qk-norm       true\n")
+	}
 	if c.RotaryDim > 0 && c.Family != probe.FamilyGPT2 {
-		fmt.Fprintf(w, "rope          theta %g, %d of %d dims rotated", c.RopeTheta, c.RotaryDim, c.HeadDim)
+		fmt.Fprintf(w, "rope          theta %g", c.RopeTheta)
+		if c.RopeLocalTheta > 0 {
+			fmt.Fprintf(w, " (global layers), %g (sliding layers)", c.RopeLocalTheta)
+		}
+		fmt.Fprintf(w, ", %d of %d dims rotated", c.RotaryDim, c.HeadDim)
 		if c.RopeScale != nil {
 			fmt.Fprintf(w, ", %s scaling x%g", c.RopeScale.Type, c.RopeScale.Factor)
 		}
@@ -55,4 +65,34 @@ func cmdInspect(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(w, "  %s\n", n)
 	}
 	return nil
+}
+
+// printLayerPattern writes which layers attend globally and which through a
+// sliding window: one letter per layer, S sliding, G global.
+func printLayerPattern(w io.Writer, c probe.Config) {
+	var letters, global []string
+	windows := map[int]bool{}
+	for i := range c.Layers {
+		if win := c.Window(i); win > 0 {
+			letters = append(letters, "S")
+			windows[win] = true
+		} else {
+			letters = append(letters, "G")
+			global = append(global, fmt.Sprint(i))
+		}
+	}
+	if len(windows) == 0 {
+		fmt.Fprintf(w, "attention     global (causal) in every layer\n")
+		return
+	}
+	var sizes []string
+	for win := range windows {
+		sizes = append(sizes, fmt.Sprint(win))
+	}
+	slices.Sort(sizes)
+	fmt.Fprintf(w, "attention     sliding window %s on %d layers, global on %d", strings.Join(sizes, "/"), c.Layers-len(global), len(global))
+	if len(global) > 0 {
+		fmt.Fprintf(w, " (layers %s)", strings.Join(global, ", "))
+	}
+	fmt.Fprintf(w, "\nlayer pattern %s (S sliding, G global)\n", strings.Join(letters, " "))
 }

@@ -36,11 +36,14 @@ func commands() []command {
 		{"inspect", "print a model's architecture, config, parameter count and hook names", cmdInspect},
 		{"ls", "say what a trace file holds (tables, prompts, hooks) without reading its data", cmdLs},
 		{"trace", "run prompts and store tokens, activations, attention and the logit lens in Arrow files", cmdTrace},
+		{"circuits", "find a task's circuit by activation/path patching, ACDC or SAE codes; write task files", cmdCircuits},
 		{"flow", "attention rollout or exact attention flow from the input tokens to a position", cmdFlow},
 		{"export", "export a trace's tables to Parquet or CSV", cmdExport},
 		{"heads", "score every attention head (classify) and check heads causally (ablate)", cmdHeads},
 		{"demo", "run the embedded model organism: tasks, head map, Arrow traces (no download)", cmdDemo},
 		{"tui", "browse head maps, attention and traces in the terminal", cmdTui},
+		{"sae", "train, evaluate and export sparse autoencoders (SAELens v6 folders)", cmdSAE},
+		{"codebook", "train codebooks, read their codes, steer with them (codebook features)", cmdCodebook},
 		{"devices", "list the GPUs Loupe can use (driver, CUDA, cuBLAS, free memory) or say why there is none", cmdDevices},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

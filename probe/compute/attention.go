@@ -50,8 +50,9 @@ package compute
 //     not already listed, at weight 0 (what TopKRows gives on the pattern).
 //     Never affected by SumRows.
 //   - Spans: SpanMass[s] holds Σ_{j in span} P[i,j]. A span is keys
-//     [Lo, Hi), or with Relative set [p+Lo, p+Hi) for the query's own
-//     position p; either is clipped to [0, Tk).
+//     [lo, hi) with lo = Lo, plus the query's own position p when
+//     LoRelative is set, and hi = Hi, plus p when HiRelative is set
+//     (KeySpan.Bounds), clipped to [0, Tk).
 //   - KeySets: SetMass[s] holds Σ_{j in set(b, r)} P[i,j] for the keys that
 //     the set lists for sequence b and the r-th asked row (a key listed
 //     twice counts twice; keys outside [0, Tk) or disallowed add 0).
@@ -88,14 +89,28 @@ type AttnSpec struct {
 	LSE bool
 }
 
-// KeySpan is a range of keys [Lo, Hi), clipped to the valid keys. With
-// Relative set the range counts from each query's own key position p:
-// [p+Lo, p+Hi). For example {Lo: 0, Hi: 4} is an attention sink of four
-// tokens and {Lo: -63, Hi: 1, Relative: true} the 64 most recent keys, the
-// current one included.
+// KeySpan is a range of keys [Lo, Hi), clipped to the valid keys. An end
+// marked relative counts from each query's own key position p. For example
+// {Lo: 0, Hi: 4} is an attention sink of four tokens, {Lo: -63, Hi: 1,
+// LoRelative: true, HiRelative: true} the 64 most recent keys, the current
+// one included, and {Lo: 1, Hi: 0, HiRelative: true} every earlier key but
+// the first.
 type KeySpan struct {
-	Lo, Hi   int
-	Relative bool
+	Lo, Hi                 int
+	LoRelative, HiRelative bool
+}
+
+// Bounds gives the span's keys [lo, hi) for the query at key position p,
+// before clipping to the valid keys.
+func (sp KeySpan) Bounds(p int) (lo, hi int) {
+	lo, hi = sp.Lo, sp.Hi
+	if sp.LoRelative {
+		lo += p
+	}
+	if sp.HiRelative {
+		hi += p
+	}
+	return lo, hi
 }
 
 // KeySet lists, for every sequence b and every asked row r (its index in

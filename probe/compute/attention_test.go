@@ -1,6 +1,7 @@
 package compute
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -171,8 +172,11 @@ func naiveReductions(pat []float64, s AttnShape, mask AttnMask, spec AttnSpec) (
 				val = append(val, vs)
 				for si, sp := range spec.Spans {
 					lo, hi := sp.Lo, sp.Hi
-					if sp.Relative {
-						lo, hi = p+lo, p+hi
+					if sp.LoRelative {
+						lo += p
+					}
+					if sp.HiRelative {
+						hi += p
 					}
 					m := 0.0
 					for j := max(lo, 0); j < min(hi, s.Tk); j++ {
@@ -227,7 +231,7 @@ func TestFusedReductionsMatchPattern(t *testing.T) {
 					q[i] *= 2
 				}
 				scale := float32(1 / math.Sqrt(float64(s.Dh)))
-				spec := AttnSpec{TopK: 5, Entropy: true, Spans: []KeySpan{{Lo: 0, Hi: 4}, {Lo: -15, Hi: 1, Relative: true}, {Lo: 3, Hi: 1 << 30}}}
+				spec := AttnSpec{TopK: 5, Entropy: true, Spans: []KeySpan{{Lo: 0, Hi: 4}, {Lo: -15, Hi: 1, LoRelative: true, HiRelative: true}, {Lo: 3, Hi: 1 << 30}, {Lo: 2, Hi: 0, HiRelative: true}}}
 				switch rowsAsked {
 				case "some":
 					for i := 0; i < s.Tq; i++ {
@@ -334,5 +338,38 @@ func TestFusedAttentionFullyMaskedRow(t *testing.T) {
 	// Query 2 sees key 2 only: weight 1 there, then keys 0 and 1 at 0.
 	if !slices.Equal(res.TopIdx[6:9], []int32{2, 0, 1}) || res.TopVal[6] != 1 || res.Entropy[2] != 0 {
 		t.Fatalf("query 2 top-3: %v %v entropy %g", res.TopIdx[6:9], res.TopVal[6:9], res.Entropy[2])
+	}
+}
+
+// BenchmarkAttention compares, at SmolLM2's attention shape (9 query heads,
+// 3 KV heads, d_head 64), the fused attention with the scores → softmax →
+// mix path.
+func BenchmarkAttention(b *testing.B) {
+	c := NewCPU()
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, T := range []int{512, 2048, 8192} {
+		s := AttnShape{B: 1, Tq: T, Tk: T, Tcap: T, H: 9, Hkv: 3, Dh: 64}
+		q := c.FromHost(randData(rng, T*s.H*s.Dh), T, s.H*s.Dh)
+		k := c.FromHost(randData(rng, T*s.Hkv*s.Dh), T, s.Hkv*s.Dh)
+		v := c.FromHost(randData(rng, T*s.Hkv*s.Dh), T, s.Hkv*s.Dh)
+		mask := AttnMask{Causal: true}
+		b.Run(fmt.Sprintf("T=%d/fused", T), func(b *testing.B) {
+			for range b.N {
+				c.Attention(q, k, v, s, 0.125, mask, AttnSpec{})
+			}
+		})
+		b.Run(fmt.Sprintf("T=%d/fused+top1", T), func(b *testing.B) {
+			for range b.N {
+				c.Attention(q, k, v, s, 0.125, mask, AttnSpec{TopK: 1})
+			}
+		})
+		if T > 2048 {
+			continue
+		}
+		b.Run(fmt.Sprintf("T=%d/materialised", T), func(b *testing.B) {
+			for range b.N {
+				c.AttentionMix(c.SoftmaxRows(c.AttentionScores(q, k, s, 0.125, mask)), v, s)
+			}
+		})
 	}
 }

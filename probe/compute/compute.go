@@ -39,9 +39,10 @@ type AttnMask struct {
 	// KeyValid, when not nil, is [B*Tk]: false marks a padding key that no
 	// query may attend to.
 	KeyValid []bool
-	// Window, when > 0, is a sliding window: the query at absolute key
-	// position p sees key j only if p-j < Window (Mistral, Gemma 3's local
-	// layers). 0 means no window.
+	// Window, when > 0, is a sliding window: a query at absolute position p
+	// (Past+i) sees key j only if p-j < Window (Mistral, Gemma 3's local
+	// layers). Positions are key indices, padding included, as in
+	// transformers' sliding-window mask.
 	Window int
 }
 
@@ -80,6 +81,8 @@ type Backend interface {
 	Linear(x, w, bias Tensor) Tensor
 	// Add computes a + b elementwise (same shapes).
 	Add(a, b Tensor) Tensor
+	// Mul computes a * b elementwise (same shapes).
+	Mul(a, b Tensor) Tensor
 	// AddInPlace adds b to a; b may also be one row broadcast over a's rows.
 	AddInPlace(a, b Tensor)
 	// ScaleInPlace multiplies every element by s.

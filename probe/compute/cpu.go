@@ -139,6 +139,15 @@ func (c *CPU) Add(a, b Tensor) Tensor {
 	return out
 }
 
+func (c *CPU) Mul(a, b Tensor) Tensor {
+	at, bt := ct(a), ct(b)
+	out := newCPU(at.shape)
+	for i, v := range at.data {
+		out.data[i] = v * bt.data[i]
+	}
+	return out
+}
+
 func (c *CPU) AddInPlace(a, b Tensor) {
 	at, bt := ct(a), ct(b)
 	if len(bt.data) == len(at.data) {
@@ -331,7 +340,8 @@ func (c *CPU) AttentionScores(q, k Tensor, s AttnShape, scale float32, mask Attn
 				}
 			}
 			if mask.Window > 0 {
-				for j := 0; j <= mask.Past+i-mask.Window && j < s.Tk; j++ {
+				// keys j <= p - Window fall out of the window
+				for j := range min(s.Tk, max(0, mask.Past+i-mask.Window+1)) {
 					row[j] = negInf
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/loupe-dev/loupe/probe/compute/internal/gemm"
+	"github.com/loupe-dev/loupe/probe/compute/internal/vmath"
 )
 
 // Block sizes of the CPU's fused attention: a job is one (sequence, head,
@@ -27,7 +28,7 @@ func (c *CPU) Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMas
 	checkAttnSpec(s, spec)
 	qt, kt, vt := ct(q), ct(k), ct(v)
 	z := newCPU([]int{s.B * s.Tq, s.H * s.Dh})
-	lse := make([]float32, s.B*s.H*s.Tq)
+	lse := make([]float64, s.B*s.H*s.Tq)
 	// z always comes from the flash path, so that caching a pattern never
 	// changes a run's numbers.
 	c.flashForward(qt.data, kt.data, vt.data, s, scale, mask, z.data, lse)
@@ -38,7 +39,10 @@ func (c *CPU) Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMas
 	}
 	res := AttnResult{Z: z}
 	if spec.LSE {
-		res.LSE = lse
+		res.LSE = make([]float32, len(lse))
+		for i, x := range lse {
+			res.LSE[i] = float32(x)
+		}
 	}
 	if spec.Reductions() {
 		c.reduceFused(qt.data, kt.data, s, scale, mask, spec, lse, &res)
@@ -63,216 +67,262 @@ func checkAttnSpec(s AttnShape, spec AttnSpec) {
 	}
 }
 
-// flashScratch is one worker's buffers for a query block.
+// queryBlock is the number of queries of a job: 64, fewer when many query
+// heads share a KV head, so that a job's rows (group × queries) stay near
+// 256 and its scratch in cache.
+func queryBlock(group int) int {
+	return max(8, min(flashQBlock, 4*flashQBlock/group))
+}
+
+// flashScratch is one worker's buffers for a job.
 type flashScratch struct {
-	s    []float32 // scores, then weights, of a query block × key block
-	o    []float32 // the block's z accumulators
+	q    []float32 // the job's query rows, packed [rows, Dh]
+	s    []float32 // scores, then weights, of the rows × a key block
+	o    []float32 // the rows' z accumulators [rows, Dh]
 	m, l []float64 // running max and running sum of each row
+}
+
+func newFlashScratch(rows, dh int) *flashScratch {
+	return &flashScratch{q: make([]float32, rows*dh), s: make([]float32, rows*flashKBlock),
+		o: make([]float32, rows*dh), m: make([]float64, rows), l: make([]float64, rows)}
 }
 
 var flashPool sync.Pool
 
-func getFlashScratch(dh int) *flashScratch {
+func getFlashScratch(rows, dh int) *flashScratch {
 	fs, _ := flashPool.Get().(*flashScratch)
-	if fs == nil {
-		fs = &flashScratch{}
-	}
-	fs.s = grow32(fs.s, flashQBlock*flashKBlock)
-	fs.o = grow32(fs.o, flashQBlock*dh)
-	if len(fs.m) < flashQBlock {
-		fs.m, fs.l = make([]float64, flashQBlock), make([]float64, flashQBlock)
+	if fs == nil || len(fs.m) < rows || len(fs.o) < rows*dh {
+		return newFlashScratch(rows, dh)
 	}
 	return fs
 }
 
-func grow32(b []float32, n int) []float32 {
-	if cap(b) < n {
-		return make([]float32, n)
-	}
-	return b[:n]
-}
+// flashJob is one (sequence, KV head, query block): the query heads that
+// share the KV head run together, so each key block is read once for all
+// of them.
+type flashJob struct{ b, kh, q0, q1 int }
 
-// flashJobs lists the (sequence, head, query block) jobs, the blocks with
-// the most keys first so that the workers finish together.
-func flashJobs(s AttnShape) [][3]int {
-	var jobs [][3]int
-	nb := (s.Tq + flashQBlock - 1) / flashQBlock
+// flashJobs lists the jobs, the query blocks with the most keys first so
+// that the workers finish together.
+func flashJobs(s AttnShape, nq int) []flashJob {
+	var jobs []flashJob
+	nb := (s.Tq + nq - 1) / nq
 	for qb := nb - 1; qb >= 0; qb-- {
 		for b := 0; b < s.B; b++ {
-			for h := 0; h < s.H; h++ {
-				jobs = append(jobs, [3]int{b, h, qb})
+			for kh := 0; kh < s.Hkv; kh++ {
+				jobs = append(jobs, flashJob{b, kh, qb * nq, min(qb*nq+nq, s.Tq)})
 			}
 		}
 	}
 	return jobs
 }
 
-func (c *CPU) flashForward(q, k, v []float32, s AttnShape, scale float32, mask AttnMask, z, lse []float32) {
-	jobs := flashJobs(s)
+// packQueries copies the job's query rows into qp: row g·n+i is query
+// q0+i of head kh·group+g.
+func packQueries(qp, q []float32, s AttnShape, j flashJob) {
+	group, n := s.H/s.Hkv, j.q1-j.q0
+	for g := 0; g < group; g++ {
+		h := j.kh*group + g
+		for i := 0; i < n; i++ {
+			copy(qp[(g*n+i)*s.Dh:(g*n+i+1)*s.Dh], q[(j.b*s.Tq+j.q0+i)*s.H*s.Dh+h*s.Dh:])
+		}
+	}
+}
+
+// allowedRange gives the keys [lo, hi) of block [k0, k0+nk) that the
+// causal and window parts of the mask let the query at position p see, as
+// offsets in the block (padding aside).
+func allowedRange(mask AttnMask, p, k0, nk int) (lo, hi int) {
+	hi = nk
+	if mask.Causal {
+		hi = min(nk, p+1-k0)
+	}
+	if mask.Window > 0 {
+		lo = max(0, p-mask.Window+1-k0)
+	}
+	return lo, max(lo, hi)
+}
+
+// maskPadding sets to -Inf the scores of padding keys in row (keys
+// k0 .. k0+len(row) of sequence b).
+func maskPadding(row []float32, mask AttnMask, b, Tk, k0 int) {
+	if mask.KeyValid == nil {
+		return
+	}
+	for j, ok := range mask.KeyValid[b*Tk+k0 : b*Tk+k0+len(row)] {
+		if !ok {
+			row[j] = negInf32
+		}
+	}
+}
+
+func (c *CPU) flashForward(q, k, v []float32, s AttnShape, scale float32, mask AttnMask, z []float32, lse []float64) {
 	group := s.H / s.Hkv
+	nqMax := queryBlock(group)
+	jobs := flashJobs(s, nqMax)
 	qStride, kvStride := s.H*s.Dh, s.Hkv*s.Dh
-	c.parallelJobs(len(jobs), func(job int) {
-		b, h, qb := jobs[job][0], jobs[job][1], jobs[job][2]
-		kh := h / group
-		q0 := qb * flashQBlock
-		q1 := min(q0+flashQBlock, s.Tq)
-		nq := q1 - q0
-		fs := getFlashScratch(s.Dh)
+	c.parallelJobs(len(jobs), func(ji int) {
+		j := jobs[ji]
+		nq := j.q1 - j.q0
+		rows := group * nq
+		fs := getFlashScratch(group*nqMax, s.Dh)
 		defer flashPool.Put(fs)
-		o := fs.o[:nq*s.Dh]
+		packQueries(fs.q, q, s, j)
+		o := fs.o[:rows*s.Dh]
 		clear(o)
-		for r := 0; r < nq; r++ {
+		for r := 0; r < rows; r++ {
 			fs.m[r], fs.l[r] = math.Inf(-1), 0
 		}
-		klo, khi := mask.keyRange(s.Tk, mask.Past+q0, mask.Past+q1)
-		qBase := (b*s.Tq+q0)*qStride + h*s.Dh
-		kvBase := b*s.Tcap*kvStride + kh*s.Dh
+		klo, khi := mask.keyRange(s.Tk, mask.Past+j.q0, mask.Past+j.q1)
+		kvBase := j.b*s.Tcap*kvStride + j.kh*s.Dh
 		for k0 := klo; k0 < khi; k0 += flashKBlock {
-			k1 := min(k0+flashKBlock, khi)
-			nk := k1 - k0
-			sc := fs.s[:nq*flashKBlock]
-			gemm.MulNT(nq, nk, s.Dh, scale, q[qBase:], qStride, k[kvBase+k0*kvStride:], kvStride, 0, sc, flashKBlock)
-			any := false
-			for r := 0; r < nq; r++ {
+			nk := min(k0+flashKBlock, khi) - k0
+			sc := fs.s[:rows*flashKBlock]
+			gemm.MulNT(rows, nk, s.Dh, scale, fs.q, s.Dh, k[kvBase+k0*kvStride:], kvStride, 0, sc, flashKBlock)
+			used := 0 // keys of the block that some row attends to
+			for r := 0; r < rows; r++ {
 				row := sc[r*flashKBlock : r*flashKBlock+nk]
-				maskRow(row, mask, b, s.Tk, mask.Past+q0+r, k0)
-				mx := negInf32
-				for _, x := range row {
-					mx = max(mx, x)
-				}
+				lo, hi := allowedRange(mask, mask.Past+j.q0+r%nq, k0, nk)
+				maskPadding(row[lo:hi], mask, j.b, s.Tk, k0+lo)
+				mx := vmath.Max(row[lo:hi])
 				if mx == negInf32 {
 					clear(row) // nothing allowed in this block
 					continue
 				}
-				any = true
+				clear(row[:lo])
+				clear(row[hi:])
+				used = max(used, hi)
 				mOld := fs.m[r]
 				mNew := math.Max(mOld, float64(mx))
-				m32 := float32(mNew)
-				var sum float64
-				for j, x := range row {
-					e := exp32(x - m32)
-					row[j] = e
-					sum += float64(e)
-				}
+				sum := vmath.ExpShiftSum(row[lo:hi], float32(mNew))
 				if mOld != mNew && !math.IsInf(mOld, -1) {
-					alpha := exp32(float32(mOld) - m32)
+					alpha := exp32(float32(mOld - mNew))
 					fs.l[r] *= float64(alpha)
 					orow := o[r*s.Dh : (r+1)*s.Dh]
 					for d := range orow {
 						orow[d] *= alpha
 					}
 				}
-				fs.l[r] += sum
+				fs.l[r] += float64(sum)
 				fs.m[r] = mNew
 			}
-			if any {
-				gemm.MulNN(nq, s.Dh, nk, 1, sc, flashKBlock, v[kvBase+k0*kvStride:], kvStride, 1, o, s.Dh)
+			if used > 0 {
+				gemm.MulNN(rows, s.Dh, used, 1, sc, flashKBlock, v[kvBase+k0*kvStride:], kvStride, 1, o, s.Dh)
 			}
 		}
-		for r := 0; r < nq; r++ {
-			zrow := z[(b*s.Tq+q0+r)*qStride+h*s.Dh:][:s.Dh]
-			li := ((b*s.H+h)*s.Tq + q0 + r)
+		for r := 0; r < rows; r++ {
+			g, i := r/nq, r%nq
+			h := j.kh*group + g
+			zrow := z[(j.b*s.Tq+j.q0+i)*qStride+h*s.Dh:][:s.Dh]
+			li := (j.b*s.H+h)*s.Tq + j.q0 + i
 			if fs.l[r] == 0 {
 				clear(zrow)
-				lse[li] = negInf32
+				lse[li] = math.Inf(-1)
 				continue
 			}
 			inv := float32(1 / fs.l[r])
 			for d, x := range o[r*s.Dh : (r+1)*s.Dh] {
 				zrow[d] = x * inv
 			}
-			lse[li] = float32(fs.m[r] + math.Log(fs.l[r]))
+			lse[li] = fs.m[r] + math.Log(fs.l[r])
 		}
 	})
 }
 
-// maskRow sets to -Inf the scores of row (query at absolute position p of
-// sequence b, keys k0 .. k0+len(row)) that the mask forbids.
-func maskRow(row []float32, mask AttnMask, b, Tk, p, k0 int) {
-	nk := len(row)
-	if mask.Causal {
-		for j := max(p+1-k0, 0); j < nk; j++ {
-			row[j] = negInf32
-		}
-	}
-	if mask.Window > 0 {
-		for j := 0; j < min(p-mask.Window+1-k0, nk); j++ {
-			row[j] = negInf32
-		}
-	}
-	if mask.KeyValid != nil {
-		valid := mask.KeyValid[b*Tk+k0 : b*Tk+k0+nk]
-		for j, ok := range valid {
-			if !ok {
-				row[j] = negInf32
-			}
-		}
-	}
-}
-
 // rowReducer accumulates one (sequence, head, asked row)'s reductions as
-// the second pass walks its keys in ascending order.
+// the second pass walks its keys in ascending order. Top-k runs on the raw
+// scores (the softmax is monotone) and turns the k scores into weights at
+// the end; spans and entropy weigh keys by e^(s − lse32) from the vector
+// loop, times corr = e^(lse32 − lse) at the end, which restores the
+// float64 log-sum-exp's precision.
 type rowReducer struct {
 	spec    AttnSpec
 	p       int     // the query's absolute position
-	lse     float32 // its log-sum-exp
-	k       int     // K'
+	lse     float64 // its log-sum-exp
+	lse32   float32
+	k       int // K'
 	idx     []int32
-	val     []float32
-	n       int // entries of idx/val filled
+	val     []float32 // raw scores until finish, then weights
+	n       int       // entries of idx/val filled
 	spans   []float64
-	entropy float64
+	entropy float64 // −Σ w·(s − lse), before corr
 }
 
-// add takes the scores of keys k0 .. k0+len(row) (masked ones -Inf).
-func (rr *rowReducer) add(row []float32, k0 int) {
-	for si, sp := range rr.spec.Spans {
-		lo, hi := sp.Lo, sp.Hi
-		if sp.Relative {
-			lo, hi = rr.p+lo, rr.p+hi
-		}
-		lo, hi = max(lo, k0), min(hi, k0+len(row))
-		var m float64
+func newRowReducer(spec AttnSpec, p int, lse float64, k int) rowReducer {
+	return rowReducer{spec: spec, p: p, lse: lse, lse32: float32(lse), k: k, spans: make([]float64, len(spec.Spans))}
+}
+
+// add takes the scores of keys k0 .. k0+len(row), of which only [lo, hi)
+// are allowed (padding among them already -Inf); w is scratch of at least
+// hi−lo floats.
+func (rr *rowReducer) add(row []float32, lo, hi, k0 int, w []float32) {
+	// A block whose largest score does not beat the k-th kept one adds
+	// nothing to the top k: one vector max skips it.
+	if rr.k > 0 && (rr.n < rr.k || vmath.Max(row[lo:hi]) > rr.val[rr.k-1]) {
 		for j := lo; j < hi; j++ {
-			if x := row[j-k0]; x != negInf32 {
-				m += float64(exp32(x - rr.lse))
+			if x := row[j]; x != negInf32 {
+				rr.insert(int32(k0+j), x)
 			}
+		}
+	}
+	if len(rr.spec.Spans) == 0 && !rr.spec.Entropy {
+		return
+	}
+	w = w[:hi-lo]
+	copy(w, row[lo:hi])
+	vmath.ExpShiftSum(w, rr.lse32)
+	for si, sp := range rr.spec.Spans {
+		slo, shi := sp.Bounds(rr.p)
+		a, e := min(max(slo-k0-lo, 0), len(w)), min(max(shi-k0-lo, 0), len(w))
+		var m float64
+		for _, x := range w[a:max(a, e)] {
+			m += float64(x)
 		}
 		rr.spans[si] += m
 	}
-	if !rr.spec.Entropy && rr.k == 0 {
-		return
-	}
-	for j, x := range row {
-		if x == negInf32 {
-			continue
+	if rr.spec.Entropy {
+		var e float64
+		for j, x := range row[lo:hi] {
+			if w[j] > 0 {
+				e -= float64(w[j]) * (float64(x) - rr.lse)
+			}
 		}
-		w := exp32(x - rr.lse)
-		if rr.spec.Entropy && w > 0 {
-			rr.entropy -= float64(w) * float64(x-rr.lse)
-		}
-		if rr.k > 0 {
-			rr.insert(int32(k0+j), w)
-		}
+		rr.entropy += e
 	}
 }
 
-// insert keeps the k largest weights, ties in ascending key order (keys
-// arrive ascending, so an equal weight goes after those already kept).
-func (rr *rowReducer) insert(key int32, w float32) {
+// insert keeps the k largest scores, ties in ascending key order (keys
+// arrive ascending, so an equal score goes after those already kept).
+func (rr *rowReducer) insert(key int32, x float32) {
 	k := rr.k
-	if rr.n == k && w <= rr.val[k-1] {
+	if rr.n == k && x <= rr.val[k-1] {
 		return
 	}
 	p := min(rr.n, k-1)
-	for p > 0 && rr.val[p-1] < w {
+	for p > 0 && rr.val[p-1] < x {
 		rr.val[p], rr.idx[p] = rr.val[p-1], rr.idx[p-1]
 		p--
 	}
-	rr.val[p], rr.idx[p] = w, key
+	rr.val[p], rr.idx[p] = x, key
 	if rr.n < k {
 		rr.n++
 	}
+}
+
+// finish turns the accumulators into the reductions' values.
+func (rr *rowReducer) finish() {
+	corr := math.Exp(float64(rr.lse32) - rr.lse)
+	for si := range rr.spans {
+		rr.spans[si] *= corr
+	}
+	rr.entropy *= corr
+	if rr.k == 0 {
+		return
+	}
+	for i := 0; i < rr.n; i++ {
+		rr.val[i] = float32(math.Exp(float64(rr.val[i]) - rr.lse))
+	}
+	rr.finishTopK()
 }
 
 // finishTopK completes a row with fewer than k positive weights with the
@@ -347,8 +397,9 @@ func askedRows(s AttnShape, spec AttnSpec) []int {
 
 // reduceFused is the second pass: for blocks of up to flashQBlock asked
 // rows of one (sequence, head) it recomputes the scores over the key
-// blocks the rows can reach and reduces exp(s − lse).
-func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnMask, spec AttnSpec, lse []float32, res *AttnResult) {
+// blocks the rows can reach and reduces e^(s − lse). Key sets need no pass:
+// their few keys' scores are dot products.
+func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnMask, spec AttnSpec, lse []float64, res *AttnResult) {
 	rows := askedRows(s, spec)
 	R := len(rows)
 	kk := reductionOut(s, spec, R, res)
@@ -369,8 +420,7 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 		red := make([]rowReducer, nr)
 		for r := range red {
 			i := rows[r0+r]
-			red[r] = rowReducer{spec: spec, p: mask.Past + i, lse: lse[(b*s.H+h)*s.Tq+i], k: kk,
-				spans: make([]float64, len(spec.Spans))}
+			red[r] = newRowReducer(spec, mask.Past+i, lse[(b*s.H+h)*s.Tq+i], kk)
 			if kk > 0 {
 				out := ((b*s.H+h)*R + r0 + r) * kk
 				red[r].idx, red[r].val = res.TopIdx[out:out+kk], res.TopVal[out:out+kk]
@@ -379,32 +429,32 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 		if needPass {
 			klo, khi := mask.keyRange(s.Tk, mask.Past+rows[r0], mask.Past+rows[r1-1]+1)
 			sc := make([]float32, nr*flashKBlock)
+			w := make([]float32, flashKBlock)
 			for k0 := klo; k0 < khi; k0 += flashKBlock {
 				nk := min(k0+flashKBlock, khi) - k0
 				gemm.MulNT(nr, nk, s.Dh, scale, qrows, s.Dh, k[kvBase+k0*kvStride:], kvStride, 0, sc, flashKBlock)
 				for r := range red {
-					if red[r].lse == negInf32 {
+					if math.IsInf(red[r].lse, -1) {
 						continue
 					}
 					row := sc[r*flashKBlock : r*flashKBlock+nk]
-					maskRow(row, mask, b, s.Tk, red[r].p, k0)
-					red[r].add(row, k0)
+					lo, hi := allowedRange(mask, red[r].p, k0, nk)
+					maskPadding(row[lo:hi], mask, b, s.Tk, k0+lo)
+					red[r].add(row, lo, hi, k0, w)
 				}
 			}
 		}
 		for r := range red {
 			out := (b*s.H+h)*R + r0 + r
 			rr := &red[r]
-			if kk > 0 {
-				rr.finishTopK()
-			}
+			rr.finish()
 			for si, m := range rr.spans {
 				res.SpanMass[si][out] = float32(m)
 			}
 			if spec.Entropy {
 				res.Entropy[out] = float32(rr.entropy)
 			}
-			if rr.lse == negInf32 {
+			if math.IsInf(rr.lse, -1) {
 				continue
 			}
 			qr := qrows[r*s.Dh : (r+1)*s.Dh]
@@ -419,7 +469,7 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 					for d, x := range qr {
 						dot += x * kr[d]
 					}
-					m += float64(exp32(dot*scale - rr.lse))
+					m += math.Exp(float64(dot*scale) - rr.lse)
 				}
 				res.SetMass[si][out] = float32(m)
 			}
@@ -514,10 +564,7 @@ func ReducePattern(pattern []float32, s AttnShape, mask AttnMask, spec AttnSpec,
 					topK(row, res.TopIdx[out*kk:(out+1)*kk], res.TopVal[out*kk:(out+1)*kk])
 				}
 				for si, sp := range spec.Spans {
-					lo, hi := sp.Lo, sp.Hi
-					if sp.Relative {
-						lo, hi = p+lo, p+hi
-					}
+					lo, hi := sp.Bounds(p)
 					var m float64
 					for j := max(lo, 0); j < min(hi, s.Tk); j++ {
 						m += float64(row[j])

@@ -26,7 +26,8 @@ func naiveAttention(q, k, v []float32, s AttnShape, scale float32, mask AttnMask
 				row := make([]float64, s.Tk)
 				m := math.Inf(-1)
 				for j := 0; j < s.Tk; j++ {
-					allowed := !(mask.Causal && j > mask.Past+i) && (mask.KeyValid == nil || mask.KeyValid[b*s.Tk+j])
+					allowed := !(mask.Causal && j > mask.Past+i) && (mask.KeyValid == nil || mask.KeyValid[b*s.Tk+j]) &&
+						(mask.Window == 0 || mask.Past+i-j < mask.Window)
 					if !allowed {
 						row[j] = math.Inf(-1)
 						continue
@@ -65,19 +66,23 @@ func TestAttentionMatchesNaive(t *testing.T) {
 		past     int
 		padFirst int
 		causal   bool
+		window   int
 	}{
-		{"prefill long", AttnShape{B: 2, Tq: 150, Tk: 150, Tcap: 150, H: 4, Hkv: 2, Dh: 8}, 0, 0, true},
-		{"prefill padded", AttnShape{B: 2, Tq: 70, Tk: 70, Tcap: 70, H: 2, Hkv: 1, Dh: 4}, 0, 9, true},
-		{"cached step", AttnShape{B: 1, Tq: 1, Tk: 131, Tcap: 200, H: 3, Hkv: 3, Dh: 8}, 130, 0, true},
-		{"cached chunk", AttnShape{B: 1, Tq: 80, Tk: 100, Tcap: 120, H: 2, Hkv: 1, Dh: 8}, 20, 0, true},
-		{"bidirectional", AttnShape{B: 1, Tq: 65, Tk: 65, Tcap: 65, H: 2, Hkv: 2, Dh: 4}, 0, 0, false},
+		{"prefill long", AttnShape{B: 2, Tq: 150, Tk: 150, Tcap: 150, H: 4, Hkv: 2, Dh: 8}, 0, 0, true, 0},
+		{"prefill padded", AttnShape{B: 2, Tq: 70, Tk: 70, Tcap: 70, H: 2, Hkv: 1, Dh: 4}, 0, 9, true, 0},
+		{"cached step", AttnShape{B: 1, Tq: 1, Tk: 131, Tcap: 200, H: 3, Hkv: 3, Dh: 8}, 130, 0, true, 0},
+		{"cached chunk", AttnShape{B: 1, Tq: 80, Tk: 100, Tcap: 120, H: 2, Hkv: 1, Dh: 8}, 20, 0, true, 0},
+		{"bidirectional", AttnShape{B: 1, Tq: 65, Tk: 65, Tcap: 65, H: 2, Hkv: 2, Dh: 4}, 0, 0, false, 0},
+		{"window prefill padded", AttnShape{B: 2, Tq: 150, Tk: 150, Tcap: 150, H: 2, Hkv: 1, Dh: 4}, 0, 9, true, 17},
+		{"window cached step", AttnShape{B: 1, Tq: 1, Tk: 131, Tcap: 200, H: 3, Hkv: 3, Dh: 8}, 130, 0, true, 64},
+		{"window cached chunk", AttnShape{B: 1, Tq: 80, Tk: 100, Tcap: 120, H: 2, Hkv: 1, Dh: 8}, 20, 0, true, 30},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
 			q := randData(rng, s.B*s.Tq*s.H*s.Dh)
 			k := randData(rng, s.B*s.Tcap*s.Hkv*s.Dh)
 			v := randData(rng, s.B*s.Tcap*s.Hkv*s.Dh)
-			mask := AttnMask{Past: tc.past, Causal: tc.causal}
+			mask := AttnMask{Past: tc.past, Causal: tc.causal, Window: tc.window}
 			if tc.padFirst > 0 {
 				mask.KeyValid = make([]bool, s.B*s.Tk)
 				for i := range mask.KeyValid {

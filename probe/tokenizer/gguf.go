@@ -94,6 +94,9 @@ func fromVocab(v *weights.Vocab, src string) (*Tokenizer, error) {
 	switch v.Model {
 	case "gpt2":
 	case "llama":
+		if v.Arch == "gemma3" {
+			return fromGemma(v, src)
+		}
 		return fromSentencePiece(v, src)
 	default:
 		return nil, fmt.Errorf("tokenizer model %q is not supported (only \"gpt2\", byte-level BPE, and \"llama\", SentencePiece BPE)", v.Model)
@@ -293,4 +296,89 @@ func generateMerges(tokens []string, scores []float32, vocab map[string]int) [][
 		out[i] = [2]string{c.l, c.r}
 	}
 	return out
+}
+
+// fromGemma builds Gemma's tokenizer from its GGUF vocabulary as
+// transformers' GemmaConverter builds Gemma's tokenizer.json from the
+// SentencePiece model: BPE with byte fallback and fuse_unk over the pieces,
+// its merges regenerated from the scores (generateMerges, with <pad>,
+// <eos>, <bos> scored 0); spaces written as '▁' by a normalizer, no prefix
+// space; the decoder undoing it (Replace, ByteFallback, Fuse). llama.cpp's
+// converter writes the pieces of spaces only as spaces, and they are turned
+// back into '▁' runs, as transformers' GGUF reader does. Control tokens
+// are special added tokens; user-defined ones (runs of newlines, of
+// spaces) plain added tokens matched in the normalized text; BOS is
+// prepended as add_bos_token says.
+//
+// transformers' own GGUF path (GGUFGemmaConverter) builds a Unigram model
+// over these scores instead. Gemma's pieces are scored by BPE merge rank,
+// not log-probability, so that splits words far more finely than Gemma's
+// tokenizer does (30 tokens for a 16-token sentence); Loupe follows
+// Gemma's tokenizer.
+func fromGemma(v *weights.Vocab, src string) (*Tokenizer, error) {
+	if len(v.Tokens) == 0 {
+		return nil, errors.New("no tokens")
+	}
+	if len(v.Scores) != len(v.Tokens) {
+		return nil, fmt.Errorf("%d scores for %d tokens", len(v.Scores), len(v.Tokens))
+	}
+	if len(v.TokenTypes) != 0 && len(v.TokenTypes) != len(v.Tokens) {
+		return nil, fmt.Errorf("%d token types for %d tokens", len(v.TokenTypes), len(v.Tokens))
+	}
+	const sp = "\u2581"
+	pieces := append([]string(nil), v.Tokens...)
+	scores := append([]float32(nil), v.Scores...)
+	for i, t := range pieces {
+		if strings.Contains(t, " ") && strings.TrimSpace(t) == "" {
+			pieces[i] = strings.Repeat(sp, utf8.RuneCountInString(t))
+		}
+	}
+	for i := 0; i < 3 && i < len(scores); i++ {
+		scores[i] = 0 // GemmaConverter.vocab: <pad>, <eos>, <bos>
+	}
+	// Membership for the merges: every piece, and "\t" as <0x09> when
+	// the vocabulary has no tab (older Gemma vocabularies).
+	member := make(map[string]int, len(pieces)+1)
+	for id, p := range pieces {
+		member[p] = id
+	}
+	vocab := member
+	if _, ok := member["\t"]; !ok {
+		if id, ok := member["<0x09>"]; ok {
+			member["\t"] = id
+			vocab = make(map[string]int, len(pieces))
+			for id, p := range pieces {
+				vocab[p] = id
+			}
+			delete(vocab, "<0x09>")
+			vocab["\t"] = id
+			pieces[id], scores[id] = "\t", 0
+		}
+	}
+	merges := generateMerges(pieces, scores, member)
+	unk := ""
+	if v.UNK >= 0 && v.UNK < len(pieces) {
+		unk = pieces[v.UNK]
+	}
+	model, err := newBPE(vocab, merges, unk, "", "")
+	if err != nil {
+		return nil, err
+	}
+	model.byteFallback, model.fuseUnk = true, true
+	t := &Tokenizer{source: src, model: model, bos: -1, eos: -1,
+		normalizer: func(s string) string { return strings.ReplaceAll(s, " ", sp) },
+		decoder: sequenceDecoder{
+			replaceDecoder{func(s string) string { return strings.ReplaceAll(s, sp, " ") }},
+			byteFallbackDecoder{}, fuseDecoder{},
+		},
+	}
+	for id, ty := range v.TokenTypes {
+		switch {
+		case ty == ggufControl || ty == ggufUnknown || id == v.UNK:
+			t.added = append(t.added, &addedToken{id: id, content: v.Tokens[id], special: true})
+		case ty == ggufUserDefined:
+			t.added = append(t.added, &addedToken{id: id, content: pieces[id], normalized: true})
+		}
+	}
+	return t, t.finishGGUF(v)
 }

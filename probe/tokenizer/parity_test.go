@@ -494,3 +494,58 @@ func TestParityGGUFLlama(t *testing.T) {
 	}
 	checkVariant(t, tk, "testdata/variants/gguf_llama_spm.refs.jsonl")
 }
+
+// gemma3GGUF is the Gemma 3 270M GGUF ($LOUPE_GEMMA3_GGUF or the Loupe
+// cache; scripts/fetch-gemma3.sh puts it there); the Gemma tests skip
+// without it.
+func gemma3GGUF(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("LOUPE_GEMMA3_GGUF")
+	if p == "" {
+		cache := os.Getenv("LOUPE_CACHE")
+		if cache == "" {
+			home, _ := os.UserHomeDir()
+			cache = filepath.Join(home, ".cache", "loupe")
+		}
+		p = filepath.Join(cache, "gemma-3-270m-q4_k_m.gguf")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("Gemma 3 GGUF not found at %s: run scripts/fetch-gemma3.sh (the test script does)", p)
+	}
+	return p
+}
+
+// TestParityGemma3GGUF builds Gemma 3's tokenizer from the GGUF vocabulary
+// and compares it with Hugging Face tokenizers' BPE built the way
+// transformers' GemmaConverter builds Gemma's tokenizer.json
+// (probe/testdata/ref/make_refs.py, gemma_tokenizer).
+func TestParityGemma3GGUF(t *testing.T) {
+	wm, err := weights.Open(gemma3GGUF(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wm.Close()
+	tk, err := FromVocab(wm.Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.VocabSize() != 262144 || tk.BOS() != 2 || tk.EOS() != 1 {
+		t.Errorf("VocabSize %d BOS %d EOS %d, want 262144 2 1", tk.VocabSize(), tk.BOS(), tk.EOS())
+	}
+	checkParity(t, tk, "gemma3")
+}
+
+// TestParityGemma3TokenizerJSON reads the tokenizer.json that the same
+// reference script writes beside the GGUF (33 MB, not committed); it skips
+// where the script has not run.
+func TestParityGemma3TokenizerJSON(t *testing.T) {
+	p := filepath.Join(filepath.Dir(gemma3GGUF(t)), "gemma-3-270m-tokenizer.json")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s not found: probe/testdata/ref/make_refs.py gemma3_tokenizer writes it", p)
+	}
+	tk, err := FromFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkParity(t, tk, "gemma3")
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 )
 
 // openGGUF opens a GGUF file: parses its header, maps its tensors to Hugging
@@ -35,12 +37,12 @@ func newGGUFModel(mf *mappedFile) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	arch, _ := g.kv["general.architecture"].(string)
-	if arch != "llama" {
-		if _, isStr := g.kv["general.architecture"].(string); !isStr {
-			return nil, fmt.Errorf("open %s: metadata has no general.architecture string", path)
-		}
-		return nil, fmt.Errorf("open %s: GGUF architecture %q is not supported (supported: llama)", path, arch)
+	arch, isStr := g.kv["general.architecture"].(string)
+	if !isStr {
+		return nil, fmt.Errorf("open %s: metadata has no general.architecture string", path)
+	}
+	if !slices.Contains(SupportedGGUFArchitectures, arch) {
+		return nil, fmt.Errorf("open %s: GGUF architecture %q is not supported (supported: %s)", path, arch, strings.Join(SupportedGGUFArchitectures, ", "))
 	}
 	meta := ggufMeta{kv: g.kv, arch: arch}
 	hp, err := meta.llamaParams()
@@ -61,14 +63,18 @@ func newGGUFModel(mf *mappedFile) (*Model, error) {
 		for i, d := range info.dims {
 			t.shape[len(info.dims)-1-i] = int(d)
 		}
-		if hf, part, ok := llamaHFName(info.name); ok {
+		if hf, part, ok := ggufHFName(arch, info.name); ok {
 			t.name = hf
-			switch part {
-			case "attn_q":
+			// Only the llama converter permutes q/k rows (for ggml's
+			// adjacent-pair RoPE); qwen2, qwen3, gemma3 and phi3 use
+			// ggml's NeoX RoPE and keep the Hugging Face order.
+			switch {
+			case arch == "llama" && part == "attn_q":
 				t.unpermuteHeads = hp.heads
-			case "attn_k":
+			case arch == "llama" && part == "attn_k":
 				t.unpermuteHeads = hp.kvHeads
 			}
+			t.minusOne = arch == "gemma3" && strings.HasSuffix(info.name, "norm.weight")
 			if t.unpermuteHeads > 0 {
 				if len(t.shape) == 0 || t.shape[0]%t.unpermuteHeads != 0 || (t.shape[0]/t.unpermuteHeads)%2 != 0 {
 					return nil, fmt.Errorf("open %s: tensor %s: shape %v is not %d heads of an even size", path, t.label(), t.shape, t.unpermuteHeads)
@@ -213,10 +219,15 @@ func (m ggufMeta) positive(key string) (int, error) {
 	return v, nil
 }
 
-// llamaParams are the llama.* hyperparameters.
+// llamaParams are the <arch>.* hyperparameters of the llama-like
+// architectures (llama, qwen2, qwen3, gemma3, phi3).
 type llamaParams struct {
 	hidden, layers, heads, kvHeads, ffn int
-	headDim, ctx                        int
+	headDim, rotDim, ctx                int
+	slidingWindow                       int     // 0 when absent
+	swaLayers                           []bool  // per layer: sliding (attention.sliding_window_pattern), nil when absent
+	attnScale                           float64 // attention.scale, 0 when absent
+	ropeThetaSWA                        float64 // rope.freq_base_swa, 0 when absent
 	eps, ropeTheta                      float64
 	ropeScaling                         map[string]any
 }
@@ -247,10 +258,16 @@ func (m ggufMeta) llamaParams() (*llamaParams, error) {
 	if p.heads%p.kvHeads != 0 {
 		return nil, fmt.Errorf("metadata: %d attention heads are not a multiple of %d key/value heads", p.heads, p.kvHeads)
 	}
-	// The head size is key_length when given, else rope.dimension_count
-	// (llama requires n_rot == head size), else hidden/heads.
+	// The head size is key_length when given, else (llama, which requires
+	// n_rot == head size) rope.dimension_count, else hidden/heads. The
+	// rotated dimensions are rope.dimension_count, else the whole head
+	// (phi3 rotates part of it).
 	p.headDim = p.hidden / p.heads
-	for _, k := range []string{"attention.key_length", "rope.dimension_count"} {
+	keys := []string{"attention.key_length"}
+	if m.arch == "llama" {
+		keys = append(keys, "rope.dimension_count")
+	}
+	for _, k := range keys {
 		if _, ok := m.kv[a+k]; ok {
 			if p.headDim, err = m.positive(a + k); err != nil {
 				return nil, err
@@ -260,6 +277,47 @@ func (m ggufMeta) llamaParams() (*llamaParams, error) {
 	}
 	if p.headDim == 0 {
 		return nil, fmt.Errorf("metadata: hidden size %d is smaller than %d heads", p.hidden, p.heads)
+	}
+	p.rotDim = p.headDim
+	if _, ok := m.kv[a+"rope.dimension_count"]; ok {
+		if p.rotDim, err = m.positive(a + "rope.dimension_count"); err != nil {
+			return nil, err
+		}
+	}
+	if p.rotDim != p.headDim && m.arch != "phi3" {
+		return nil, fmt.Errorf("metadata %q: %d rotary dimensions of %d per head: partial rotary is not supported for %s", a+"rope.dimension_count", p.rotDim, p.headDim, m.arch)
+	}
+	if _, ok := m.kv[a+"attention.sliding_window"]; ok {
+		if p.slidingWindow, err = m.positive(a + "attention.sliding_window"); err != nil {
+			return nil, err
+		}
+	}
+	// attention.sliding_window_pattern, as gguf-py writes it: an integer n
+	// (every n-th layer global, llama.cpp's set_swa_pattern) or one bool a
+	// layer (true: sliding).
+	key := a + "attention.sliding_window_pattern"
+	switch v := m.kv[key].(type) {
+	case nil:
+	case []bool:
+		if len(v) != p.layers {
+			return nil, fmt.Errorf("metadata %q: %d entries for %d layers", key, len(v), p.layers)
+		}
+		p.swaLayers = v
+	default:
+		n, err := m.positive(key)
+		if err != nil {
+			return nil, err
+		}
+		p.swaLayers = make([]bool, p.layers)
+		for i := range p.swaLayers {
+			p.swaLayers[i] = i%n < n-1
+		}
+	}
+	if p.attnScale, _, err = m.float(a + "attention.scale"); err != nil {
+		return nil, err
+	}
+	if p.ropeThetaSWA, _, err = m.float(a + "rope.freq_base_swa"); err != nil {
+		return nil, err
 	}
 	if p.ctx, _, err = m.int(a + "context_length"); err != nil {
 		return nil, err
@@ -300,8 +358,9 @@ func (m ggufMeta) llamaParams() (*llamaParams, error) {
 	return p, nil
 }
 
-// llamaConfig is the config.json transformers' LlamaConfig reads, in its
-// key order.
+// llamaConfig is the config.json transformers reads for the llama-like
+// architectures, in LlamaConfig's key order; the keys after mlp_bias are
+// those of Gemma 3, Phi-3 and Mistral-style sliding windows.
 type llamaConfig struct {
 	Architectures     []string       `json:"architectures"`
 	ModelType         string         `json:"model_type"`
@@ -323,12 +382,32 @@ type llamaConfig struct {
 	BOSTokenID        *int           `json:"bos_token_id,omitempty"`
 	EOSTokenID        *int           `json:"eos_token_id,omitempty"`
 	PadTokenID        *int           `json:"pad_token_id,omitempty"`
+
+	SlidingWindow       int      `json:"sliding_window,omitempty"`
+	PartialRotaryFactor float64  `json:"partial_rotary_factor,omitempty"`
+	HiddenActivation    string   `json:"hidden_activation,omitempty"`
+	QueryPreAttnScalar  float64  `json:"query_pre_attn_scalar,omitempty"`
+	RopeLocalBaseFreq   float64  `json:"rope_local_base_freq,omitempty"`
+	LayerTypes          []string `json:"layer_types,omitempty"`
+	FinalLogitSoftcap   *float64 `json:"final_logit_softcapping,omitempty"`
+	AttnLogitSoftcap    *float64 `json:"attn_logit_softcapping,omitempty"`
+}
+
+// ggufModelTypes: the Hugging Face model_type and class of each GGUF
+// architecture.
+var ggufModelTypes = map[string][2]string{
+	"llama":  {"llama", "LlamaForCausalLM"},
+	"qwen2":  {"qwen2", "Qwen2ForCausalLM"},
+	"qwen3":  {"qwen3", "Qwen3ForCausalLM"},
+	"gemma3": {"gemma3_text", "Gemma3ForCausalLM"},
+	"phi3":   {"phi3", "Phi3ForCausalLM"},
 }
 
 func (p *llamaParams) configJSON(m ggufMeta, vocabSize int, present map[string]bool) ([]byte, error) {
+	mt := ggufModelTypes[m.arch]
 	c := llamaConfig{
-		Architectures:     []string{"LlamaForCausalLM"},
-		ModelType:         "llama",
+		Architectures:     []string{mt[1]},
+		ModelType:         mt[0],
 		HiddenSize:        p.hidden,
 		IntermediateSize:  p.ffn,
 		NumHiddenLayers:   p.layers,
@@ -348,6 +427,61 @@ func (p *llamaParams) configJSON(m ggufMeta, vocabSize int, present map[string]b
 	}
 	if p.headDim != p.hidden/p.heads || p.hidden%p.heads != 0 {
 		c.HeadDim = p.headDim
+	}
+	for _, name := range []string{"rope_factors_long.weight", "rope_factors_short.weight"} {
+		if present[name] {
+			return nil, fmt.Errorf("tensor %q: LongRoPE scaling is not supported", name)
+		}
+	}
+	switch m.arch {
+	case "phi3":
+		c.SlidingWindow = p.slidingWindow
+		if p.rotDim != p.headDim {
+			c.PartialRotaryFactor = float64(p.rotDim) / float64(p.headDim)
+		}
+	case "gemma3":
+		c.HeadDim = p.headDim
+		c.HiddenAct = ""
+		c.HiddenActivation = "gelu_pytorch_tanh"
+		c.SlidingWindow = p.slidingWindow
+		// llama.cpp's gemma3 graph, which a GGUF is made for, fixes what
+		// the metadata may leave out: every 6th layer global, the local
+		// layers' RoPE base 10000, and queries scaled by
+		// 1/sqrt(head_dim), except for the 62-layer 27B model, scaled by
+		// 1/sqrt(hidden/heads).
+		swa := p.swaLayers
+		if swa == nil {
+			swa = make([]bool, p.layers)
+			for i := range swa {
+				swa[i] = i%6 < 5
+			}
+		}
+		for _, sliding := range swa {
+			c.LayerTypes = append(c.LayerTypes, map[bool]string{true: "sliding_attention", false: "full_attention"}[sliding])
+		}
+		c.RopeLocalBaseFreq = 10000
+		if p.ropeThetaSWA > 0 {
+			c.RopeLocalBaseFreq = p.ropeThetaSWA
+		}
+		c.QueryPreAttnScalar = float64(p.headDim)
+		if p.layers == 62 {
+			c.QueryPreAttnScalar = float64(p.hidden / p.heads)
+		}
+		if p.attnScale > 0 {
+			c.QueryPreAttnScalar = 1 / (p.attnScale * p.attnScale)
+		}
+		for key, dst := range map[string]**float64{
+			"final_logit_softcapping": &c.FinalLogitSoftcap,
+			"attn_logit_softcapping":  &c.AttnLogitSoftcap,
+		} {
+			v, ok, err := m.float(m.arch + "." + key)
+			if err != nil {
+				return nil, err
+			}
+			if ok && v != 0 {
+				*dst = &v
+			}
+		}
 	}
 	for _, id := range []struct {
 		key string
@@ -379,7 +513,7 @@ func (m ggufMeta) vocab() (*Vocab, error) {
 	if !isStrs {
 		return nil, fmt.Errorf("metadata \"tokenizer.ggml.tokens\": want an array of strings, have %T", raw)
 	}
-	v := &Vocab{Tokens: tokens, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
+	v := &Vocab{Arch: m.arch, Tokens: tokens, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	var err error
 	if v.Model, _, err = m.str("tokenizer.ggml.model"); err != nil {
 		return nil, err

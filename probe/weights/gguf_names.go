@@ -8,21 +8,28 @@ import (
 
 // llama.cpp names tensors its own way (blk.N.attn_q.weight); the rest of
 // Loupe, like transformers, speaks Hugging Face names
-// (model.layers.N.self_attn.q_proj.weight). These tables translate the
-// llama architecture, whose converter (convert_hf_to_gguf.py) is the source
-// of the GGUF names.
+// (model.layers.N.self_attn.q_proj.weight). These tables translate each
+// supported architecture; llama.cpp's converter (convert_hf_to_gguf.py) is
+// the source of the GGUF names.
 
-var llamaGlobalNames = map[string]string{
+// SupportedGGUFArchitectures are the general.architecture values Open reads.
+var SupportedGGUFArchitectures = []string{"llama", "qwen2", "qwen3", "gemma3", "phi3"}
+
+var ggufGlobalNames = map[string]string{
 	"token_embd":  "model.embed_tokens",
 	"output_norm": "model.norm",
 	"output":      "lm_head",
 }
 
+// llamaBlockNames serve llama and qwen2 (whose q/k/v carry biases), and
+// qwen3 with its QK-norm.
 var llamaBlockNames = map[string]string{
 	"attn_norm":   "input_layernorm",
 	"attn_q":      "self_attn.q_proj",
 	"attn_k":      "self_attn.k_proj",
 	"attn_v":      "self_attn.v_proj",
+	"attn_q_norm": "self_attn.q_norm",
+	"attn_k_norm": "self_attn.k_norm",
 	"attn_output": "self_attn.o_proj",
 	"ffn_norm":    "post_attention_layernorm",
 	"ffn_gate":    "mlp.gate_proj",
@@ -30,17 +37,54 @@ var llamaBlockNames = map[string]string{
 	"ffn_down":    "mlp.down_proj",
 }
 
-// llamaHFName translates a llama GGUF tensor name. ok is false for names
-// with no Hugging Face counterpart (rope_freqs.weight, for one, which
-// llama.cpp stores for Llama-3 RoPE scaling and transformers computes);
-// those keep their GGUF names. part is the GGUF part name within a block
-// ("attn_q") and "" outside blocks.
-func llamaHFName(gguf string) (hf, part string, ok bool) {
+// gemma3BlockNames: Gemma's four norms per block. llama.cpp calls the
+// pre-MLP norm ffn_norm, as it does Llama's post_attention_layernorm.
+var gemma3BlockNames = map[string]string{
+	"attn_norm":           "input_layernorm",
+	"attn_q":              "self_attn.q_proj",
+	"attn_k":              "self_attn.k_proj",
+	"attn_v":              "self_attn.v_proj",
+	"attn_q_norm":         "self_attn.q_norm",
+	"attn_k_norm":         "self_attn.k_norm",
+	"attn_output":         "self_attn.o_proj",
+	"post_attention_norm": "post_attention_layernorm",
+	"ffn_norm":            "pre_feedforward_layernorm",
+	"ffn_gate":            "mlp.gate_proj",
+	"ffn_up":              "mlp.up_proj",
+	"ffn_down":            "mlp.down_proj",
+	"post_ffw_norm":       "post_feedforward_layernorm",
+}
+
+// phi3BlockNames: Phi-3 keeps its fused projections; ffn_up is the fused
+// gate_up_proj [2·d_mlp, d_model].
+var phi3BlockNames = map[string]string{
+	"attn_norm":   "input_layernorm",
+	"attn_qkv":    "self_attn.qkv_proj",
+	"attn_output": "self_attn.o_proj",
+	"ffn_norm":    "post_attention_layernorm",
+	"ffn_up":      "mlp.gate_up_proj",
+	"ffn_down":    "mlp.down_proj",
+}
+
+var ggufBlockNames = map[string]map[string]string{
+	"llama":  llamaBlockNames,
+	"qwen2":  llamaBlockNames,
+	"qwen3":  llamaBlockNames,
+	"gemma3": gemma3BlockNames,
+	"phi3":   phi3BlockNames,
+}
+
+// ggufHFName translates a GGUF tensor name of architecture arch. ok is
+// false for names with no Hugging Face counterpart (rope_freqs.weight, for
+// one, which llama.cpp stores for Llama-3 RoPE scaling and transformers
+// computes); those keep their GGUF names. part is the GGUF part name
+// within a block ("attn_q") and "" outside blocks.
+func ggufHFName(arch, gguf string) (hf, part string, ok bool) {
 	base, suffix, found := cutLast(gguf, ".")
 	if !found || (suffix != "weight" && suffix != "bias") {
 		return "", "", false
 	}
-	if hf, ok := llamaGlobalNames[base]; ok {
+	if hf, ok := ggufGlobalNames[base]; ok {
 		return hf + "." + suffix, "", true
 	}
 	rest, ok := strings.CutPrefix(base, "blk.")
@@ -55,7 +99,7 @@ func llamaHFName(gguf string) (hf, part string, ok bool) {
 	if err != nil || n < 0 || strconv.Itoa(n) != num {
 		return "", "", false
 	}
-	hfPart, ok := llamaBlockNames[part]
+	hfPart, ok := ggufBlockNames[arch][part]
 	if !ok {
 		return "", "", false
 	}

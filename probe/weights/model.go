@@ -56,6 +56,7 @@ func (m *Model) Close() error {
 // Vocab is the tokenizer vocabulary embedded in a GGUF file
 // (the tokenizer.ggml.* metadata keys). Slices are indexed by token id.
 type Vocab struct {
+	Arch         string   // general.architecture: transformers picks the tokenizer's converter by it (gemma3: Unigram)
 	Model        string   // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
 	Pre          string   // tokenizer.ggml.pre: the pre-tokenizer name, e.g. "smollm", "gpt2", "llama-bpe"
 	Tokens       []string // tokenizer.ggml.tokens

@@ -21,6 +21,10 @@ type tensor struct {
 	// unpermuteHeads > 0 undoes llama.cpp's rotary row interleaving of a
 	// q_proj/k_proj weight (or bias) with that many heads; see unpermute.
 	unpermuteHeads int
+	// minusOne subtracts 1 from every value: llama.cpp's Gemma converter
+	// stores each RMSNorm weight w as 1 + w (ggml's norm multiplies by the
+	// stored weight); transformers subtracts the 1 again on loading.
+	minusOne bool
 }
 
 // tensorSet implements Tensors over memory-mapped files. It is safe for
@@ -115,6 +119,11 @@ func (t *tensor) float32() ([]float32, error) {
 	if t.unpermuteHeads > 0 {
 		if err := unpermute(out, t.shape, t.unpermuteHeads); err != nil {
 			return nil, err
+		}
+	}
+	if t.minusOne {
+		for i := range out {
+			out[i] -= 1
 		}
 	}
 	return out, nil

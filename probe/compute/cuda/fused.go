@@ -203,11 +203,7 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		for si, sp := range spec.Spans {
 			lohi := make([]int, 2*n)
 			for r := 0; r < n; r++ {
-				lo, hi := sp.Lo, sp.Hi
-				if sp.Relative {
-					pos := mask.Past + rows[r0+r]
-					lo, hi = pos+lo, pos+hi
-				}
+				lo, hi := sp.Bounds(mask.Past + rows[r0+r])
 				lo, hi = max(lo, 0), min(hi, s.Tk)
 				if hi < lo {
 					hi = lo

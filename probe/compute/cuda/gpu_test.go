@@ -362,7 +362,7 @@ func TestFusedAttentionMatchesCPU(t *testing.T) {
 		scale := float32(1 / math.Sqrt(float64(s.Dh)))
 		for _, sum := range []bool{false, true} {
 			spec := compute.AttnSpec{Rows: tc.rows, TopK: 4, Entropy: true, LSE: true, SumRows: sum, Scores: !sum, Pattern: !sum,
-				Spans:   []compute.KeySpan{{Lo: 0, Hi: 3}, {Lo: -7, Hi: 1, Relative: true}},
+				Spans:   []compute.KeySpan{{Lo: 0, Hi: 3}, {Lo: -7, Hi: 1, LoRelative: true, HiRelative: true}, {Lo: 1, Hi: 0, HiRelative: true}},
 				KeySets: []compute.KeySet{ks}}
 			gr := g.Attention(g.FromHost(q, s.B*s.Tq, s.H*s.Dh), g.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), g.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, spec)
 			cr := c.Attention(c.FromHost(q, s.B*s.Tq, s.H*s.Dh), c.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), c.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, spec)

@@ -97,6 +97,9 @@ extern "C" __global__ void fill_columns(float* x, const float* vals, int rows, i
 extern "C" __global__ void add(const float* a, const float* b, float* out, i64 n) {
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) out[i] = a[i] + b[i];
 }
+extern "C" __global__ void mul(const float* a, const float* b, float* out, i64 n) {
+    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) out[i] = a[i] * b[i];
+}
 // add_bcast: a[r, c] += b[c] for a [n/cols, cols].
 extern "C" __global__ void add_bcast(float* a, const float* b, i64 n, int cols) {
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) a[i] += b[i % cols];

@@ -136,6 +136,19 @@ func (b *Backend) Add(x, y compute.Tensor) compute.Tensor {
 	})
 }
 
+func (b *Backend) Mul(x, y compute.Tensor) compute.Tensor {
+	xt, yt := tensorOf("Mul", x), tensorOf("Mul", y)
+	mustF32("Mul", xt, yt)
+	if xt.numel() != yt.numel() {
+		panic(fmt.Sprintf("cuda: Mul %v * %v", xt.shape, yt.shape))
+	}
+	return b.produce(compute.F32, xt.shape, func(out *Tensor) {
+		xt, yt := b.get(x), b.get(y)
+		n := xt.numel()
+		b.launch("mul", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
+	})
+}
+
 func (b *Backend) AddInPlace(x, y compute.Tensor) {
 	xt, yt := tensorOf("AddInPlace", x), tensorOf("AddInPlace", y)
 	mustF32("AddInPlace", xt)

@@ -147,7 +147,7 @@ func Write(ctx context.Context, path string, cfg Config) error {
 			}
 			rollout = rolloutStep(rollout, mean, T)
 			if short {
-				if err := w.WriteFlow(store.FlowMatrix{PromptID: pid, Method: "rollout", Layer: l, Rows: T, Cols: T, Values: rollout}); err != nil {
+				if err := w.WriteFlow(store.FlowMatrix{PromptID: pid, Method: "rollout", Layer: l, Head: store.HeadsAveraged, ToLayer: l + 1, Rows: T, Cols: T, Values: rollout}); err != nil {
 					return err
 				}
 				if err := w.WriteLogitLens(logitLens(rng, pid, l, cfg.Layers, ids, p)); err != nil {

@@ -1,0 +1,464 @@
+package circuits
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/probe/compute"
+)
+
+// # Patching
+//
+// Activation patching runs one prompt of a pair with one activation taken
+// from the other prompt's run. Noising runs the clean prompt with a node's
+// corrupted activation (does the task need this node?); denoising runs the
+// corrupted prompt with the node's clean activation (is this node enough to
+// bring the task back?). A head is patched through its hook_z slice (or its
+// hook_result, which is z·W_O and gives the same run), an MLP through
+// hook_mlp_out, a residual position through hook_resid_pre.
+//
+// Metrics are read from the last position's logits of each prompt and
+// averaged over the pairs:
+//
+//	logit_diff  mean logit of the answers − mean logit of the wrongs
+//	prob        Σ p(answers) − Σ p(wrongs)
+//	kl          KL(P_clean ‖ P_run), the distance from the clean run
+//
+// The effect of a patch is normalised so that 1 is the whole gap between
+// the two runs and 0 is none of it:
+//
+//	noising     (M_clean − M_patched) / (M_clean − M_corrupt)
+//	denoising   (M_patched − M_corrupt) / (M_clean − M_corrupt)
+//
+// and for kl, KL_patched/KL_corrupt (noising) or 1 − KL_patched/KL_corrupt
+// (denoising).
+
+// NodeKind says what a node of the model's graph is.
+type NodeKind int
+
+const (
+	// NodeEmbed is the embeddings (token plus position), the input node.
+	NodeEmbed NodeKind = iota
+	// NodeHead is one attention head's write to the residual stream.
+	NodeHead
+	// NodeMLP is one block's MLP.
+	NodeMLP
+	// NodeResid is the residual stream entering a block (hook_resid_pre)
+	// at one position; it is a patching site, not a graph node.
+	NodeResid
+	// NodeLogits is the output node: what the unembedding reads.
+	NodeLogits
+)
+
+// Node is a node of the graph (or a residual-stream patching site).
+type Node struct {
+	Kind  NodeKind
+	Layer int
+	Head  int
+	Pos   int // NodeResid: the position from each prompt's first token; negative counts from its end
+}
+
+// Head, MLP, Resid, Embed and Logits name nodes.
+func HeadNode(layer, head int) Node { return Node{Kind: NodeHead, Layer: layer, Head: head} }
+func MLPNode(layer int) Node        { return Node{Kind: NodeMLP, Layer: layer} }
+func ResidNode(layer, pos int) Node { return Node{Kind: NodeResid, Layer: layer, Pos: pos} }
+func EmbedNode() Node               { return Node{Kind: NodeEmbed} }
+func LogitsNode() Node              { return Node{Kind: NodeLogits} }
+
+// String writes heads as the project does (LAYER.HEAD) and the rest as
+// mlpL, resid_preL@P, embed, logits.
+func (n Node) String() string {
+	switch n.Kind {
+	case NodeEmbed:
+		return "embed"
+	case NodeHead:
+		return strconv.Itoa(n.Layer) + "." + strconv.Itoa(n.Head)
+	case NodeMLP:
+		return "mlp" + strconv.Itoa(n.Layer)
+	case NodeResid:
+		return "resid_pre" + strconv.Itoa(n.Layer) + "@" + strconv.Itoa(n.Pos)
+	case NodeLogits:
+		return "logits"
+	}
+	return "node?"
+}
+
+// ParseNode reads what String writes (resid sites excepted).
+func ParseNode(s string) (Node, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "embed":
+		return EmbedNode(), nil
+	case s == "logits":
+		return LogitsNode(), nil
+	case strings.HasPrefix(s, "mlp"):
+		l, err := strconv.Atoi(s[3:])
+		if err != nil {
+			return Node{}, fmt.Errorf("node %q: want LAYER.HEAD, mlpLAYER, embed or logits", s)
+		}
+		return MLPNode(l), nil
+	}
+	a, b, ok := strings.Cut(s, ".")
+	l, err1 := strconv.Atoi(a)
+	h, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil {
+		return Node{}, fmt.Errorf("node %q: want LAYER.HEAD, mlpLAYER, embed or logits", s)
+	}
+	return HeadNode(l, h), nil
+}
+
+// Metric is how a run is scored.
+type Metric int
+
+const (
+	LogitDiff Metric = iota
+	Prob
+	KL
+)
+
+func (m Metric) String() string {
+	return [...]string{"logit_diff", "prob", "kl"}[m]
+}
+
+// ParseMetric reads a metric name.
+func ParseMetric(s string) (Metric, error) {
+	switch s {
+	case "logit_diff", "logit-diff", "logitdiff":
+		return LogitDiff, nil
+	case "prob", "probability":
+		return Prob, nil
+	case "kl":
+		return KL, nil
+	}
+	return 0, fmt.Errorf("unknown metric %q (want logit_diff, prob or kl)", s)
+}
+
+// Direction says which prompt runs and which one gives the patched values.
+type Direction int
+
+const (
+	Noising   Direction = iota // run clean, patch in corrupted values
+	Denoising                  // run corrupted, patch in clean values
+)
+
+func (d Direction) String() string { return [...]string{"noising", "denoising"}[d] }
+
+// PatchOptions configures a Patcher.
+type PatchOptions struct {
+	Metric Metric
+	// Batch is the number of pairs per forward pass (default 32).
+	Batch int
+	// HeadSite is the hook a head is patched through: "z" (hook_z, the
+	// default) or "result" (hook_result).
+	HeadSite string
+}
+
+// chunk is a batch of pairs with both runs cached.
+type chunk struct {
+	prompts        []Prompt
+	clean, corrupt [][]int
+	cleanRun       *probe.Result
+	corruptRun     *probe.Result
+	cleanLogits    [][]float64 // per prompt, last position, log-probabilities
+	corruptLogits  [][]float64
+}
+
+// Patcher patches a model between the prompts of a task.
+type Patcher struct {
+	m      *probe.Model
+	opt    PatchOptions
+	chunks []*chunk
+	// Clean and Corrupt are the metric on the two runs (for kl: 0 and
+	// KL(clean ‖ corrupt)).
+	Clean, Corrupt float64
+	// Runs counts the patched forward passes made, for wall-time figures.
+	Runs int
+	// Progress, when set, hears how far the long loops are (node scores,
+	// edge scans, ACDC's edges).
+	Progress func(stage string, done, total int)
+}
+
+func (p *Patcher) progress(stage string, done, total int) {
+	if p.Progress != nil {
+		p.Progress(stage, done, total)
+	}
+}
+
+// cachePatterns are the activations patching and ACDC read from the
+// clean and corrupted runs.
+var cachePatterns = []string{"blocks.*.attn.hook_z", "blocks.*.attn.hook_result", "blocks.*.hook_mlp_out",
+	"blocks.*.hook_resid_pre", "blocks.*.hook_resid_mid", "blocks.*.hook_resid_post"}
+
+// NewPatcher runs the clean and the corrupted prompts once, caching what
+// patching reads.
+func NewPatcher(ctx context.Context, m *probe.Model, prompts []Prompt, opt PatchOptions) (*Patcher, error) {
+	if len(prompts) == 0 {
+		return nil, fmt.Errorf("patching: no prompts")
+	}
+	if opt.Batch <= 0 {
+		opt.Batch = 32
+	}
+	switch opt.HeadSite {
+	case "":
+		opt.HeadSite = "z"
+	case "z", "result":
+	default:
+		return nil, fmt.Errorf("patching: head site %q (want z or result)", opt.HeadSite)
+	}
+	p := &Patcher{m: m, opt: opt}
+	for start := 0; start < len(prompts); start += opt.Batch {
+		c := &chunk{prompts: prompts[start:min(start+opt.Batch, len(prompts))]}
+		for _, q := range c.prompts {
+			c.clean = append(c.clean, q.Clean)
+			c.corrupt = append(c.corrupt, q.Corrupt)
+		}
+		var err error
+		hooks := &probe.Hooks{Cache: cachePatterns}
+		if c.cleanRun, err = m.Forward(ctx, c.clean, probe.Options{Hooks: hooks, Logits: probe.LogitsLast}); err != nil {
+			return nil, fmt.Errorf("patching: clean run: %w", err)
+		}
+		if c.corruptRun, err = m.Forward(ctx, c.corrupt, probe.Options{Hooks: hooks, Logits: probe.LogitsLast}); err != nil {
+			return nil, fmt.Errorf("patching: corrupted run: %w", err)
+		}
+		c.cleanLogits = logProbs(c.cleanRun)
+		c.corruptLogits = logProbs(c.corruptRun)
+		p.chunks = append(p.chunks, c)
+	}
+	clean, corrupt := 0.0, 0.0
+	n := 0
+	for _, c := range p.chunks {
+		for i := range c.prompts {
+			clean += p.score(c, i, c.cleanLogits[i])
+			corrupt += p.score(c, i, c.corruptLogits[i])
+			n++
+		}
+	}
+	p.Clean, p.Corrupt = clean/float64(n), corrupt/float64(n)
+	if p.Clean == p.Corrupt {
+		return nil, fmt.Errorf("patching: the clean and corrupted runs score the same %s (%g): nothing to explain", opt.Metric, p.Clean)
+	}
+	return p, nil
+}
+
+// Model is the patched model.
+func (p *Patcher) Model() *probe.Model { return p.m }
+
+// logProbs gives each sequence's last-position log-softmax in float64.
+func logProbs(r *probe.Result) [][]float64 {
+	out := make([][]float64, r.Batch)
+	for b := range out {
+		lg := r.LogitsAt(b, -1)
+		mx := math.Inf(-1)
+		for _, v := range lg {
+			mx = math.Max(mx, float64(v))
+		}
+		s := 0.0
+		for _, v := range lg {
+			s += math.Exp(float64(v) - mx)
+		}
+		lse := mx + math.Log(s)
+		row := make([]float64, len(lg))
+		for i, v := range lg {
+			row[i] = float64(v) - lse
+		}
+		out[b] = row
+	}
+	return out
+}
+
+// score is the metric of prompt i of chunk c on log-probabilities lp.
+// Logit differences are shift-invariant, so log-probabilities serve.
+func (p *Patcher) score(c *chunk, i int, lp []float64) float64 {
+	q := c.prompts[i]
+	switch p.opt.Metric {
+	case LogitDiff:
+		s := 0.0
+		for _, a := range q.Answers {
+			s += lp[a]
+		}
+		s /= float64(len(q.Answers))
+		if len(q.Wrong) > 0 {
+			w := 0.0
+			for _, a := range q.Wrong {
+				w += lp[a]
+			}
+			s -= w / float64(len(q.Wrong))
+		}
+		return s
+	case Prob:
+		s := 0.0
+		for _, a := range q.Answers {
+			s += math.Exp(lp[a])
+		}
+		for _, a := range q.Wrong {
+			s -= math.Exp(lp[a])
+		}
+		return s
+	case KL:
+		ref := c.cleanLogits[i]
+		s := 0.0
+		for v, l := range ref {
+			if pv := math.Exp(l); pv > 0 {
+				s += pv * (l - lp[v])
+			}
+		}
+		return s
+	}
+	return math.NaN()
+}
+
+// Effect normalises a run's metric m (see the package documentation).
+func (p *Patcher) Effect(m float64, dir Direction) float64 {
+	if p.opt.Metric == KL {
+		if dir == Noising {
+			return m / p.Corrupt
+		}
+		return 1 - m/p.Corrupt
+	}
+	if dir == Noising {
+		return (p.Clean - m) / (p.Clean - p.Corrupt)
+	}
+	return (m - p.Corrupt) / (p.Clean - p.Corrupt)
+}
+
+// runEdits runs every chunk's clean (noising) or corrupted (denoising)
+// prompts with the edits edits(c) returns and gives the mean metric.
+func (p *Patcher) runEdits(ctx context.Context, base Direction, edits func(c *chunk) []probe.Edit) (float64, error) {
+	sum, n := 0.0, 0
+	for _, c := range p.chunks {
+		in := c.clean
+		if base == Denoising {
+			in = c.corrupt
+		}
+		r, err := p.m.Forward(ctx, in, probe.Options{Hooks: &probe.Hooks{Edit: edits(c)}, Logits: probe.LogitsLast})
+		if err != nil {
+			return 0, err
+		}
+		p.Runs++
+		for i, lp := range logProbs(r) {
+			sum += p.score(c, i, lp)
+			n++
+		}
+	}
+	return sum / float64(n), nil
+}
+
+// Patch runs with the nodes given patched from the other prompt (all at
+// once) and returns the metric and its normalised effect.
+func (p *Patcher) Patch(ctx context.Context, dir Direction, nodes ...Node) (metric, effect float64, err error) {
+	for _, n := range nodes {
+		if err := checkNode(p.m.Config, n); err != nil {
+			return 0, 0, err
+		}
+	}
+	m, err := p.runEdits(ctx, dir, func(c *chunk) []probe.Edit {
+		src := c.corruptRun
+		if dir == Denoising {
+			src = c.cleanRun
+		}
+		var edits []probe.Edit
+		for _, n := range nodes {
+			edits = append(edits, p.nodeEdit(n, src))
+		}
+		return edits
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("patch %v: %w", nodes, err)
+	}
+	return m, p.Effect(m, dir), nil
+}
+
+// PatchEach patches every node of the list alone and returns the effects.
+func (p *Patcher) PatchEach(ctx context.Context, dir Direction, nodes []Node) ([]float64, error) {
+	out := make([]float64, len(nodes))
+	for i, n := range nodes {
+		_, e, err := p.Patch(ctx, dir, n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+func checkNode(c probe.Config, n Node) error {
+	switch n.Kind {
+	case NodeHead:
+		if n.Layer < 0 || n.Layer >= c.Layers || n.Head < 0 || n.Head >= c.Heads {
+			return fmt.Errorf("head %s: the model has %d layers of %d heads", n, c.Layers, c.Heads)
+		}
+	case NodeMLP, NodeResid:
+		if n.Layer < 0 || n.Layer >= c.Layers {
+			return fmt.Errorf("%s: the model has %d layers", n, c.Layers)
+		}
+	}
+	return nil
+}
+
+// nodeEdit replaces node n's activation with src's.
+func (p *Patcher) nodeEdit(n Node, src *probe.Result) probe.Edit {
+	c := p.m.Config
+	switch n.Kind {
+	case NodeHead:
+		if p.opt.HeadSite == "result" {
+			name := fmt.Sprintf("blocks.%d.attn.hook_result", n.Layer)
+			return replaceColumns(name, src.Cache[name], n.Head*c.DModel, (n.Head+1)*c.DModel, nil)
+		}
+		name := fmt.Sprintf("blocks.%d.attn.hook_z", n.Layer)
+		return replaceColumns(name, src.Cache[name], n.Head*c.HeadDim, (n.Head+1)*c.HeadDim, nil)
+	case NodeMLP:
+		name := fmt.Sprintf("blocks.%d.hook_mlp_out", n.Layer)
+		return replaceColumns(name, src.Cache[name], 0, c.DModel, nil)
+	case NodeEmbed:
+		// The embeddings are all block 0 reads.
+		return replaceColumns("blocks.0.hook_resid_pre", src.Cache["blocks.0.hook_resid_pre"], 0, c.DModel, nil)
+	case NodeResid:
+		name := fmt.Sprintf("blocks.%d.hook_resid_pre", n.Layer)
+		rows := make([]int, src.Batch)
+		for b := range rows {
+			pos := n.Pos
+			if pos < 0 {
+				pos += src.Len - src.Pad[b]
+			}
+			rows[b] = b*src.Len + src.Pad[b] + pos
+		}
+		return replaceColumns(name, src.Cache[name], 0, c.DModel, rows)
+	}
+	return probe.Edit{Hook: "none", Fn: func(_ compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) { return t, nil }}
+}
+
+// replaceColumns is an edit that copies columns [lo, hi) of the given rows
+// (every row when nil) of the 2-D activation from src.
+func replaceColumns(name string, src *probe.Activation, lo, hi int, rows []int) probe.Edit {
+	return probe.Edit{Hook: name, Fn: func(b compute.Backend, _ string, t compute.Tensor, shape []int) (compute.Tensor, error) {
+		if src == nil {
+			return nil, fmt.Errorf("patch %s: no cached activation to patch from", name)
+		}
+		host := b.ToHost(t)
+		if len(host) != len(src.Data) {
+			return nil, fmt.Errorf("patch %s: activation has %d values, the source %d", name, len(host), len(src.Data))
+		}
+		w := compute.Numel(shape[2:]) // a row is one position: [H, d] or [d]
+		n := len(host) / w
+		set := func(r int) {
+			copy(host[r*w+lo:r*w+hi], src.Data[r*w+lo:r*w+hi])
+		}
+		if rows == nil {
+			for r := 0; r < n; r++ {
+				set(r)
+			}
+		} else {
+			for _, r := range rows {
+				if r < 0 || r >= n {
+					return nil, fmt.Errorf("patch %s: position outside the prompt", name)
+				}
+				set(r)
+			}
+		}
+		return b.FromHost(host, t.Shape()...), nil
+	}}
+}

@@ -1,0 +1,73 @@
+package circuits
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loupe-dev/loupe/probe"
+)
+
+// TestResultsTable makes the method x task x model table of RESULTS.md
+// (LOUPE_LONG=1; several minutes on the 2-core box).
+func TestResultsTable(t *testing.T) {
+	if os.Getenv("LOUPE_LONG") == "" {
+		t.Skip("LOUPE_LONG=1 makes RESULTS.md's table")
+	}
+	ctx := context.Background()
+	var b strings.Builder
+	fmt.Fprintln(&b, "| model | task | method | node AUC (heads) | edge AUC | precision | recall | forward passes | wall |")
+	fmt.Fprintln(&b, "|---|---|---|---:|---:|---:|---:|---:|---:|")
+	row := func(model, task, method string, s Score, f *Found) {
+		num := func(v float64) string {
+			if math.IsNaN(v) {
+				return "—"
+			}
+			return fmt.Sprintf("%.3f", v)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %d | %.1f s |\n", model, task, method, num(s.NodeAUC), num(s.EdgeAUC), num(s.Precision), num(s.Recall), f.Runs, f.Wall.Seconds())
+		t.Log(strings.TrimSpace(b.String()))
+	}
+	run := func(model, task string, m *probe.Model, prompts []Prompt, truthHeads []Node, truthEdges []Edge) {
+		comps, edges := Components(m.Config), Edges(m.Config)
+		for _, method := range []string{"patching", "acdc", "sae"} {
+			metric := LogitDiff
+			if method == "acdc" {
+				metric = KL
+			}
+			p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching"}
+			if method == "sae" {
+				opt.SAE = SAEDefaults
+			}
+			f, err := Find(ctx, p, prompts, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row(model, task, method, f.ScoreAgainst(comps, edges, truthHeads, truthEdges), f)
+		}
+	}
+	m, prompts := toyIOI(t, 48)
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eff, err := p.EdgeEffects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := TruthEdges(eff, 0.05)
+	t.Logf("toy IOI truth (exhaustive path patching, %v): %d edges %v, heads %v", time.Since(start).Round(time.Millisecond), len(truth), truth, heads(NodesOf(truth)))
+	run("toy IOI (3x4, trained)", "ioi", m, prompts, heads(NodesOf(truth)), truth)
+	om, oprompts := organismInduction(t, 24)
+	run("organism (4x8)", "induction", om, oprompts, organismInductionHeads, nil)
+	fmt.Println(b.String())
+}

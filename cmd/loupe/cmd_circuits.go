@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/loupe-dev/loupe/circuits"
+	"github.com/loupe-dev/loupe/organism"
+	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/store"
+)
+
+// cmdCircuits dispatches `loupe circuits find|task`.
+func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
+	usage := "want `loupe circuits find` (discover a task's circuit) or `loupe circuits task` (write a task file)"
+	if len(args) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	switch args[0] {
+	case "find":
+		return cmdCircuitsFind(ctx, env, args[1:])
+	case "task":
+		return cmdCircuitsTask(ctx, env, args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprintln(env.stdout, "loupe circuits find --method patching|acdc|sae --task FILE [--model M] [--truth L.H,...] [--out circuit.arrow] [--dot F] [--svg F]\n"+
+			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl\n\n"+
+			"Run `loupe circuits find -h` or `loupe circuits task -h` for their flags.")
+		return nil
+	}
+	return fmt.Errorf("%w: unknown circuits command %q; %s", errUsage, args[0], usage)
+}
+
+// loadCircuitModel opens --model, or the embedded organism when it is
+// empty. A model directory without a tokenizer opens too: its task files
+// must then carry token ids.
+func loadCircuitModel(path string) (*probe.Loaded, string, error) {
+	if path == "" {
+		m, err := organism.Load(nil)
+		return m, organism.Name, err
+	}
+	m, err := probe.Load(path, nil)
+	if err == nil {
+		return m, path, nil
+	}
+	if !strings.Contains(err.Error(), "tokenizer") {
+		return nil, "", err
+	}
+	mm, wm, err2 := probe.LoadModel(path, nil)
+	if err2 != nil {
+		return nil, "", err
+	}
+	return &probe.Loaded{Model: mm, Weights: wm}, path, nil
+}
+
+func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, usage{name: "circuits find",
+		summary: "find a task's circuit: activation/path patching, ACDC (Conmy et al.) or SAE codes (O'Neill and Bui)",
+		example: "loupe circuits find --method acdc --task induction.jsonl --truth 1.0,1.1,2.3 --svg circuit.svg",
+		writes:  "the circuit table (Arrow, --out), and DOT / SVG pictures when asked"})
+	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
+	method := fs.String("method", "acdc", "patching, acdc or sae")
+	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")
+	pairs := fs.Int("pairs", 0, "use the first N pairs (0: all)")
+	metricName := fs.String("metric", "", "logit_diff, prob or kl (default: kl for acdc, logit_diff otherwise)")
+	site := fs.String("head-site", "z", "patch heads through hook_z or hook_result")
+	thresholds := fs.String("thresholds", "", "acdc: the threshold sweep, comma-separated (default "+joinFloats(circuits.DefaultThresholds)+")")
+	threshold := fs.Float64("threshold", 0, "acdc: the threshold whose circuit is reported (default: the sweep's median)")
+	cut := fs.Float64("cut", 0.05, "patching: the |effect| that puts a node (or edge) in the circuit")
+	edges := fs.Bool("edges", false, "patching: also path-patch every edge (two forward passes per edge)")
+	truth := fs.String("truth", "", "the true circuit's heads, L.H,... : prints ROC AUC, precision and recall")
+	out := fs.String("out", "circuit.arrow", "the Arrow file to write (the circuit table)")
+	dot := fs.String("dot", "", "also write the circuit as Graphviz DOT to this file")
+	svg := fs.String("svg", "", "also draw the circuit as SVG to this file")
+	batch := fs.Int("batch", 32, "pairs per forward pass")
+	quiet := registerQuiet(fs)
+	seed := fs.Uint64("seed", 1, "sae: seed of the training-example draw and of the SAE's initialisation")
+	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults.Examples, "sae: examples (positives and negatives together) the SAE is trained on")
+	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults.Epochs, "sae: full-batch Adam steps")
+	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults.Latents, "sae: latents")
+	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults.L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *taskPath == "" {
+		return fmt.Errorf("%w: --task is required", errUsage)
+	}
+	metric := circuits.LogitDiff
+	if *method == "acdc" {
+		metric = circuits.KL
+	}
+	if *metricName != "" {
+		var err error
+		if metric, err = circuits.ParseMetric(*metricName); err != nil {
+			return fmt.Errorf("%w: --metric: %v", errUsage, err)
+		}
+	}
+	opt := circuits.FindOptions{Method: *method, NodeCut: *cut, EdgeScan: *edges, Threshold: *threshold,
+		Patch: circuits.PatchOptions{Metric: metric, HeadSite: *site, Batch: *batch}}
+	switch *method {
+	case "patching", "acdc":
+	case "sae":
+		cfg := circuits.SAEDefaults
+		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
+		opt.SAE = cfg
+	default:
+		return fmt.Errorf("%w: --method %q: want patching, acdc or sae", errUsage, *method)
+	}
+	if *thresholds != "" {
+		for _, s := range strings.Split(*thresholds, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || v <= 0 {
+				return fmt.Errorf("%w: --thresholds: %q is not a positive number", errUsage, s)
+			}
+			opt.Thresholds = append(opt.Thresholds, v)
+		}
+	}
+	task, err := circuits.ReadTask(*taskPath)
+	if err != nil {
+		return err
+	}
+	m, name, err := loadCircuitModel(*model)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var truthHeads []circuits.Node
+	if *truth != "" {
+		for _, s := range strings.Split(*truth, ",") {
+			n, err := circuits.ParseNode(s)
+			if err != nil || n.Kind != circuits.NodeHead || n.Layer >= m.Config.Layers || n.Head >= m.Config.Heads {
+				return fmt.Errorf("%w: --truth: %q is not a head of this model (%d layers x %d heads)", errUsage, s, m.Config.Layers, m.Config.Heads)
+			}
+			truthHeads = append(truthHeads, n)
+		}
+	}
+	prompts, err := circuits.Tokenize(task, m.Tokenizer, m.Config.Vocab)
+	if err != nil {
+		return err
+	}
+	if *pairs > 0 && *pairs < len(prompts) {
+		prompts = prompts[:*pairs]
+	}
+	p, err := circuits.NewPatcher(ctx, m.Model, prompts, opt.Patch)
+	if err != nil {
+		return err
+	}
+	bar := env.progress(*quiet)
+	p.Progress = bar.update
+	found, err := circuits.Find(ctx, p, prompts, opt)
+	bar.done()
+	if err != nil {
+		return err
+	}
+	rows := circuitRows(found, task.Name, m.Config)
+	fig := func(name string, v float64) {
+		if !math.IsNaN(v) {
+			rows = append(rows, store.CircuitRow{Method: found.Method, Task: task.Name, Kind: store.CircuitFigure, Node: name, Layer: -1, Head: -1, Score: v})
+		}
+	}
+	fig("wall_s", found.Wall.Seconds())
+	fig("forward_passes", float64(found.Runs))
+	fig("clean_metric", found.Clean)
+	fig("corrupt_metric", found.Corrupt)
+	var score *circuits.Score
+	if truthHeads != nil {
+		s := found.ScoreAgainst(circuits.Components(m.Config), circuits.Edges(m.Config), truthHeads, nil)
+		score = &s
+		fig("node_auc", s.NodeAUC)
+		fig("precision", s.Precision)
+		fig("recall", s.Recall)
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	w, err := store.Create(*out, runInfo(name, m), store.Options{MainTable: string(store.KindCircuit)})
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if err := w.WriteCircuit(rows); err != nil {
+		return err
+	}
+	if err := w.Commit(ctx); err != nil {
+		return err
+	}
+	pic := &circuits.Picture{Title: fmt.Sprintf("%s circuit of %s (%s)", found.Method, task.Name, name), Config: m.Config,
+		Nodes: found.Nodes, Edges: found.Edges, Scores: found.NodeScores, EdgeScores: found.EdgeScores}
+	if *dot != "" {
+		if err := writeFileAtomic(*dot, []byte(pic.DOT())); err != nil {
+			return err
+		}
+	}
+	if *svg != "" {
+		if err := writeFileAtomic(*svg, []byte(pic.SVG())); err != nil {
+			return err
+		}
+	}
+	printCircuit(env, found, m.Config, score, metric)
+	fmt.Fprintf(env.stdout, "wrote %s (circuit table)\n", *out)
+	return nil
+}
+
+// circuitRows turns what a method found into the store's rows.
+func circuitRows(f *circuits.Found, task string, cfg probe.Config) []store.CircuitRow {
+	inN := map[circuits.Node]bool{}
+	for _, n := range f.Nodes {
+		inN[n] = true
+	}
+	inE := map[circuits.Edge]bool{}
+	for _, e := range f.Edges {
+		inE[e] = true
+	}
+	var rows []store.CircuitRow
+	for _, n := range circuits.Components(cfg) {
+		s, ok := f.NodeScores[n]
+		if !ok {
+			continue
+		}
+		head := -1
+		if n.Kind == circuits.NodeHead {
+			head = n.Head
+		}
+		rows = append(rows, store.CircuitRow{Method: f.Method, Task: task, Kind: store.CircuitNode, Node: n.String(),
+			Layer: n.Layer, Head: head, Score: s, InCircuit: inN[n]})
+	}
+	for _, e := range circuits.Edges(cfg) {
+		s, ok := f.EdgeScores[e]
+		if !ok && !inE[e] {
+			continue
+		}
+		rows = append(rows, store.CircuitRow{Method: f.Method, Task: task, Kind: store.CircuitEdge, Node: e.From.String(), To: e.To.String(),
+			Layer: -1, Head: -1, Score: s, InCircuit: inE[e]})
+	}
+	for _, r := range f.Sweep {
+		d, _ := json.Marshal(map[string]any{"threshold": r.Threshold, "edges": len(r.Kept), "metric": r.Metric, "forward_passes": r.Runs, "wall_s": r.Wall.Seconds()})
+		rows = append(rows, store.CircuitRow{Method: f.Method, Task: task, Kind: store.CircuitFigure, Node: "sweep_edges",
+			Layer: -1, Head: -1, Score: float64(len(r.Kept)), Details: d})
+	}
+	return rows
+}
+
+func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.Score, metric circuits.Metric) {
+	fmt.Fprintf(env.stdout, "%s: clean %s %.4g, corrupted %.4g; %d forward passes in %.2fs\n", f.Method, metric, f.Clean, f.Corrupt, f.Runs, f.Wall.Seconds())
+	var names []string
+	for _, n := range f.Nodes {
+		names = append(names, n.String())
+	}
+	fmt.Fprintf(env.stdout, "circuit: %d nodes (%s), %d edges\n", len(f.Nodes), strings.Join(names, " "), len(f.Edges))
+	if len(f.Sweep) > 0 {
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "threshold\tedges\tnodes\tdistance")
+		for _, r := range f.Sweep {
+			fmt.Fprintf(tw, "%g\t%d\t%d\t%.4g\n", r.Threshold, len(r.Kept), len(circuits.NodesOf(r.Kept)), r.Metric)
+		}
+		tw.Flush()
+	}
+	if s != nil {
+		fmt.Fprintf(env.stdout, "against the given heads: node ROC AUC %.3f, precision %.3f, recall %.3f\n", s.NodeAUC, s.Precision, s.Recall)
+	}
+}
+
+func joinFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return strings.Join(s, ",")
+}
+
+// writeFileAtomic writes a small output file through a temporary file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
+	kind := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		kind, args = args[0], args[1:]
+	}
+	fs := newFlags(env, usage{name: "circuits task", args: "ioi|greater-than|docstring|induction",
+		summary: "write a task file of clean/corrupted prompt pairs (ioi, greater-than, docstring, induction)",
+		example: "loupe circuits task induction --n 64 --out induction.jsonl",
+		writes:  "a JSON-lines task file (--out)"})
+	model := fs.String("model", "", "the model whose tokenizer checks the task (default: the embedded organism)")
+	n := fs.Int("n", 64, "pairs to write")
+	seed := fs.Uint64("seed", 1, "seed")
+	span := fs.Int("span", 10, "induction: the repeated span's length in tokens")
+	out := fs.String("out", "", "the task file to write (JSON lines)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if kind == "" {
+		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: --out is required", errUsage)
+	}
+	if *n <= 0 {
+		return fmt.Errorf("%w: --n must be positive", errUsage)
+	}
+	m, _, err := loadCircuitModel(*model)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if m.Tokenizer == nil {
+		return fmt.Errorf("%s has no tokenizer: write its task file with token ids yourself", *model)
+	}
+	var pairs []circuits.Pair
+	switch kind {
+	case "ioi":
+		names := circuits.SingleTokenWords(m.Tokenizer, circuits.IOINames, " ")
+		if pairs, err = circuits.IOI(*n, names, *seed); err != nil {
+			return err
+		}
+	case "greater-than":
+		pairs = circuits.GreaterThan(*n, circuits.SplitsDigits(m.Tokenizer), *seed)
+	case "docstring":
+		pairs = circuits.Docstring(*n, *seed)
+	case "induction":
+		pool := circuits.WordTokens(m.Tokenizer, 3)
+		var prefix []int
+		if bos := m.Tokenizer.BOS(); bos >= 0 {
+			prefix = []int{bos}
+		}
+		if pairs, err = circuits.Induction(*n, *span, pool, prefix, m.Tokenizer, *seed); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: unknown task %q: want ioi, greater-than, docstring or induction", errUsage, kind)
+	}
+	// Keep only the pairs this tokenizer can run, and say how many.
+	kept := pairs[:0]
+	for _, p := range pairs {
+		if _, err := circuits.Tokenize(&circuits.Task{Name: kind, Pairs: []circuits.Pair{p}}, m.Tokenizer, m.Config.Vocab); err == nil {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 {
+		_, err := circuits.Tokenize(&circuits.Task{Name: kind, Pairs: pairs[:1]}, m.Tokenizer, m.Config.Vocab)
+		return fmt.Errorf("%s: no pair tokenizes evenly with this tokenizer: %v", kind, err)
+	}
+	if err := circuits.WriteTask(*out, kept); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "wrote %d %s pairs to %s (%d dropped: clean and corrupted prompts of different lengths, or answers of several tokens)\n", len(kept), kind, *out, len(pairs)-len(kept))
+	return nil
+}

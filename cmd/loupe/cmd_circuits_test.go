@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/loupe-dev/loupe/store"
+)
+
+// On the embedded organism: write an induction task, find its circuit by
+// patching with the known heads as truth, read the table back, and check
+// the pictures.
+func TestCircuitsCommand(t *testing.T) {
+	dir := t.TempDir()
+	task := filepath.Join(dir, "induction.jsonl")
+	code, stdout, stderr := runCLI(t, "circuits", "task", "induction", "--n", "12", "--out", task)
+	if code != 0 || !strings.Contains(stdout, "wrote 12 induction pairs") {
+		t.Fatalf("task: exit %d: %s %s", code, stdout, stderr)
+	}
+	out := filepath.Join(dir, "circuit.arrow")
+	code, stdout, stderr = runCLI(t, "circuits", "find", "--method", "patching", "--task", task,
+		"--truth", "1.0,1.1,2.1,2.2,2.3,2.6,2.7", "--out", out, "--dot", filepath.Join(dir, "c.dot"), "--svg", filepath.Join(dir, "c.svg"))
+	if code != 0 {
+		t.Fatalf("find: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "node ROC AUC") {
+		t.Errorf("stdout %q", stdout)
+	}
+	tr, err := store.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rows, err := tr.ReadCircuit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, auc := 0, -1.0
+	for _, r := range rows {
+		if r.Kind == store.CircuitNode {
+			nodes++
+		}
+		if r.Kind == store.CircuitFigure && r.Node == "node_auc" {
+			auc = r.Score
+		}
+	}
+	if nodes != 4*8+4 || auc < 0.9 {
+		t.Errorf("%d node rows (want 36), node AUC %.3f (want >= 0.9)", nodes, auc)
+	}
+	for _, f := range []string{"c.dot", "c.svg"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || !strings.Contains(string(b), "1.1") {
+			t.Errorf("%s: %v, no head 1.1 in it", f, err)
+		}
+	}
+}
+
+func TestCircuitsCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte(`{"clean_ids":[1,2,3],"corrupt_ids":[1,2],"answer_id":4}`+"\n"), 0o644)
+	good := filepath.Join(dir, "good.jsonl")
+	os.WriteFile(good, []byte(`{"clean_ids":[1,2,3],"corrupt_ids":[1,5,3],"answer_id":4}`+"\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"circuits", "find"}, 2, "--task is required"},
+		{[]string{"circuits", "find", "--task", good, "--method", "magic"}, 2, "magic"},
+		{[]string{"circuits", "find", "--task", bad}, 1, "line 1"},
+		{[]string{"circuits", "find", "--task", filepath.Join(dir, "none.jsonl")}, 1, "none.jsonl"},
+		{[]string{"circuits", "find", "--task", good, "--truth", "9.9"}, 2, "9.9"},
+		{[]string{"circuits", "find", "--task", good, "--metric", "joy"}, 2, "joy"},
+		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},
+		{[]string{"circuits", "bogus"}, 2, "bogus"},
+	} {
+		code, _, stderr := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, stderr, c.code, c.want)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/loupe-dev/loupe/store"
+)
+
+// tiny keeps a CLI training run to seconds on the CI box.
+var tiny = []string{"--tokens", "2048", "--batch", "256", "--expansion", "2", "--k", "8", "--ctx", "33",
+	"--seqs", "4", "--eval-tokens", "512", "--eval-contexts", "1", "--organism-docs", "300", "--quiet"}
+
+func TestSAETrainEvalOnOrganism(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sae")
+	args := append([]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--arch", "topk", "--out", dir}, tiny...)
+	code, out, errOut := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "CE loss recovered") || !strings.Contains(out, "FVU") {
+		t.Fatalf("output: %s", out)
+	}
+	for _, f := range []string{"cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "eval.json", "checkpoint.safetensors"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+	var rep map[string]any
+	b, _ := os.ReadFile(filepath.Join(dir, "eval.json"))
+	if err := json.Unmarshal(b, &rep); err != nil || rep["l0"].(float64) <= 0 || rep["l0"].(float64) > 8 {
+		t.Fatalf("eval.json: %s (%v)", b, err)
+	}
+	code, out, errOut = runCLI(t, "sae", "eval", dir, "--eval-tokens", "512", "--eval-contexts", "1", "--ctx", "33", "--organism-docs", "300", "--json")
+	if code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, errOut)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(out), &ev); err != nil || ev["fvu"] == nil || ev["downstream"] == nil {
+		t.Fatalf("eval --json: %s (%v)", out, err)
+	}
+
+	feats := filepath.Join(t.TempDir(), "features.arrow")
+	code, out, errOut = runCLI(t, "sae", "features", dir, "--out", feats, "--tokens", "512", "--ctx", "33", "--organism-docs", "300",
+		"--prompt", "The day after Monday is Tuesday.")
+	if code != 0 || !strings.Contains(out, "latents fire") {
+		t.Fatalf("features: exit %d: %s%s", code, out, errOut)
+	}
+	tr, err := store.Open(feats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	fr, err := tr.ReadFeatures(context.Background())
+	if err != nil || len(fr) != 512 {
+		t.Fatalf("features table: %d rows, %v", len(fr), err)
+	}
+	if len(fr[0].TopIDs) != 10 || fr[0].TopValues[0] < fr[0].TopValues[9] || fr[0].BottomValues[0] > fr[0].BottomValues[9] {
+		t.Errorf("logit table of latent 0: %+v", fr[0])
+	}
+	ex, err := tr.ReadFeatureExamples(context.Background(), -1)
+	if err != nil || len(ex) == 0 {
+		t.Fatalf("examples: %d, %v", len(ex), err)
+	}
+	for _, e := range ex[:min(len(ex), 50)] {
+		if e.Acts[e.Position-e.WindowStart] != e.Activation {
+			t.Fatalf("example of latent %d: window value %g at its position, activation %g", e.Latent, e.Acts[e.Position-e.WindowStart], e.Activation)
+		}
+	}
+	pa, err := tr.ReadFeatureActs(context.Background(), 0)
+	if err != nil || len(pa) < 5 || len(pa[1].Latents) == 0 || len(pa[1].Latents) > 8 {
+		t.Fatalf("prompt latents: %+v, %v", pa, err)
+	}
+
+	// an SAE whose width differs from its hook's
+	cfg, _ := os.ReadFile(filepath.Join(dir, "cfg.json"))
+	os.WriteFile(filepath.Join(dir, "cfg.json"), []byte(strings.Replace(string(cfg), "blocks.1.hook_resid_post", "blocks.1.mlp.hook_post", 1)), 0o644)
+	code, _, errOut = runCLI(t, "sae", "eval", dir, "--organism-docs", "300")
+	if code == 0 || !strings.Contains(errOut, "reads 256 features") {
+		t.Errorf("width mismatch: exit %d, %s", code, errOut)
+	}
+}
+
+func TestSAEBadInput(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.txt")
+	os.WriteFile(empty, nil, 0o644)
+	out := filepath.Join(dir, "out")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"sae"}, 2, "want `loupe sae train`"},
+		{[]string{"sae", "train", "--out", out}, 2, "--hook is required"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post"}, 2, "--out is required"},
+		{[]string{"sae", "train", "--hook", "blocks.9.hook_resid_post", "--out", out}, 2, "no such hook"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--arch", "gated", "--out", out}, 2, "unknown SAE architecture"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--corpus", empty, "--out", out}, 1, "empty.txt"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--device", "cuda", "--out", out}, 2, "--device"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--resume", "--out", out}, 1, "no checkpoint"},
+		{[]string{"sae", "eval", filepath.Join(dir, "nothing")}, 1, "nothing"},
+	} {
+		code, o, e := runCLI(t, tc.args...)
+		if code != tc.code || !strings.Contains(o+e, tc.want) {
+			t.Errorf("loupe %v: exit %d, %q%q; want exit %d and %q", tc.args, code, o, e, tc.code, tc.want)
+		}
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("failed runs left files in %s: %v", out, ents)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !amd64 || purego
+
+package vmath
+
+func available() []kernels { return []kernels{{name: "go"}} }

@@ -1,0 +1,27 @@
+// Package sae trains, evaluates, reads and exports sparse autoencoders and
+// transcoders on a model's activations.
+//
+// Architectures (Arch): standard (ReLU, L1 penalty weighted by decoder-row
+// norms), TopK (with the AuxK loss for dead latents), BatchTopK (exported
+// as JumpReLU with its learned threshold), JumpReLU (rectangle-kernel
+// pseudo-derivatives for the threshold, L0 penalty) and Matryoshka
+// BatchTopK. A transcoder is any of them reading one hook and predicting
+// another (DOut, the target's width, may differ from DIn).
+//
+// Everything is computed on the host in float32 with hand-written
+// gradients (each checked against finite differences in the tests): the
+// encoder's dense product runs on the CPU backend's GEMM, and for the sparse
+// architectures the decoder, its gradient and the encoder's gradient run
+// over the active latents only.
+//
+// Layout: SAE.Enc is [DSAE, DIn] (row j is latent j's encoder direction;
+// SAELens's W_enc is its transpose), Dec is [DSAE, DOut] (SAELens's W_dec).
+// Training sees activations scaled by InScale (so that E|x| = sqrt(DIn))
+// and targets by OutScale; Export folds both into the weights, so the
+// written SAE takes raw activations.
+//
+// The SAELens v6 folder (cfg.json, sae_weights.safetensors,
+// sparsity.safetensors) is Loupe's own on-disk format (DESIGN decision 10);
+// sparsify folders are read too. The activation pipeline is package
+// sae/activations, the training loop sae/train.
+package sae
