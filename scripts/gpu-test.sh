@@ -48,7 +48,7 @@ run)
   tests=/tmp/loupe-gpu-tests
   mkdir -p "$tests"
   for t in cuda probe heads; do
-    [ -e "$bin/$t.test.gz" ] && { gunzip -c "$bin/$t.test.gz" >"$tests/$t.test"; chmod +x "$tests/$t.test"; }
+    if [ -e "$bin/$t.test.gz" ]; then gunzip -c "$bin/$t.test.gz" >"$tests/$t.test"; chmod +x "$tests/$t.test"; fi
   done
   if [ ${#parts[@]} -gt 0 ]; then
     gguf=/tmp/loupe-smollm2.gguf
