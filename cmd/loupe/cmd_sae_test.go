@@ -101,7 +101,6 @@ func TestSAEBadInput(t *testing.T) {
 		{[]string{"sae", "train", "--hook", "blocks.9.hook_resid_post", "--out", out}, 2, "no such hook"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--arch", "gated", "--out", out}, 2, "unknown SAE architecture"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--corpus", empty, "--out", out}, 1, "empty.txt"},
-		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--device", "cuda", "--out", out}, 2, "--device"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--resume", "--out", out}, 1, "no checkpoint"},
 		{[]string{"sae", "eval", filepath.Join(dir, "nothing")}, 1, "nothing"},
 	} {
