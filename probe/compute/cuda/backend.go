@@ -541,11 +541,6 @@ func boolArg(v bool) uint64 {
 	return 0
 }
 
-func (b *Backend) scores(qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
-	out := b.newTensor(compute.F32, s.B, s.H, s.Tq, s.Tk)
-	b.scoresInto(out, qt, kt, s, scale, mask)
-	return out
-}
 
 func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	if out.numel() == 0 || b.err != nil {
@@ -555,23 +550,14 @@ func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale flo
 	grid := [3]int{(s.Tk + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
 	b.launch("attn_scores", grid, [3]int{32, 8, 1}, 0, pArg(qt.ptr()), pArg(kt.ptr()), pArg(out.ptr()),
 		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
-		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
 }
 
-func (b *Backend) softmax(t *Tensor) *Tensor {
-	mustF32("SoftmaxRows", t)
-	rows, cols := rowsCols(t)
-	out := b.newTensor(compute.F32, t.shape...)
-	if rows > 0 {
-		b.launch("softmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(cols))
-	}
-	return out
-}
 
-// rowKernel runs a one-block-per-row kernel writing n values of 4 bytes per
+// rowResult runs a one-block-per-row kernel writing per 4-byte values a
 // row and downloads them.
 func (b *Backend) rowResult(x compute.Tensor, per int, run func(t *Tensor, rows, cols int, out uintptr)) ([]byte, int, int) {
 	var host []byte
