@@ -541,7 +541,6 @@ func boolArg(v bool) uint64 {
 	return 0
 }
 
-
 func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	if out.numel() == 0 || b.err != nil {
 		return
@@ -555,7 +554,6 @@ func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale flo
 		b.releaseTemp(mk)
 	}
 }
-
 
 // rowResult runs a one-block-per-row kernel writing per 4-byte values a
 // row and downloads them.
