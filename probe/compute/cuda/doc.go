@@ -19,7 +19,9 @@
 //     freed by Free or by the garbage collector. An allocation that does
 //     not fit fails with an error naming the tensor, the bytes wanted and
 //     free; the failure is sticky until the scope ends (the operations in
-//     between do nothing) and the backend stays usable.
+//     between do nothing) and the backend stays usable. Scopes are one
+//     stack per backend: run one forward pass at a time on a backend (two
+//     goroutines' passes would close each other's scopes).
 //   - Weights are kept in Options.WeightDType (bf16, f16 or f32); matrix
 //     products go to cuBLAS with fp32 accumulation; activations, norms,
 //     softmax, reductions and hook caches are float32 (DESIGN decisions 6
