@@ -8,7 +8,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
 )
 
 // TestGPUSpeed is the Loupe side of the GPU speed benchmark (not a timed
