@@ -22,6 +22,16 @@ const (
 type Options struct {
 	Hooks  *Hooks
 	Logits LogitMode
+	// Chunk > 0 runs prompts longer than Chunk in pieces of Chunk positions
+	// through a KV cache (chunked prefill, chunk.go): activations take
+	// O(Chunk) memory per layer instead of O(T). Results equal an
+	// unchunked run's up to float rounding; caching or editing attention
+	// scores or patterns is refused, and edits see one piece at a time.
+	Chunk int
+	// MemoryLimit is the bytes the pass may allocate (0: the host's
+	// available memory). A pass estimated to need more is refused before
+	// it starts, with the longest prompt that would fit.
+	MemoryLimit uint64
 }
 
 // Result is what a forward pass returns.
@@ -111,12 +121,29 @@ func (m *Model) Forward(ctx context.Context, batch [][]int, opt Options) (*Resul
 			}
 		}
 	}
-	p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, pos: pos,
-		mask: compute.AttnMask{Causal: true}}
-	if padded {
-		p.mask.KeyValid = valid
+	kvCap, chunk := 0, 0
+	if opt.Chunk > 0 && T > opt.Chunk {
+		kvCap, chunk = T, opt.Chunk
 	}
-	logits, err := p.run(ctx, ids, opt.Logits)
+	if err := m.checkMemory(hs, opt.Logits, opt.MemoryLimit, B, T, 0, kvCap, chunk); err != nil {
+		return nil, err
+	}
+	var logits []float32
+	if chunk > 0 {
+		kv := newKVCache(m, B, T)
+		defer compute.Free(m.backend, append(kv.k, kv.v...)...)
+		if !padded {
+			valid = nil
+		}
+		logits, err = m.prefillChunks(ctx, hs, ids, pos, valid, B, T, opt.Chunk, kv, opt.Logits)
+	} else {
+		p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, pos: pos,
+			mask: compute.AttnMask{Causal: true}}
+		if padded {
+			p.mask.KeyValid = valid
+		}
+		logits, err = p.run(ctx, ids, opt.Logits)
+	}
 	if err != nil {
 		return nil, err
 	}
