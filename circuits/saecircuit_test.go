@@ -59,17 +59,16 @@ func TestSAEMethod(t *testing.T) {
 		name  string
 		load  func(testing.TB) (*probe.Model, []Prompt, []Node)
 		floor float64
-		pairs int
 		seeds int
 	}{
 		{"toy IOI", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
 			m, p := toyIOI(t, 48)
 			return m, p, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
-		}, 0.6, 48, 4},
+		}, 0.6, 4},
 		{"organism induction", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
 			m, p := organismInduction(t, 24)
 			return m, p, organismInductionHeads
-		}, 0.55, 24, 1},
+		}, 0.55, 1},
 	} {
 		m, prompts, truth := c.load(t)
 		var aucs []float64

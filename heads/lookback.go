@@ -99,7 +99,8 @@ func Lookback(ctx context.Context, m *probe.Model, prompts [][]int, o LookbackOp
 			}
 		}
 		_, err := m.Generate(ctx, p, probe.GenerateOptions{MaxTokens: o.MaxTokens, Stop: o.Stop,
-			Hooks: hooks, OnReduced: onReduced})
+			PrefillChunk: prefillChunk(o.materialise),
+			Hooks:        hooks, OnReduced: onReduced})
 		if err == nil {
 			err = failed
 		}

@@ -1,9 +1,12 @@
 package heads
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"unicode"
 )
@@ -138,21 +141,28 @@ func splitSentences(text string) []string {
 func NIAHCases(tok Tokenizer, o NIAHOptions) ([]NIAHCase, error) {
 	o = o.withDefaults()
 	hay := o.Haystack
+	maxLen := 0
+	for _, l := range o.Lengths {
+		maxLen = max(maxLen, l)
+	}
 	if hay == "" {
-		maxLen := 0
-		for _, l := range o.Lengths {
-			maxLen = max(maxLen, l)
-		}
 		hay = GenerateHaystack(o.Seed, maxLen) // a word is at least one token
 	}
+	// Sentences are tokenized until they fill the longest case: a corpus
+	// of millions of tokens costs no more than the haystack it gives.
 	var sents [][]int
+	total := 0
 	for _, s := range splitSentences(hay) {
+		if total >= maxLen {
+			break
+		}
 		ids, err := tok.Encode(s, false)
 		if err != nil {
 			return nil, fmt.Errorf("niah: haystack: %w", err)
 		}
 		if len(ids) > 0 {
 			sents = append(sents, ids)
+			total += len(ids)
 		}
 	}
 	if len(sents) == 0 {
@@ -265,4 +275,43 @@ func multisetRecall[T comparable](ref, got []T) float64 {
 		}
 	}
 	return float64(hit) / float64(len(ref))
+}
+
+// ReadHaystack reads a haystack file: plain text, or JSON lines (a name
+// ending in .jsonl) whose "text" fields are joined by blank lines, the
+// form scripts/fetch-fortunes.sh writes its real-text corpus in (the
+// quotations of Debian's fortunes package). Each piece is made to end a
+// sentence, so that a needle never lands inside an unfinished one.
+func ReadHaystack(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("haystack: %w", err)
+	}
+	if !strings.HasSuffix(path, ".jsonl") {
+		return string(raw), nil
+	}
+	var b strings.Builder
+	for i, line := range bytes.Split(raw, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var doc struct {
+			Text *string `json:"text"`
+		}
+		if err := json.Unmarshal(line, &doc); err != nil || doc.Text == nil {
+			return "", fmt.Errorf("haystack: %s line %d: want a JSON object with a \"text\" string", path, i+1)
+		}
+		t := strings.TrimSpace(*doc.Text)
+		if t == "" {
+			continue
+		}
+		if !strings.ContainsRune(".!?", rune(t[len(t)-1])) {
+			t += "."
+		}
+		if b.Len() > 0 {
+			b.WriteString("\n\n")
+		}
+		b.WriteString(t)
+	}
+	return b.String(), nil
 }

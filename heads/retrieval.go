@@ -112,7 +112,8 @@ func Retrieval(ctx context.Context, m *probe.Model, cases []NIAHCase, o Retrieva
 			hooks.Edit = append(hooks.Edit, identityPatternEdit())
 		}
 		gen, err := m.Generate(ctx, c.Prompt, probe.GenerateOptions{MaxTokens: maxTok, Stop: o.Stop, Hooks: hooks,
-			OnToken: onToken, OnReduced: onReduced})
+			PrefillChunk: prefillChunk(o.materialise),
+			OnToken:      onToken, OnReduced: onReduced})
 		if err != nil {
 			return nil, nil, fmt.Errorf("retrieval: case %d (length %d, depth %.2f): %w", ci, c.Length, c.Depth, err)
 		}

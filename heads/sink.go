@@ -118,7 +118,7 @@ func SinkScores(ctx context.Context, m *probe.Model, seqs [][]int, o SinkOptions
 	ns, nw := float64(len(sinkRows)), float64(len(windowRows))
 	for start := 0; start < len(batch); start += 4 {
 		part := batch[start:min(start+4, len(batch))]
-		r, err := m.Forward(ctx, part, probe.Options{Hooks: hooks, Logits: probe.LogitsNone})
+		r, err := m.Forward(ctx, part, probe.Options{Hooks: hooks, Logits: probe.LogitsNone, Chunk: prefillChunk(o.materialise)})
 		if err != nil {
 			return nil, fmt.Errorf("sink: %w", err)
 		}

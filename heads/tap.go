@@ -20,6 +20,17 @@ func identityPatternEdit() probe.Edit {
 	}
 }
 
+// prefillChunk is the piece size in which the scorers read long prompts
+// (probe's chunked prefill): a prompt's activations then take memory for
+// prefillChunk positions whatever its length. The unfused path (an edit
+// on the pattern) cannot be chunked.
+func prefillChunk(materialise bool) int {
+	if materialise {
+		return 0
+	}
+	return 2048
+}
+
 // ablation turns heads into zero-ablation edits.
 func ablation(cfg probe.Config, hs []Head) []probe.Edit {
 	var e []probe.Edit

@@ -35,6 +35,26 @@ COLUMNS = {
              ("values", pa.list_(f32), False)],
     "logit_lens": [("prompt_id", i32, False), ("layer", i32, False), ("position", i32, False), ("target_prob", f32, True),
                    ("top_ids", pa.list_(i32), False), ("top_probs", pa.list_(f32), False), ("top_texts", pa.list_(utf8), False)],
+    "ablation": [("task", utf8, False), ("method", utf8, False), ("layers", pa.list_(i32), False), ("heads", pa.list_(i32), False),
+                 ("baseline", f64, False), ("accuracy", f64, False), ("random_mean", f64, True), ("random_std", f64, True),
+                 ("random_accuracy", pa.list_(f64), False), ("random_heads", pa.list_(utf8), False)],
+    "features": [("latent", i32, False), ("density", f64, False), ("max_act", f32, False), ("mean_act", f32, False),
+                 ("hist_counts", pa.list_(i32), False), ("top_token_ids", pa.list_(i32), False),
+                 ("top_token_texts", pa.list_(utf8), False), ("top_logits", pa.list_(f32), False),
+                 ("bottom_token_ids", pa.list_(i32), False), ("bottom_token_texts", pa.list_(utf8), False),
+                 ("bottom_logits", pa.list_(f32), False)],
+    "feature_examples": [("latent", i32, False), ("kind", utf8, False), ("rank", i32, False), ("quantile", f32, True),
+                         ("context", i32, False), ("position", i32, False), ("activation", f32, False),
+                         ("window_start", i32, False), ("token_ids", pa.list_(i32), False),
+                         ("token_texts", pa.list_(utf8), False), ("acts", pa.list_(f32), False)],
+    "feature_acts": [("prompt_id", i32, False), ("position", i32, False), ("token_id", i32, False),
+                     ("token_text", utf8, False), ("latents", pa.list_(i32), False), ("values", pa.list_(f32), False)],
+    "codes": [("source", utf8, False), ("hook", utf8, False), ("group", i32, False), ("code", i32, False),
+                 ("count", pa.int64(), False), ("positions", pa.int64(), False), ("frequency", f32, False),
+                 ("top_tokens", pa.list_(i32), False), ("top_counts", pa.list_(i32), False),
+                 ("top_texts", pa.list_(utf8), False), ("context_prompts", pa.list_(i32), False),
+                 ("context_positions", pa.list_(i32), False), ("contexts", pa.list_(utf8), False),
+                 ("label", utf8, True), ("label_precision", f32, True), ("label_ap", f32, True)],
     "index": [("table", utf8, False), ("batch", i32, False), ("first_row", pa.int64(), False), ("rows", pa.int64(), False),
               ("prompt_id", i32, False), ("hook", utf8, False), ("layer", i32, False), ("head", i32, False)],
 }
@@ -113,8 +133,20 @@ def check_trace(path):
                     fail(f"{file}: ragged matrix")
                 if g.output_pos.duplicated().any() or (g.output_pos >= len(g["values"].iloc[0])).any():
                     fail(f"{file}: output positions {list(g.output_pos)} repeat or pass the {len(g['values'].iloc[0])} inputs")
-            if (df.to_layer <= df.from_layer).any() or (df.head < -1).any():
+            if (df.to_layer <= df.from_layer).any() or (df["head"] < -1).any():
                 fail(f"{file}: a flow row with to_layer <= from_layer or head < -1")
+        if kind == "ablation":
+            for _, r in df.iterrows():
+                if len(r.layers) != len(r.heads) or len(r.heads) == 0 or len(r.random_heads) != len(r.random_accuracy):
+                    fail(f"{file}: ablation row {r.task}: {len(r.layers)} layers, {len(r.heads)} heads, "
+                         f"{len(r.random_heads)} random draws for {len(r.random_accuracy)} accuracies")
+                if len(r.random_accuracy) and not np.isclose(r.random_mean, np.mean(r.random_accuracy)):
+                    fail(f"{file}: ablation row {r.task}: random_mean {r.random_mean} is not the mean of {list(r.random_accuracy)}")
+                if len(r.random_accuracy) and not np.isclose(r.random_std, np.std(r.random_accuracy)):
+                    fail(f"{file}: ablation row {r.task}: random_std {r.random_std} is not the spread of {list(r.random_accuracy)}")
+                for draw in r.random_heads:
+                    if len(draw.split(",")) != len(r.heads):
+                        fail(f"{file}: ablation row {r.task}: random draw {draw} is not {len(r.heads)} heads")
         # The index points at batches that hold its keys.
         for _, e in tr.index[tr.index.table == name].iterrows():
             b = reader.get_batch(int(e.batch))

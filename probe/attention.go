@@ -107,6 +107,7 @@ func (p *pass) fusedAttention(q, k, v tensor, shape compute.AttnShape, scale flo
 type reductionPlan struct {
 	spec  compute.AttnSpec
 	reds  []Reduction
+	ids   []int   // each reduction's index in Hooks.Reduce
 	rows  [][]int // each reduction's rows (nil: every row)
 	slot  []int   // each reduction's span or key-set index in spec
 	union []int   // spec.Rows resolved (every row when spec.Rows is nil)
@@ -140,17 +141,27 @@ func (hs *hookSet) planReductions(name string, s compute.AttnShape, mask compute
 	pl := &reductionPlan{}
 	all := false
 	var union []int
-	for _, r := range hs.hooks.Reduce {
+	for ri, r := range hs.hooks.Reduce {
 		if !match(r.Hook, name) {
 			continue
 		}
-		rows, err := resolveRows(r.Rows, s.Tq, name)
+		var rows []int
+		var err error
+		if hs.rowTotal > 0 { // one piece of a chunked prefill
+			var ok bool
+			rows, ok, err = chunkRows(r.Rows, hs.rowBase, s.Tq, hs.rowTotal, name)
+			if err == nil && !ok {
+				continue // none of its rows in this piece
+			}
+		} else {
+			rows, err = resolveRows(r.Rows, s.Tq, name)
+		}
 		if err != nil {
 			return nil, err
 		}
 		all = all || rows == nil
 		union = append(union, rows...)
-		pl.reds, pl.rows = append(pl.reds, r), append(pl.rows, rows)
+		pl.reds, pl.rows, pl.ids = append(pl.reds, r), append(pl.rows, rows), append(pl.ids, ri)
 	}
 	if len(pl.reds) == 0 {
 		return pl, nil
@@ -228,7 +239,7 @@ func (pl *reductionPlan) results(name string, res *compute.AttnResult, s compute
 				pick = append(pick, j)
 			}
 		}
-		red := &Reduced{Hook: name, Op: r.Op, Rows: rows, KeysLen: s.Tk, Shape: []int{s.B, s.H, len(pick)}}
+		red := &Reduced{Hook: name, Op: r.Op, Rows: rows, KeysLen: s.Tk, Shape: []int{s.B, s.H, len(pick)}, reduction: pl.ids[ri]}
 		var perRow []float32
 		switch r.Op {
 		case TopK:

@@ -2,9 +2,11 @@ package probe
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/loupe-dev/loupe/probe/compute"
@@ -222,5 +224,133 @@ func TestGenerateReportsReductions(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestChunkedPrefillEqualsOnePass: a padded batch run in pieces of 100
+// positions through the KV cache gives the logits, cached activations and
+// reductions of one pass (rows counted in the whole prompt, per-head sums
+// added up), and refuses to cache patterns.
+func TestChunkedPrefillEqualsOnePass(t *testing.T) {
+	m := longTestModel(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	batch := [][]int{make([]int, 520), make([]int, 430)}
+	for _, s := range batch {
+		for i := range s {
+			s[i] = rng.IntN(m.Config.Vocab)
+		}
+	}
+	hooks := &Hooks{Cache: []string{"blocks.*.hook_resid_post", "blocks.0.attn.hook_z", "hook_embed"}, Reduce: testReductions()}
+	ctx := context.Background()
+	one, err := m.Forward(ctx, batch, Options{Hooks: hooks, Logits: LogitsAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{100, 256, 37} {
+		got, err := m.Forward(ctx, batch, Options{Hooks: hooks, Logits: LogitsAll, Chunk: chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := range batch {
+			for p := range batch[b] {
+				if d := maxDiff(got.LogitsAt(b, p), one.LogitsAt(b, p)); d > 1e-4 {
+					t.Fatalf("chunk %d: sequence %d position %d: logits differ by %g", chunk, b, p, d)
+				}
+			}
+		}
+		for name, a := range one.Cache {
+			g := got.Cache[name]
+			if g == nil || !slices.Equal(g.Shape, a.Shape) {
+				t.Fatalf("chunk %d: %s cached as %v, one pass %v", chunk, name, g, a.Shape)
+			}
+			// Padding positions hold arbitrary values in both; compare all.
+			if d := maxDiff(g.Data, a.Data); d > 1e-4 {
+				t.Fatalf("chunk %d: %s differs by %g", chunk, name, d)
+			}
+		}
+		if len(got.Reduced) != len(one.Reduced) {
+			t.Fatalf("chunk %d: %d reductions, one pass %d", chunk, len(got.Reduced), len(one.Reduced))
+		}
+		for i, w := range one.Reduced {
+			g := got.Reduced[i]
+			if g.Hook != w.Hook || g.Op != w.Op || !slices.Equal(g.Shape, w.Shape) || !slices.Equal(g.Rows, w.Rows) {
+				t.Fatalf("chunk %d: reduction %d is %s %s %v rows %v, one pass %s %s %v rows %v", chunk, i, g.Hook, g.Op, g.Shape, g.Rows, w.Hook, w.Op, w.Shape, w.Rows)
+			}
+			for j, v := range w.Values {
+				if d := math.Abs(float64(g.Values[j] - v)); d > 2e-5*max(1, math.Abs(float64(v))) {
+					t.Fatalf("chunk %d: %s %s value %d: %g, one pass %g", chunk, g.Hook, g.Op, j, g.Values[j], v)
+				}
+				if w.Index != nil && g.Index[j] != w.Index[j] && math.Abs(float64(g.Values[j]-v)) > 1e-6 {
+					t.Fatalf("chunk %d: %s top-k %d: key %d, one pass %d", chunk, g.Hook, j, g.Index[j], w.Index[j])
+				}
+			}
+		}
+	}
+	_, err = m.Forward(ctx, batch, Options{Hooks: &Hooks{Cache: []string{"blocks.1.attn.hook_pattern"}}, Chunk: 100})
+	if err == nil || !strings.Contains(err.Error(), "chunked prefill") {
+		t.Fatalf("caching a pattern in a chunked run gave %v", err)
+	}
+	// Generation with a chunked prefill: the same tokens and the same
+	// reductions of the prompt.
+	prompt := batch[0][:300]
+	red := &Hooks{Reduce: []Reduction{{Hook: "blocks.*.attn.hook_pattern", Op: TopK, K: 2, Rows: []int{-1}}}}
+	run := func(chunk int) ([]int, []*Reduced) {
+		var first []*Reduced
+		toks, err := m.Generate(ctx, prompt, GenerateOptions{MaxTokens: 5, Hooks: red, PrefillChunk: chunk,
+			OnReduced: func(step int, r []*Reduced) {
+				if step == 0 {
+					first = r
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return toks, first
+	}
+	wantTok, wantRed := run(0)
+	gotTok, gotRed := run(64)
+	if !slices.Equal(gotTok, wantTok) || len(gotRed) != len(wantRed) {
+		t.Fatalf("chunked prefill generated %v (%d reductions), one pass %v (%d)", gotTok, len(gotRed), wantTok, len(wantRed))
+	}
+	for i := range wantRed {
+		if !slices.Equal(gotRed[i].Index, wantRed[i].Index) {
+			t.Fatalf("layer %d: top keys %v, one pass %v", i, gotRed[i].Index, wantRed[i].Index)
+		}
+	}
+}
+
+// TestMemoryRefusal: a pass whose full patterns would not fit is refused
+// before it runs, naming the figures and the longest prompt that fits;
+// that prompt runs, and the same reductions through the fused attention
+// fit at the full length.
+func TestMemoryRefusal(t *testing.T) {
+	m := longTestModel(t)
+	ids := make([]int, 900)
+	for i := range ids {
+		ids[i] = i % m.Config.Vocab
+	}
+	ctx := context.Background()
+	cache := &Hooks{Cache: []string{"blocks.*.attn.hook_pattern"}}
+	const limit = 20 << 20
+	_, err := m.Forward(ctx, [][]int{ids}, Options{Hooks: cache, MemoryLimit: limit})
+	if err == nil || !strings.Contains(err.Error(), "900 tokens") || !strings.Contains(err.Error(), "would fit") {
+		t.Fatalf("caching every pattern of 900 tokens in 20 MiB gave %v", err)
+	}
+	var fit int
+	if _, err := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "up to ")+6:], "%d", &fit); err != nil || fit <= 0 || fit >= 900 {
+		t.Fatalf("no usable length in %q", err.Error())
+	}
+	if _, err := m.Forward(ctx, [][]int{ids[:fit]}, Options{Hooks: cache, MemoryLimit: limit}); err != nil {
+		t.Fatalf("the %d tokens said to fit: %v", fit, err)
+	}
+	if _, err := m.Forward(ctx, [][]int{ids[:fit+1]}, Options{Hooks: cache, MemoryLimit: limit}); err == nil {
+		t.Fatalf("%d tokens fit too, the error said %d", fit+1, fit)
+	}
+	red := &Hooks{Reduce: []Reduction{{Hook: "blocks.*.attn.hook_pattern", Op: TopK, K: 1}}}
+	if _, err := m.Forward(ctx, [][]int{ids}, Options{Hooks: red, MemoryLimit: limit}); err != nil {
+		t.Fatalf("fused reductions over 900 tokens in 20 MiB: %v", err)
+	}
+	if _, err := m.Generate(ctx, ids, GenerateOptions{MaxTokens: 2, Hooks: red, MemoryLimit: 1 << 10}); err == nil || !strings.Contains(err.Error(), "needs about") {
+		t.Fatalf("generating in 1 KiB gave %v", err)
 	}
 }

@@ -15,6 +15,19 @@
 // change (head ablation, patching, steering). A pass with no hooks only pays
 // for a nil check at each point.
 //
+// Attention runs as the backend's one fused operation (compute.Attention):
+// flash-style, never building a T×T score or pattern unless a hook caches
+// it. Reductions of hook_pattern (top-k keys, span masses with absolute or
+// query-relative ends, masses on per-query key sets, entropy, for chosen
+// query rows, optionally summed per head) are computed by that operation
+// from the exact softmax, so head scores on long prompts take memory
+// linear in the context. Only a layer whose scores or pattern a hook edits
+// (or whose raw scores it reduces) goes through scores → softmax → mix.
+// Options.Chunk (GenerateOptions.PrefillChunk) reads a long prompt in
+// pieces through the KV cache, so that activations take O(chunk) memory;
+// a pass estimated not to fit in memory is refused with the longest prompt
+// that would.
+//
 // Shapes of cached activations follow TransformerLens: [batch, pos, d_model]
 // for residual-stream hooks, [batch, pos, head, d_head] for hook_q/k/v/z,
 // [batch, pos, head, d_model] for hook_result, [batch, head, query, key] for

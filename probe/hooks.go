@@ -94,6 +94,8 @@ type Reduced struct {
 	Index   []int32   // TopK: key positions, largest weight first
 	Values  []float32 // TopK weights, or one value per row (per head with SumRows)
 	KeysLen int       // keys each row was reduced over
+
+	reduction int // the index of its Reduction in Hooks.Reduce
 }
 
 // Edit changes the activations whose names match Hook (a glob). Fn gets the
@@ -240,6 +242,10 @@ type hookSet struct {
 	// mask is the attention mask of the layer being run, for reductions of
 	// a materialised pattern (relative spans need each query's position).
 	mask compute.AttnMask
+	// rowTotal > 0 while a chunked prefill runs: the pass holds queries
+	// [rowBase, rowBase+T) of a prompt of rowTotal, and Reduction.Rows
+	// count in the whole prompt.
+	rowBase, rowTotal int
 }
 
 func newHookSet(h *Hooks) (*hookSet, error) {
@@ -379,7 +385,7 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 			return nil, err
 		}
 	}
-	for _, r := range hs.hooks.Reduce {
+	for ri, r := range hs.hooks.Reduce {
 		if !match(r.Hook, name) || strings.HasSuffix(name, "hook_pattern") && len(shape) == 4 {
 			continue
 		}
@@ -389,7 +395,7 @@ func (hs *hookSet) point(b compute.Backend, name string, t compute.Tensor, shape
 		if r.Op == KeyMass || r.LoRelative || r.HiRelative || r.SumRows || r.Rows != nil {
 			return nil, fmt.Errorf("reduction %s on %s: scores reduce by top-k, span mass or entropy over every row (key masses, relative spans, row choices and sums are for hook_pattern)", r.Op, name)
 		}
-		red := &Reduced{Hook: name, Op: r.Op, Shape: append([]int(nil), shape[:3]...), KeysLen: shape[3]}
+		red := &Reduced{Hook: name, Op: r.Op, Shape: append([]int(nil), shape[:3]...), KeysLen: shape[3], reduction: ri}
 		switch r.Op {
 		case TopK:
 			red.Index, red.Values = b.TopKRows(t, r.K)

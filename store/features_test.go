@@ -1,9 +1,13 @@
 package store_test
 
 import (
+	"encoding/csv"
+	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,5 +69,43 @@ func TestFeaturesRoundTrip(t *testing.T) {
 	gotA, err := tr.ReadFeatureActs(ctx, 1)
 	if err != nil || len(gotA) != 1 || !reflect.DeepEqual(gotA[0], acts[1]) {
 		t.Errorf("feature acts: %v %+v", err, gotA)
+	}
+}
+
+// TestCSVExportOfByteTokens: token texts with control characters (a
+// byte-level BPE vocabulary has a token for every byte) export as valid
+// JSON arrays: strconv.Quote's \x01 and \a are not JSON.
+func TestCSVExportOfByteTokens(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.arrow")
+	w, err := store.Create(path, store.RunInfo{ModelPath: "toy"}, store.Options{MainTable: "features"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := store.FeatureRow{Latent: 0, HistCounts: []int32{}, TopIDs: []int32{1, 2}, TopTexts: []string{"\x01\a\v", "a\"b\\"}, TopValues: []float32{1, 2},
+		BottomIDs: []int32{}, BottomTexts: []string{}, BottomValues: []float32{}}
+	if err := w.WriteFeatures([]store.FeatureRow{row}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	files, err := store.Export(ctx, path, "", store.CSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("csv: %v %v", recs, err)
+	}
+	col := slices.Index(recs[0], "top_token_texts")
+	var texts []string
+	if err := json.Unmarshal([]byte(recs[1][col]), &texts); err != nil || len(texts) != 2 || texts[0] != "\x01\a\v" || texts[1] != "a\"b\\" {
+		t.Fatalf("top_token_texts %q: %v %q", recs[1][col], err, texts)
 	}
 }

@@ -38,7 +38,7 @@ const (
 // Kind names what a table holds. It is stamped in every file under [MetaKind].
 type Kind string
 
-// The table kinds of schema version 1. docs/schema.md gives their columns.
+// The table kinds. docs/schema.md gives their columns.
 const (
 	KindTokens          Kind = "tokens"           // one row per prompt token
 	KindActivations     Kind = "activations"      // one row per (hook, layer, head, prompt, position)
@@ -201,7 +201,7 @@ func ActivationTableName(shape []int) string {
 
 var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|ablation|features|feature_examples|feature_acts|codes|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
-// validTableName reports whether name is a table name of schema version 1.
+// validTableName reports whether name is a table name of this schema version.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }
 
 var safeNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$`)

@@ -40,11 +40,10 @@ type cliEnv struct {
 // be called "organism" is reached as ./organism.
 const organismModel = "organism"
 
-// modelFlag is --model, registered by every command that runs a model.
-//
-// The --device flag belongs here too: register adds it next to --model and
-// backend turns it into the compute.Backend that load passes on, so every
-// command gets devices without a change of its own.
+// modelFlag is --model, registered by every command that runs a model,
+// with --device and --weight-dtype (deviceFlags, device.go): load builds
+// the model on the backend they name, so every command gets devices
+// without a change of its own.
 type modelFlag struct {
 	path string
 	dev  deviceFlags // --device and --weight-dtype (device.go)

@@ -284,7 +284,7 @@ func cmdCodebookCodes(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	w, err := store.Create(*out, store.RunInfo{ModelPath: dir, Architecture: string(s.model.Config.Family), CommandLine: os.Args}, store.Options{Compression: store.Zstd})
+	w, err := store.Create(*out, store.RunInfo{ModelPath: dir, Architecture: string(s.model.Config.Family), CommandLine: os.Args}, store.Options{Compression: store.Zstd, MainTable: string(store.KindCodes)})
 	if err != nil {
 		return err
 	}

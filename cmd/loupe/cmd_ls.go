@@ -167,7 +167,7 @@ func printLeftovers(env *cliEnv, temps []store.Temp) {
 		fmt.Fprintf(w, "  %s  %s  (%s)\n", t.Path, humanBytes(t.Bytes), state)
 	}
 	if removed < len(temps) {
-		fmt.Fprintln(w, "  `loupe ls --clean` removes those whose writer is gone; the next trace written in this folder does too.")
+		fmt.Fprintf(w, "  `loupe ls %s --clean` removes those whose writer is gone; the next trace written in this folder does too.\n", filepath.Dir(temps[0].Path))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -118,6 +119,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	resume := fs.Bool("resume", false, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)")
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
+	traces := fs.String("activations", "", "train on activations already in Arrow traces (loupe trace --hooks H), comma-separated shards, instead of running the model over the corpus")
 	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
 	quiet := fs.Bool("quiet", false, "no progress line")
@@ -171,6 +173,21 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 			Seed: *seed, Normalize: true, CheckpointEvery: *every, Resume: *resume, Progress: progress,
 			Loss: sae.TrainConfig{L1: *l1, L0: *l0, Bandwidth: *bandwidth, DeadWindow: dw}},
 		Out: *out, EvalTokens: *evalTokens, DownstreamContexts: *downstream, BufferRows: *buffer, UniqueTokens: *unique,
+	}
+	if *traces != "" {
+		if tgt != nil {
+			return fmt.Errorf("%w: --activations reads one hook; a transcoder needs the model (leave --activations out)", errUsage)
+		}
+		ts, err := activations.OpenTraces(strings.Split(*traces, ","), h, true)
+		if err != nil {
+			return err
+		}
+		defer ts.Close()
+		if ts.Width() != dIn {
+			return fmt.Errorf("--activations: hook %s has %d features in the traces, %d in the model", h, ts.Width(), dIn)
+		}
+		rc.TrainSource = ts
+		rc.Data.DatasetPath = *traces
 	}
 	_, rep, err := sae.TrainRun(ctx, rc)
 	if err != nil {
@@ -272,10 +289,6 @@ func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {
 }
 
 func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe sae features DIR --out FILE.arrow [flags]", errUsage)
-	}
-	dir := args[0]
 	fs := newFlags(env, usage{name: "sae features", args: "DIR", summary: "scan held-out text with an SAE: per latent its density, histogram, top and quantile-sampled contexts and W_dec·W_U tokens",
 		example: "loupe sae features sae-l2 --out features.arrow --prompt 'The day after Monday is Tuesday.'",
 		writes:  "an Arrow file with the tables features (main), feature_examples and feature_acts (docs/schema.md)"})
@@ -287,7 +300,11 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 	window := fs.Int("window", 8, "tokens either side of an example")
 	var prompts stringsFlag
 	fs.Var(&prompts, "prompt", "a prompt whose active latents to record (repeatable)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, rest, err := leadingArg(fs, args, "loupe sae features DIR --out FILE.arrow [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	if *out == "" {
@@ -304,6 +321,9 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	acts, err := sae.PromptLatents(ctx, s, d.Model, d.Hook, prompts)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
 	}
 	w, err := store.Create(*out, runInfo(d.ModelName, d.Model), store.Options{MainTable: string(store.KindFeatures)})

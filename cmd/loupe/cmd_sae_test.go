@@ -101,6 +101,7 @@ func TestSAEBadInput(t *testing.T) {
 		{[]string{"sae", "train", "--hook", "blocks.9.hook_resid_post", "--out", out}, 2, "no such hook"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--arch", "gated", "--out", out}, 2, "unknown SAE architecture"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--corpus", empty, "--out", out}, 1, "empty.txt"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--device", "nosuch", "--out", out}, 2, "--device"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--resume", "--out", out}, 1, "no checkpoint"},
 		{[]string{"sae", "eval", filepath.Join(dir, "nothing")}, 1, "nothing"},
 	} {
@@ -111,5 +112,31 @@ func TestSAEBadInput(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Errorf("failed runs left files in %s: %v", out, ents)
+	}
+}
+
+// TestSAETrainFromTraces trains on activations `loupe trace` stored.
+func TestSAETrainFromTraces(t *testing.T) {
+	dir := t.TempDir()
+	prompts := filepath.Join(dir, "prompts.txt")
+	os.WriteFile(prompts, []byte("The day after Monday is Tuesday. The day after Tuesday is Wednesday.\none two three four five six seven eight nine ten eleven twelve\nred green blue red green blue red green blue red green blue\n"), 0o644)
+	trace := filepath.Join(dir, "t.arrow")
+	if code, _, errOut := runCLI(t, "trace", "--prompts", prompts, "--hooks", "blocks.1.hook_resid_post", "--quiet", "--out", trace); code != 0 {
+		t.Fatalf("trace: %s", errOut)
+	}
+	out := filepath.Join(dir, "sae")
+	args := append([]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--activations", trace, "--out", out}, tiny...)
+	args = append(args, "--batch", "16", "--tokens", "160")
+	code, stdout, errOut := runCLI(t, args...)
+	if code != 0 || !strings.Contains(stdout, "trained on 160 tokens") {
+		t.Fatalf("exit %d: %s%s", code, stdout, errOut)
+	}
+	cfg, _ := os.ReadFile(filepath.Join(out, "cfg.json"))
+	if !strings.Contains(string(cfg), trace) {
+		t.Errorf("cfg.json does not name the traces as its dataset: %s", cfg)
+	}
+	code, _, errOut = runCLI(t, append([]string{"sae", "train", "--hook", "blocks.0.hook_resid_post", "--activations", trace, "--out", out + "2"}, tiny...)...)
+	if code == 0 || !strings.Contains(errOut, "no activations of hook") {
+		t.Errorf("a hook the trace lacks: exit %d, %s", code, errOut)
 	}
 }

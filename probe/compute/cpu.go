@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/loupe-dev/loupe/probe/compute/internal/gemm"
+	"github.com/loupe-dev/loupe/probe/compute/internal/vmath"
 )
 
 // CPU is the float32 backend that runs on the host. Matrix products go to
@@ -250,9 +251,16 @@ func (c *CPU) SwiGLU(gate, up Tensor) Tensor {
 	out := newCPU(g.shape)
 	rows, cols := rowsCols(g)
 	c.parallelRows(rows, cols*8, func(lo, hi int) {
-		for i := lo * cols; i < hi*cols; i++ {
-			v := g.data[i]
-			out.data[i] = v / (1 + exp32(-v)) * u.data[i]
+		// e^(−g) by the vector loop, a row at a time, into out.
+		for r := lo; r < hi; r++ {
+			gr, ur, or := g.data[r*cols:(r+1)*cols], u.data[r*cols:(r+1)*cols], out.data[r*cols:(r+1)*cols]
+			for i, v := range gr {
+				or[i] = -v
+			}
+			vmath.ExpShiftSum(or, 0)
+			for i, v := range gr {
+				or[i] = v / (1 + or[i]) * ur[i]
+			}
 		}
 	})
 	return out

@@ -9,10 +9,13 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute/internal/vmath"
 )
 
-// Block sizes of the CPU's fused attention: a job is one (sequence, head,
-// block of flashQBlock queries); it walks the keys in blocks of flashKBlock,
-// so its scratch is flashQBlock×flashKBlock scores plus flashQBlock×Dh
-// accumulators, whatever the context length.
+// Block sizes of the CPU's fused attention: a job is one (sequence, KV
+// head, block of up to flashQBlock queries) with the query heads that share
+// the KV head; it walks the keys in blocks of flashKBlock, so its scratch
+// is rows×flashKBlock scores plus rows×Dh accumulators (rows = query heads
+// per KV head × queries), whatever the context length. The QK and PV
+// products go to package gemm, the softmax's max and exp-and-sum to the
+// vector loops of package vmath.
 const (
 	flashQBlock = 64
 	flashKBlock = 256

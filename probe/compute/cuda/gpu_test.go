@@ -87,6 +87,7 @@ func TestOpsMatchCPU(t *testing.T) {
 	y := randVec(rng, M*K)
 	gy, cy := both(y, M, K)
 	check("Add", g.Add(gx, gy), c.Add(cx, cy), 0)
+	check("Mul", g.Mul(gx, gy), c.Mul(cx, cy), 0)
 	ga, ca := g.Add(gx, gy), c.Add(cx, cy)
 	row := randVec(rng, K)
 	grow, crow := both(row, K)

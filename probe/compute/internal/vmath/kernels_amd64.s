@@ -4,6 +4,16 @@
 
 #include "textflag.h"
 
+DATA expHi<>+0(SB)/4, $0x42b00000
+DATA expHi<>+4(SB)/4, $0x42b00000
+DATA expHi<>+8(SB)/4, $0x42b00000
+DATA expHi<>+12(SB)/4, $0x42b00000
+DATA expHi<>+16(SB)/4, $0x42b00000
+DATA expHi<>+20(SB)/4, $0x42b00000
+DATA expHi<>+24(SB)/4, $0x42b00000
+DATA expHi<>+28(SB)/4, $0x42b00000
+GLOBL expHi<>(SB), RODATA|NOPTR, $32
+
 // func maxAVX512(x *float32, n int) float32
 TEXT ·maxAVX512(SB), NOSPLIT, $0-20
 	MOVQ x+0(FP), SI
@@ -186,6 +196,7 @@ expAVX2loop:
 	JLE expAVX2done
 	VMOVUPS 0(SI), Y13
 	VSUBPS Y2, Y13, Y13
+	VMINPS expHi<>(SB), Y13, Y13
 	VMULPS Y3, Y13, Y14
 	VCVTPS2DQ Y14, Y14
 	VCVTDQ2PS Y14, Y15

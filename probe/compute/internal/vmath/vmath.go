@@ -76,7 +76,8 @@ func Max(x []float32) float32 {
 
 // ExpShiftSum sets x[i] = e^(x[i] − m) and returns the sum of the new
 // values. −Inf gives exactly 0 (a masked score weighs nothing); results
-// below the normal range (arguments under −87.33) may be flushed to 0.
+// below the normal range (arguments under −87.33) may be flushed to 0, and
+// arguments above 88 may saturate at e^88 instead of overflowing to +Inf.
 func ExpShiftSum(x []float32, m float32) float32 {
 	var sum float32
 	n := 0
