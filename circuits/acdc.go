@@ -153,6 +153,8 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 		return nil, err
 	}
 	cur := p.distance(m)
+	stage := fmt.Sprintf("acdc %g", threshold)
+	seen, total := 0, len(Edges(c))
 	for i := len(nodes) - 1; i >= 1; i-- {
 		v := nodes[i]
 		live := v.Kind == NodeLogits
@@ -168,6 +170,8 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 				continue
 			}
 			e := Edge{u, v}
+			seen++
+			p.progress(stage, seen, total)
 			if !live {
 				cut, isCut[e] = append(cut, e), true
 				continue

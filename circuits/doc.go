@@ -1,6 +1,24 @@
-// Package circuits follows information through a transformer's attention:
-// attention rollout and attention flow (Abnar and Zuidema 2020, "Quantifying
-// Attention Flow in Transformers"), computed exactly and fast.
+// Package circuits follows information through a transformer and finds the
+// circuits that do a task:
+//
+//   - attention rollout and attention flow (Abnar and Zuidema 2020,
+//     "Quantifying Attention Flow in Transformers"), computed exactly and
+//     fast (this file's sections below);
+//   - tasks: JSON-lines files of clean/corrupted prompt pairs with their
+//     answer tokens, and generators for IOI, greater-than, docstring and
+//     induction (task.go, taskgen.go);
+//   - activation patching of heads, MLPs and residual positions, noising and
+//     denoising, with logit-difference, probability and KL metrics, and
+//     path patching (Wang et al. 2022) (patch.go, path.go);
+//   - the graph of embeddings, heads, MLPs and logits with edges through the
+//     residual stream, edges cut through the probe's split-input hooks, and
+//     ACDC (Conmy et al. 2023) with threshold sweeps (graph.go, acdc.go);
+//   - SAE circuit identification (O'Neill and Bui 2024) on package sae
+//     (saecircuit.go, saetrain.go);
+//   - scoring against known circuits: ROC AUC, precision and recall
+//     (roc.go, truth.go, find.go), and pictures (draw.go).
+//
+// RESULTS.md has what each method finds on the models with known circuits.
 //
 // # The attention graph
 //

@@ -30,8 +30,8 @@ type FindOptions struct {
 	// SAE holds the SAE method's settings (SAEDefaults when zero).
 	SAE SAEConfig
 	// TrainSAE trains the SAE method's autoencoder on features [n, d] and
-	// returns its encoder (latent activations [n, latents]); it is how the
-	// method reaches package sae without circuits importing it.
+	// returns its encoder (latent activations [n, latents]); nil is
+	// TrainSAE, package sae's standard SAE.
 	TrainSAE func(ctx context.Context, feats []float32, n, d int, cfg SAEConfig) (func(x []float32, n int) []float32, error)
 }
 
@@ -128,18 +128,20 @@ func Find(ctx context.Context, p *Patcher, prompts []Prompt, opt FindOptions) (*
 		}
 		f.Edges, f.Nodes = pick.Kept, NodesOf(pick.Kept)
 	case "sae":
-		if opt.TrainSAE == nil {
-			return nil, fmt.Errorf("sae method: no SAE trainer given")
+		trainSAE := opt.TrainSAE
+		if trainSAE == nil {
+			trainSAE = TrainSAE
 		}
 		cfg := opt.SAE
 		if cfg.Latents == 0 {
 			cfg = SAEDefaults
 		}
-		res, err := SAECircuit(ctx, p.m, prompts, cfg, opt.TrainSAE)
+		res, err := SAECircuit(ctx, p.m, prompts, cfg, trainSAE)
 		if err != nil {
 			return nil, err
 		}
 		f.NodeScores, f.EdgeScores, f.Nodes, f.Edges = res.NodeScores, res.EdgeScores, res.Nodes, nil
+		p.Runs += res.Passes
 	default:
 		return nil, fmt.Errorf("unknown method %q (want one of %v)", opt.Method, Methods)
 	}

@@ -177,6 +177,15 @@ type Patcher struct {
 	Clean, Corrupt float64
 	// Runs counts the patched forward passes made, for wall-time figures.
 	Runs int
+	// Progress, when set, hears how far the long loops are (node scores,
+	// edge scans, ACDC's edges).
+	Progress func(stage string, done, total int)
+}
+
+func (p *Patcher) progress(stage string, done, total int) {
+	if p.Progress != nil {
+		p.Progress(stage, done, total)
+	}
 }
 
 // cachePatterns are the activations patching and ACDC read from the

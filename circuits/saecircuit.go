@@ -193,9 +193,10 @@ type SAEResult struct {
 	EdgeNodeScores map[Node]float64
 	// Nodes are the heads scoring at least half the top head's score
 	// (Loupe's cut: the paper ranks, it does not cut).
-	Nodes []Node
-	Codes []int // [examples, heads], positives first
-	Train []int // the examples the SAE was trained on
+	Nodes  []Node
+	Codes  []int // [examples, heads], positives first
+	Train  []int // the examples the SAE was trained on
+	Passes int   // forward passes made (for the features)
 }
 
 // SAECircuit runs the method on a task: the clean prompts are the
@@ -216,7 +217,8 @@ func SAECircuit(ctx context.Context, m *probe.Model, prompts []Prompt, cfg SAECo
 	if cfg.Examples <= 0 || cfg.Examples > E {
 		return nil, fmt.Errorf("sae method: %d training examples from %d prompts", cfg.Examples, E)
 	}
-	feats, err := HeadFeatures(ctx, m, all, 32)
+	const batch = 32
+	feats, err := HeadFeatures(ctx, m, all, batch)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +243,7 @@ func SAECircuit(ctx context.Context, m *probe.Model, prompts []Prompt, cfg SAECo
 	edge := SAEEdgeScores(codes, H, positive)
 	edgeNode := SAEEdgeNodeScores(edge, H, H*H/2)
 	res := &SAEResult{NodeScores: map[Node]float64{}, EdgeScores: map[Edge]float64{}, EdgeNodeScores: map[Node]float64{},
-		Codes: codes, Train: perm}
+		Codes: codes, Train: perm, Passes: (E + batch - 1) / batch}
 	head := func(i int) Node { return HeadNode(i/c.Heads, i%c.Heads) }
 	for i := 0; i < H; i++ {
 		res.NodeScores[head(i)] = node[i]

@@ -10,12 +10,14 @@ import (
 // exhaustive search that establishes a small model's circuit.
 func (p *Patcher) EdgeEffects(ctx context.Context) (map[Edge]float64, error) {
 	out := map[Edge]float64{}
-	for _, e := range Edges(p.m.Config) {
+	edges := Edges(p.m.Config)
+	for i, e := range edges {
 		_, eff, err := p.PathPatch(ctx, e.From, e.To)
 		if err != nil {
 			return nil, err
 		}
 		out[e] = eff
+		p.progress("path patching", i+1, len(edges))
 	}
 	return out, nil
 }
@@ -50,12 +52,14 @@ func sortEdges(es []Edge) []Edge {
 // absolute value): the patching method's node ranking.
 func (p *Patcher) NodeScores(ctx context.Context) (map[Node]float64, error) {
 	out := map[Node]float64{}
-	for _, n := range Components(p.m.Config) {
+	comps := Components(p.m.Config)
+	for i, n := range comps {
 		_, e, err := p.Patch(ctx, Noising, n)
 		if err != nil {
 			return nil, err
 		}
 		out[n] = math.Abs(e)
+		p.progress("patching", i+1, len(comps))
 	}
 	return out, nil
 }

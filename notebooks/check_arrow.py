@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from loupe_trace import Trace, metadata
+from loupe_trace import SCHEMA_VERSION, Trace, metadata
 
 i32, f32, f64, utf8 = pa.int32(), pa.float32(), pa.float64(), pa.string()
 
@@ -30,10 +30,31 @@ COLUMNS = {
                        ("key_pos", pa.list_(i32), False), ("weight", pa.list_(f32), False)],
     "head_scores": [("layer", i32, False), ("head", i32, False), ("score", utf8, False), ("value", f64, False),
                     ("label", utf8, True), ("details", utf8, True)],
-    "flow": [("prompt_id", i32, False), ("method", utf8, False), ("layer", i32, False), ("row", i32, False),
+    "flow": [("prompt_id", i32, False), ("method", utf8, False), ("layer", i32, False), ("head", i32, False),
+             ("from_layer", i32, False), ("to_layer", i32, False), ("output_pos", i32, False),
              ("values", pa.list_(f32), False)],
     "logit_lens": [("prompt_id", i32, False), ("layer", i32, False), ("position", i32, False), ("target_prob", f32, True),
                    ("top_ids", pa.list_(i32), False), ("top_probs", pa.list_(f32), False), ("top_texts", pa.list_(utf8), False)],
+    "ablation": [("task", utf8, False), ("method", utf8, False), ("layers", pa.list_(i32), False), ("heads", pa.list_(i32), False),
+                 ("baseline", f64, False), ("accuracy", f64, False), ("random_mean", f64, True), ("random_std", f64, True),
+                 ("random_accuracy", pa.list_(f64), False), ("random_heads", pa.list_(utf8), False)],
+    "features": [("latent", i32, False), ("density", f64, False), ("max_act", f32, False), ("mean_act", f32, False),
+                 ("hist_counts", pa.list_(i32), False), ("top_token_ids", pa.list_(i32), False),
+                 ("top_token_texts", pa.list_(utf8), False), ("top_logits", pa.list_(f32), False),
+                 ("bottom_token_ids", pa.list_(i32), False), ("bottom_token_texts", pa.list_(utf8), False),
+                 ("bottom_logits", pa.list_(f32), False)],
+    "feature_examples": [("latent", i32, False), ("kind", utf8, False), ("rank", i32, False), ("quantile", f32, True),
+                         ("context", i32, False), ("position", i32, False), ("activation", f32, False),
+                         ("window_start", i32, False), ("token_ids", pa.list_(i32), False),
+                         ("token_texts", pa.list_(utf8), False), ("acts", pa.list_(f32), False)],
+    "feature_acts": [("prompt_id", i32, False), ("position", i32, False), ("token_id", i32, False),
+                     ("token_text", utf8, False), ("latents", pa.list_(i32), False), ("values", pa.list_(f32), False)],
+    "codes": [("source", utf8, False), ("hook", utf8, False), ("group", i32, False), ("code", i32, False),
+                 ("count", pa.int64(), False), ("positions", pa.int64(), False), ("frequency", f32, False),
+                 ("top_tokens", pa.list_(i32), False), ("top_counts", pa.list_(i32), False),
+                 ("top_texts", pa.list_(utf8), False), ("context_prompts", pa.list_(i32), False),
+                 ("context_positions", pa.list_(i32), False), ("contexts", pa.list_(utf8), False),
+                 ("label", utf8, True), ("label_precision", f32, True), ("label_ap", f32, True)],
     "index": [("table", utf8, False), ("batch", i32, False), ("first_row", pa.int64(), False), ("rows", pa.int64(), False),
               ("prompt_id", i32, False), ("hook", utf8, False), ("layer", i32, False), ("head", i32, False)],
 }
@@ -74,7 +95,7 @@ def check_trace(path):
         for key in ("loupe.schema", "loupe.kind", "loupe.table", "loupe.main_table", "loupe.trace_id", "loupe.run"):
             if key not in md:
                 fail(f"{file}: schema metadata lacks {key}")
-        if md["loupe.kind"] != kind or md["loupe.table"] != name or md["loupe.schema"] != "1":
+        if md["loupe.kind"] != kind or md["loupe.table"] != name or md["loupe.schema"] != str(SCHEMA_VERSION):
             fail(f"{file}: metadata {md['loupe.kind']}/{md['loupe.table']}/{md['loupe.schema']}")
         if json.loads(md["loupe.run"]) != tr.run:
             fail(f"{file}: run info differs from the main file's")
@@ -107,9 +128,25 @@ def check_trace(path):
             if not all(len(w) <= n for w, n in zip(df.weights, df.n_keys)):
                 fail(f"{file}: a weights row is longer than n_keys")
         if kind == "flow":
-            for _, g in df.groupby(["prompt_id", "method", "layer"]):
+            for _, g in df.groupby(["prompt_id", "method", "layer", "head", "from_layer", "to_layer"]):
                 if len({len(v) for v in g["values"]}) != 1:
                     fail(f"{file}: ragged matrix")
+                if g.output_pos.duplicated().any() or (g.output_pos >= len(g["values"].iloc[0])).any():
+                    fail(f"{file}: output positions {list(g.output_pos)} repeat or pass the {len(g['values'].iloc[0])} inputs")
+            if (df.to_layer <= df.from_layer).any() or (df["head"] < -1).any():
+                fail(f"{file}: a flow row with to_layer <= from_layer or head < -1")
+        if kind == "ablation":
+            for _, r in df.iterrows():
+                if len(r.layers) != len(r.heads) or len(r.heads) == 0 or len(r.random_heads) != len(r.random_accuracy):
+                    fail(f"{file}: ablation row {r.task}: {len(r.layers)} layers, {len(r.heads)} heads, "
+                         f"{len(r.random_heads)} random draws for {len(r.random_accuracy)} accuracies")
+                if len(r.random_accuracy) and not np.isclose(r.random_mean, np.mean(r.random_accuracy)):
+                    fail(f"{file}: ablation row {r.task}: random_mean {r.random_mean} is not the mean of {list(r.random_accuracy)}")
+                if len(r.random_accuracy) and not np.isclose(r.random_std, np.std(r.random_accuracy)):
+                    fail(f"{file}: ablation row {r.task}: random_std {r.random_std} is not the spread of {list(r.random_accuracy)}")
+                for draw in r.random_heads:
+                    if len(draw.split(",")) != len(r.heads):
+                        fail(f"{file}: ablation row {r.task}: random draw {draw} is not {len(r.heads)} heads")
         # The index points at batches that hold its keys.
         for _, e in tr.index[tr.index.table == name].iterrows():
             b = reader.get_batch(int(e.batch))

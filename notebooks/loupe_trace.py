@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def metadata(schema):

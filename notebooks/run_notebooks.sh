@@ -9,11 +9,17 @@
 #     `loupe demo` (tokens, attention, head scores, rollout and flow) and
 #     `loupe trace` (activations, full or top-k attention, logit lens;
 #     float32/zstd and float16/lz4), plus the synthetic sample of
-#     store/internal/sampletrace, which has a row of every table kind;
-#     each exported by `loupe export` to Parquet and CSV;
+#     store/internal/sampletrace, which has a row of every table kind,
+#     and the feature tables of a small SAE `loupe sae train` makes on
+#     the organism (`loupe sae features`); each exported by `loupe export`
+#     to Parquet and CSV;
 #  3. check_arrow.py: pyarrow reads every column of every file with the
 #     types and shapes of docs/schema.md, and the exports back;
-#  4. every notebook executed headless (nbclient) on those traces; a
+#  4. check_saelens.py: SAE folders exported by Loupe (every architecture,
+#     written by the Go test TestWriteSAELensFixtures) read as SAELens v6
+#     reads them, and a numpy transcription of SAELens's encode/decode
+#     reproducing Loupe's latents and reconstructions to 1e-5;
+#  5. every notebook executed headless (nbclient) on those traces; a
 #     failing cell fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +55,22 @@ PROMPTS
 "$loupe" trace --model "$organism" --prompts "$work/prompts.txt" --quiet --attention topk --topk 4 \
   --dtype float16 --compression lz4 --hooks 'blocks.*.hook_resid_post' --out "$work/trace16.arrow" >/dev/null
 go run ./store/testdata/mksample -out "$work/sample.arrow" -compression none
+# An ablation experiment on the organism: its previous-token heads, which
+# its induction needs (organism/model/README.md), against random heads.
+"$loupe" heads ablate --model "$organism" --heads 1.0,1.1 --task induction --seeds 3 --quiet \
+  --out "$work/ablation.arrow" >/dev/null
 
-traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow")
+# A small TopK SAE on the organism and its feature tables (sae_features.ipynb).
+LOUPE_CACHE="$work/cache" "$loupe" sae train --hook blocks.2.hook_resid_post --arch topk --k 8 --expansion 2 \
+  --tokens 8192 --batch 256 --ctx 65 --organism-docs 2000 --eval-tokens 1024 --eval-contexts 2 --quiet --out "$work/sae" >/dev/null
+LOUPE_CACHE="$work/cache" "$loupe" sae features "$work/sae" --tokens 4096 --ctx 65 --organism-docs 2000 \
+  --prompt "The day after Monday is Tuesday." --out "$work/features.arrow" >/dev/null
+export LOUPE_FEATURES="$work/features.arrow"
+
+# The codes of the TokFSM codebook model (organism/tokfsm/model), labelled by state.
+"$loupe" codebook codes organism/tokfsm/model --prompts 16 --out "$work/codes.arrow" >/dev/null
+
+traces=("$work/demo/trace.arrow" "$work/trace.arrow" "$work/trace16.arrow" "$work/sample.arrow" "$work/ablation.arrow" "$work/features.arrow" "$work/codes.arrow")
 for t in "${traces[@]}"; do
   "$loupe" ls "$t" >/dev/null
   "$loupe" export "$t" --to parquet >/dev/null
@@ -58,14 +78,16 @@ for t in "${traces[@]}"; do
 done
 
 (cd notebooks && "$py" check_arrow.py "${traces[@]}")
+LOUPE_SAE_FIXTURES="$work/saelens" go test -count=1 -run '^TestWriteSAELensFixtures$' ./sae >/dev/null
+"$py" notebooks/check_saelens.py "$work"/saelens/* "$work/sae"
 
 out="${LOUPE_NOTEBOOK_OUT:-$work/executed}"
 run() { # NAME [VAR=VALUE...]: execute every notebook with that environment
   local name=$1
   shift
-  env "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
+  env LOUPE_ABLATION="$work/ablation.arrow" "$@" MPLBACKEND=module://matplotlib_inline.backend_inline "$py" notebooks/run_notebooks.py "$out/$name"
 }
-run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0
+run organism LOUPE_TRACE="$work/trace.arrow" LOUPE_HEADS="$work/demo/trace.arrow" LOUPE_PROMPT=0 LOUPE_CODES="$work/codes.arrow"
 run demo LOUPE_TRACE="$work/demo/trace.arrow" LOUPE_PROMPT=1 LOUPE_SCORE=retrieval
 run sample LOUPE_TRACE="$work/sample.arrow" LOUPE_PROMPT=2 LOUPE_SCORE=prev_token
 echo "run_notebooks: ok"

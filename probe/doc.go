@@ -1,8 +1,9 @@
 // Package probe runs transformer language models with every internal
 // activation reachable.
 //
-// A Model is one architecture family's forward pass (Llama, GPT-2,
-// GPT-NeoX), written once against the compute.Backend interface so that the
+// A Model is one architecture family's forward pass (Llama with its
+// relatives Mistral, Qwen2, Qwen3 and Phi-3; Gemma 3; GPT-2; GPT-NeoX),
+// written once against the compute.Backend interface so that the
 // same code runs on the CPU or a GPU. Load opens a Hugging Face directory or
 // a GGUF file (package weights) and builds the model from its config.
 //
@@ -30,6 +31,9 @@
 // Shapes of cached activations follow TransformerLens: [batch, pos, d_model]
 // for residual-stream hooks, [batch, pos, head, d_head] for hook_q/k/v/z,
 // [batch, pos, head, d_model] for hook_result, [batch, head, query, key] for
-// hook_attn_scores and hook_pattern. Batches are left-padded; a padded key
+// hook_attn_scores and hook_pattern. Gemma adds blocks.L.ln1_post and
+// blocks.L.ln2_post (its norms after attention and MLP), as TransformerLens
+// names them. Sliding-window layers (Config.Window) mask keys outside the
+// window in every path: full, KV-cached and fused. Batches are left-padded; a padded key
 // is masked and a padded query's row is whatever the masked softmax gives.
 package probe

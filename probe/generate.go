@@ -54,7 +54,8 @@ type GenerateOptions struct {
 	Sampling  Sampling
 	// Stop ends generation after any of these tokens (it is included).
 	Stop []int
-	// Hooks apply at every step; a cached activation holds the last step.
+	// Hooks apply at every step. What they cache and reduce is handed over
+	// step by step (OnCache, OnReduced), or returned by GenerateSteps.
 	Hooks *Hooks
 	// OnToken, when set, is called with each new token as it is chosen.
 	OnToken func(id int)
@@ -62,6 +63,12 @@ type GenerateOptions struct {
 	// before that step's token is chosen: step 0 reads the prompt, step t
 	// the t-th generated token.
 	OnReduced func(step int, reduced []*Reduced)
+	// OnCache, when set, receives each step's cached activations
+	// (Hooks.Cache), steps numbered as for OnReduced: step 0 holds the
+	// prompt's positions ([1, len(prompt), ...]; patterns [1, H, T, T]),
+	// step t the t-th generated token's one position ([1, 1, ...];
+	// patterns [1, H, 1, keys so far]). Each step gets a map of its own.
+	OnCache func(step int, cache map[string]*Activation)
 	// PrefillChunk > 0 reads a prompt longer than it in pieces of that many
 	// positions (chunked prefill, see Options.Chunk); step 0's reductions
 	// are those of the whole prompt, put together.
@@ -69,6 +76,58 @@ type GenerateOptions struct {
 	// MemoryLimit is as in Options: a prompt whose prefill and KV cache are
 	// estimated to need more is refused before anything runs.
 	MemoryLimit uint64
+}
+
+// Generation is what GenerateSteps returns: the new tokens and, for every
+// forward step, what the hooks cached and reduced.
+type Generation struct {
+	Tokens []int
+	// Steps[0] is the pass over the prompt, which chose Tokens[0]; Steps[t]
+	// the pass over Tokens[t-1], which chose Tokens[t].
+	Steps []GenerationStep
+}
+
+// GenerationStep is one forward step of a generation.
+type GenerationStep struct {
+	Token   int                    // the token this step chose
+	Cache   map[string]*Activation // Hooks.Cache matches; nil without any
+	Reduced []*Reduced             // Hooks.Reduce results
+}
+
+// GenerateSteps is Generate that also returns every step's cached
+// activations and reductions. Each step's cache is kept, so cache only
+// what is needed: a pattern hook keeps [H, T, T] of the prompt.
+func (m *Model) GenerateSteps(ctx context.Context, prompt []int, opt GenerateOptions) (*Generation, error) {
+	g := &Generation{}
+	step := func(i int) *GenerationStep {
+		for len(g.Steps) <= i {
+			g.Steps = append(g.Steps, GenerationStep{Token: -1})
+		}
+		return &g.Steps[i]
+	}
+	onCache, onReduced, onToken := opt.OnCache, opt.OnReduced, opt.OnToken
+	opt.OnCache = func(i int, c map[string]*Activation) {
+		step(i).Cache = c
+		if onCache != nil {
+			onCache(i, c)
+		}
+	}
+	opt.OnReduced = func(i int, r []*Reduced) {
+		step(i).Reduced = r
+		if onReduced != nil {
+			onReduced(i, r)
+		}
+	}
+	opt.OnToken = func(id int) {
+		step(len(g.Tokens)).Token = id
+		g.Tokens = append(g.Tokens, id)
+		if onToken != nil {
+			onToken(id)
+		}
+	}
+	toks, err := m.Generate(ctx, prompt, opt)
+	g.Tokens = toks
+	return g, err
 }
 
 // Generate continues a prompt, keeping keys and values in a KV cache so each
@@ -118,7 +177,11 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions)
 			if opt.OnReduced != nil {
 				opt.OnReduced(len(out), hs.reduce)
 			}
+			if opt.OnCache != nil && len(hs.cache) > 0 {
+				opt.OnCache(len(out), hs.cache)
+			}
 			hs.reduce = nil
+			hs.cache = map[string]*Activation{}
 		}
 		kv.len += T
 		id := sample(logits, opt.Sampling, rng)

@@ -18,7 +18,18 @@ func TestParseConfigErrors(t *testing.T) {
 		"not json":             {`{"model_type": `, "config.json"},
 		"zero layers":          {`{"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10}`, "must be positive"},
 		"bad gqa":              {`{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 3, "num_key_value_heads": 2, "intermediate_size": 4, "vocab_size": 10}`, "not a multiple"},
-		"rope scaling":         {`{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "rope_scaling": {"rope_type": "yarn", "factor": 2}}`, `"yarn" is not supported`},
+		"rope scaling":         {`{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "rope_scaling": {"rope_type": "yarn", "factor": 2}}`, `rope_scaling: rope_type "yarn" is not supported`},
+		"rope parameters":      {`{"model_type": "qwen3", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e6}}`, `rope_parameters: rope_type "dynamic" is not supported`},
+		"phi3 longrope":        {`{"model_type": "phi3", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "rope_scaling": {"type": "longrope", "short_factor": [1], "long_factor": [2]}}`, `rope_scaling: rope_type "longrope" is not supported`},
+		"gemma local scaling":  {`{"model_type": "gemma3_text", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6}, "sliding_attention": {"rope_type": "linear", "factor": 8, "rope_theta": 1e4}}}`, "rope_parameters.sliding_attention"},
+		"gemma softcap":        {`{"model_type": "gemma3_text", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "final_logit_softcapping": 30.0}`, "final_logit_softcapping: logit soft-capping is not supported"},
+		"gemma bidirectional":  {`{"model_type": "gemma3_text", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "use_bidirectional_attention": true}`, "use_bidirectional_attention"},
+		"gemma multimodal":     {`{"model_type": "gemma3", "text_config": {}}`, `only the text model, model_type "gemma3_text"`},
+		"layer type":           {`{"model_type": "gemma3_text", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "layer_types": ["chunked_attention"]}`, `layer_types[0]: "chunked_attention" is not supported`},
+		"layer types count":    {`{"model_type": "gemma3_text", "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "layer_types": ["full_attention"]}`, "layer_types: 1 entries for 2 layers"},
+		"sliding no window":    {`{"model_type": "qwen3", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "use_sliding_window": true, "layer_types": ["sliding_attention"], "sliding_window": null}`, "sliding_window is not set"},
+		"partial rotary":       {`{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "partial_rotary_factor": 0.5}`, "partial_rotary_factor: 0.5 is not supported for llama"},
+		"mlp bias":             {`{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4, "vocab_size": 10, "mlp_bias": true}`, "mlp_bias"},
 	} {
 		_, err := ParseConfig([]byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

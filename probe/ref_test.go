@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -69,13 +70,15 @@ type tinyRefs struct {
 const logitTol = 2e-3
 
 // TestTinyModelsMatchTransformers runs the tiny random-weight models of
-// every family: tiny.json (GPT-2, NeoX, Llama, Qwen2) and families.json
-// (Qwen3, Mistral, Phi-3, Gemma 3).
+// every family: tiny.json (GPT-2, NeoX, Llama, Qwen2), families.json
+// (Qwen3, Mistral, Phi-3, Gemma 3) and gguf.json (the Qwen2, Qwen3, Gemma 3
+// and Phi-3 ones written as GGUF files, checked against the logits of the
+// same weights in safetensors).
 func TestTinyModelsMatchTransformers(t *testing.T) {
 	for _, manifest := range []struct {
 		file string
 		min  int
-	}{{"tiny.json", 6}, {"families.json", 4}} {
+	}{{"tiny.json", 6}, {"families.json", 5}, {"gguf.json", 4}} {
 		t.Run(manifest.file, func(t *testing.T) { testTinyManifest(t, manifest.file, manifest.min) })
 	}
 }
@@ -135,6 +138,44 @@ func testTinyManifest(t *testing.T, file string, minModels int) {
 			}
 			if !slices.Equal(got, rm.Greedy.Tokens) {
 				t.Errorf("greedy: got %v, transformers %v", got, rm.Greedy.Tokens)
+			}
+		})
+	}
+}
+
+// TestTinyGGUFConfigs checks that the config synthesized from each tiny
+// GGUF's metadata is the config.json of the same model.
+func TestTinyGGUFConfigs(t *testing.T) {
+	raw, err := os.ReadFile("testdata/ref/gguf.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs tinyRefs
+	if err := json.Unmarshal(raw, &refs); err != nil {
+		t.Fatal(err)
+	}
+	for _, rm := range refs.Models {
+		t.Run(rm.Name, func(t *testing.T) {
+			fromGGUF, wm, err := LoadModel(filepath.Join("testdata/ref", rm.Dir), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wm.Close()
+			fromHF, wm2, err := LoadModel(filepath.Join("testdata/ref/models", rm.Name), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wm2.Close()
+			g, h := fromGGUF.Config, fromHF.Config
+			if math.Abs(g.QueryPreAttnScalar-h.QueryPreAttnScalar) < 1e-4 {
+				g.QueryPreAttnScalar = h.QueryPreAttnScalar // stored as a float32 scale
+			}
+			g.MaxPos, h.MaxPos = 0, 0
+			if float32(g.NormEps) == float32(h.NormEps) {
+				g.NormEps = h.NormEps // GGUF stores eps as float32
+			}
+			if gj, hj := fmt.Sprintf("%+v", g), fmt.Sprintf("%+v", h); gj != hj {
+				t.Errorf("config from the GGUF:\n%s\nfrom config.json:\n%s", gj, hj)
 			}
 		})
 	}

@@ -13,14 +13,15 @@ import (
 // Downstream is how the model does with the SAE spliced into its forward
 // pass, next-token loss averaged over every predicted position.
 type Downstream struct {
-	Tokens  int64   // predicted positions
-	CEClean float64 // the model as it is
-	CESAE   float64 // the hook's activation replaced by the SAE's reconstruction
-	CEZero  float64 // the activation zero-ablated
-	KL      float64 // mean KL(clean ‖ spliced) of the next-token distributions, nats
+	Tokens  int64   `json:"predictions"` // predicted positions
+	CEClean float64 `json:"ce_clean"`    // the model as it is
+	CESAE   float64 `json:"ce_sae"`      // the hook's activation replaced by the SAE's reconstruction
+	CEZero  float64 `json:"ce_zero"`     // the activation zero-ablated
+	KL      float64 `json:"kl"`          // mean KL(clean ‖ spliced) of the next-token distributions, nats
 	// CERecovered = (CE_zero − CE_sae) / (CE_zero − CE_clean); DeltaLoss =
 	// CE_sae − CE_clean.
-	CERecovered, DeltaLoss float64
+	CERecovered float64 `json:"ce_loss_recovered"`
+	DeltaLoss   float64 `json:"delta_lm_loss"`
 }
 
 // SpliceEdits are the probe edits that put an SAE into a forward pass: the

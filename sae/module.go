@@ -73,6 +73,7 @@ type Trainable struct {
 	ent                []entry
 	rowStart           []int
 	heaps              []topHeap
+	posBuf             []float32 // BatchTopK: the batch's positive pre-activations
 
 	// frozenAuxErr, when set (tests only), replaces AuxK's error e = y − x̂
 	// so that finite differences see e held fixed, as its gradient does.
@@ -655,12 +656,13 @@ func (t *Trainable) ensureHeaps(n int) {
 func (t *Trainable) selectBatchTopK(n int) {
 	s := t.S
 	S := s.DSAE
-	var pos []float32
+	pos := t.posBuf[:0]
 	for _, v := range t.pre[:n*S] {
 		if v > 0 {
 			pos = append(pos, v)
 		}
 	}
+	t.posBuf = pos
 	want := s.K * n
 	var tau float32 // keep v > tau, or all positives when fewer than want
 	if len(pos) > want {
@@ -863,15 +865,4 @@ func parallelChunks(n int, fn func(w, lo, hi int)) {
 		}()
 	}
 	wg.Wait()
-}
-
-// last reports the number of AuxK entries of the last sparse step (tests).
-func (t *Trainable) last() (int, int) {
-	aux := 0
-	for _, e := range t.ent {
-		if e.e > 0 && (t.S.Arch != Matryoshka || int(e.e) == len(t.S.Groups)) {
-			aux++
-		}
-	}
-	return aux, len(t.ent)
 }

@@ -109,3 +109,55 @@ func TestPlantedDictionary(t *testing.T) {
 		})
 	}
 }
+
+// TestGeometricMedian checks Weiszfeld's answer against the definition:
+// the summed distance at the returned point is no larger than at the mean
+// or at any of 200 random nearby points, and for collinear points it is
+// the coordinate-wise median.
+func TestGeometricMedian(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	const n, d = 300, 5
+	x := make([]float32, n*d)
+	for i := range x {
+		x[i] = float32(rng.ExpFloat64()) // skewed: mean and median differ
+	}
+	cost := func(m []float64) float64 {
+		var s float64
+		for r := 0; r < n; r++ {
+			var ss float64
+			for i := 0; i < d; i++ {
+				e := float64(x[r*d+i]) - m[i]
+				ss += e * e
+			}
+			s += math.Sqrt(ss)
+		}
+		return s
+	}
+	gm := GeometricMedian(x, n, d, 200)
+	m := make([]float64, d)
+	mean := make([]float64, d)
+	for i := range m {
+		m[i] = float64(gm[i])
+		for r := 0; r < n; r++ {
+			mean[i] += float64(x[r*d+i]) / n
+		}
+	}
+	best := cost(m)
+	if cm := cost(mean); best >= cm {
+		t.Errorf("summed distance %.6f at the median, %.6f at the mean", best, cm)
+	}
+	for trial := 0; trial < 200; trial++ {
+		p := make([]float64, d)
+		for i := range p {
+			p[i] = m[i] + 0.01*rng.NormFloat64()
+		}
+		if c := cost(p); c < best-1e-6 {
+			t.Fatalf("a nearby point has summed distance %.8f < %.8f", c, best)
+		}
+	}
+	// points on a line: the median of 1, 2, 10 is 2
+	line := []float32{1, 0, 2, 0, 10, 0}
+	if g := GeometricMedian(line, 3, 2, 500); math.Abs(float64(g[0])-2) > 1e-3 || math.Abs(float64(g[1])) > 1e-6 {
+		t.Errorf("median of 1, 2, 10 on a line: %v", g)
+	}
+}

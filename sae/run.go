@@ -84,26 +84,26 @@ func (d *Data) metadata() Metadata {
 
 // Report is what a training or evaluation run measured (eval.json).
 type Report struct {
-	Arch           Arch    `json:"architecture"`
-	DIn            int     `json:"d_in"`
-	DSAE           int     `json:"d_sae"`
-	K              int     `json:"k,omitempty"`
-	Hook           string  `json:"hook"`
-	TrainTokens    int64   `json:"train_tokens"`
-	UniqueTokens   int64   `json:"unique_train_tokens,omitempty"`
-	TrainSeconds   float64 `json:"train_seconds,omitempty"`
-	TokensPerSec   float64 `json:"train_tokens_per_second,omitempty"`
-	CorpusEpochs   int     `json:"corpus_epochs,omitempty"`
-	EvalTokens     int64   `json:"eval_tokens"`
-	L0             float64 `json:"l0"`
-	FVU            float64 `json:"fvu"`
-	MSE            float64 `json:"mse"`
-	Cosine         float64 `json:"cosine"`
-	RelativeBias   float64 `json:"relative_reconstruction_bias"`
-	DeadFraction   float64 `json:"dead_fraction"`
-	Histogram      []int   `json:"log10_density_histogram"`
-	HistogramDead  int     `json:"dead_latents"`
-	HistogramRange [2]float64
+	Arch           Arch        `json:"architecture"`
+	DIn            int         `json:"d_in"`
+	DSAE           int         `json:"d_sae"`
+	K              int         `json:"k,omitempty"`
+	Hook           string      `json:"hook"`
+	TrainTokens    int64       `json:"train_tokens"`
+	UniqueTokens   int64       `json:"unique_train_tokens,omitempty"`
+	TrainSeconds   float64     `json:"train_seconds,omitempty"`
+	TokensPerSec   float64     `json:"train_tokens_per_second,omitempty"`
+	CorpusEpochs   int         `json:"corpus_epochs,omitempty"`
+	EvalTokens     int64       `json:"eval_tokens"`
+	L0             float64     `json:"l0"`
+	FVU            float64     `json:"fvu"`
+	MSE            float64     `json:"mse"`
+	Cosine         float64     `json:"cosine"`
+	RelativeBias   float64     `json:"relative_reconstruction_bias"`
+	DeadFraction   float64     `json:"dead_fraction"`
+	Histogram      []int       `json:"log10_density_histogram"`
+	HistogramDead  int         `json:"dead_latents"`
+	HistogramRange [2]float64  `json:"log10_density_histogram_range"`
 	Downstream     *Downstream `json:"downstream,omitempty"`
 }
 
@@ -120,6 +120,10 @@ type RunConfig struct {
 	EvalTokens         int64
 	DownstreamContexts int
 	BufferRows         int
+	// TrainSource, when set, gives the training activations (Arrow traces:
+	// activations.OpenTraces) instead of the model's forward pass over Docs;
+	// the evaluation still runs the model on the held-out documents.
+	TrainSource activations.Source
 	// UniqueTokens, when set below Spec.Tokens, limits the distinct training
 	// tokens: their activations are computed once, kept in memory and
 	// trained on for several epochs (a CPU economy: the forward pass costs
@@ -135,15 +139,21 @@ func TrainRun(ctx context.Context, rc RunConfig) (*SAE, *Report, error) {
 	if err := os.MkdirAll(rc.Out, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("sae: %w", err)
 	}
-	trainDocs, _ := rc.split()
-	msrc, _, epochs, err := rc.sourceUnique(trainDocs, rc.Spec.Tokens, rc.UniqueTokens)
-	if err != nil {
-		return nil, nil, err
-	}
-	var src activations.Source = msrc
-	if rc.UniqueTokens > 0 && rc.UniqueTokens < rc.Spec.Tokens {
-		if src, err = activations.NewCachedSource(msrc, msrc.Chunks()); err != nil {
+	var src activations.Source
+	epochs := 0
+	if rc.TrainSource != nil {
+		src = rc.TrainSource
+	} else {
+		trainDocs, _ := rc.split()
+		msrc, _, ep, err := rc.sourceUnique(trainDocs, rc.Spec.Tokens, rc.UniqueTokens)
+		if err != nil {
 			return nil, nil, err
+		}
+		src, epochs = msrc, ep
+		if rc.UniqueTokens > 0 && rc.UniqueTokens < rc.Spec.Tokens {
+			if src, err = activations.NewCachedSource(msrc, msrc.Chunks()); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	buf := rc.BufferRows

@@ -14,6 +14,6 @@ corpus=$(scripts/fetch-fortunes.sh)
 go build -o "${TMPDIR:-/tmp}/loupe-sae-run" ./cmd/loupe
 "${TMPDIR:-/tmp}/loupe-sae-run" sae train --model "$gguf" --corpus "$corpus" \
   --hook blocks.15.hook_resid_post --arch topk --k "${K:-32}" --expansion "${EXPANSION:-8}" \
-  --tokens "${TOKENS:-400000}" --unique-tokens "${UNIQUE:-100000}" --batch 1024 --lr 1e-3 \
+  --tokens "${TOKENS:-1000000}" --unique-tokens "${UNIQUE:-200000}" --batch 1024 --lr 1e-3 \
   --ctx 256 --seqs 4 --eval-tokens 8192 --eval-contexts 8 --seed 1 --out "$out"
 cat "$out/eval.json"

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"strconv"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -280,8 +282,12 @@ func (tr *Trace) ReadHeadScores(ctx context.Context, sel Selector) (_ []HeadScor
 	return out, nil
 }
 
-// ReadFlow returns the selected rollout and flow matrices (sel.Prompts,
-// sel.Methods, sel.Layers), one per (prompt, method, layer).
+// ReadFlow returns the selected rollout and flow results (sel.Prompts,
+// sel.Methods, sel.Layers, sel.Heads), one per (prompt, method, layer,
+// head, from_layer, to_layer), rows in file order. Schema v1 files read
+// into the same form: the head and input layer come out of the method
+// string ("flow/head=3/from=2"), and rows that were written as all NaN (not
+// computed) are left out.
 func (tr *Trace) ReadFlow(ctx context.Context, sel Selector) (_ []FlowMatrix, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(tr.path, &err)
@@ -289,10 +295,14 @@ func (tr *Trace) ReadFlow(ctx context.Context, sel Selector) (_ []FlowMatrix, er
 	if _, ok := tr.TableInfo(name); !ok {
 		return nil, nil
 	}
+	t, err := tr.Table(name)
+	if err != nil {
+		return nil, err
+	}
+	v1 := t.version == 1
 	type key struct {
-		prompt int
-		method string
-		layer  int
+		prompt, layer, head, from, to int
+		method                        string
 	}
 	var order []key
 	ms := map[key]*FlowMatrix{}
@@ -301,24 +311,49 @@ func (tr *Trace) ReadFlow(ctx context.Context, sel Selector) (_ []FlowMatrix, er
 			return nil, err
 		}
 		c := rec.Columns()
-		prompt, method, layer, vals := c[0].(*array.Int32), c[1].(*array.String), c[2].(*array.Int32), c[4].(*array.List)
+		prompt, method, layer := c[0].(*array.Int32), c[1].(*array.String), c[2].(*array.Int32)
+		var head, from, to, outPos *array.Int32
+		var vals *array.List
+		if v1 {
+			outPos, vals = c[3].(*array.Int32), c[4].(*array.List)
+		} else {
+			head, from, to, outPos, vals = c[3].(*array.Int32), c[4].(*array.Int32), c[5].(*array.Int32), c[6].(*array.Int32), c[7].(*array.List)
+		}
 		for i := 0; i < int(rec.NumRows()); i++ {
-			k := key{int(prompt.Value(i)), method.Value(i), int(layer.Value(i))}
-			if !sel.row(KindFlow, k.prompt, k.method, k.layer, -1) {
+			k := key{prompt: int(prompt.Value(i)), method: method.Value(i), layer: int(layer.Value(i))}
+			if v1 {
+				m, h, f, err := parseV1Method(k.method)
+				if err != nil {
+					return nil, fmt.Errorf("store: read %s: %w: %v", t.path, ErrNotLoupe, err)
+				}
+				k.method, k.head, k.from = m, h, f
+				k.to = k.layer + 1
+				if k.layer < 0 {
+					k.to = configLayers(tr.run.Config)
+				}
+			} else {
+				k.head, k.from, k.to = int(head.Value(i)), int(from.Value(i)), int(to.Value(i))
+			}
+			if !sel.row(KindFlow, k.prompt, k.method, k.layer, k.head) {
 				continue
 			}
 			v := listF32(vals, i)
+			if v1 && allNaN(v) {
+				continue // v1 wrote rows it had not computed as NaN
+			}
 			m, ok := ms[k]
 			if !ok {
-				m = &FlowMatrix{PromptID: k.prompt, Method: k.method, Layer: k.layer, Cols: len(v)}
+				m = &FlowMatrix{PromptID: k.prompt, Method: k.method, Layer: k.layer, Head: k.head, FromLayer: k.from, ToLayer: k.to,
+					Outputs: []int{}, Cols: len(v)}
 				ms[k] = m
 				order = append(order, k)
 			}
 			if len(v) != m.Cols {
 				return nil, fmt.Errorf("store: read %s: %w: %s matrix of prompt %d has rows of %d and %d values",
-					SiblingPath(tr.path, name), ErrIncomplete, k.method, k.prompt, m.Cols, len(v))
+					t.path, ErrIncomplete, k.method, k.prompt, m.Cols, len(v))
 			}
 			m.Values = append(m.Values, v...)
+			m.Outputs = append(m.Outputs, int(outPos.Value(i)))
 			m.Rows++
 		}
 	}
@@ -327,6 +362,54 @@ func (tr *Trace) ReadFlow(ctx context.Context, sel Selector) (_ []FlowMatrix, er
 		out[i] = *ms[k]
 	}
 	return out, nil
+}
+
+// parseV1Method splits a schema v1 flow method, "flow/head=3/from=2", into
+// the method, the head (HeadsAveraged when absent) and the input layer.
+func parseV1Method(s string) (method string, head, from int, err error) {
+	parts := strings.Split(s, "/")
+	method, head = parts[0], HeadsAveraged
+	for _, p := range parts[1:] {
+		k, v, ok := strings.Cut(p, "=")
+		n, perr := strconv.Atoi(v)
+		if !ok || perr != nil || n < 0 {
+			return "", 0, 0, fmt.Errorf("flow method %q: bad part %q", s, p)
+		}
+		switch k {
+		case "head":
+			head = n
+		case "from":
+			from = n
+		default:
+			return "", 0, 0, fmt.Errorf("flow method %q: unknown part %q", s, p)
+		}
+	}
+	return method, head, from, nil
+}
+
+// configLayers reads the layer count out of a run's model config (Loupe's
+// own probe.Config, or the names Hugging Face and TransformerLens use);
+// -1 when absent.
+func configLayers(raw json.RawMessage) int {
+	var m map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+		return -1
+	}
+	for _, k := range []string{"Layers", "n_layers", "num_hidden_layers", "n_layer"} {
+		if v, ok := m[k].(float64); ok && v > 0 && v < 1<<16 {
+			return int(v)
+		}
+	}
+	return -1
+}
+
+func allNaN(v []float32) bool {
+	for _, x := range v {
+		if !math.IsNaN(float64(x)) {
+			return false
+		}
+	}
+	return len(v) > 0
 }
 
 // ReadLogitLens returns the selected logit lens, one per (prompt, layer);

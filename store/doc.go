@@ -54,7 +54,10 @@
 // the folder, siblings first and the main file last, then fsyncs the
 // folder. An interrupted run leaves only temporary files, which lack the
 // Arrow footer and never look complete; two writers of the same path
-// leave the complete output of one of them.
+// leave the complete output of one of them. A writer holds a lock on its
+// temporary files while it lives, so the next writer in the folder removes
+// a dead (killed) writer's and never a live one's (temps.go: FindTemps,
+// CleanTemps).
 //
 // # Reading
 //

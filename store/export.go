@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -177,10 +178,18 @@ func writeJSONValue(sb *strings.Builder, vals arrow.Array, j int) {
 	case *array.Int32:
 		sb.WriteString(strconv.Itoa(int(v.Value(j))))
 	case *array.String:
-		sb.WriteString(strconv.Quote(v.Value(j)))
+		writeJSONString(sb, v.Value(j))
 	default:
-		sb.WriteString(strconv.Quote(v.ValueStr(j)))
+		writeJSONString(sb, v.ValueStr(j))
 	}
+}
+
+// writeJSONString writes s as a JSON string. strconv.Quote would write Go
+// escapes (\x.. for bytes that are not UTF-8, as a byte-level BPE token's
+// text can be), which JSON has not; encoding/json writes U+FFFD for them.
+func writeJSONString(sb *strings.Builder, s string) {
+	b, _ := json.Marshal(s)
+	sb.Write(b)
 }
 
 // Export writes every table of the trace whose main file is src in the

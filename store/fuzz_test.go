@@ -35,7 +35,7 @@ func tinyTrace(t testing.TB, opts Options) map[string][]byte {
 		check(w.WriteActivation(Activation{Hook: "blocks.0.attn.hook_z", PromptID: p, Head: 1, Shape: []int{1, 2}, Values: []float32{1, 2, 3, 4}}))
 		check(w.WriteAttention(Attention{PromptID: p, Queries: 2, Keys: 2, Causal: true, Weights: []float32{1, 0, 0.5, 0.5}}))
 		check(w.WriteAttentionTopK(AttentionTopK{PromptID: p, K: 2, QueryPos: []int{0, 1}, KeyPos: []int32{0, -1, 1, 0}, Weight: []float32{1, 0, 0.7, 0.3}}))
-		check(w.WriteFlow(FlowMatrix{PromptID: p, Method: "rollout", Rows: 2, Cols: 2, Values: []float32{1, 0, 0.5, 0.5}}))
+		check(w.WriteFlow(FlowMatrix{PromptID: p, Method: "rollout", Head: HeadsAveraged, ToLayer: 1, Rows: 2, Cols: 2, Values: []float32{1, 0, 0.5, 0.5}}))
 		check(w.WriteLogitLens(LogitLens{PromptID: p, K: 2, Positions: []int{0, 1}, TargetProb: []float32{0.5, float32(math.NaN())},
 			TopIDs: []int32{1, 2, 3, -1}, TopProbs: []float32{0.5, 0.2, 0.9, 0}, TopTexts: []string{"x", "y", "z", ""}}))
 	}

@@ -50,6 +50,7 @@ type Table struct {
 	closed  bool
 	traceID string
 	main    string
+	version int // the file's schema version
 }
 
 // OpenTable opens one Loupe Arrow file, main or sibling, on its own. It
@@ -127,6 +128,7 @@ func (t *Table) checkSchema() error {
 	if v > SchemaVersion {
 		return fmt.Errorf("schema version %d is newer than this Loupe reads (%d); update Loupe", v, SchemaVersion)
 	}
+	t.version = v
 	t.info.Name = t.meta[MetaTable]
 	t.info.Kind = Kind(t.meta[MetaKind])
 	t.traceID = t.meta[MetaTraceID]
@@ -155,7 +157,18 @@ func (t *Table) checkSchema() error {
 		}
 		t.info.Shape, t.info.DType = shape, dt
 		want = activationFields(shape, dt)
-	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindFlow, KindLogitLens, KindCircuit, KindIndex:
+	case KindFlow:
+		want = fields(t.info.Kind)
+		if v == 1 {
+			want = flowFieldsV1()
+		}
+	case KindAblation:
+		if v < 2 {
+			return fmt.Errorf("%w: an ablation table in a schema v%d file (ablation tables came with v2)", ErrNotLoupe, v)
+		}
+		want = fields(t.info.Kind)
+	case KindTokens, KindAttention, KindAttentionTopK, KindHeadScores, KindLogitLens, KindCircuit, KindIndex,
+		KindFeatures, KindFeatureExamples, KindFeatureActs, KindCodes:
 		want = fields(t.info.Kind)
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrNotLoupe, t.info.Kind)
@@ -174,6 +187,9 @@ func (t *Table) checkSchema() error {
 
 // Path returns the file's path.
 func (t *Table) Path() string { return t.path }
+
+// SchemaVersion returns the schema version the file was written with.
+func (t *Table) SchemaVersion() int { return t.version }
 
 // Info describes the table. Rows is counted from the trace's index when the
 // table was opened through Open, and -1 otherwise (counting would read).
@@ -490,6 +506,10 @@ func (tr *Trace) Path() string { return tr.path }
 // Run returns how the trace was made.
 func (tr *Trace) Run() RunInfo { return tr.run }
 
+// SchemaVersion returns the schema version the trace was written with
+// (its main file's).
+func (tr *Trace) SchemaVersion() int { return tr.main.version }
+
 // TraceID returns the id shared by all files of the trace.
 func (tr *Trace) TraceID() string { return tr.main.traceID }
 
@@ -592,11 +612,12 @@ type Selector struct {
 // matchEntry reports whether a batch may hold selected rows; a -1 (or "")
 // key in the index means several values and always may.
 func (s Selector) matchEntry(kind Kind, e IndexEntry) bool {
-	names := s.Hooks
+	names, name := s.Hooks, e.Hook
 	if kind == KindFlow {
-		names = s.Methods
+		// Schema v1 indexes flow batches by "flow/head=3/from=2".
+		names, name = s.Methods, strings.Split(e.Hook, "/")[0]
 	}
-	return matchInt(s.Prompts, e.PromptID, true) && matchStr(names, e.Hook) &&
+	return matchInt(s.Prompts, e.PromptID, true) && matchStr(names, name) &&
 		matchInt(s.Layers, e.Layer, true) && matchInt(s.Heads, e.Head, true)
 }
 

@@ -15,7 +15,12 @@ import (
 // Every file carries it in its schema metadata under [MetaSchema]. A reader
 // accepts files whose version is at most this one; a change that an older
 // reader would misread bumps it.
-const SchemaVersion = 1
+//
+// Version 2 gave the flow table head, from_layer, to_layer and output_pos
+// columns (version 1 encoded the head and input layer in the method string
+// and wrote uncomputed rows as NaN) and added the ablation table. Version 1
+// files still read: see flowFieldsV1 and ReadFlow.
+const SchemaVersion = 2
 
 // Schema metadata keys stamped on every file of a trace.
 const (
@@ -33,17 +38,20 @@ const (
 // Kind names what a table holds. It is stamped in every file under [MetaKind].
 type Kind string
 
-// The table kinds of schema version 1. docs/schema.md gives their columns.
+// The table kinds. docs/schema.md gives their columns.
 const (
-	KindTokens        Kind = "tokens"         // one row per prompt token
-	KindActivations   Kind = "activations"    // one row per (hook, layer, head, prompt, position)
-	KindAttention     Kind = "attention"      // full attention rows for short prompts
-	KindAttentionTopK Kind = "attention_topk" // top-k attended keys per query, for long prompts
-	KindHeadScores    Kind = "head_scores"    // one row per (layer, head, score)
-	KindFlow          Kind = "flow"           // attention rollout and flow matrices, one row per matrix row
-	KindLogitLens     Kind = "logit_lens"     // top-k next-token predictions per (prompt, layer, position)
-	KindCircuit       Kind = "circuit"        // a found circuit: one row per node, edge or summary figure (circuit.go)
-	KindIndex         Kind = "index"          // one row per record batch of every other table
+	KindTokens          Kind = "tokens"           // one row per prompt token
+	KindActivations     Kind = "activations"      // one row per (hook, layer, head, prompt, position)
+	KindAttention       Kind = "attention"        // full attention rows for short prompts
+	KindAttentionTopK   Kind = "attention_topk"   // top-k attended keys per query, for long prompts
+	KindHeadScores      Kind = "head_scores"      // one row per (layer, head, score)
+	KindFlow            Kind = "flow"             // attention rollout and flow matrices, one row per matrix row
+	KindLogitLens       Kind = "logit_lens"       // top-k next-token predictions per (prompt, layer, position)
+	KindCircuit         Kind = "circuit"          // a found circuit: one row per node, edge or summary figure (circuit.go)
+	KindFeatures        Kind = "features"         // SAE latents: density, activation histogram, logit table (features.go)
+	KindFeatureExamples Kind = "feature_examples" // SAE latents' top and quantile-sampled contexts (features.go)
+	KindFeatureActs     Kind = "feature_acts"     // the SAE latents active at each token of a prompt (features.go)
+	KindIndex           Kind = "index"            // one row per record batch of every other table
 )
 
 // DType is the element type of activation values.
@@ -115,7 +123,8 @@ func fields(k Kind) []arrow.Field {
 			{Name: "value", Type: arrow.PrimitiveTypes.Float64},
 			utf8("label", true), utf8("details", true)}
 	case KindFlow:
-		return []arrow.Field{i32(colPromptID), utf8("method", false), i32(colLayer), i32("row"),
+		return []arrow.Field{i32(colPromptID), utf8("method", false), i32(colLayer), i32(colHead),
+			i32("from_layer"), i32("to_layer"), i32("output_pos"),
 			{Name: "values", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)}}
 	case KindLogitLens:
 		return []arrow.Field{i32(colPromptID), i32(colLayer), i32(colPosition),
@@ -123,8 +132,14 @@ func fields(k Kind) []arrow.Field {
 			{Name: "top_ids", Type: arrow.ListOf(arrow.PrimitiveTypes.Int32)},
 			{Name: "top_probs", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
 			{Name: "top_texts", Type: arrow.ListOf(arrow.BinaryTypes.String)}}
+	case KindCodes:
+		return codeFields()
 	case KindCircuit:
 		return circuitFields()
+	case KindAblation:
+		return ablationFields()
+	case KindFeatures, KindFeatureExamples, KindFeatureActs:
+		return featureFields(k)
 	case KindIndex:
 		return []arrow.Field{utf8("table", false), i32("batch"),
 			{Name: "first_row", Type: arrow.PrimitiveTypes.Int64},
@@ -132,6 +147,12 @@ func fields(k Kind) []arrow.Field {
 			i32(colPromptID), utf8(colHook, false), i32(colLayer), i32(colHead)}
 	}
 	return nil
+}
+
+// flowFieldsV1 are the flow table's columns in schema version 1.
+func flowFieldsV1() []arrow.Field {
+	return []arrow.Field{i32(colPromptID), utf8("method", false), i32(colLayer), i32("row"),
+		{Name: "values", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)}}
 }
 
 // activationFields returns the columns of an activations table whose rows
@@ -178,9 +199,9 @@ func ActivationTableName(shape []int) string {
 	return string(KindActivations) + "." + strings.Join(parts, "x")
 }
 
-var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|index|activations\.[0-9]+(x[0-9]+)*)$`)
+var tableNameRE = regexp.MustCompile(`^(tokens|attention|attention_topk|head_scores|flow|logit_lens|circuit|ablation|features|feature_examples|feature_acts|codes|index|activations\.[0-9]+(x[0-9]+)*)$`)
 
-// validTableName reports whether name is a table name of schema version 1.
+// validTableName reports whether name is a table name of this schema version.
 func validTableName(name string) bool { return tableNameRE.MatchString(name) }
 
 var safeNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$`)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +85,8 @@ func newFixture(seed uint64) *fixture {
 					store.HeadScore{Layer: l, Head: h, Score: "prev_token", Value: rng.Float64(), Label: "previous-token head",
 						Details: json.RawMessage(`{"offset":-1}`)})
 			}
-			f.flow = append(f.flow, store.FlowMatrix{PromptID: p, Method: "rollout", Layer: l, Rows: T, Cols: T, Values: rnd(T * T)})
+			f.flow = append(f.flow, store.FlowMatrix{PromptID: p, Method: "rollout", Layer: l, Head: store.HeadsAveraged, ToLayer: l + 1,
+				Outputs: positions(T), Rows: T, Cols: T, Values: rnd(T * T)})
 			ll := store.LogitLens{PromptID: p, Layer: l, K: 2}
 			for q := 0; q < T; q++ {
 				ll.Positions = append(ll.Positions, q)
@@ -102,7 +104,8 @@ func newFixture(seed uint64) *fixture {
 			}
 			f.lens = append(f.lens, ll)
 		}
-		f.flow = append(f.flow, store.FlowMatrix{PromptID: p, Method: "flow", Layer: -1, Rows: 2, Cols: T, Values: rnd(2 * T)})
+		f.flow = append(f.flow, store.FlowMatrix{PromptID: p, Method: "flow", Layer: -1, Head: 1, FromLayer: 0, ToLayer: 2,
+			Outputs: []int{T - 2, T - 1}, Rows: 2, Cols: T, Values: rnd(2 * T)})
 	}
 	return f
 }
@@ -233,7 +236,7 @@ func TestRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 				md := tb.Metadata()
-				if md[store.MetaSchema] != "1" || md[store.MetaTraceID] != tr.TraceID() || md[store.MetaKind] != string(in.Kind) {
+				if md[store.MetaSchema] != strconv.Itoa(store.SchemaVersion) || md[store.MetaTraceID] != tr.TraceID() || md[store.MetaKind] != string(in.Kind) {
 					t.Errorf("%s: metadata %v", in.Name, md)
 				}
 				if tb.Run().ModelHash != "sha256:abc" {
@@ -278,6 +281,14 @@ func sortedActs(in []store.Activation, f16 bool) []store.Activation {
 			}
 			out = append(out, a)
 		}
+	}
+	return out
+}
+
+func positions(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
 	}
 	return out
 }
@@ -737,5 +748,45 @@ func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadSchemaV1Flow reads flow files written by schema version 1 (see
+// testdata/v1/README.md): the head and input layer come out of the method
+// string, the uncomputed NaN rows are dropped, rows get their output
+// positions, and selecting by method and head works as on v2 files.
+func TestReadSchemaV1Flow(t *testing.T) {
+	tr, err := store.Open(filepath.Join("testdata", "v1", "flow.arrow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.SchemaVersion() != 1 {
+		t.Fatalf("schema version %d, want 1", tr.SchemaVersion())
+	}
+	ctx := context.Background()
+	got, err := tr.ReadFlow(ctx, store.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.FlowMatrix{
+		{PromptID: 0, Method: "rollout", Layer: -1, Head: store.HeadsAveraged, FromLayer: 0, ToLayer: 4,
+			Outputs: []int{0, 1, 2, 3}, Rows: 4, Cols: 4,
+			Values: []float32{1, 0, 0, 0, 0.5, 0.5, 0, 0, 0.25, 0.25, 0.5, 0, 0.125, 0.125, 0.25, 0.5}},
+		{PromptID: 0, Method: "flow", Layer: 3, Head: 3, FromLayer: 2, ToLayer: 4,
+			Outputs: []int{3}, Rows: 1, Cols: 4, Values: []float32{0.1, 0.2, 0.3, 0.4}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("v1 flow read as\n%+v\nwant\n%+v", got, want)
+	}
+	for _, sel := range []store.Selector{{Methods: []string{"flow"}}, {Heads: []int{3}}} {
+		got, err := tr.ReadFlow(ctx, sel)
+		if err != nil || len(got) != 1 || got[0].Method != "flow" || got[0].Head != 3 {
+			t.Errorf("select %+v from a v1 flow table: %+v, %v", sel, got, err)
+		}
+	}
+	toks, err := tr.ReadTokens(ctx, store.Selector{})
+	if err != nil || len(toks) != 1 || len(toks[0].IDs) != 4 {
+		t.Errorf("v1 tokens: %+v, %v", toks, err)
 	}
 }

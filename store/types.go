@@ -73,13 +73,42 @@ type HeadScore struct {
 	Details     json.RawMessage // optional, the score's own details as a JSON value; nil is stored as null
 }
 
-// FlowMatrix is one attention-rollout or attention-flow matrix of one prompt.
+// FlowMatrix is one attention-rollout or attention-flow result of one
+// prompt: for each output position computed (a row), what reaches it from
+// each input position (a column).
 type FlowMatrix struct {
-	PromptID   int
-	Method     string // "rollout", "flow", ...
-	Layer      int    // the layer the matrix is taken at; -1 for the whole model
+	PromptID int
+	Method   string // "rollout" or "flow"
+	// Layer is the layer the matrix is taken at (ToLayer-1), or -1 for the
+	// whole model (FromLayer 0 up through every block). The index keys the
+	// table's batches by it.
+	Layer int
+	// Head is the one head whose pattern was followed; HeadsAveraged (-1)
+	// for the average over heads. Set it: 0 is head 0.
+	Head int
+	// FromLayer and ToLayer bound the layers followed: from the residual
+	// stream after FromLayer blocks (0: the input embeddings) to the one
+	// after ToLayer blocks; ToLayer > FromLayer. A schema v1 file whose
+	// matrix was the whole model reads with the run config's layer count,
+	// or -1 where the config does not give it.
+	FromLayer, ToLayer int
+	// Outputs holds the output position of each row; nil means rows
+	// 0..Rows-1.
+	Outputs    []int
 	Rows, Cols int
 	Values     []float32 // Rows x Cols, row-major
+}
+
+// HeadsAveraged is FlowMatrix.Head (and the flow table's head column) for a
+// result over the average of every head's pattern.
+const HeadsAveraged = -1
+
+// OutputPos returns the output position of row r.
+func (m *FlowMatrix) OutputPos(r int) int {
+	if m.Outputs == nil {
+		return r
+	}
+	return m.Outputs[r]
 }
 
 // IndexEntry locates one record batch of one table and says which prompt,

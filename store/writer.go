@@ -108,6 +108,7 @@ type Writer struct {
 	tables  map[string]*tableWriter
 	err     error // sticky
 	done    bool
+	cleaned []Temp // dead writers' temporaries Create found in the folder
 }
 
 // Create starts a trace whose main file is path (conventionally *.arrow).
@@ -144,11 +145,19 @@ func Create(path string, run RunInfo, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A writer killed mid-write leaves its temporaries; the next writer in
+	// the folder removes them. A failure here only leaves them in place.
+	w.cleaned, _ = CleanTemps(filepath.Dir(path))
 	if _, err := w.table(info, nil); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
+
+// Cleaned returns the temporary files of dead writers that Create found in
+// the trace's folder, and whether it removed each (it cannot tell a dead
+// writer from a live one where the file system has no flock).
+func (w *Writer) Cleaned() []Temp { return w.cleaned }
 
 // TraceID returns the random id stamped on every file of this write.
 func (w *Writer) TraceID() string { return w.traceID }
@@ -189,7 +198,7 @@ func (w *Writer) table(info TableInfo, extra []string) (*tableWriter, error) {
 	final := w.filePath(info.Name)
 	info.File = filepath.Base(final)
 	tmp := filepath.Join(filepath.Dir(final), "."+info.File+".tmp-"+w.traceID[:12])
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createLockedTemp(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", final, err)
 	}
@@ -225,6 +234,27 @@ func (w *Writer) table(info TableInfo, extra []string) (*tableWriter, error) {
 	}
 	w.tables[info.Name] = t
 	return t, nil
+}
+
+// createLockedTemp creates a temporary file and takes its lock (lockTemp)
+// under the folder's lock, so that CleanTemps, which holds the folder's
+// lock too, never sees it unlocked.
+func createLockedTemp(tmp string) (*os.File, error) {
+	unlock, err := lockDir(filepath.Dir(tmp))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := lockTemp(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return f, nil
 }
 
 // begin takes the lock and checks the writer is usable.
@@ -486,23 +516,34 @@ func (w *Writer) WriteFlow(m FlowMatrix) error {
 }
 
 func (w *Writer) writeFlow(m *FlowMatrix) error {
-	if m.Rows < 0 || m.Cols < 0 || len(m.Values) != m.Rows*m.Cols || m.Method == "" {
-		return fmt.Errorf("flow %q prompt %d layer %d: %d values for %d x %d", m.Method, m.PromptID, m.Layer, len(m.Values), m.Rows, m.Cols)
+	what := fmt.Sprintf("flow %q prompt %d layer %d", m.Method, m.PromptID, m.Layer)
+	switch {
+	case m.Rows < 0 || m.Cols < 0 || len(m.Values) != m.Rows*m.Cols || m.Method == "":
+		return fmt.Errorf("%s: %d values for %d x %d", what, len(m.Values), m.Rows, m.Cols)
+	case m.Outputs != nil && len(m.Outputs) != m.Rows:
+		return fmt.Errorf("%s: %d output positions for %d rows", what, len(m.Outputs), m.Rows)
+	case m.Head < HeadsAveraged:
+		return fmt.Errorf("%s: head %d (want a head, or %d for the average)", what, m.Head, HeadsAveraged)
+	case m.FromLayer < 0 || m.ToLayer <= m.FromLayer:
+		return fmt.Errorf("%s: layers %d..%d (want 0 <= from_layer < to_layer)", what, m.FromLayer, m.ToLayer)
 	}
 	t, err := w.tableNamed(string(KindFlow))
 	if err != nil {
 		return err
 	}
-	key := batchKey{prompt: int32(m.PromptID), hook: m.Method, layer: int32(m.Layer), head: -1}
+	key := batchKey{prompt: int32(m.PromptID), hook: m.Method, layer: int32(m.Layer), head: int32(m.Head)}
 	for r := 0; r < m.Rows; r++ {
-		if err := t.startRow(key, 20+len(m.Method)+4*m.Cols); err != nil {
+		if err := t.startRow(key, 32+len(m.Method)+4*m.Cols); err != nil {
 			return err
 		}
 		t.i32(0).Append(int32(m.PromptID))
 		t.str(1).Append(m.Method)
 		t.i32(2).Append(int32(m.Layer))
-		t.i32(3).Append(int32(r))
-		appendF32List(t.rb.Field(4), m.Values[r*m.Cols:(r+1)*m.Cols])
+		t.i32(3).Append(int32(m.Head))
+		t.i32(4).Append(int32(m.FromLayer))
+		t.i32(5).Append(int32(m.ToLayer))
+		t.i32(6).Append(int32(m.OutputPos(r)))
+		appendF32List(t.rb.Field(7), m.Values[r*m.Cols:(r+1)*m.Cols])
 	}
 	return nil
 }
@@ -572,9 +613,10 @@ func (w *Writer) Commit(ctx context.Context) error {
 	}
 	err := w.commit(ctx)
 	w.done = true
-	if err != nil {
-		w.removeTemps()
-	}
+	// Close every file (and so drop its lock) only now, after the renames:
+	// a temporary file is never unlocked while its writer lives. Files not
+	// renamed (an error) are removed.
+	w.removeTemps()
 	w.mu.Unlock()
 	return err
 }
@@ -806,7 +848,8 @@ func (t *tableWriter) flush() error {
 	return nil
 }
 
-// finish writes the footer, flushes, fsyncs and closes the temporary file.
+// finish writes the footer, flushes and fsyncs the temporary file. The file
+// stays open, holding its lock, until discard.
 func (t *tableWriter) finish() error {
 	if t.closed {
 		return nil
@@ -823,21 +866,21 @@ func (t *tableWriter) finish() error {
 	if err == nil {
 		err = t.f.Sync()
 	}
-	if cerr := t.f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fmt.Errorf("store: write %s: %w", t.final, err)
 	}
 	return nil
 }
 
-// discard closes and removes the temporary file unless it was published.
+// discard closes the file and removes it unless it was published.
 func (t *tableWriter) discard() {
 	if !t.closed {
 		t.closed = true
 		t.rb.Release()
+	}
+	if t.f != nil {
 		t.f.Close()
+		t.f = nil
 	}
 	if !t.renamed {
 		os.Remove(t.tmp)

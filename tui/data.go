@@ -43,12 +43,19 @@ type Source struct {
 	layers     int
 	heads      int
 	prompts    []int
+	// ablations are the ablation experiments of every trace (small: one
+	// row per experiment), read at Open.
+	ablations []store.Ablation
 
 	tokens map[int]*store.Tokens
 	attn   map[[3]int]*attnResult
 	norms  map[int]*normsResult
 	lens   map[int]*lensResult
 	flow   map[int]*flowResult
+
+	features  []store.FeatureRow // SAE latents (features.go)
+	featTrace *store.Trace
+	examples  map[int][]store.FeatureExample
 }
 
 // knownScores fixes the order of the well-known scores in the head map, so
@@ -97,6 +104,12 @@ func Open(paths ...string) (src *Source, err error) {
 			src.Close()
 			return nil, fileErr(tablePath(tr, string(store.KindHeadScores)), err)
 		}
+		cs, err := circuitScores(tr)
+		if err != nil {
+			src.Close()
+			return nil, fileErr(tablePath(tr, string(store.KindCircuit)), err)
+		}
+		hs = append(hs, cs...)
 		for _, s := range hs {
 			if s.Layer < 0 || s.Head < 0 || s.Layer > 1<<16 || s.Head > 1<<16 {
 				continue // not a head; the map cannot place it
@@ -108,6 +121,24 @@ func Open(paths ...string) (src *Source, err error) {
 			}
 			seen[k] = len(src.scores)
 			src.scores = append(src.scores, s)
+		}
+	}
+	for _, tr := range src.traces {
+		var abl []store.Ablation
+		err := guard(func() error {
+			var err error
+			abl, err = tr.ReadAblations(context.Background(), store.Selector{})
+			return err
+		})
+		if err != nil {
+			src.Close()
+			return nil, fileErr(tablePath(tr, string(store.KindAblation)), err)
+		}
+		src.ablations = append(src.ablations, abl...)
+		for _, a := range abl {
+			for _, h := range a.Heads {
+				src.layers, src.heads = max(src.layers, h.Layer+1), max(src.heads, h.Head+1)
+			}
 		}
 	}
 	names, labels := map[string]bool{}, map[string]bool{}
@@ -153,6 +184,10 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	sort.Ints(src.prompts)
+	if err := src.loadFeatures(); err != nil {
+		src.Close()
+		return nil, err
+	}
 	if src.heads == 0 && len(src.prompts) > 0 && src.layers > 0 {
 		// No scores and no config: count the heads of one attention batch.
 		for _, tr := range src.traces {
@@ -168,6 +203,36 @@ func Open(paths ...string) (src *Source, err error) {
 		}
 	}
 	return src, nil
+}
+
+// circuitScores shows a circuit table (loupe circuits find) on the head
+// map: each method's head scores become the score "circuit_METHOD", and
+// the heads in its circuit carry the label "circuit (METHOD)", so the map's
+// label filter picks the circuit out.
+func circuitScores(tr *store.Trace) ([]store.HeadScore, error) {
+	var rows []store.CircuitRow
+	err := guard(func() error {
+		var err error
+		rows, err = tr.ReadCircuit(context.Background())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []store.HeadScore
+	for _, r := range rows {
+		if r.Kind != store.CircuitNode || r.Head < 0 || r.Layer < 0 {
+			continue
+		}
+		s := store.HeadScore{Layer: r.Layer, Head: r.Head, Score: "circuit_" + r.Method, Value: r.Score}
+		if r.InCircuit {
+			s.Label = "circuit (" + r.Method + ")"
+		}
+		d, _ := json.Marshal(map[string]any{"task": r.Task, "method": r.Method, "in_circuit": r.InCircuit})
+		s.Details = d
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // mainFiles maps each path to the main file of its trace and drops the
@@ -306,6 +371,18 @@ func (s *Source) HeadScores(layer, head int) []store.HeadScore {
 	sort.SliceStable(out, func(a, b int) bool {
 		return slices.Index(s.scoreNames, out[a].Score) < slices.Index(s.scoreNames, out[b].Score)
 	})
+	return out
+}
+
+// Ablations returns the ablation experiments that knock out the head, in
+// file order.
+func (s *Source) Ablations(layer, head int) []store.Ablation {
+	var out []store.Ablation
+	for _, a := range s.ablations {
+		if slices.Contains(a.Heads, store.HeadRef{Layer: layer, Head: head}) {
+			out = append(out, a)
+		}
+	}
 	return out
 }
 

@@ -393,8 +393,12 @@ func (m *headView) scoresBlock(w, h int) string {
 		}
 	}
 	lines = append(lines, headStyle.Render("Ablation"))
-	if len(ablations) == 0 {
-		lines = append(lines, dimStyle.Render("  none in these files (`loupe heads ablate` measures it)"))
+	exps := st.src.Ablations(st.layer, st.head)
+	if len(ablations) == 0 && len(exps) == 0 {
+		lines = append(lines, dimStyle.Render("  none in these files (`loupe heads ablate --out` writes it)"))
+	}
+	for _, a := range exps {
+		lines = append(lines, ablationLines(a, w)...)
 	}
 	for _, s := range ablations {
 		lines = append(lines, fmt.Sprintf("  %-16s %s %s", s.Score, fmtVal(s.Value), dimStyle.Render(detailText(s.Details))))
@@ -403,6 +407,29 @@ func (m *headView) scoresBlock(w, h int) string {
 		lines = append(lines[:max(h-1, 0)], dimStyle.Render(fmt.Sprintf("  … %d more lines (a taller terminal shows them)", len(lines)-h+1)))
 	}
 	return strings.Join(lines, "\n")
+}
+
+// ablationLines describes one ablation experiment that includes the focused
+// head: the task, the accuracy with no head ablated and with the heads
+// ablated, and the random-head control.
+func ablationLines(a store.Ablation, w int) []string {
+	names := make([]string, len(a.Heads))
+	for i, h := range a.Heads {
+		names[i] = "L" + h.String()
+	}
+	line := fmt.Sprintf("  %-10s %s → %s", a.Task, fmtVal(a.Baseline), fmtVal(a.Accuracy))
+	if len(a.RandomAccuracy) > 0 {
+		line += fmt.Sprintf("  random %s ± %s", fmtVal(a.RandomMean()), fmtVal(a.RandomStd()))
+	}
+	out := []string{line}
+	detail := fmt.Sprintf("%s-ablated with %s", a.Method, strings.Join(names, " "))
+	if n := len(a.RandomAccuracy); n > 0 {
+		detail += fmt.Sprintf("; control: %d random heads, %d draws", len(a.Heads), n)
+	}
+	for _, l := range wrap(detail, max(w-6, 10), "") {
+		out = append(out, dimStyle.Render("      "+l))
+	}
+	return out
 }
 
 // detailText flattens a score's JSON details into "key: value" pairs, the

@@ -23,6 +23,7 @@ type keyMap struct {
 	PrevMatch               key.Binding
 	Help, Quit              key.Binding
 	Mode, Rank              key.Binding
+	Features, Sort          key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -55,6 +56,8 @@ func newKeyMap() keyMap {
 		Mode:        b("a", "text/matrix", "a"),
 		Rank:        b("1-9", "head of rank N", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
 		Quit:        b("q", "quit", "q", "ctrl+c"),
+		Features:    b("x", "SAE features", "x"),
+		Sort:        b("o", "sort", "o"),
 	}
 }
 
@@ -102,6 +105,22 @@ func (k keyMap) helpFor(sc screen) screenKeys {
 		return screenKeys{
 			short: []key.Binding{k.Help, up, left, k.NextPrompt, k.Open, k.Back, k.Search, k.Quit},
 			full:  [][]key.Binding{{up, down, left, right, k.PageUp, k.PageDown}, {k.NextPrompt, k.PrevPrompt, open}, views},
+		}
+	case screenFeatures:
+		open := k.Open
+		open.SetHelp("enter", "open latent")
+		return screenKeys{
+			short: []key.Binding{k.Help, k.Up, k.Sort, open, k.Search, k.NextMatch, k.Quit},
+			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Help, k.Quit}},
+		}
+	case screenFeature:
+		left, right, up := k.Left, k.Right, k.Up
+		left.SetHelp("←/h", "previous latent")
+		right.SetHelp("→/l", "next latent")
+		up.SetHelp("↑/k", "scroll")
+		return screenKeys{
+			short: []key.Binding{k.Help, up, left, k.Back, k.Search, k.NextMatch, k.Quit},
+			full:  [][]key.Binding{{up, k.Down, k.PageUp, k.PageDown, left, right}, {k.Back, k.Search, k.NextMatch, k.PrevMatch}, {k.Help, k.Quit}},
 		}
 	}
 	return screenKeys{short: []key.Binding{k.Quit}, full: [][]key.Binding{{k.Quit}}}

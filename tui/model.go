@@ -17,10 +17,12 @@ const (
 	screenHeadView
 	screenPromptView
 	screenError
+	screenFeatures // SAE latents (loupe sae features)
+	screenFeature  // one latent
 )
 
 func (s screen) String() string {
-	return [...]string{"head map", "head view", "prompt view", "error"}[s]
+	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature"}[s]
 }
 
 // state is what the screens share, so that moving between them keeps the
@@ -40,6 +42,11 @@ type state struct {
 	top         int // rank of the last top-N jump, -1 = none
 
 	status string // one-line message (search results, "no such head")
+
+	featAt        int   // feature list: cursor, an index into featureOrder()
+	featSort      int   // index into featureSorts
+	featOrder     []int // cached order of featSort
+	featOrderSort int
 }
 
 func (st *state) scoreName() string {
@@ -89,6 +96,8 @@ func New(src *Source) Model {
 		screenHeadMap:    &headMap{st: st},
 		screenHeadView:   &headView{st: st, lastQ: -2},
 		screenPromptView: &promptView{st: st},
+		screenFeatures:   &featureList{st: st},
+		screenFeature:    &featureView{st: st},
 	}
 	// Start on the best head of the first score: that is what one opens a
 	// head map to find.
@@ -97,6 +106,9 @@ func New(src *Source) Model {
 	}
 	if src.Layers() == 0 && len(src.Prompts()) > 0 {
 		m.current = screenPromptView // a trace without heads: show its prompts
+	}
+	if len(src.Features()) > 0 && len(src.ScoreNames()) == 0 && len(src.Prompts()) == 0 {
+		m.current = screenFeatures // a features file (loupe sae features)
 	}
 	return m
 }
@@ -122,6 +134,13 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.KeyMsg:
 		if msg.Type == tea.KeyCtrlC {
 			return m, tea.Quit // even from the search bar
+		}
+		if m.search != nil && m.search.active && (m.current == screenFeatures || m.current == screenFeature) {
+			next, cmd := m.search.update(msg)
+			if next == screenFeatures {
+				m.current = screenFeatures
+			}
+			return m, cmd
 		}
 		if m.search != nil && m.search.active {
 			next, cmd := m.search.update(msg)
@@ -156,12 +175,22 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.st.status = ""
 		switch {
 		case key.Matches(msg, k.Search):
-			return m, m.search.start()
-		case key.Matches(msg, k.NextMatch):
-			m.current = m.search.step(1, m.current)
+			cmd := m.search.start()
+			m.search.inFeatures = m.current == screenFeatures || m.current == screenFeature
+			return m, cmd
+		case key.Matches(msg, k.NextMatch), key.Matches(msg, k.PrevMatch):
+			d := 1
+			if key.Matches(msg, k.PrevMatch) {
+				d = -1
+			}
+			if m.current == screenFeatures || m.current == screenFeature {
+				m.search.stepFeature(d)
+				return m, nil
+			}
+			m.current = m.search.step(d, m.current)
 			return m, nil
-		case key.Matches(msg, k.PrevMatch):
-			m.current = m.search.step(-1, m.current)
+		case key.Matches(msg, k.Features) && len(m.st.src.Features()) > 0 && m.current != screenFeatures:
+			m.current = screenFeatures
 			return m, nil
 		case key.Matches(msg, k.Map):
 			m.current = screenHeadMap
@@ -171,6 +200,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, nil
 		case key.Matches(msg, k.Back):
 			switch m.current {
+			case screenFeature:
+				m.current = screenFeatures
 			case screenHeadView:
 				m.current = screenHeadMap
 			case screenPromptView:
@@ -179,6 +210,11 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 					m.current = screenPromptView
 				}
 			}
+			return m, nil
+		case key.Matches(msg, k.Open) && m.current == screenFeatures:
+			m.current = screenFeature
+			return m, nil
+		case key.Matches(msg, k.Open) && m.current == screenFeature:
 			return m, nil
 		case key.Matches(msg, k.Open) && m.current != screenHeadView:
 			if m.current == screenPromptView {
@@ -242,7 +278,8 @@ func (m Model) header() string {
 		// The selection first and the file names last: a narrow terminal
 		// cuts the end of the bar.
 		var info []string
-		if st.src.Layers() > 0 {
+		inFeatures := m.current == screenFeatures || m.current == screenFeature
+		if st.src.Layers() > 0 && !inFeatures {
 			info = append(info, fmt.Sprintf("L%d.H%d", st.layer, st.head))
 		}
 		if n := st.scoreName(); n != "" {

@@ -313,13 +313,19 @@ func (m *promptView) View() string {
 	return strings.Join(lines, "\n")
 }
 
-// lastRow is a flow matrix's last row: what flows into the last position,
-// where the model makes its prediction.
+// lastRow is the row of a flow matrix for its last output position: what
+// flows into the last position, where the model makes its prediction.
 func lastRow(f store.FlowMatrix) []float32 {
 	if f.Rows == 0 || f.Cols == 0 || len(f.Values) < f.Rows*f.Cols {
 		return nil
 	}
-	return f.Values[(f.Rows-1)*f.Cols : f.Rows*f.Cols]
+	last := 0
+	for r := range f.Rows {
+		if f.OutputPos(r) > f.OutputPos(last) {
+			last = r
+		}
+	}
+	return f.Values[last*f.Cols : (last+1)*f.Cols]
 }
 
 // lensTop formats the top k predictions of the logit lens at a position.
@@ -356,10 +362,17 @@ func lensTop(l *store.LogitLens, pos, k, w int) string {
 // flowName names a matrix's column: its method, and its layer unless it is
 // the whole model's.
 func flowName(f store.FlowMatrix) string {
-	if f.Layer >= 0 {
-		return fmt.Sprintf("%s@L%d", f.Method, f.Layer)
+	name := f.Method
+	if f.Head >= 0 {
+		name += fmt.Sprintf(".h%d", f.Head)
 	}
-	return f.Method
+	if f.FromLayer > 0 {
+		name += fmt.Sprintf(" from L%d", f.FromLayer)
+	}
+	if f.Layer >= 0 {
+		name += fmt.Sprintf("@L%d", f.Layer)
+	}
+	return name
 }
 
 // layerRuler labels the norm strip's columns: every layer when the labels

@@ -103,7 +103,8 @@ func writeSample(t testing.TB, dir string) (trace, heads string) {
 				for i := range vals {
 					vals[i] /= sum
 				}
-				must(t, w.WriteFlow(store.FlowMatrix{PromptID: p, Method: method, Layer: -1, Rows: 1, Cols: T, Values: vals}))
+				must(t, w.WriteFlow(store.FlowMatrix{PromptID: p, Method: method, Layer: -1, Head: store.HeadsAveraged, ToLayer: sampleLayers,
+					Outputs: []int{T - 1}, Rows: 1, Cols: T, Values: vals}))
 			}
 		}
 	}

@@ -22,6 +22,9 @@ type searchModel struct {
 	matches []tokenMatch
 	at      int
 	query   string
+
+	featMatches []int // latents found from the feature screens
+	inFeatures  bool  // the bar was opened from a feature screen
 }
 
 type tokenMatch struct{ prompt, pos int } // prompt is an index into Prompts()
@@ -38,6 +41,7 @@ func newSearch(st *state) *searchModel {
 
 func (s *searchModel) start() tea.Cmd {
 	s.active = true
+	s.inFeatures = false
 	s.input.SetValue("")
 	return s.input.Focus()
 }
@@ -56,7 +60,11 @@ func (s *searchModel) update(msg tea.KeyMsg) (screen, tea.Cmd) {
 	case tea.KeyEnter:
 		s.active = false
 		s.input.Blur()
-		return s.run(strings.TrimSpace(s.input.Value())), nil
+		q := strings.TrimSpace(s.input.Value())
+		if s.inFeatures && q != "" && s.searchFeatures(q) {
+			return screenFeatures, nil
+		}
+		return s.run(q), nil
 	}
 	var cmd tea.Cmd
 	s.input, cmd = s.input.Update(msg)

@@ -1,43 +1,20 @@
 // Package flowstore maps circuits' rollout and flow results onto the
-// store's flow table (docs/schema.md: prompt_id, method, layer, row,
-// values), so that `loupe flow`, the TUI and the notebooks read them like
-// any other trace.
+// store's flow table (docs/schema.md: prompt_id, method, layer, head,
+// from_layer, to_layer, output_pos, values), so that `loupe flow`, the TUI
+// and the notebooks read them like any other trace.
 //
-// The table has one row per matrix row and no columns for the head or the
-// input-side layer, so this mapping fixes three conventions:
-//
-//   - row r is output position r: a result computed for the last position
-//     only is written as a full T x T matrix whose other rows are NaN (not
-//     computed), never zeros, which would read as "no flow";
-//   - layer is the block whose output the matrix is taken at (ToLayer-1),
-//     and -1 when that is the whole model from the input embeddings, as the
-//     schema asks;
-//   - method is "rollout" or "flow", with "/head=H" for one head's pattern
-//     and "/from=F" for an input side above the embeddings, e.g.
-//     "flow/head=3/from=2".
+// One table row is one output position computed; only computed positions
+// are written. The layer column is the block whose output the matrix is
+// taken at (ToLayer-1), and -1 when that is the whole model from the input
+// embeddings, as the schema asks; head is -1 for the average over heads.
 package flowstore
 
 import (
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 
 	"github.com/loupe-dev/loupe/circuits"
 	"github.com/loupe-dev/loupe/store"
 )
-
-// Method returns the table's method string for r (see the package doc).
-func Method(r *circuits.Result) string {
-	m := string(r.Method)
-	if r.Head >= 0 {
-		m += "/head=" + strconv.Itoa(r.Head)
-	}
-	if r.FromLayer > 0 {
-		m += "/from=" + strconv.Itoa(r.FromLayer)
-	}
-	return m
-}
 
 // Matrix converts r into the store's flow matrix for one prompt of a model
 // with `layers` blocks.
@@ -46,47 +23,24 @@ func Matrix(r *circuits.Result, promptID, layers int) (store.FlowMatrix, error) 
 		return store.FlowMatrix{}, fmt.Errorf("flowstore: malformed result")
 	}
 	T := r.T
-	vals := make([]float32, T*T)
-	for i := range vals {
-		vals[i] = float32(math.NaN())
+	vals := make([]float32, len(r.Values))
+	for i, v := range r.Values {
+		vals[i] = float32(v)
 	}
-	for k, j := range r.Outputs {
+	for _, j := range r.Outputs {
 		if j < 0 || j >= T {
 			return store.FlowMatrix{}, fmt.Errorf("flowstore: output position %d outside 0..%d", j, T-1)
-		}
-		for i, v := range r.Values[k*T : (k+1)*T] {
-			vals[j*T+i] = float32(v)
 		}
 	}
 	layer := r.ToLayer - 1
 	if r.ToLayer == layers && r.FromLayer == 0 {
 		layer = -1
 	}
-	return store.FlowMatrix{PromptID: promptID, Method: Method(r), Layer: layer, Rows: T, Cols: T, Values: vals}, nil
-}
-
-// ParseMethod reads a method string written by Method back into its parts;
-// head is -1 for the average over heads.
-func ParseMethod(s string) (method circuits.Method, head, from int, err error) {
-	parts := strings.Split(s, "/")
-	method, head = circuits.Method(parts[0]), -1
-	if method != circuits.MethodFlow && method != circuits.MethodRollout {
-		return "", 0, 0, fmt.Errorf("flowstore: method %q", s)
+	head := r.Head
+	if head < 0 {
+		head = store.HeadsAveraged
 	}
-	for _, p := range parts[1:] {
-		k, v, ok := strings.Cut(p, "=")
-		n, perr := strconv.Atoi(v)
-		if !ok || perr != nil || n < 0 {
-			return "", 0, 0, fmt.Errorf("flowstore: method %q: bad part %q", s, p)
-		}
-		switch k {
-		case "head":
-			head = n
-		case "from":
-			from = n
-		default:
-			return "", 0, 0, fmt.Errorf("flowstore: method %q: unknown part %q", s, p)
-		}
-	}
-	return method, head, from, nil
+	return store.FlowMatrix{PromptID: promptID, Method: string(r.Method), Layer: layer, Head: head,
+		FromLayer: r.FromLayer, ToLayer: r.ToLayer, Outputs: append([]int(nil), r.Outputs...),
+		Rows: len(r.Outputs), Cols: T, Values: vals}, nil
 }

@@ -2,10 +2,10 @@ package flowstore
 
 import (
 	"context"
-	"math"
 	"testing"
 
 	"github.com/loupe-dev/loupe/circuits"
+	"github.com/loupe-dev/loupe/store"
 )
 
 func TestMatrix(t *testing.T) {
@@ -28,27 +28,18 @@ func TestMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.PromptID != 7 || m.Layer != 1 || m.Rows != T || m.Cols != T || m.Method != "flow/head=0/from=1" {
+	if m.PromptID != 7 || m.Layer != 1 || m.Rows != 1 || m.Cols != T || m.Method != "flow" ||
+		m.Head != 0 || m.FromLayer != 1 || m.ToLayer != 2 || len(m.Outputs) != 1 || m.Outputs[0] != T-1 {
 		t.Fatalf("matrix header %+v", m)
 	}
 	for i := range T {
-		if !math.IsNaN(float64(m.Values[i])) {
-			t.Fatalf("row 0 (not computed) has %g, want NaN", m.Values[i])
+		if got, want := m.Values[i], float32(res.Values[i]); got != want {
+			t.Fatalf("last position [%d] = %g, want %g", i, got, want)
 		}
-		if got, want := m.Values[(T-1)*T+i], float32(res.Values[i]); got != want {
-			t.Fatalf("last row [%d] = %g, want %g", i, got, want)
-		}
-	}
-	meth, head, from, err := ParseMethod(m.Method)
-	if err != nil || meth != circuits.MethodFlow || head != 0 || from != 1 {
-		t.Fatalf("ParseMethod = %v %d %d %v", meth, head, from, err)
 	}
 	all, _ := circuits.Rollout(context.Background(), att, T, circuits.Options{Outputs: circuits.AllPositions})
 	m, _ = Matrix(all, 0, 2)
-	if m.Layer != -1 || m.Method != "rollout" {
-		t.Fatalf("whole-model rollout: layer %d method %q", m.Layer, m.Method)
-	}
-	if _, _, _, err := ParseMethod("flow/bogus=1"); err == nil {
-		t.Fatal("bad method parsed")
+	if m.Layer != -1 || m.Method != "rollout" || m.Head != store.HeadsAveraged || m.Rows != T || m.OutputPos(T-1) != T-1 {
+		t.Fatalf("whole-model rollout: %+v", m)
 	}
 }

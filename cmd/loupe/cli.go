@@ -24,6 +24,7 @@ import (
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
+	"github.com/loupe-dev/loupe/store"
 )
 
 // cliEnv is what every command writes to.
@@ -39,11 +40,10 @@ type cliEnv struct {
 // be called "organism" is reached as ./organism.
 const organismModel = "organism"
 
-// modelFlag is --model, registered by every command that runs a model.
-//
-// The --device flag belongs here too: register adds it next to --model and
-// backend turns it into the compute.Backend that load passes on, so every
-// command gets devices without a change of its own.
+// modelFlag is --model, registered by every command that runs a model,
+// with --device and --weight-dtype (deviceFlags, device.go): load builds
+// the model on the backend they name, so every command gets devices
+// without a change of its own.
 type modelFlag struct {
 	path string
 	dev  deviceFlags // --device and --weight-dtype (device.go)
@@ -83,6 +83,23 @@ func (f *modelFlag) name() string {
 		return organism.Name
 	}
 	return f.path
+}
+
+// noteCleaned tells the user, on stderr, about the temporary files of
+// killed writers that a new trace writer removed from its folder. Every
+// command that creates a trace calls it after store.Create.
+func (env *cliEnv) noteCleaned(w *store.Writer) {
+	var n int
+	var bytes int64
+	for _, t := range w.Cleaned() {
+		if t.Removed {
+			n++
+			bytes += t.Bytes
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(env.stderr, "note: removed %d temporary files (%s) that a killed writer left in this folder\n", n, humanBytes(bytes))
+	}
 }
 
 // usage is what `loupe NAME -h` prints above the flags.
@@ -139,6 +156,19 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// leadingArg takes a command's leading positional argument (DIR in
+// "loupe sae eval DIR [flags]") from before its flags; call it once every
+// flag is registered, so that -h in its place prints the whole help.
+func leadingArg(fs *flag.FlagSet, args []string, line string) (string, []string, error) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return "", nil, parseFlags(fs, args[:1])
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, fmt.Errorf("%w: %s", errUsage, line)
+	}
+	return args[0], args[1:], nil
 }
 
 // parseFlags parses args and turns a flag error into a usage error.

@@ -19,7 +19,7 @@ import (
 
 // cmdCircuits dispatches `loupe circuits find|task`.
 func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
-	usage := "want `loupe circuits find` (discover a task's circuit) or `loupe circuits task` (write a task file)"
+	usage := "want `loupe circuits find` (discover a task's circuit), `loupe circuits task` (write a task file) or `loupe circuits compare` (two circuits' agreement)"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
@@ -28,9 +28,13 @@ func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
 		return cmdCircuitsFind(ctx, env, args[1:])
 	case "task":
 		return cmdCircuitsTask(ctx, env, args[1:])
+	case "compare":
+		return cmdCircuitsCompare(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.stdout, "loupe circuits find --method patching|acdc|sae --task FILE [--model M] [--truth L.H,...] [--out circuit.arrow] [--dot F] [--svg F]\n"+
-			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl")
+			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl\n"+
+			"loupe circuits compare A.arrow B.arrow [--top K]\n\n"+
+			"Run `loupe circuits find -h` or `loupe circuits task -h` for their flags.")
 		return nil
 	}
 	return fmt.Errorf("%w: unknown circuits command %q; %s", errUsage, args[0], usage)
@@ -60,11 +64,11 @@ func loadCircuitModel(path string) (*probe.Loaded, string, error) {
 
 func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, usage{name: "circuits find",
-		summary: "find a task's circuit by activation patching, ACDC or SAE codes, and score it against a known circuit",
-		example: "loupe circuits find --method acdc --task induction.jsonl --out circuit.arrow",
-		writes:  "the circuit as an Arrow table (--out), and as DOT (--dot) and SVG (--svg) pictures; a summary on stdout"})
+		summary: "find a task's circuit: activation/path patching, ACDC (Conmy et al.) or SAE codes (O'Neill and Bui)",
+		example: "loupe circuits find --method acdc --task induction.jsonl --truth 1.0,1.1,2.3 --svg circuit.svg",
+		writes:  "the circuit table (Arrow, --out), and DOT / SVG pictures when asked"})
 	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
-	method := fs.String("method", "acdc", "patching, acdc or sae")
+	method := fs.String("method", "", "patching (one forward pass per node), acdc (one per edge per threshold) or sae (one per 32 prompts, then a small SAE)")
 	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")
 	pairs := fs.Int("pairs", 0, "use the first N pairs (0: all)")
 	metricName := fs.String("metric", "", "logit_diff, prob or kl (default: kl for acdc, logit_diff otherwise)")
@@ -78,11 +82,20 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	dot := fs.String("dot", "", "also write the circuit as Graphviz DOT to this file")
 	svg := fs.String("svg", "", "also draw the circuit as SVG to this file")
 	batch := fs.Int("batch", 32, "pairs per forward pass")
+	quiet := registerQuiet(fs)
+	seed := fs.Uint64("seed", 1, "sae: seed of the training-example draw and of the SAE's initialisation")
+	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults.Examples, "sae: examples (positives and negatives together) the SAE is trained on")
+	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults.Epochs, "sae: full-batch Adam steps")
+	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults.Latents, "sae: latents")
+	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults.L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *taskPath == "" {
 		return fmt.Errorf("%w: --task is required", errUsage)
+	}
+	if *method == "" {
+		return fmt.Errorf("%w: --method is required: patching, acdc or sae", errUsage)
 	}
 	metric := circuits.LogitDiff
 	if *method == "acdc" {
@@ -99,7 +112,9 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	switch *method {
 	case "patching", "acdc":
 	case "sae":
-		return fmt.Errorf("--method sae: the SAE method's training needs package sae, which this build does not have yet (its scoring is in package circuits)")
+		cfg := circuits.SAEDefaults
+		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
+		opt.SAE = cfg
 	default:
 		return fmt.Errorf("%w: --method %q: want patching, acdc or sae", errUsage, *method)
 	}
@@ -142,7 +157,10 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	bar := env.progress(*quiet)
+	p.Progress = bar.update
 	found, err := circuits.Find(ctx, p, prompts, opt)
+	bar.done()
 	if err != nil {
 		return err
 	}
@@ -287,18 +305,24 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
+	kind := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		kind, args = args[0], args[1:]
 	}
-	kind := args[0]
-	fs := newFlags(env, usage{name: "circuits task " + kind})
+	fs := newFlags(env, usage{name: "circuits task", args: "ioi|greater-than|docstring|induction",
+		summary: "write a task file of clean/corrupted prompt pairs (ioi, greater-than, docstring, induction)",
+		example: "loupe circuits task induction --n 64 --out induction.jsonl",
+		writes:  "a JSON-lines task file (--out)"})
 	model := fs.String("model", "", "the model whose tokenizer checks the task (default: the embedded organism)")
 	n := fs.Int("n", 64, "pairs to write")
 	seed := fs.Uint64("seed", 1, "seed")
 	span := fs.Int("span", 10, "induction: the repeated span's length in tokens")
 	out := fs.String("out", "", "the task file to write (JSON lines)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if kind == "" {
+		return fmt.Errorf("%w: want a task: ioi, greater-than, docstring or induction", errUsage)
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
@@ -352,5 +376,60 @@ func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "wrote %d %s pairs to %s (%d dropped: clean and corrupted prompts of different lengths, or answers of several tokens)\n", len(kept), kind, *out, len(pairs)-len(kept))
+	return nil
+}
+
+func cmdCircuitsCompare(ctx context.Context, env *cliEnv, args []string) error {
+	var files []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		files, args = append(files, args[0]), args[1:]
+	}
+	fs := newFlags(env, usage{name: "circuits compare", args: "A.arrow B.arrow",
+		summary: "how far two found circuits agree: top-K head overlap and the rank correlation of their head scores",
+		example: "loupe circuits compare patching.arrow sae.arrow --top 10",
+		writes:  "nothing: it prints the comparison"})
+	top := fs.Int("top", 10, "the top-K heads to compare")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(files) != 2 {
+		return fmt.Errorf("%w: want two circuit files, got %d", errUsage, len(files))
+	}
+	if *top <= 0 {
+		return fmt.Errorf("%w: --top must be positive", errUsage)
+	}
+	var scores [2]map[circuits.Node]float64
+	var names [2]string
+	for i, f := range files {
+		tr, err := store.Open(f)
+		if err != nil {
+			return err
+		}
+		rows, err := tr.ReadCircuit(ctx)
+		tr.Close()
+		if err != nil {
+			return err
+		}
+		scores[i] = map[circuits.Node]float64{}
+		for _, r := range rows {
+			if r.Kind == store.CircuitNode && r.Head >= 0 {
+				scores[i][circuits.HeadNode(r.Layer, r.Head)] = r.Score
+				names[i] = r.Method + " on " + r.Task
+			}
+		}
+		if len(scores[i]) == 0 {
+			return fmt.Errorf("%s: no head scores in its circuit table", f)
+		}
+	}
+	ag := circuits.Agree(scores[0], scores[1], *top)
+	list := func(ns []circuits.Node) string {
+		s := make([]string, len(ns))
+		for i, n := range ns {
+			s[i] = n.String()
+		}
+		return strings.Join(s, " ")
+	}
+	fmt.Fprintf(env.stdout, "A (%s) top %d: %s\nB (%s) top %d: %s\noverlap %d of %d (Jaccard %.3f); Spearman rank correlation over all heads %.3f\n",
+		names[0], ag.K, list(ag.TopA), names[1], ag.K, list(ag.TopB), ag.Overlap, ag.K, ag.Jaccard, ag.Spearman)
 	return nil
 }

@@ -92,7 +92,7 @@ func cmdDemo(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("--out: %w", err)
 	}
 	tracePath := filepath.Join(*out, "trace.arrow")
-	flows, err := demoTrace(ctx, tracePath, dir, m, examples, recs)
+	flows, err := demoTrace(ctx, env, tracePath, dir, m, examples, recs)
 	if err != nil {
 		return err
 	}
@@ -184,11 +184,12 @@ type demoFlow struct {
 
 // demoTrace writes the trace and returns the retrieval prompt's rollout and
 // flow.
-func demoTrace(ctx context.Context, path, modelDir string, m *probe.Loaded, examples map[string]demoExample, recs []heads.Record) (*demoFlow, error) {
+func demoTrace(ctx context.Context, env *cliEnv, path, modelDir string, m *probe.Loaded, examples map[string]demoExample, recs []heads.Record) (*demoFlow, error) {
 	tw, err := store.Create(path, runInfo(organism.Name+" ("+modelDir+")", m), store.Options{})
 	if err != nil {
 		return nil, err
 	}
+	env.noteCleaned(tw)
 	fail := func(err error) (*demoFlow, error) {
 		tw.Abort()
 		return nil, err
@@ -236,7 +237,8 @@ func demoTrace(ctx context.Context, path, modelDir string, m *probe.Loaded, exam
 			for i, v := range r.Values {
 				vals[i] = float32(v)
 			}
-			if err := tw.WriteFlow(store.FlowMatrix{PromptID: pid, Method: string(r.Method), Layer: -1, Rows: len(r.Outputs), Cols: r.T, Values: vals}); err != nil {
+			if err := tw.WriteFlow(store.FlowMatrix{PromptID: pid, Method: string(r.Method), Layer: -1, Head: store.HeadsAveraged,
+				FromLayer: r.FromLayer, ToLayer: r.ToLayer, Outputs: r.Outputs, Rows: len(r.Outputs), Cols: r.T, Values: vals}); err != nil {
 				return fail(err)
 			}
 		}

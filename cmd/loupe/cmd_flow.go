@@ -97,6 +97,7 @@ func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	env.noteCleaned(w)
 	defer w.Abort()
 	if err := w.WriteTokens(store.Tokens{PromptID: 0, IDs: ids, Texts: texts}); err != nil {
 		return err
@@ -108,7 +109,12 @@ func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	printFlowTop(env, r, texts, *top)
-	fmt.Fprintf(env.stdout, "wrote %s (flow table, method %q); open it with `loupe tui %s`\n", *out, matrix.Method, *out)
+	heads := "averaged"
+	if matrix.Head >= 0 {
+		heads = fmt.Sprint(matrix.Head)
+	}
+	fmt.Fprintf(env.stdout, "wrote %s (flow table: %s, head %s, layers %d..%d, %d output positions); open it with `loupe tui %s`\n",
+		*out, matrix.Method, heads, matrix.FromLayer, matrix.ToLayer, matrix.Rows, *out)
 	return nil
 }
 

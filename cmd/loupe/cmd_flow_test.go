@@ -70,3 +70,29 @@ func TestFlowCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowColumns: one head's flow between two inner layers, into the last
+// position, lands in the flow table's head, from_layer, to_layer and
+// output_pos columns (schema v2), not in the method string.
+func TestFlowColumns(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	out := filepath.Join(t.TempDir(), "f.arrow")
+	code, _, stderr := runCLI(t, "flow", "--prompt", "The day after Monday is", "--head", "3", "--from-layer", "1", "--to-layer", "3", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	tr, err := store.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ms, err := tr.ReadFlow(context.Background(), store.Selector{Heads: []int{3}})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("%d matrices for head 3, %v", len(ms), err)
+	}
+	m := ms[0]
+	if m.Method != "flow" || m.Head != 3 || m.FromLayer != 1 || m.ToLayer != 3 || m.Layer != 2 ||
+		m.Rows != 1 || len(m.Outputs) != 1 || m.Outputs[0] != m.Cols-1 {
+		t.Errorf("flow matrix %+v", m)
+	}
+}

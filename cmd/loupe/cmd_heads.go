@@ -210,7 +210,7 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	recs := heads.Records(mf.name(), scores)
 	if *out != "" {
-		if err := writeHeadStore(ctx, *out, mf.name(), m, recs); err != nil {
+		if err := writeHeadStore(ctx, env, *out, mf.name(), m, recs); err != nil {
 			return err
 		}
 	}
@@ -258,7 +258,7 @@ func printSummary(w io.Writer, scores []*heads.Score, took time.Duration) {
 
 // writeHeadStore writes the records to an Arrow trace whose main table is
 // head_scores.
-func writeHeadStore(ctx context.Context, path, model string, m *probe.Loaded, recs []heads.Record) error {
+func writeHeadStore(ctx context.Context, env *cliEnv, path, model string, m *probe.Loaded, recs []heads.Record) error {
 	rows, err := heads.StoreRows(recs)
 	if err != nil {
 		return err
@@ -267,6 +267,7 @@ func writeHeadStore(ctx context.Context, path, model string, m *probe.Loaded, re
 	if err != nil {
 		return err
 	}
+	env.noteCleaned(w)
 	if err := w.WriteHeadScores(rows); err != nil {
 		w.Abort()
 		return err
@@ -278,13 +279,14 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, usage{name: "heads ablate",
 		summary: "zero-ablate named heads and compare the task accuracy with no ablation and with random heads ablated",
 		example: "loupe heads ablate --heads 2.3,2.6 --task induction --seeds 5",
-		writes:  "the three accuracies on stdout (--json: one JSON object)"})
+		writes:  "the three accuracies on stdout (--json: one JSON object); --out writes the experiment to an Arrow file (table ablation) that loupe tui shows in the head view"})
 	var mf modelFlag
 	mf.register(fs)
 	headsFlag := fs.String("heads", "", "heads to ablate, LAYER.HEAD comma-separated (e.g. 12.3,14.0)")
 	task := fs.String("task", "", "task: "+strings.Join(heads.Tasks, ", "))
 	seeds := fs.Int("seeds", 5, "random-head draws to compare with")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	out := fs.String("out", "", "write the experiment to this Arrow file (table ablation), e.g. ablation.arrow")
 	quiet := registerQuiet(fs)
 	var sf suiteFlags
 	sf.register(fs)
@@ -309,6 +311,9 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	if *seeds < 1 {
 		return fmt.Errorf("%w: --seeds must be at least 1", errUsage)
 	}
+	if *out != "" && !strings.HasSuffix(*out, ".arrow") {
+		return fmt.Errorf("%w: --out %q: the file name must end in .arrow", errUsage, *out)
+	}
 	m, suite, pre, err := loadSuite(&mf, &sf)
 	if err != nil {
 		return err
@@ -324,6 +329,11 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *out != "" {
+		if err := writeAblationStore(ctx, env, *out, mf.name(), m, res); err != nil {
+			return err
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
 		return enc.Encode(map[string]any{"model": mf.name(), "task": res.Task, "heads": headStrings(res.Heads),
@@ -336,6 +346,34 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(env.stdout, "  random heads ablated (%d×%d) accuracy %.3f ± %.3f  (per seed %s)\n", len(named), *seeds,
 		res.RandomMean(), res.RandomStd(), floats(res.Random))
 	return nil
+}
+
+// writeAblationStore writes one ablation experiment to an Arrow trace whose
+// main table is ablation.
+func writeAblationStore(ctx context.Context, env *cliEnv, path, model string, m *probe.Loaded, res *heads.AblationResult) error {
+	a := store.Ablation{Task: res.Task, Method: "zero", Heads: headRefs(res.Heads), Baseline: res.Baseline, Accuracy: res.Ablated,
+		RandomAccuracy: res.Random}
+	for _, hs := range res.RandomHeads {
+		a.RandomHeads = append(a.RandomHeads, headRefs(hs))
+	}
+	w, err := store.Create(path, runInfo(model, m), store.Options{MainTable: string(store.KindAblation)})
+	if err != nil {
+		return err
+	}
+	env.noteCleaned(w)
+	if err := w.WriteAblation(a); err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit(ctx)
+}
+
+func headRefs(hs []heads.Head) []store.HeadRef {
+	out := make([]store.HeadRef, len(hs))
+	for i, h := range hs {
+		out[i] = store.HeadRef{Layer: h.Layer, Head: h.Head}
+	}
+	return out
 }
 
 func headStrings(hs []heads.Head) []string {

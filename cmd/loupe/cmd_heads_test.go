@@ -64,3 +64,50 @@ func TestHeadsClassifyOrganism(t *testing.T) {
 		t.Errorf("no summary on stderr: %q", errOut)
 	}
 }
+
+// TestHeadsAblateOut: `loupe heads ablate --out` writes the experiment the
+// JSON output reports to the ablation table.
+func TestHeadsAblateOut(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	out := filepath.Join(t.TempDir(), "ablation.arrow")
+	code, stdout, errOut := runCLI(t, "heads", "ablate", "--heads", "1.0,1.1", "--task", "induction", "--seeds", "2", "--json", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res struct {
+		Task        string     `json:"task"`
+		Heads       []string   `json:"heads"`
+		Baseline    float64    `json:"baseline"`
+		Ablated     float64    `json:"ablated"`
+		Random      []float64  `json:"random"`
+		RandomHeads [][]string `json:"random_heads"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := store.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.MainTable() != string(store.KindAblation) {
+		t.Errorf("main table %q", tr.MainTable())
+	}
+	abl, err := tr.ReadAblations(context.Background(), store.Selector{})
+	if err != nil || len(abl) != 1 {
+		t.Fatalf("%d experiments, %v", len(abl), err)
+	}
+	a := abl[0]
+	if a.Task != res.Task || a.Method != "zero" || len(a.Heads) != 2 || a.Heads[0].String() != res.Heads[0] || a.Heads[1].String() != res.Heads[1] ||
+		a.Baseline != res.Baseline || a.Accuracy != res.Ablated || len(a.RandomAccuracy) != 2 || a.RandomAccuracy[1] != res.Random[1] ||
+		len(a.RandomHeads) != 2 || a.RandomHeads[0][1].String() != res.RandomHeads[0][1] {
+		t.Errorf("stored %+v, printed %+v", a, res)
+	}
+	// Induction needs the organism's previous-token heads 1.0 and 1.1
+	// (organism/model/README.md): ablating them costs more than ablating
+	// as many random heads.
+	if !(a.Accuracy < a.RandomMean()-a.RandomStd()) {
+		t.Errorf("previous-token heads 1.0+1.1 ablated: induction %.3f, random %.3f ± %.3f: the effect is gone",
+			a.Accuracy, a.RandomMean(), a.RandomStd())
+	}
+}

@@ -25,14 +25,18 @@ type lsSummary struct {
 	Hooks     []string          `json:"hooks,omitempty"`
 	Tables    []store.TableInfo `json:"tables"`
 	Bytes     map[string]int64  `json:"bytes"`
+	// Leftovers are temporary files of writers that died mid-write, in the
+	// trace's folder.
+	Leftovers []store.Temp `json:"leftovers,omitempty"`
 }
 
 func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, usage{name: "ls", args: "FILE.arrow",
+	fs := newFlags(env, usage{name: "ls", args: "FILE.arrow|DIR",
 		example: "loupe ls loupe-demo/trace.arrow --json",
-		writes:  "a summary of the trace (run, prompts, hooks, tables, sizes) on stdout, read from footers and the index only"})
+		writes:  "a summary of the trace (run, prompts, hooks, tables, sizes) on stdout, read from footers and the index only; for a folder, its traces; both name the temporary files a killed writer left (--clean removes them)"})
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	index := fs.Bool("index", false, "also print the batch index (one line per record batch)")
+	clean := fs.Bool("clean", false, "remove the temporary files that writers killed mid-write left in the folder")
 	var path string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		path, args = args[0], args[1:]
@@ -41,7 +45,14 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if path == "" {
-		return fmt.Errorf("%w: loupe ls FILE [--json] [--index]", errUsage)
+		return fmt.Errorf("%w: loupe ls FILE|DIR [--json] [--index] [--clean]", errUsage)
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return lsDir(env, path, *asJSON, *clean)
+	}
+	leftovers, err := leftoversIn(filepath.Dir(path), *clean)
+	if err != nil {
+		return err
 	}
 	// Only the footers, schemas and the small index are read.
 	tr, err := store.Open(path)
@@ -49,14 +60,22 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 		// A sibling file, or a trace missing its index: describe the file alone.
 		t, terr := store.OpenTable(path)
 		if terr != nil {
+			printLeftovers(env, leftovers) // what a killed write of it left, say
 			return err
 		}
 		defer t.Close()
-		return lsTable(env, t, *asJSON)
+		if err := lsTable(env, t, *asJSON); err != nil {
+			return err
+		}
+		if !*asJSON {
+			printLeftovers(env, leftovers)
+		}
+		return nil
 	}
 	defer tr.Close()
-	s := lsSummary{Path: path, Schema: strconv.Itoa(store.SchemaVersion), TraceID: tr.TraceID(), MainTable: tr.MainTable(),
-		Run: tr.Run(), Prompts: tr.Prompts(), Layers: tr.Layers(), Hooks: tr.Hooks(), Tables: tr.Tables(), Bytes: map[string]int64{}}
+	s := lsSummary{Path: path, Schema: strconv.Itoa(tr.SchemaVersion()), TraceID: tr.TraceID(), MainTable: tr.MainTable(),
+		Run: tr.Run(), Prompts: tr.Prompts(), Layers: tr.Layers(), Hooks: tr.Hooks(), Tables: tr.Tables(), Bytes: map[string]int64{},
+		Leftovers: leftovers}
 	for _, in := range s.Tables {
 		p := store.SiblingPath(path, in.Name)
 		if in.Name == s.MainTable {
@@ -109,6 +128,122 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		tw.Flush()
 	}
+	printLeftovers(env, leftovers)
+	return nil
+}
+
+// leftoversIn finds (and with clean removes) the temporary files of dead
+// writers in dir.
+func leftoversIn(dir string, clean bool) ([]store.Temp, error) {
+	if clean {
+		return store.CleanTemps(dir)
+	}
+	return store.FindTemps(dir)
+}
+
+// printLeftovers names a dead writer's temporary files and their size.
+func printLeftovers(env *cliEnv, temps []store.Temp) {
+	if len(temps) == 0 {
+		return
+	}
+	w := env.stdout
+	var total int64
+	removed := 0
+	for _, t := range temps {
+		total += t.Bytes
+		if t.Removed {
+			removed++
+		}
+	}
+	fmt.Fprintf(w, "\nleftovers     %d temporary files (%s) of writers that did not finish (killed or crashed mid-write):\n", len(temps), humanBytes(total))
+	for _, t := range temps {
+		state := "its writer is gone"
+		switch {
+		case t.Removed:
+			state = "removed"
+		case !t.Dead:
+			state = "this file system cannot tell whether its writer still runs"
+		}
+		fmt.Fprintf(w, "  %s  %s  (%s)\n", t.Path, humanBytes(t.Bytes), state)
+	}
+	if removed < len(temps) {
+		fmt.Fprintf(w, "  `loupe ls %s --clean` removes those whose writer is gone; the next trace written in this folder does too.\n", filepath.Dir(temps[0].Path))
+	}
+}
+
+// lsDirEntry is one trace of `loupe ls DIR`.
+type lsDirEntry struct {
+	Path      string `json:"path"`
+	MainTable string `json:"main_table"`
+	Model     string `json:"model"`
+	Tables    int    `json:"tables"`
+	Bytes     int64  `json:"bytes"`
+	Error     string `json:"error,omitempty"`
+}
+
+// lsDir lists the traces in a folder (their main files) and the leftovers
+// of dead writers.
+func lsDir(env *cliEnv, dir string, asJSON, clean bool) error {
+	leftovers, err := leftoversIn(dir, clean)
+	if err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.arrow"))
+	if err != nil {
+		return err
+	}
+	var traces []lsDirEntry
+	for _, f := range files {
+		t, err := store.OpenTable(f)
+		if err != nil {
+			traces = append(traces, lsDirEntry{Path: f, Error: strings.TrimPrefix(err.Error(), "store: ")})
+			continue
+		}
+		main := t.MainTable() == t.Info().Name
+		e := lsDirEntry{Path: f, MainTable: t.MainTable(), Model: t.Run().ModelPath}
+		t.Close()
+		if !main {
+			continue // a sibling: counted with its main file
+		}
+		tr, err := store.Open(f)
+		if err != nil {
+			e.Error = strings.TrimPrefix(err.Error(), "store: ")
+			traces = append(traces, e)
+			continue
+		}
+		for _, in := range tr.Tables() {
+			p := store.SiblingPath(f, in.Name)
+			if in.Name == tr.MainTable() {
+				p = f
+			}
+			if st, err := os.Stat(p); err == nil {
+				e.Bytes += st.Size()
+			}
+		}
+		e.Tables = len(tr.Tables())
+		tr.Close()
+		traces = append(traces, e)
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"dir": dir, "traces": traces, "leftovers": leftovers})
+	}
+	if len(traces) == 0 {
+		fmt.Fprintf(env.stdout, "%s: no Loupe trace\n", dir)
+	} else {
+		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TRACE\tMAIN TABLE\tTABLES\tSIZE\tMODEL")
+		for _, e := range traces {
+			if e.Error != "" {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\tcannot read: %s\n", e.Path, e.Error)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Path, e.MainTable, e.Tables, humanBytes(e.Bytes), orDash(e.Model))
+		}
+		tw.Flush()
+	}
+	printLeftovers(env, leftovers)
 	return nil
 }
 

@@ -3,22 +3,23 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/organism/corpus"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/sae"
 	"github.com/loupe-dev/loupe/sae/activations"
-	"github.com/loupe-dev/loupe/sae/train"
+	"github.com/loupe-dev/loupe/store"
 )
 
 // cmdSAE dispatches `loupe sae train|eval`.
 func cmdSAE(ctx context.Context, env *cliEnv, args []string) error {
-	usage := "want `loupe sae train` (train, evaluate and export an SAE) or `loupe sae eval DIR`"
+	usage := "want `loupe sae train` (train, evaluate and export an SAE), `loupe sae eval DIR` or `loupe sae features DIR`"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
@@ -27,8 +28,10 @@ func cmdSAE(ctx context.Context, env *cliEnv, args []string) error {
 		return cmdSAETrain(ctx, env, args[1:])
 	case "eval":
 		return cmdSAEEval(ctx, env, args[1:])
+	case "features":
+		return cmdSAEFeatures(ctx, env, args[1:])
 	case "-h", "--help", "help":
-		fmt.Fprintln(env.stdout, "loupe sae train --hook H --arch standard|topk|batchtopk|jumprelu|matryoshka --expansion E --k K --tokens N --out DIR [--model M] [--corpus FILE] [--resume]\nloupe sae eval DIR [--model M] [--corpus FILE]")
+		fmt.Fprintln(env.stdout, "loupe sae train --hook H --arch standard|topk|batchtopk|jumprelu|matryoshka --expansion E --k K --tokens N --out DIR [--model M] [--corpus FILE] [--resume]\nloupe sae eval DIR [--model M] [--corpus FILE]\nloupe sae features DIR --out FILE.arrow [--tokens N] [--prompt P ...]")
 		return nil
 	}
 	return fmt.Errorf("%w: unknown sae command %q; %s", errUsage, args[0], usage)
@@ -36,54 +39,52 @@ func cmdSAE(ctx context.Context, env *cliEnv, args []string) error {
 
 // saeDataFlags choose the model, corpus and context shape.
 type saeDataFlags struct {
-	model, corpus string
+	mf            modelFlag
+	hook          string // eval, features: the hook, when the folder names none
+	corpus        string
 	ctxSize, seqs int
 	organismDocs  int
 }
 
-func (f *saeDataFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	IntVar(*int, string, int, string)
-}) {
-	fs.StringVar(&f.model, "model", "", "a Hugging Face model directory or .gguf file (default: the embedded model organism)")
-	fs.StringVar(&f.corpus, "corpus", "", "a text corpus: plain text (documents split by blank lines) or JSON lines with a \"text\" field (default for the organism: its own synthetic corpus)")
+func (f *saeDataFlags) register(fs *flag.FlagSet) {
+	f.mf.register(fs)
+	fs.StringVar(&f.corpus, "corpus", "", "a text corpus: plain text (documents split by blank lines) or JSON lines with a \"text\" field (default for the organism: its own synthetic corpus; scripts/fetch-fortunes.sh fetches a real one)")
 	fs.IntVar(&f.ctxSize, "ctx", 128, "tokens per context, BOS included (the BOS position is not trained on)")
 	fs.IntVar(&f.seqs, "seqs", 8, "contexts per forward pass")
 	fs.IntVar(&f.organismDocs, "organism-docs", 20000, "documents of the organism's synthetic corpus, when no --corpus is given")
 }
 
-// load opens the model and reads the corpus.
+// load opens the model and reads the corpus: the model, its name, the
+// documents and the dataset's description.
 func (f *saeDataFlags) load() (*probe.Loaded, string, []string, string, error) {
-	var m *probe.Loaded
-	var err error
-	name := f.model
-	if f.model == "" {
-		m, err = organism.Load(nil)
-		name = "loupe-organism"
-	} else {
-		m, err = probe.Load(f.model, nil)
-		name = filepath.Base(strings.TrimSuffix(f.model, "/"))
+	var docs []string
+	dataset := f.corpus
+	switch {
+	case f.corpus != "":
+		var err error
+		if docs, err = activations.ReadCorpus(f.corpus); err != nil {
+			return nil, "", nil, "", err
+		}
+	case !f.mf.isOrganism():
+		return nil, "", nil, "", fmt.Errorf("%w: --corpus is required with --model (the synthetic corpus is the organism's)", errUsage)
+	default:
+		// The organism's own training distribution, seeded so runs agree.
+		g := corpus.New(7)
+		docs = make([]string, f.organismDocs)
+		for i := range docs {
+			docs[i] = g.Document()
+		}
+		dataset = fmt.Sprintf("loupe-organism-corpus(seed=7,docs=%d)", f.organismDocs)
 	}
+	m, err := f.mf.load()
 	if err != nil {
 		return nil, "", nil, "", err
 	}
-	if f.corpus != "" {
-		docs, err := activations.ReadCorpus(f.corpus)
-		if err != nil {
-			return nil, "", nil, "", err
-		}
-		return m, name, docs, f.corpus, nil
+	name := f.mf.name()
+	if !f.mf.isOrganism() {
+		name = filepath.Base(strings.TrimSuffix(f.mf.path, "/"))
 	}
-	if f.model != "" {
-		return nil, "", nil, "", fmt.Errorf("%w: --corpus is required with --model (the synthetic corpus is the organism's)", errUsage)
-	}
-	// The organism's own training distribution, seeded so runs agree.
-	g := corpus.New(7)
-	docs := make([]string, f.organismDocs)
-	for i := range docs {
-		docs[i] = g.Document()
-	}
-	return m, name, docs, fmt.Sprintf("loupe-organism-corpus(seed=7,docs=%d)", f.organismDocs), nil
+	return m, name, docs, dataset, nil
 }
 
 func parseHook(name string, head int) (activations.HookPoint, error) {
@@ -96,8 +97,8 @@ func parseHook(name string, head int) (activations.HookPoint, error) {
 func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, usage{name: "sae train",
 		summary: "train a sparse autoencoder on one hook point's activations, streamed from the model over a corpus",
-		example: "loupe sae train --hook blocks.2.hook_resid_post --arch topk --expansion 8 --k 16 --tokens 200000 --out sae-l2",
-		writes:  "a SAELens v6 folder (cfg.json, sae_weights.safetensors, sparsity.safetensors) in --out, plus a checkpoint there while it trains; progress on stderr when it is a terminal"})
+		example: "loupe sae train --hook blocks.2.hook_resid_post --arch topk --k 32 --expansion 8 --tokens 200000 --out sae-l2",
+		writes:  "a SAELens v6 folder (cfg.json, sae_weights.safetensors, sparsity.safetensors), checkpoint.safetensors and eval.json under --out"})
 	var df saeDataFlags
 	df.register(fs)
 	hook := fs.String("hook", "", "the hook point to read (TransformerLens name)")
@@ -119,7 +120,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	resume := fs.Bool("resume", false, "continue from DIR/checkpoint.safetensors (bit-identical to an uninterrupted run)")
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
-	device := fs.String("device", "cpu", "where to train: cpu")
+	traces := fs.String("activations", "", "train on activations already in Arrow traces (loupe trace --hooks H), comma-separated shards, instead of running the model over the corpus")
 	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
 	quiet := fs.Bool("quiet", false, "no progress line")
@@ -128,9 +129,6 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
-	}
-	if *device != "cpu" {
-		return fmt.Errorf("%w: --device %q: only the CPU trains SAEs in this build", errUsage, *device)
 	}
 	arch, err := sae.ParseArch(*archName)
 	if err != nil {
@@ -166,7 +164,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 		dw = min(max(*tokens/10, int64(*batch)), 10_000_000)
 	}
 	var progress io.Writer
-	if !*quiet && train.IsTerminal(env.stderr) {
+	if !*quiet && env.stderrTerminal {
 		progress = env.stderr
 	}
 	rc := sae.RunConfig{
@@ -176,6 +174,21 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 			Seed: *seed, Normalize: true, CheckpointEvery: *every, Resume: *resume, Progress: progress,
 			Loss: sae.TrainConfig{L1: *l1, L0: *l0, Bandwidth: *bandwidth, DeadWindow: dw}},
 		Out: *out, EvalTokens: *evalTokens, DownstreamContexts: *downstream, BufferRows: *buffer, UniqueTokens: *unique,
+	}
+	if *traces != "" {
+		if tgt != nil {
+			return fmt.Errorf("%w: --activations reads one hook; a transcoder needs the model (leave --activations out)", errUsage)
+		}
+		ts, err := activations.OpenTraces(strings.Split(*traces, ","), h, true)
+		if err != nil {
+			return err
+		}
+		defer ts.Close()
+		if ts.Width() != dIn {
+			return fmt.Errorf("--activations: hook %s has %d features in the traces, %d in the model", h, ts.Width(), dIn)
+		}
+		rc.TrainSource = ts
+		rc.Data.DatasetPath = *traces
 	}
 	_, rep, err := sae.TrainRun(ctx, rc)
 	if err != nil {
@@ -187,54 +200,27 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
-	fs := newFlags(env, usage{name: "sae eval", args: "DIR",
-		summary: "evaluate a trained SAE folder: reconstruction metrics and, spliced into the forward pass, CE loss recovered",
-		example: "loupe sae eval sae-l2",
-		writes:  "the metrics on stdout"})
+	fs := newFlags(env, usage{name: "sae eval", args: "DIR", summary: "evaluate an SAE folder (SAELens or sparsify) on held-out text: L0, FVU, MSE, cosine, bias, dead latents, downstream CE",
+		example: "loupe sae eval sae-l2 --json", writes: "the report on stdout"})
 	var df saeDataFlags
 	df.register(fs)
+	fs.StringVar(&df.hook, "hook", "", "the hook the SAE reads, when its folder names none (sparsify) or to override it")
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		return parseFlags(fs, args)
-	}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe sae eval DIR [flags]", errUsage)
-	}
-	dir := args[0]
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	s, err := sae.Load(dir)
+	dir, rest, err := leadingArg(fs, args, "loupe sae eval DIR [flags]")
 	if err != nil {
 		return err
 	}
-	if s.Meta.HookName == "" {
-		return fmt.Errorf("%s: cfg.json names no hook (metadata.hook_name)", dir)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
 	}
-	m, name, docs, dataset, err := df.load()
+	s, d, err := loadForSAE(dir, &df)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	h := activations.HookPoint{Name: s.Meta.HookName, Head: -1}
-	if s.Meta.HookHeadIndex != nil {
-		h.Head = *s.Meta.HookHeadIndex
-	}
-	var tgt *activations.HookPoint
-	if s.Meta.TargetHookName != "" {
-		tgt = &activations.HookPoint{Name: s.Meta.TargetHookName, Head: -1}
-	}
-	w, err := activations.HookWidth(m.Model, h)
-	if err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	if w != s.DIn {
-		return fmt.Errorf("%s: the SAE reads %d features, hook %s of %s has %d", dir, s.DIn, h, name, w)
-	}
-	d := sae.Data{Model: m, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize, Hook: h, Target: tgt, SeqsPerForward: df.seqs}
-	rep, err := sae.EvalRun(ctx, s, &d, *evalTokens, *downstream)
+	defer d.Model.Close()
+	rep, err := sae.EvalRun(ctx, s, d, *evalTokens, *downstream)
 	if err != nil {
 		return err
 	}
@@ -262,4 +248,116 @@ func printReport(w io.Writer, r *sae.Report) {
 		fmt.Fprintf(w, "  downstream (%d predictions): CE clean %.4f  with SAE %.4f  zero-ablated %.4f  CE loss recovered %.4f  ΔLM loss %.4f  KL %.4f\n",
 			d.Tokens, d.CEClean, d.CESAE, d.CEZero, d.CERecovered, d.DeltaLoss, d.KL)
 	}
+}
+
+// stringsFlag collects a repeated flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ", ") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// loadForSAE opens an SAE folder and the model and corpus it reads, and
+// checks the SAE's width against its hook.
+func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {
+	s, err := sae.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if df.hook != "" {
+		s.Meta.HookName = df.hook
+	}
+	if s.Meta.HookName == "" {
+		return nil, nil, fmt.Errorf("%w: %s: cfg.json names no hook (metadata.hook_name); give --hook (sparsify folders name theirs by module path)", errUsage, dir)
+	}
+	m, name, docs, dataset, err := df.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	h := activations.HookPoint{Name: s.Meta.HookName, Head: -1}
+	if s.Meta.HookHeadIndex != nil {
+		h.Head = *s.Meta.HookHeadIndex
+	}
+	var tgt *activations.HookPoint
+	if s.Meta.TargetHookName != "" {
+		tgt = &activations.HookPoint{Name: s.Meta.TargetHookName, Head: -1}
+	}
+	w, err := activations.HookWidth(m.Model, h)
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if w != s.DIn {
+		m.Close()
+		return nil, nil, fmt.Errorf("%s: the SAE reads %d features, hook %s of %s has %d", dir, s.DIn, h, name, w)
+	}
+	return s, &sae.Data{Model: m, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize, Hook: h, Target: tgt, SeqsPerForward: df.seqs}, nil
+}
+
+func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, usage{name: "sae features", args: "DIR", summary: "scan held-out text with an SAE: per latent its density, histogram, top and quantile-sampled contexts and W_dec·W_U tokens",
+		example: "loupe sae features sae-l2 --out features.arrow --prompt 'The day after Monday is Tuesday.'",
+		writes:  "an Arrow file with the tables features (main), feature_examples and feature_acts (docs/schema.md)"})
+	var df saeDataFlags
+	df.register(fs)
+	fs.StringVar(&df.hook, "hook", "", "the hook the SAE reads, when its folder names none (sparsify) or to override it")
+	out := fs.String("out", "", "the Arrow file to write (tables features, feature_examples, feature_acts)")
+	tokens := fs.Int64("tokens", 32768, "held-out tokens to scan")
+	topK := fs.Int("top", 10, "top-activating examples per latent")
+	window := fs.Int("window", 8, "tokens either side of an example")
+	var prompts stringsFlag
+	fs.Var(&prompts, "prompt", "a prompt whose active latents to record (repeatable)")
+	dir, rest, err := leadingArg(fs, args, "loupe sae features DIR --out FILE.arrow [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: --out is required", errUsage)
+	}
+	s, d, err := loadForSAE(dir, &df)
+	if err != nil {
+		return err
+	}
+	defer d.Model.Close()
+	set, err := sae.Features(ctx, s, d, sae.FeatureConfig{Tokens: *tokens, TopK: *topK, Window: *window, Seed: 1})
+	if err != nil {
+		return err
+	}
+	acts, err := sae.PromptLatents(ctx, s, d.Model, d.Hook, prompts)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	w, err := store.Create(*out, runInfo(d.ModelName, d.Model), store.Options{MainTable: string(store.KindFeatures)})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.WriteFeatures(set.Features); err != nil {
+		return err
+	}
+	if err := w.WriteFeatureExamples(set.Examples); err != nil {
+		return err
+	}
+	if len(acts) > 0 {
+		if err := w.WriteFeatureActs(acts); err != nil {
+			return err
+		}
+	}
+	if err := w.Commit(ctx); err != nil {
+		return err
+	}
+	alive := 0
+	for _, f := range set.Features {
+		if f.Density > 0 {
+			alive++
+		}
+	}
+	fmt.Fprintf(env.stdout, "scanned %d tokens: %d of %d latents fire; %d examples; %d prompt tokens\nwrote %s\n",
+		set.Tokens, alive, len(set.Features), len(set.Examples), len(acts), *out)
+	return nil
 }

@@ -158,6 +158,7 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	env.noteCleaned(w)
 	defer w.Abort() // no-op after Commit; removes the temporary files otherwise
 	tr := &tracer{m: m, w: w, patterns: patterns, attention: *attention, topK: *topK, fullMax: *fullMax, lensK: *lensK}
 	bar := env.progress(*quiet)

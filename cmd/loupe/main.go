@@ -43,6 +43,7 @@ func commands() []command {
 		{"demo", "run the embedded model organism: tasks, head map, Arrow traces (no download)", cmdDemo},
 		{"tui", "browse head maps, attention and traces in the terminal", cmdTui},
 		{"sae", "train, evaluate and export sparse autoencoders (SAELens v6 folders)", cmdSAE},
+		{"codebook", "train codebooks, read their codes, steer with them (codebook features)", cmdCodebook},
 		{"devices", "list the GPUs Loupe can use (driver, CUDA, cuBLAS, free memory) or say why there is none", cmdDevices},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

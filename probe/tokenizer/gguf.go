@@ -95,7 +95,7 @@ func fromVocab(v *weights.Vocab, src string) (*Tokenizer, error) {
 	case "gpt2":
 	case "llama":
 		if v.Arch == "gemma3" {
-			return fromGemmaUnigram(v, src)
+			return fromGemma(v, src)
 		}
 		return fromSentencePiece(v, src)
 	default:
@@ -298,16 +298,24 @@ func generateMerges(tokens []string, scores []float32, vocab map[string]int) [][
 	return out
 }
 
-// fromGemmaUnigram builds the tokenizer transformers makes of a Gemma 3
-// GGUF vocabulary (GGUFGemmaConverter, chosen by the architecture): a
-// Unigram model over the pieces and their scores, with byte fallback; the
-// piece "<0x09>" read as a tab and pieces of spaces only as as many '▁'; a
-// normalizer writing every space as '▁' and no prefix space; the decoder
-// undoing it (Replace, ByteFallback, Fuse, then Strip of one leading space,
-// since the converter finds no add_prefix_space and assumes one). Control
-// and unknown tokens are special added tokens, user-defined ones plain
-// added tokens; BOS is prepended as add_bos_token says.
-func fromGemmaUnigram(v *weights.Vocab, src string) (*Tokenizer, error) {
+// fromGemma builds Gemma's tokenizer from its GGUF vocabulary as
+// transformers' GemmaConverter builds Gemma's tokenizer.json from the
+// SentencePiece model: BPE with byte fallback and fuse_unk over the pieces,
+// its merges regenerated from the scores (generateMerges, with <pad>,
+// <eos>, <bos> scored 0); spaces written as '▁' by a normalizer, no prefix
+// space; the decoder undoing it (Replace, ByteFallback, Fuse). llama.cpp's
+// converter writes the pieces of spaces only as spaces, and they are turned
+// back into '▁' runs, as transformers' GGUF reader does. Control tokens
+// are special added tokens; user-defined ones (runs of newlines, of
+// spaces) plain added tokens matched in the normalized text; BOS is
+// prepended as add_bos_token says.
+//
+// transformers' own GGUF path (GGUFGemmaConverter) builds a Unigram model
+// over these scores instead. Gemma's pieces are scored by BPE merge rank,
+// not log-probability, so that splits words far more finely than Gemma's
+// tokenizer does (30 tokens for a 16-token sentence); Loupe follows
+// Gemma's tokenizer.
+func fromGemma(v *weights.Vocab, src string) (*Tokenizer, error) {
 	if len(v.Tokens) == 0 {
 		return nil, errors.New("no tokens")
 	}
@@ -318,32 +326,50 @@ func fromGemmaUnigram(v *weights.Vocab, src string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("%d token types for %d tokens", len(v.TokenTypes), len(v.Tokens))
 	}
 	const sp = "\u2581"
-	pieces := make([]string, len(v.Tokens))
-	scores := make([]float64, len(v.Tokens))
-	for i, t := range v.Tokens {
-		switch {
-		case t == "<0x09>":
-			pieces[i] = "\t"
-		case strings.Contains(t, " ") && strings.TrimSpace(t) == "":
+	pieces := append([]string(nil), v.Tokens...)
+	scores := append([]float32(nil), v.Scores...)
+	for i, t := range pieces {
+		if strings.Contains(t, " ") && strings.TrimSpace(t) == "" {
 			pieces[i] = strings.Repeat(sp, utf8.RuneCountInString(t))
-		default:
-			pieces[i] = t
 		}
-		scores[i] = float64(v.Scores[i])
 	}
-	uni, err := newUnigram(pieces, scores, v.UNK, true)
+	for i := 0; i < 3 && i < len(scores); i++ {
+		scores[i] = 0 // GemmaConverter.vocab: <pad>, <eos>, <bos>
+	}
+	// Membership for the merges: every piece, and "\t" as <0x09> when
+	// the vocabulary has no tab (older Gemma vocabularies).
+	member := make(map[string]int, len(pieces)+1)
+	for id, p := range pieces {
+		member[p] = id
+	}
+	vocab := member
+	if _, ok := member["\t"]; !ok {
+		if id, ok := member["<0x09>"]; ok {
+			member["\t"] = id
+			vocab = make(map[string]int, len(pieces))
+			for id, p := range pieces {
+				vocab[p] = id
+			}
+			delete(vocab, "<0x09>")
+			vocab["\t"] = id
+			pieces[id], scores[id] = "\t", 0
+		}
+	}
+	merges := generateMerges(pieces, scores, member)
+	unk := ""
+	if v.UNK >= 0 && v.UNK < len(pieces) {
+		unk = pieces[v.UNK]
+	}
+	model, err := newBPE(vocab, merges, unk, "", "")
 	if err != nil {
 		return nil, err
 	}
-	model, err := newBPE(uni.vocab, nil, "", "", "")
-	if err != nil {
-		return nil, err
-	}
-	t := &Tokenizer{source: src, model: model, unigram: uni, bos: -1, eos: -1,
+	model.byteFallback, model.fuseUnk = true, true
+	t := &Tokenizer{source: src, model: model, bos: -1, eos: -1,
 		normalizer: func(s string) string { return strings.ReplaceAll(s, " ", sp) },
 		decoder: sequenceDecoder{
 			replaceDecoder{func(s string) string { return strings.ReplaceAll(s, sp, " ") }},
-			byteFallbackDecoder{}, fuseDecoder{}, stripDecoder{content: " ", start: 1},
+			byteFallbackDecoder{}, fuseDecoder{},
 		},
 	}
 	for id, ty := range v.TokenTypes {
@@ -351,7 +377,7 @@ func fromGemmaUnigram(v *weights.Vocab, src string) (*Tokenizer, error) {
 		case ty == ggufControl || ty == ggufUnknown || id == v.UNK:
 			t.added = append(t.added, &addedToken{id: id, content: v.Tokens[id], special: true})
 		case ty == ggufUserDefined:
-			t.added = append(t.added, &addedToken{id: id, content: v.Tokens[id]})
+			t.added = append(t.added, &addedToken{id: id, content: pieces[id], normalized: true})
 		}
 	}
 	return t, t.finishGGUF(v)

@@ -494,3 +494,98 @@ func TestParityGGUFLlama(t *testing.T) {
 	}
 	checkVariant(t, tk, "testdata/variants/gguf_llama_spm.refs.jsonl")
 }
+
+// gemma3GGUF is the Gemma 3 270M GGUF ($LOUPE_GEMMA3_GGUF or the Loupe
+// cache; scripts/fetch-gemma3.sh puts it there); the Gemma tests skip
+// without it.
+func gemma3GGUF(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("LOUPE_GEMMA3_GGUF")
+	if p == "" {
+		cache := os.Getenv("LOUPE_CACHE")
+		if cache == "" {
+			home, _ := os.UserHomeDir()
+			cache = filepath.Join(home, ".cache", "loupe")
+		}
+		p = filepath.Join(cache, "gemma-3-270m-q4_k_m.gguf")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("Gemma 3 GGUF not found at %s: run scripts/fetch-gemma3.sh (the test script does)", p)
+	}
+	return p
+}
+
+// TestParityGemma3GGUF builds Gemma 3's tokenizer from the GGUF vocabulary
+// and compares it with Hugging Face tokenizers' BPE built the way
+// transformers' GemmaConverter builds Gemma's tokenizer.json
+// (probe/testdata/ref/make_refs.py, gemma_tokenizer).
+func TestParityGemma3GGUF(t *testing.T) {
+	wm, err := weights.Open(gemma3GGUF(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wm.Close()
+	tk, err := FromVocab(wm.Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.VocabSize() != 262144 || tk.BOS() != 2 || tk.EOS() != 1 {
+		t.Errorf("VocabSize %d BOS %d EOS %d, want 262144 2 1", tk.VocabSize(), tk.BOS(), tk.EOS())
+	}
+	checkParity(t, tk, "gemma3")
+}
+
+// TestParityGemma3TokenizerJSON reads the tokenizer.json that the same
+// reference script writes beside the GGUF (33 MB, not committed); it skips
+// where the script has not run.
+func TestParityGemma3TokenizerJSON(t *testing.T) {
+	p := filepath.Join(filepath.Dir(gemma3GGUF(t)), "gemma-3-270m-tokenizer.json")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s not found: probe/testdata/ref/make_refs.py gemma3_tokenizer writes it", p)
+	}
+	tk, err := FromFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkParity(t, tk, "gemma3")
+}
+
+// TestParityGemma3SmallVocab builds a Gemma 3 tokenizer from a small
+// GGUF-style vocabulary (testdata/variants/gguf_gemma3_small.vocab.json,
+// made by probe/testdata/ref/make_refs.py with the recipe of the full
+// Gemma test) and compares it with Hugging Face tokenizers; the same
+// tokenizer's tokenizer.json is checked by TestParityVariants. These run
+// without the Gemma GGUF.
+func TestParityGemma3SmallVocab(t *testing.T) {
+	var d struct {
+		Arch   string    `json:"general.architecture"`
+		Model  string    `json:"tokenizer.ggml.model"`
+		Pre    string    `json:"tokenizer.ggml.pre"`
+		Tokens []string  `json:"tokenizer.ggml.tokens"`
+		Scores []float32 `json:"tokenizer.ggml.scores"`
+		Types  []int32   `json:"tokenizer.ggml.token_type"`
+		BOS    int       `json:"tokenizer.ggml.bos_token_id"`
+		EOS    int       `json:"tokenizer.ggml.eos_token_id"`
+		UNK    int       `json:"tokenizer.ggml.unknown_token_id"`
+		AddBOS bool      `json:"tokenizer.ggml.add_bos_token"`
+	}
+	data, err := os.ReadFile("testdata/variants/gguf_gemma3_small.vocab.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := FromVocab(&weights.Vocab{Arch: d.Arch, Model: d.Model, Pre: d.Pre, Tokens: d.Tokens, Scores: d.Scores,
+		TokenTypes: d.Types, BOS: d.BOS, EOS: d.EOS, UNK: d.UNK, PAD: 0, AddBOS: d.AddBOS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVariant(t, tk, "testdata/variants/gguf_gemma3_small.refs.jsonl")
+	// Gemma's turn markers are special tokens; five spaces and three
+	// newlines are user-defined pieces matched whole.
+	ids, _ := tk.Encode("<start_of_turn>user\n\n\nhi     there<end_of_turn>", true)
+	if ids[0] != 2 || ids[1] != 4 || ids[len(ids)-1] != 5 || !slices.Contains(ids, 6) || !slices.Contains(ids, 8) {
+		t.Errorf("chat turn: %v", ids)
+	}
+}

@@ -15,9 +15,6 @@ type Tokenizer struct {
 	source string // the file or vocabulary it was built from, for messages
 
 	model *bpeModel
-	// unigram, when set, encodes the words instead of the BPE merges (model
-	// then holds only the vocabulary).
-	unigram *unigramModel
 	// idToken[id] is the token string of every id (model vocabulary and
 	// added tokens); "" where an id has none.
 	idToken []string
@@ -86,11 +83,7 @@ func (t *Tokenizer) Encode(text string, addSpecial bool) ([]int, error) {
 			}
 			pieces = runPre(t.pre, ns.text, atStart)
 			for _, p := range pieces {
-				if t.unigram != nil {
-					ids = t.unigram.encodeWord(p, ids)
-				} else {
-					ids = t.model.encodeWord(p, ids)
-				}
+				ids = t.model.encodeWord(p, ids)
 			}
 		}
 	}

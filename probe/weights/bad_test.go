@@ -148,7 +148,7 @@ func TestGGUFBadHeaders(t *testing.T) {
 		{"duplicate tensor", with(func(s *ggufSpec) { s.tensors[3].name = "token_embd.weight" }), []string{"token_embd.weight", "twice"}},
 		{"maps onto another", with(func(s *ggufSpec) { s.tensors[3].name = "model.embed_tokens.weight" }), []string{"model.embed_tokens.weight", "twice"}},
 		{"no architecture", with(func(s *ggufSpec) { s.kv = s.kv[1:] }), []string{"general.architecture"}},
-		{"other architecture", with(func(s *ggufSpec) { s.kv[0].val = "gpt2" }), []string{`"gpt2"`, "not supported"}},
+		{"other architecture", with(func(s *ggufSpec) { s.kv[0].val = "gpt2" }), []string{`GGUF architecture "gpt2" is not supported (supported: llama, qwen2, qwen3, gemma3, phi3)`}},
 		{"no block_count", with(func(s *ggufSpec) { s.kv = append(s.kv[:2:2], s.kv[3:]...) }), []string{"llama.block_count", "missing"}},
 		{"block_count type", with(func(s *ggufSpec) { s.kv[2] = gkv{"llama.block_count", ggufString, "30"} }), []string{"llama.block_count", "integer"}},
 		{"zero heads", with(func(s *ggufSpec) { s.kv[3].val = uint32(0) }), []string{"head_count", "not positive"}},

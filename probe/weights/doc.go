@@ -17,13 +17,18 @@
 //     dequantization. Other ggml types (Q2_K, Q3_K, IQ*, TQ*, ...) are listed
 //     but Float32 reports the type as unsupported.
 //
-// GGUF files (versions 2 and 3, llama architecture) are translated to what
-// a Hugging Face checkpoint of the same model would hold: tensor names
-// (blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight), shapes
-// (ggml lists the fastest dimension first; the shape here is reversed), the
-// q_proj/k_proj row order (llama.cpp's converter interleaves each head's
-// rows for its RoPE; Float32 undoes it), and a config.json synthesized from
-// the llama.* metadata. Tensors with no Hugging Face counterpart (such as
+// GGUF files (versions 2 and 3; architectures llama, qwen2, qwen3, gemma3
+// and phi3, SupportedGGUFArchitectures) are translated to what a Hugging
+// Face checkpoint of the same model would hold: tensor names
+// (blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight; Gemma's
+// ffn_norm is its pre_feedforward_layernorm, Phi-3's ffn_up its fused
+// gate_up_proj), shapes (ggml lists the fastest dimension first; the shape
+// here is reversed), the values where llama.cpp's converters changed them
+// (the llama converter interleaves each head's q_proj/k_proj rows for its
+// RoPE, the Gemma converter stores norm weights as 1 + w; Float32 undoes
+// both), and a config.json synthesized from the <arch>.* metadata, with
+// what llama.cpp's graph fixes for the architecture where the metadata is
+// silent (Gemma 3: every 6th layer global, local RoPE base 10000). Tensors with no Hugging Face counterpart (such as
 // rope_freqs.weight) keep their GGUF names. The raw metadata is in
 // Model.Metadata and the embedded tokenizer in Model.Vocab.
 //

@@ -224,7 +224,10 @@ func (m ggufMeta) positive(key string) (int, error) {
 type llamaParams struct {
 	hidden, layers, heads, kvHeads, ffn int
 	headDim, rotDim, ctx                int
-	slidingWindow                       int // 0 when absent
+	slidingWindow                       int     // 0 when absent
+	swaLayers                           []bool  // per layer: sliding (attention.sliding_window_pattern), nil when absent
+	attnScale                           float64 // attention.scale, 0 when absent
+	ropeThetaSWA                        float64 // rope.freq_base_swa, 0 when absent
 	eps, ropeTheta                      float64
 	ropeScaling                         map[string]any
 }
@@ -288,6 +291,33 @@ func (m ggufMeta) llamaParams() (*llamaParams, error) {
 		if p.slidingWindow, err = m.positive(a + "attention.sliding_window"); err != nil {
 			return nil, err
 		}
+	}
+	// attention.sliding_window_pattern, as gguf-py writes it: an integer n
+	// (every n-th layer global, llama.cpp's set_swa_pattern) or one bool a
+	// layer (true: sliding).
+	key := a + "attention.sliding_window_pattern"
+	switch v := m.kv[key].(type) {
+	case nil:
+	case []bool:
+		if len(v) != p.layers {
+			return nil, fmt.Errorf("metadata %q: %d entries for %d layers", key, len(v), p.layers)
+		}
+		p.swaLayers = v
+	default:
+		n, err := m.positive(key)
+		if err != nil {
+			return nil, err
+		}
+		p.swaLayers = make([]bool, p.layers)
+		for i := range p.swaLayers {
+			p.swaLayers[i] = i%n < n-1
+		}
+	}
+	if p.attnScale, _, err = m.float(a + "attention.scale"); err != nil {
+		return nil, err
+	}
+	if p.ropeThetaSWA, _, err = m.float(a + "rope.freq_base_swa"); err != nil {
+		return nil, err
 	}
 	if p.ctx, _, err = m.int(a + "context_length"); err != nil {
 		return nil, err
@@ -353,14 +383,14 @@ type llamaConfig struct {
 	EOSTokenID        *int           `json:"eos_token_id,omitempty"`
 	PadTokenID        *int           `json:"pad_token_id,omitempty"`
 
-	SlidingWindow        int      `json:"sliding_window,omitempty"`
-	PartialRotaryFactor  float64  `json:"partial_rotary_factor,omitempty"`
-	HiddenActivation     string   `json:"hidden_activation,omitempty"`
-	QueryPreAttnScalar   float64  `json:"query_pre_attn_scalar,omitempty"`
-	RopeLocalBaseFreq    float64  `json:"rope_local_base_freq,omitempty"`
-	SlidingWindowPattern int      `json:"sliding_window_pattern,omitempty"`
-	FinalLogitSoftcap    *float64 `json:"final_logit_softcapping,omitempty"`
-	AttnLogitSoftcap     *float64 `json:"attn_logit_softcapping,omitempty"`
+	SlidingWindow       int      `json:"sliding_window,omitempty"`
+	PartialRotaryFactor float64  `json:"partial_rotary_factor,omitempty"`
+	HiddenActivation    string   `json:"hidden_activation,omitempty"`
+	QueryPreAttnScalar  float64  `json:"query_pre_attn_scalar,omitempty"`
+	RopeLocalBaseFreq   float64  `json:"rope_local_base_freq,omitempty"`
+	LayerTypes          []string `json:"layer_types,omitempty"`
+	FinalLogitSoftcap   *float64 `json:"final_logit_softcapping,omitempty"`
+	AttnLogitSoftcap    *float64 `json:"attn_logit_softcapping,omitempty"`
 }
 
 // ggufModelTypes: the Hugging Face model_type and class of each GGUF
@@ -415,15 +445,30 @@ func (p *llamaParams) configJSON(m ggufMeta, vocabSize int, present map[string]b
 		c.HiddenActivation = "gelu_pytorch_tanh"
 		c.SlidingWindow = p.slidingWindow
 		// llama.cpp's gemma3 graph, which a GGUF is made for, fixes what
-		// the metadata leaves out: every 6th layer global, the local
+		// the metadata may leave out: every 6th layer global, the local
 		// layers' RoPE base 10000, and queries scaled by
 		// 1/sqrt(head_dim), except for the 62-layer 27B model, scaled by
 		// 1/sqrt(hidden/heads).
-		c.SlidingWindowPattern = 6
+		swa := p.swaLayers
+		if swa == nil {
+			swa = make([]bool, p.layers)
+			for i := range swa {
+				swa[i] = i%6 < 5
+			}
+		}
+		for _, sliding := range swa {
+			c.LayerTypes = append(c.LayerTypes, map[bool]string{true: "sliding_attention", false: "full_attention"}[sliding])
+		}
 		c.RopeLocalBaseFreq = 10000
+		if p.ropeThetaSWA > 0 {
+			c.RopeLocalBaseFreq = p.ropeThetaSWA
+		}
 		c.QueryPreAttnScalar = float64(p.headDim)
 		if p.layers == 62 {
 			c.QueryPreAttnScalar = float64(p.hidden / p.heads)
+		}
+		if p.attnScale > 0 {
+			c.QueryPreAttnScalar = 1 / (p.attnScale * p.attnScale)
 		}
 		for key, dst := range map[string]**float64{
 			"final_logit_softcapping": &c.FinalLogitSoftcap,

@@ -3,6 +3,7 @@ package activations
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/store"
 )
 
 func rows(n, w int) []float32 {
@@ -164,7 +166,7 @@ func TestModelSourceMatchesForwardCache(t *testing.T) {
 	// (a product's bits may depend on how many rows it has)
 	var results []*probe.Result
 	for lo := 0; lo < len(batch); lo += 2 {
-		res, err := m.Forward(context.Background(), batch[lo:min(lo+2, len(batch))], probe.Options{Hooks: &probe.Hooks{Cache: []string{"blocks.1.hook_resid_post", "blocks.2.attn.hook_z", "blocks.2.ln2.hook_normalized", "blocks.2.hook_mlp_out"}}, Logits: probe.LogitsNone})
+		res, err := m.Forward(context.Background(), batch[lo:min(lo+2, len(batch))], probe.Options{Hooks: &probe.Hooks{Cache: []string{"blocks.1.hook_resid_post", "blocks.2.attn.hook_z", "blocks.2.attn.hook_result", "blocks.2.ln2.hook_normalized", "blocks.2.hook_mlp_out"}}, Logits: probe.LogitsNone})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +222,14 @@ func TestModelSourceMatchesForwardCache(t *testing.T) {
 		t.Fatalf("hook_z head width %d, want %d", src.Width(), cfg.HeadDim)
 	}
 	check(src, "blocks.2.attn.hook_z", 3*cfg.HeadDim, 4*cfg.HeadDim, "")
+	src, err = NewModelSource(m.Model, ModelConfig{Hook: HookPoint{"blocks.2.attn.hook_result", 5}, Contexts: ctxs, SeqsPerForward: 2, SkipFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Width() != cfg.DModel {
+		t.Fatalf("hook_result head width %d, want %d", src.Width(), cfg.DModel)
+	}
+	check(src, "blocks.2.attn.hook_result", 5*cfg.DModel, 6*cfg.DModel, "")
 	tgt := HookPoint{"blocks.2.hook_mlp_out", -1}
 	src, err = NewModelSource(m.Model, ModelConfig{Hook: HookPoint{"blocks.2.ln2.hook_normalized", -1}, Target: &tgt, Contexts: ctxs, SeqsPerForward: 2, SkipFirst: true})
 	if err != nil {
@@ -251,5 +261,74 @@ func TestModelSourceMatchesForwardCache(t *testing.T) {
 	}
 	if _, err := NewModelSource(m.Model, ModelConfig{Hook: HookPoint{"blocks.1.hook_resid_post", -1}}); err == nil {
 		t.Error("no contexts: no error")
+	}
+}
+
+// TestTraceSourceReadsWhatWasTraced: activations written to an Arrow trace
+// (two shards) come back from a TraceSource row for row, BOS skipped.
+func TestTraceSourceReadsWhatWasTraced(t *testing.T) {
+	m, err := organism.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := "blocks.1.hook_resid_post"
+	prompts := []string{"The day after Monday is Tuesday.", "one two three four", "red green blue"}
+	dir := t.TempDir()
+	var want [][]float32
+	var paths []string
+	for shard := 0; shard < 2; shard++ {
+		path := filepath.Join(dir, fmt.Sprintf("shard%d.arrow", shard))
+		w, err := store.Create(path, store.RunInfo{ModelPath: "organism"}, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, text := range prompts[shard:] {
+			ids, _ := m.Tokenizer.Encode(text, true)
+			res, err := m.Forward(context.Background(), [][]int{ids}, probe.Options{Hooks: &probe.Hooks{Cache: []string{hook}}, Logits: probe.LogitsNone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := res.Cache[hook]
+			d := a.Shape[2]
+			if err := w.WriteActivation(store.Activation{Hook: hook, Layer: 1, Head: -1, PromptID: p, Shape: []int{d}, Values: a.Data}); err != nil {
+				t.Fatal(err)
+			}
+			for pos := 1; pos < len(ids); pos++ {
+				want = append(want, a.Data[pos*d:(pos+1)*d])
+			}
+		}
+		if err := w.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	src, err := OpenTraces(paths, HookPoint{Name: hook, Head: -1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Width() != m.Config.DModel || src.Chunks() != 5 {
+		t.Fatalf("width %d, %d chunks", src.Width(), src.Chunks())
+	}
+	var got [][]float32
+	for c := 0; c < 5; c++ {
+		ch, err := src.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := 0; r < ch.Rows; r++ {
+			got = append(got, ch.X[r*src.Width():(r+1)*src.Width()])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("row %d differs", i)
+		}
+	}
+	if _, err := OpenTraces(paths, HookPoint{Name: "blocks.0.hook_resid_post", Head: -1}, true); err == nil || !strings.Contains(err.Error(), "no activations of hook") {
+		t.Errorf("a hook the trace lacks: %v", err)
 	}
 }

@@ -85,6 +85,9 @@ type Splice struct {
 	Only []string
 	// Usage, when not nil, receives every chosen id: Usage[site][g*C+id]++.
 	Usage map[string][]int64
+	// KeepFrom: positions before it keep their activation (1 leaves the BOS
+	// position alone, as frozen-model codebooks are trained).
+	KeepFrom int
 
 	seen map[string]int // site -> positions per sequence already run
 }
@@ -210,6 +213,18 @@ func (sp *Splice) run(l *Layer, b compute.Backend, t compute.Tensor, shape []int
 	if changed {
 		if out, err = l.Decode(ids, B*T); err != nil {
 			return nil, err
+		}
+	}
+	if past < sp.KeepFrom {
+		orig := b.ToHost(x)
+		w := l.Width()
+		for r := 0; r < B*T; r++ {
+			if past+r%T < sp.KeepFrom {
+				copy(out[r*w:(r+1)*w], orig[r*w:(r+1)*w])
+				for i := r * l.Groups * l.K; i < (r+1)*l.Groups*l.K; i++ {
+					ids[i] = -1 // nothing chosen there
+				}
+			}
 		}
 	}
 	if sp.Usage != nil {

@@ -1,6 +1,10 @@
 package train
 
-import "math"
+import (
+	"math"
+	"runtime"
+	"sync"
+)
 
 // Schedule is the learning rate over steps: linear warm-up from 0 over
 // Warmup steps, constant LR, then linear decay to 0 over the last Decay
@@ -67,12 +71,36 @@ func (a *Adam) Step(params []*Param, lr float64) {
 			continue
 		}
 		m, v, g, x := a.M[i], a.V[i], p.Grad, p.Value
-		for j := range x {
-			gj := g[j]
-			mj := b1*m[j] + (1-b1)*gj
-			vj := b2*v[j] + (1-b2)*gj*gj
-			m[j], v[j] = mj, vj
-			x[j] -= step * mj / (float32(math.Sqrt(float64(vj*inv2))) + eps)
-		}
+		// Element j's update depends on element j alone, so splitting the
+		// range across goroutines changes no bit.
+		inParallel(len(x), func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				gj := g[j]
+				mj := b1*m[j] + (1-b1)*gj
+				vj := b2*v[j] + (1-b2)*gj*gj
+				m[j], v[j] = mj, vj
+				x[j] -= step * mj / (float32(math.Sqrt(float64(vj*inv2))) + eps)
+			}
+		})
 	}
+}
+
+// inParallel runs fn over [0, n) in one contiguous range per CPU when n is
+// large enough to pay for the goroutines.
+func inParallel(n int, fn func(lo, hi int)) {
+	w := runtime.GOMAXPROCS(0)
+	if w <= 1 || n < 1<<16 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	step := (n + w - 1) / w
+	for lo := 0; lo < n; lo += step {
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(lo, min(lo+step, n))
+	}
+	wg.Wait()
 }

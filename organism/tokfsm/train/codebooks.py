@@ -48,6 +48,8 @@ class Codebook(nn.Module):
         self.counts = torch.zeros(groups, num_codes, dtype=torch.long)
         self.last_ids = None
         self.force = None  # callable(ids [B,T,G,k]) -> ids, for interventions
+        self.capture = False  # pass inputs through unchanged, keeping them normalised
+        self.captured = None
 
     def normalise(self, x):
         """x [..., G*d] -> [..., G, d], layer-normalised per group."""
@@ -59,6 +61,9 @@ class Codebook(nn.Module):
 
     def forward(self, x):
         n = self.normalise(x)  # [B, T, G, d]
+        if self.capture:
+            self.captured = n.detach()
+            return x
         with torch.no_grad():
             norms = torch.linalg.vector_norm(self.codes, dim=-1)  # [G, C]
             sim = torch.einsum("btgd,gcd->btgc", n, self.codes) / norms
@@ -66,10 +71,12 @@ class Codebook(nn.Module):
             if self.force is not None:
                 ids = self.force(ids)
         self.last_ids = ids
-        g = torch.arange(self.groups, device=x.device).view(1, 1, -1, 1)
+        offset = (torch.arange(self.groups, device=x.device) * self.num_codes).view(1, 1, -1, 1)
         blocked = ids < 0
-        chosen = self.codes[g, ids.clamp(min=0)]  # [B, T, G, k, d]
-        chosen = chosen.masked_fill(blocked.unsqueeze(-1), 0.0)
+        flat = self.codes.reshape(self.groups * self.num_codes, self.dim)
+        chosen = F.embedding(ids.clamp(min=0) + offset, flat)  # [B, T, G, k, d]
+        if blocked.any():
+            chosen = chosen.masked_fill(blocked.unsqueeze(-1), 0.0)
         out = chosen.sum(dim=-2) / self.k
         if self.training:
             self.mse = ((out - n.detach()) ** 2).sum(-1).mean(dim=(0, 1)).sum()

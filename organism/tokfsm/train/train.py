@@ -105,23 +105,25 @@ def make_codebooks(cfg, args):
 
 
 @torch.no_grad()
+def capture(model, cbs, batch):
+    """The normalised inputs [rows, G, d] every codebook sees on a batch."""
+    for cb in cbs:
+        cb.capture = True
+    model(batch)
+    out = {}
+    for cb in cbs:
+        cb.capture = False
+        out[cb.hook] = cb.captured.reshape(-1, cb.groups, cb.dim)
+        cb.captured = None
+    return out
+
+
+@torch.no_grad()
 def init_from_data(model, cbs, batch):
     """Set every codebook's codes to random normalised inputs of one batch."""
-    seen = {}
-
-    def grab(cb):
-        def f(x):
-            seen[cb.hook] = cb.normalise(x).detach()
-            return x
-        return f
-
-    saved = [cb.forward for cb in cbs]
+    seen = capture(model, cbs, batch)
     for cb in cbs:
-        cb.forward = grab(cb)
-    model(batch)
-    for cb, fwd in zip(cbs, saved):
-        cb.forward = fwd
-        n = seen[cb.hook].reshape(-1, cb.groups, cb.dim)
+        n = seen[cb.hook]
         rows = torch.randint(0, n.shape[0], (cb.groups, cb.num_codes))
         for g in range(cb.groups):
             cb.codes[g] = n[rows[g], g] + 1e-3 * torch.randn(cb.num_codes, cb.dim)
@@ -147,7 +149,8 @@ def evaluate(model, fsm, rng, args, log):
     with torch.no_grad():
         x = fsm.batch(rng, 256, args.seq_len)
         loss = model(x, labels=x).loss.item()
-        gen = model.generate(torch.full((64, 1), fsm.bos), max_length=args.seq_len, do_sample=True,
+        start = torch.full((32, 1), fsm.bos)
+        gen = model.generate(start, attention_mask=torch.ones_like(start), max_length=args.seq_len, do_sample=True,
                              top_k=0, pad_token_id=fsm.bos, bos_token_id=fsm.bos, eos_token_id=None)
         acc = fsm.transition_accuracy(gen.tolist())
     model.train()
@@ -168,7 +171,10 @@ def main():
     ap.add_argument("--replace-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-seconds", type=float, default=0, help="stop each phase early after this long (0: no limit)")
+    ap.add_argument("--init", help="start from this plain model (a --steps 0 run's OUT/pretrain) instead of pretraining")
+    ap.add_argument("--init-codebooks", help="with --init DIR (a codebook run's OUT): continue from DIR's codebooks too")
+    ap.add_argument("--max-seconds", type=float, default=0, help="stop the codebook phase after this long (0: no limit)")
+    ap.add_argument("--pretrain-max-seconds", type=float, default=0, help="stop the plain phase after this long (0: no limit)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -178,7 +184,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     eval_rng = np.random.default_rng(args.seed + 1)
     os.makedirs(args.out, exist_ok=True)
-    logf = open(os.path.join(args.out, "train.log"), "w")
+    logf = open(os.path.join(args.out, "train.log"), "a")
 
     def log(msg):
         print(msg, flush=True)
@@ -190,11 +196,17 @@ def main():
                         intermediate_size=512, rotary_emb_base=10000, bos_token_id=fsm.bos, eos_token_id=fsm.bos,
                         max_position_embeddings=args.seq_len)
     cfg.architectures = ["GPTNeoXForCausalLM"]
-    model = GPTNeoXForCausalLM(cfg)
+    if args.init:
+        model = GPTNeoXForCausalLM.from_pretrained(args.init, torch_dtype=torch.float32)
+        assert model.config.vocab_size == fsm.base + 1
+        cfg = model.config
+        args.pretrain_steps = 0
+    else:
+        model = GPTNeoXForCausalLM(cfg)
     model.train()
     metrics = {"args": vars(args), "phases": []}
 
-    def run_phase(name, steps, cbs):
+    def run_phase(name, steps, cbs, max_seconds):
         params = list(model.parameters()) + [p for cb in cbs for p in cb.parameters()]
         opt = torch.optim.AdamW(params, lr=args.lr)
         t0 = time.time()
@@ -209,26 +221,15 @@ def main():
             loss.backward()
             opt.step()
             tokens += x.numel()
-            if cbs and args.replace_every and step % args.replace_every == 0 and step < steps * 0.8:
-                seen = {}
-                hooks = []
-                for cb in cbs:
-                    cb.force = None
-                replaced = 0
-                with torch.no_grad():
-                    saved = [cb.forward for cb in cbs]
-                    for cb in cbs:
-                        cb.forward = (lambda cb: lambda v: (seen.__setitem__(cb.hook, cb.normalise(v)), v)[1])(cb)
-                    model(x)
-                    for cb, f in zip(cbs, saved):
-                        cb.forward = f
-                        replaced += replace_dead(cb, seen[cb.hook])
-                last["replaced"] = replaced
+            late = step >= steps * 0.8 or (max_seconds and time.time() - t0 > 0.8 * max_seconds)
+            if cbs and args.replace_every and step % args.replace_every == 0 and not late:
+                seen = capture(model, cbs, x)
+                last["replaced"] = sum(replace_dead(cb, seen[cb.hook]) for cb in cbs)
             elapsed = time.time() - t0
-            if step % 100 == 0 or step == steps:
-                log(f"{name} step {step} loss {out.loss.item():.4f} mse {float(mse):.4f} "
+            if step % 20 == 0 or step == steps:
+                log(f"{name} step {step} loss {out.loss.item():.4f} mse {mse.item():.4f} "
                     f"{tokens / elapsed:.0f} tok/s {last}")
-            if args.max_seconds and elapsed > args.max_seconds:
+            if max_seconds and elapsed > max_seconds:
                 log(f"{name}: stopping at step {step}, {elapsed:.0f} s")
                 break
         elapsed = time.time() - t0
@@ -237,15 +238,27 @@ def main():
         metrics["phases"].append({"phase": name, "steps": step, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
                                   "eval_loss": loss, "transition_accuracy": acc})
 
-    run_phase("pretrain", args.pretrain_steps, [])
-    cbs = make_codebooks(cfg, args)
-    model.eval()
-    init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len))
+    if args.pretrain_steps > 0:
+        run_phase("pretrain", args.pretrain_steps, [], args.pretrain_max_seconds)
+        model.save_pretrained(os.path.join(args.out, "pretrain"), safe_serialization=True)
+        log("saved the plain model to " + os.path.join(args.out, "pretrain"))
+    if args.steps == 0:
+        with open(os.path.join(args.out, "metrics_pretrain.json"), "w") as f:
+            json.dump(metrics, f, indent=1)
+        return
+    if args.init_codebooks:
+        cbs = cbmod.load(args.init_codebooks)
+        cbmod.attach(model, cbs)
+        log(f"continuing from the codebooks of {args.init_codebooks}")
+    else:
+        cbs = make_codebooks(cfg, args)
+        cbmod.attach(model, cbs)
+        model.eval()
+        init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len))
     model.train()
     for cb in cbs:
         cb.train()
-    cbmod.attach(model, cbs)
-    run_phase("codebooks", args.steps, cbs)
+    run_phase("codebooks", args.steps, cbs, args.max_seconds)
 
     model.save_pretrained(args.out, safe_serialization=True)
     cbmod.save(cbs, args.out)

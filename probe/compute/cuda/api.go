@@ -137,12 +137,24 @@ func loadCUBLAS() (*cublasAPI, error) {
 }
 
 // call invokes a C function returning a 32-bit status.
+//
+// go:uintptrescapes matters: callers pass Go memory as
+// uintptr(unsafe.Pointer(&x)) in the call expression, and the directive
+// keeps x on the heap and alive until the C function returns. Without it
+// the garbage collector could reuse an uploaded index array while the
+// driver copies it (seen: attn_probs read garbage row indices and faulted
+// with an illegal address, only when a collection ran), and a stack
+// variable could move under a pointer the driver writes through.
+//
+//go:uintptrescapes
 func call(fn uintptr, args ...uintptr) uint32 {
 	r, _, _ := purego.SyscallN(fn, args...)
 	return uint32(r)
 }
 
-// callRaw invokes a C function and returns its raw result.
+// callRaw invokes a C function and returns its raw result (see call).
+//
+//go:uintptrescapes
 func callRaw(fn uintptr, args ...uintptr) (uintptr, uintptr, uintptr) {
 	return purego.SyscallN(fn, args...)
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
-var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
+var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256", "flash_attn_tc_d64", "flash_attn_tc_d128"}
 
 const (
 	faRows = 32 // query rows per block (flash.cu's FA_ROWS)
@@ -18,27 +18,56 @@ const (
 // dimension.
 func flashShared(dh int) int { return 4 * (faRows*dh + 2*faKeys*(dh+1)) }
 
+// tcShared is the dynamic shared memory of flash_attn_tc_d<dh>: Q and K
+// tiles of 64 rows (pitch dh+8) and V transposed (pitch 72), in bf16.
+func tcShared(dh int) int { return 2 * (2*64*(dh+8) + dh*(64+8)) }
+
 func (b *Backend) setupFlash() error {
-	need := flashShared(faMaxD)
-	if need > 48<<10 {
-		if need > b.info.MaxSharedPerBlock {
-			return fmt.Errorf("cuda: flash attention needs %d bytes of shared memory per block; GPU %d allows %d", need, b.info.Index, b.info.MaxSharedPerBlock)
+	for name, need := range map[string]int{
+		"flash_attn_f32_d128": flashShared(128), "flash_attn_f32_d256": flashShared(256),
+		"flash_attn_tc_d64": tcShared(64), "flash_attn_tc_d128": tcShared(128),
+	} {
+		if need <= 48<<10 {
+			continue
 		}
-		for _, name := range flashNames {
-			if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, b.fn[name], funcAttrMaxDynamicShared, uintptr(need))); err != nil {
-				return err
-			}
+		if need > b.info.MaxSharedPerBlock {
+			return fmt.Errorf("cuda: %s needs %d bytes of shared memory per block; GPU %d allows %d", name, need, b.info.Index, b.info.MaxSharedPerBlock)
+		}
+		if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, b.fn[name], funcAttrMaxDynamicShared, uintptr(need))); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// maskWindow is the mask's sliding window (0: none).
-func maskWindow(mask compute.AttnMask) int { return mask.Window }
+// tensorCores says whether attention's products may run in bf16 on the
+// tensor cores: in the bf16/f16 weight modes, for head dimensions 64 and
+// 128. The fp32 mode never rounds.
+func (b *Backend) tensorCores(s compute.AttnShape) bool {
+	return b.opt.WeightDType != compute.F32 && (s.Dh == 64 || s.Dh == 128)
+}
+
+// flashTCInto is the tensor-core flash attention: z only.
+func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	mustF32("FlashAttention", qt, kt, vt)
+	if zt.numel() == 0 || b.err != nil {
+		return
+	}
+	mk := b.uploadMask(mask.KeyValid)
+	grid := [3]int{(s.Tq + 63) / 64, s.H, s.B}
+	b.launch(fmt.Sprintf("flash_attn_tc_d%d", s.Dh), grid, [3]int{128, 1, 1}, tcShared(s.Dh),
+		pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()), pArg(zt.ptr()), 0,
+		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+	if mk != nil {
+		b.releaseTemp(mk)
+	}
+}
 
 // FlashAttention computes z = softmax(scale·q·kᵀ + mask)·v without the
-// Tq×Tk scores (online softmax over key tiles), and each row's log-sum-exp
-// [B, H, Tq] on the device when lse is asked. Head dimension up to 256.
+// Tq×Tk scores (online softmax over key tiles, fp32), and each row's
+// log-sum-exp [B, H, Tq] on the device when lse is asked. Head dimension up
+// to 256.
 func (b *Backend) FlashAttention(q, k, v compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, withLSE bool) (z, lse compute.Tensor) {
 	var zt, lt *Tensor
 	b.do(func() {
@@ -51,17 +80,24 @@ func (b *Backend) FlashAttention(q, k, v compute.Tensor, s compute.AttnShape, sc
 }
 
 func (b *Backend) flash(qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, withLSE bool) (*Tensor, *Tensor) {
-	mustF32("FlashAttention", qt, kt, vt)
-	if s.Dh > faMaxD {
-		panic(fmt.Sprintf("cuda: flash attention takes head dimensions up to %d, got %d", faMaxD, s.Dh))
-	}
 	zt := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
 	var lt *Tensor
 	if withLSE {
 		lt = b.newTensor(compute.F32, s.B, s.H, s.Tq)
 	}
-	if zt.numel() == 0 {
-		return zt, lt
+	b.flashInto(zt, lt, qt, kt, vt, s, scale, mask)
+	return zt, lt
+}
+
+// flashInto runs the fp32 flash kernel into z [B*Tq, H*Dh] and, when lt is
+// not nil, the rows' log-sum-exp [B, H, Tq].
+func (b *Backend) flashInto(zt, lt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	mustF32("FlashAttention", qt, kt, vt)
+	if s.Dh > faMaxD {
+		panic(fmt.Sprintf("cuda: flash attention takes head dimensions up to %d, got %d", faMaxD, s.Dh))
+	}
+	if zt.numel() == 0 || b.err != nil {
+		return
 	}
 	mk := b.uploadMask(mask.KeyValid)
 	var lp uint64
@@ -76,9 +112,8 @@ func (b *Backend) flash(qt, kt, vt *Tensor, s compute.AttnShape, scale float32, 
 	b.launch(kernel, grid, [3]int{128, 1, 1}, flashShared(s.Dh),
 		pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()), pArg(zt.ptr()), lp,
 		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
-		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
-	return zt, lt
 }

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -30,9 +31,12 @@ type Backend struct {
 	d    *driverAPI
 	cb   *cublasAPI
 
-	mu    sync.Mutex // one caller at a time hands work to the owner
-	work  chan func()
-	done  chan any // nil, or a panic raised by the work
+	work chan work // in order: operations, then what waits for them
+	// sync makes every operation wait for the owner (the default: the mode
+	// every benchmark and reference test ran in). With LOUPE_CUDA_ASYNC=1
+	// operations are queued without waiting; it passes the tiny-model suite
+	// on the GPU but has not been benchmarked yet.
+	sync  bool
 	close sync.Once
 
 	// Owned by the goroutine that owns the context.
@@ -60,7 +64,7 @@ func (t *Tensor) DType() compute.DType { return t.dt }
 var kernelNames = []string{"cvt_f32_bf16", "cvt_f32_f16", "cvt_bf16_f32", "cvt_f16_f32", "gather_rows", "embed",
 	"columns", "fill_columns", "add", "add_bcast", "scale", "swiglu", "gelu", "rmsnorm", "layernorm", "softmax_rows",
 	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix",
-	"attn_probs", "span_rows", "keyset_rows"}
+	"attn_probs", "span_rows", "keyset_rows", "mul"}
 
 // New opens GPU opt.Device: it loads the driver, NVRTC and cuBLAS, makes
 // the context and stream, and compiles the kernels (cached after the
@@ -81,8 +85,9 @@ func New(opt Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{opt: opt, info: info, d: &driver, cb: cb, work: make(chan func()), done: make(chan any),
+	b := &Backend{opt: opt, info: info, d: &driver, cb: cb, work: make(chan work, 4096),
 		fn: map[string]uintptr{}, pool: pool{free: map[int][]uintptr{}}}
+	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") != "1"
 	for i := range b.argp {
 		b.argp[i] = uintptr(unsafe.Pointer(&b.argv[i]))
 	}
@@ -102,10 +107,24 @@ func (b *Backend) ownerLoop(started chan<- error) {
 		return
 	}
 	started <- nil
-	for f := range b.work {
-		b.done <- runWork(f)
+	for w := range b.work {
+		p := runWork(w.fn)
+		if w.done != nil {
+			w.done <- p
+		} else if p != nil {
+			// An operation queued without waiting failed: its error is
+			// the backend's, reported at the next check.
+			b.fail(fmt.Errorf("cuda: %v", p))
+		}
 	}
 	b.teardown()
+}
+
+// work is one item for the owner goroutine; done, when set, receives nil or
+// the panic the item raised.
+type work struct {
+	fn   func()
+	done chan any
 }
 
 func runWork(f func()) (p any) {
@@ -114,16 +133,38 @@ func runWork(f func()) (p any) {
 	return nil
 }
 
-// do runs f on the owner goroutine and waits for it; a panic in f is
-// raised again in the caller.
+// do runs f on the owner goroutine after everything queued before it, and
+// waits; a panic in f is raised again in the caller.
 func (b *Backend) do(f func()) {
-	b.mu.Lock()
-	b.work <- f
-	p := <-b.done
-	b.mu.Unlock()
-	if p != nil {
+	done := make(chan any, 1)
+	b.work <- work{fn: f, done: done}
+	if p := <-done; p != nil {
 		panic(p)
 	}
+}
+
+// async queues f on the owner goroutine and returns at once. The stream and
+// the queue keep operations in order, so callers wait only for results
+// (ToHost, reductions, the end of a pass).
+func (b *Backend) async(f func()) {
+	if b.sync {
+		b.do(f)
+		return
+	}
+	b.work <- work{fn: f}
+}
+
+// produce returns a tensor of the given dtype and shape at once and queues
+// fill, which runs on the owner after the tensor's memory is placed.
+func (b *Backend) produce(dt compute.DType, shape []int, fill func(out *Tensor)) *Tensor {
+	out := &Tensor{shape: append([]int(nil), shape...), dt: dt, buf: &buffer{scope: -1}}
+	b.async(func() {
+		b.place(out)
+		if b.err == nil && !out.buf.failed {
+			fill(out)
+		}
+	})
+	return out
 }
 
 func (b *Backend) setup() error {
@@ -192,11 +233,7 @@ func (b *Backend) teardown() {
 // Close ends the owner goroutine and gives the pool's memory back. The
 // backend's tensors are unusable afterwards.
 func (b *Backend) Close() {
-	b.close.Do(func() {
-		b.mu.Lock()
-		close(b.work)
-		b.mu.Unlock()
-	})
+	b.close.Do(func() { close(b.work) })
 }
 
 // Info describes the GPU.
@@ -233,15 +270,19 @@ var block256 = [3]int{256, 1, 1}
 
 // newTensor allocates a tensor (a scope's temporary inside a scope).
 func (b *Backend) newTensor(dt compute.DType, shape ...int) *Tensor {
-	shape = append([]int(nil), shape...)
-	n := compute.Numel(shape) * dt.Size()
-	t := &Tensor{shape: shape, dt: dt}
-	if b.err != nil {
-		t.buf = &buffer{failed: true, scope: -1}
-		return t
-	}
-	t.buf = b.alloc(n, func() string { return fmt.Sprintf("a %s tensor %v", dt, shape) })
+	t := &Tensor{shape: append([]int(nil), shape...), dt: dt, buf: &buffer{scope: -1}}
+	b.place(t)
 	return t
+}
+
+// place gives t's buffer its memory (nothing when the backend has failed).
+func (b *Backend) place(t *Tensor) {
+	if b.err != nil {
+		t.buf.failed = true
+		return
+	}
+	n := compute.Numel(t.shape) * t.dt.Size()
+	b.allocInto(t.buf, n, func() string { return fmt.Sprintf("a %s tensor %v", t.dt, t.shape) })
 }
 
 // get checks a tensor handed to an operation.
@@ -409,17 +450,6 @@ func (b *Backend) FromHostAs(dt compute.DType, data []float32, shape ...int) com
 	return t
 }
 
-func (b *Backend) Zeros(shape ...int) compute.Tensor {
-	var t *Tensor
-	b.do(func() {
-		t = b.newTensor(compute.F32, shape...)
-		if n := 4 * t.numel(); n > 0 && b.err == nil {
-			b.fail(b.d.check("cuMemsetD8Async", call(b.d.cuMemsetD8Async, t.ptr(), 0, uintptr(n), b.stream)))
-		}
-	})
-	return t
-}
-
 // ToHost copies a tensor out as float32 (zeros when the backend has
 // failed: the failure is reported at the end of the pass).
 func (b *Backend) ToHost(x compute.Tensor) []float32 {
@@ -445,77 +475,6 @@ func (b *Backend) Reshape(x compute.Tensor, shape ...int) compute.Tensor {
 		panic(fmt.Sprintf("cuda: Reshape %v to %v", t.shape, shape))
 	}
 	return &Tensor{shape: append([]int(nil), shape...), dt: t.dt, buf: t.buf}
-}
-
-func (b *Backend) Rows(x compute.Tensor, lo, hi int) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		t := b.get(x)
-		_, cols := rowsCols(t)
-		out = b.newTensor(t.dt, hi-lo, cols)
-		es := t.dt.Size()
-		b.copyDtoD(out.ptr(), t.ptr()+uintptr(lo*cols*es), (hi-lo)*cols*es)
-	})
-	return out
-}
-
-func (b *Backend) GatherRows(x compute.Tensor, rows []int) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		t := b.get(x)
-		_, cols := rowsCols(t)
-		out = b.newTensor(t.dt, len(rows), cols)
-		if len(rows) == 0 || cols == 0 {
-			return
-		}
-		idx := b.uploadInts(rows)
-		n := len(rows) * cols
-		b.launch("gather_rows", grid1(n), block256, 0, pArg(t.ptr()), pArg(idx.ptr), pArg(out.ptr()), iArg(len(rows)), iArg(cols), iArg(t.dt.Size()))
-		b.releaseTemp(idx)
-	})
-	return out
-}
-
-func (b *Backend) CopyRowsInPlace(dst, src compute.Tensor, off int) {
-	b.do(func() {
-		d, s := b.get(dst), b.get(src)
-		if d.dt != s.dt {
-			panic(fmt.Sprintf("cuda: CopyRowsInPlace %s into %s", s.dt, d.dt))
-		}
-		_, cols := rowsCols(d)
-		es := d.dt.Size()
-		b.copyDtoD(d.ptr()+uintptr(off*cols*es), s.ptr(), s.numel()*es)
-	})
-}
-
-func (b *Backend) Columns(x compute.Tensor, lo, hi int) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		t := b.get(x)
-		rows, cols := rowsCols(t)
-		out = b.newTensor(t.dt, rows, hi-lo)
-		n := rows * (hi - lo)
-		if n == 0 {
-			return
-		}
-		b.launch("columns", grid1(n), block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(rows), iArg(cols), iArg(lo), iArg(hi-lo), iArg(t.dt.Size()))
-	})
-	return out
-}
-
-func (b *Backend) FillColumnsInPlace(x compute.Tensor, lo, hi int, vals []float32) {
-	b.do(func() {
-		t := b.get(x)
-		mustF32("FillColumnsInPlace", t)
-		rows, cols := rowsCols(t)
-		n := rows * (hi - lo)
-		if n == 0 {
-			return
-		}
-		v := b.uploadFloats(vals[:hi-lo])
-		b.launch("fill_columns", grid1(n), block256, 0, pArg(t.ptr()), pArg(v.ptr), iArg(rows), iArg(cols), iArg(lo), iArg(hi-lo))
-		b.releaseTemp(v)
-	})
 }
 
 // cudaType is the cudaDataType of a dtype.
@@ -546,195 +505,9 @@ func (b *Backend) gemmNT(m, n, k int, a, w uintptr, lda, ldw int, dt compute.DTy
 	}
 }
 
-func (b *Backend) Linear(x, w, bias compute.Tensor) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		xt, wt := b.get(x), b.get(w)
-		mustF32("Linear (input)", xt)
-		m, k := rowsCols(xt)
-		if len(wt.shape) != 2 || wt.shape[1] != k {
-			panic(fmt.Sprintf("cuda: Linear x %v · wᵀ %v", xt.shape, wt.shape))
-		}
-		n := wt.shape[0]
-		out = b.newTensor(compute.F32, m, n)
-		a := xt
-		if wt.dt != compute.F32 {
-			a = b.to16(xt, wt.dt)
-		}
-		b.gemmNT(m, n, k, a.ptr(), wt.ptr(), k, k, wt.dt, out.ptr(), n, 0)
-		if a != xt {
-			b.releaseTemp(a.buf)
-		}
-		if bias != nil {
-			bt, tmp := b.f32(b.get(bias))
-			b.launch("add_bcast", grid1(m*n), block256, 0, pArg(out.ptr()), pArg(bt.ptr()), lArg(m*n), iArg(n))
-			if tmp {
-				b.releaseTemp(bt.buf)
-			}
-		}
-	})
-	return out
-}
-
-func (b *Backend) Add(x, y compute.Tensor) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		xt, yt := b.get(x), b.get(y)
-		mustF32("Add", xt, yt)
-		out = b.newTensor(compute.F32, xt.shape...)
-		n := xt.numel()
-		b.launch("add", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
-	})
-	return out
-}
-
-func (b *Backend) Mul(x, y compute.Tensor) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		xt, yt := b.get(x), b.get(y)
-		mustF32("Mul", xt, yt)
-		out = b.newTensor(compute.F32, xt.shape...)
-		n := xt.numel()
-		b.launch("mul", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
-	})
-	return out
-}
-
-func (b *Backend) AddInPlace(x, y compute.Tensor) {
-	b.do(func() {
-		xt, yt := b.get(x), b.get(y)
-		mustF32("AddInPlace", xt)
-		yf, tmp := b.f32(yt)
-		n := xt.numel()
-		if yf.numel() == n {
-			b.launch("add", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yf.ptr()), pArg(xt.ptr()), lArg(n))
-		} else {
-			_, cols := rowsCols(xt)
-			if yf.numel() != cols {
-				panic(fmt.Sprintf("cuda: AddInPlace %v += %v", xt.shape, yf.shape))
-			}
-			b.launch("add_bcast", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yf.ptr()), lArg(n), iArg(cols))
-		}
-		if tmp {
-			b.releaseTemp(yf.buf)
-		}
-	})
-}
-
-func (b *Backend) ScaleInPlace(x compute.Tensor, s float32) {
-	b.do(func() {
-		t := b.get(x)
-		mustF32("ScaleInPlace", t)
-		n := t.numel()
-		b.launch("scale", grid1(n), block256, 0, pArg(t.ptr()), fArg(s), lArg(n))
-	})
-}
-
 // vec gives a float32 vector operand (norm weights may have been stored
 // in another dtype by a caller).
 func (b *Backend) vec(x compute.Tensor) (*Tensor, bool) { return b.f32(b.get(x)) }
-
-func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		xt := b.get(x)
-		mustF32("RMSNorm", xt)
-		wt, tmp := b.vec(w)
-		rows, cols := rowsCols(xt)
-		out = b.newTensor(compute.F32, xt.shape...)
-		if rows > 0 {
-			b.launch("rmsnorm", [3]int{rows, 1, 1}, block256, 0, pArg(xt.ptr()), pArg(wt.ptr()), pArg(out.ptr()), iArg(cols), fArg(eps))
-		}
-		if tmp {
-			b.releaseTemp(wt.buf)
-		}
-	})
-	return out
-}
-
-func (b *Backend) LayerNorm(x, w, bias compute.Tensor, eps float32) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		xt := b.get(x)
-		mustF32("LayerNorm", xt)
-		wt, tw := b.vec(w)
-		bt, tb := b.vec(bias)
-		rows, cols := rowsCols(xt)
-		out = b.newTensor(compute.F32, xt.shape...)
-		if rows > 0 {
-			b.launch("layernorm", [3]int{rows, 1, 1}, block256, 0, pArg(xt.ptr()), pArg(wt.ptr()), pArg(bt.ptr()), pArg(out.ptr()), iArg(cols), fArg(eps))
-		}
-		if tw {
-			b.releaseTemp(wt.buf)
-		}
-		if tb {
-			b.releaseTemp(bt.buf)
-		}
-	})
-	return out
-}
-
-func (b *Backend) SwiGLU(gate, up compute.Tensor) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		g, u := b.get(gate), b.get(up)
-		mustF32("SwiGLU", g, u)
-		out = b.newTensor(compute.F32, g.shape...)
-		n := g.numel()
-		b.launch("swiglu", grid1(n), block256, 0, pArg(g.ptr()), pArg(u.ptr()), pArg(out.ptr()), lArg(n))
-	})
-	return out
-}
-
-func (b *Backend) GELU(x compute.Tensor, tanh bool) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		t := b.get(x)
-		mustF32("GELU", t)
-		out = b.newTensor(compute.F32, t.shape...)
-		n := t.numel()
-		form := 0
-		if tanh {
-			form = 1
-		}
-		b.launch("gelu", grid1(n), block256, 0, pArg(t.ptr()), pArg(out.ptr()), lArg(n), iArg(form))
-	})
-	return out
-}
-
-func (b *Backend) Embed(table compute.Tensor, ids []int) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		t := b.get(table)
-		_, cols := rowsCols(t)
-		out = b.newTensor(compute.F32, len(ids), cols)
-		if len(ids) == 0 {
-			return
-		}
-		idx := b.uploadInts(ids)
-		n := len(ids) * cols
-		b.launch("embed", grid1(n), block256, 0, pArg(t.ptr()), pArg(idx.ptr), pArg(out.ptr()), iArg(len(ids)), iArg(cols), iArg(int(t.dt)))
-		b.releaseTemp(idx)
-	})
-	return out
-}
-
-func (b *Backend) RotaryInPlace(x compute.Tensor, heads, headDim, rotDim int, pos []int, invFreq []float32) {
-	b.do(func() {
-		t := b.get(x)
-		mustF32("RotaryInPlace", t)
-		rows, _ := rowsCols(t)
-		n := rows * heads * (rotDim / 2)
-		if n == 0 {
-			return
-		}
-		p := b.uploadInts(pos)
-		f := b.uploadFloats(invFreq[:rotDim/2])
-		b.launch("rotary", grid1(n), block256, 0, pArg(t.ptr()), pArg(p.ptr), pArg(f.ptr), iArg(rows), iArg(heads), iArg(headDim), iArg(rotDim))
-		b.releaseTemp(p)
-		b.releaseTemp(f)
-	})
-}
 
 // uploadMask puts a key-validity mask on the device (nil when none).
 func (b *Backend) uploadMask(valid []bool) *buffer {
@@ -768,62 +541,21 @@ func boolArg(v bool) uint64 {
 	return 0
 }
 
-func (b *Backend) AttentionScores(q, k compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) compute.Tensor {
-	var out *Tensor
-	b.do(func() { out = b.scores(b.get(q), b.get(k), s, scale, mask) })
-	return out
-}
-
-func (b *Backend) scores(qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
-	mustF32("AttentionScores", qt, kt)
-	out := b.newTensor(compute.F32, s.B, s.H, s.Tq, s.Tk)
-	if out.numel() == 0 {
-		return out
+func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	if out.numel() == 0 || b.err != nil {
+		return
 	}
 	mk := b.uploadMask(mask.KeyValid)
 	grid := [3]int{(s.Tk + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
 	b.launch("attn_scores", grid, [3]int{32, 8, 1}, 0, pArg(qt.ptr()), pArg(kt.ptr()), pArg(out.ptr()),
 		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
-		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
-	return out
 }
 
-func (b *Backend) SoftmaxRows(x compute.Tensor) compute.Tensor {
-	var out *Tensor
-	b.do(func() { out = b.softmax(b.get(x)) })
-	return out
-}
-
-func (b *Backend) softmax(t *Tensor) *Tensor {
-	mustF32("SoftmaxRows", t)
-	rows, cols := rowsCols(t)
-	out := b.newTensor(compute.F32, t.shape...)
-	if rows > 0 {
-		b.launch("softmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(cols))
-	}
-	return out
-}
-
-func (b *Backend) AttentionMix(pattern, v compute.Tensor, s compute.AttnShape) compute.Tensor {
-	var out *Tensor
-	b.do(func() {
-		pt, vt := b.get(pattern), b.get(v)
-		mustF32("AttentionMix", pt, vt)
-		out = b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
-		if out.numel() == 0 {
-			return
-		}
-		grid := [3]int{(s.Dh + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
-		b.launch("attn_mix", grid, [3]int{32, 8, 1}, 0, pArg(pt.ptr()), pArg(vt.ptr()), pArg(out.ptr()),
-			iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh))
-	})
-	return out
-}
-
-// rowKernel runs a one-block-per-row kernel writing n values of 4 bytes per
+// rowResult runs a one-block-per-row kernel writing per 4-byte values a
 // row and downloads them.
 func (b *Backend) rowResult(x compute.Tensor, per int, run func(t *Tensor, rows, cols int, out uintptr)) ([]byte, int, int) {
 	var host []byte

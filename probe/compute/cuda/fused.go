@@ -17,22 +17,65 @@ import (
 // entropy) reduce it on the device; only the small results reach the host.
 func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, spec compute.AttnSpec) compute.AttnResult {
 	checkSpec(s, spec)
-	var res compute.AttnResult
-	b.do(func() {
+	for _, x := range []compute.Tensor{q, k, v} {
+		mustF32("Attention", tensorOf("Attention", x))
+	}
+	declare := func(shape ...int) *Tensor {
+		return &Tensor{shape: shape, dt: compute.F32, buf: &buffer{scope: -1}}
+	}
+	res := compute.AttnResult{}
+	z := declare(s.B*s.Tq, s.H*s.Dh)
+	var sc, pat *Tensor
+	if spec.Scores {
+		sc = declare(s.B, s.H, s.Tq, s.Tk)
+	}
+	if spec.Pattern {
+		pat = declare(s.B, s.H, s.Tq, s.Tk)
+	}
+	res.Z = z
+	if sc != nil {
+		res.Scores = sc
+	}
+	if pat != nil {
+		res.Pattern = pat
+	}
+	host := spec.LSE || spec.Reductions() // results the caller waits for
+	mask = cloneMask(mask)
+	run := func() {
+		for _, t := range []*Tensor{z, sc, pat} {
+			if t != nil {
+				b.place(t)
+			}
+		}
+		if b.err != nil {
+			return
+		}
 		qt, kt, vt := b.get(q), b.get(k), b.get(v)
-		z, lse := b.flash(qt, kt, vt, s, scale, mask, true)
-		res.Z = z
-		if spec.Scores || spec.Pattern {
-			sc := b.scores(qt, kt, s, scale, mask)
-			if spec.Scores {
-				res.Scores = sc
+		var lse *Tensor
+		if host || spec.Pattern {
+			lse = b.newTensor(compute.F32, s.B, s.H, s.Tq)
+		}
+		if b.tensorCores(s) {
+			// bf16 products for z; what hooks read (lse, pattern,
+			// reductions) from the fp32 kernel, so that they are exact
+			// functions of one softmax. z does not depend on the spec.
+			b.flashTCInto(z, qt, kt, vt, s, scale, mask)
+			if lse != nil {
+				z32 := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
+				b.flashInto(z32, lse, qt, kt, vt, s, scale, mask)
+				b.releaseTemp(z32.buf)
 			}
-			if spec.Pattern {
-				res.Pattern = b.softmax(sc)
-			}
-			if !spec.Scores {
-				b.releaseTemp(sc.buf)
-			}
+		} else {
+			b.flashInto(z, lse, qt, kt, vt, s, scale, mask)
+		}
+		if sc != nil {
+			b.scoresInto(sc, qt, kt, s, scale, mask)
+		}
+		if pat != nil {
+			// The weights exp(s − lse) by the same kernel as the
+			// reductions, so that a reduction equals what it reduces to
+			// the bit.
+			b.probsInto(pat, qt, kt, lse, nil, s, scale, mask)
 		}
 		if spec.LSE {
 			res.LSE = b.downloadFloats(lse)
@@ -40,8 +83,15 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 		if spec.Reductions() {
 			b.reduce(qt, kt, lse, s, scale, mask, spec, &res)
 		}
-		b.releaseTemp(lse.buf)
-	})
+		if lse != nil {
+			b.releaseTemp(lse.buf)
+		}
+	}
+	if host {
+		b.do(run)
+	} else {
+		b.async(run)
+	}
 	return res
 }
 
@@ -106,7 +156,6 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		return
 	}
 	chunk := max(1, min(R, reduceChunkBytes/(4*s.Tk*BH)))
-	mk := b.uploadMask(mask.KeyValid)
 	var sets [][2]*buffer
 	for _, ks := range spec.KeySets {
 		off := make([]int, len(ks.Off))
@@ -121,14 +170,8 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 	}
 	for r0 := 0; r0 < R; r0 += chunk {
 		n := min(chunk, R-r0)
-		rbuf := b.uploadInts(rows[r0 : r0+n])
-		p := b.alloc(4*BH*n*s.Tk, func() string {
-			return fmt.Sprintf("attention weights of %d rows × %d keys for the reductions", BH*n, s.Tk)
-		})
-		b.launch("attn_probs", [3]int{(s.Tk + 127) / 128, n, BH}, [3]int{128, 1, 1}, 4*s.Dh,
-			pArg(qt.ptr()), pArg(kt.ptr()), pArg(lse.ptr()), pArg(rbuf.ptr), pArg(p.ptr),
-			iArg(n), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh), fArg(scale),
-			iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+		pt := b.probs(qt, kt, lse, rows[r0:r0+n], s, scale, mask)
+		p := pt.buf
 		nrows := BH * n
 		// place copies a chunk's per-row values [BH, n] into [BH, R].
 		place := func(dst []float32, src []float32) {
@@ -179,14 +222,10 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		}
 		b.releaseTemp(out)
 		b.releaseTemp(p)
-		b.releaseTemp(rbuf)
 	}
 	for _, set := range sets {
 		b.releaseTemp(set[0])
 		b.releaseTemp(set[1])
-	}
-	if mk != nil {
-		b.releaseTemp(mk)
 	}
 	if spec.SumRows {
 		fold := func(x []float32) []float32 {
@@ -209,5 +248,42 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		if res.Entropy != nil {
 			res.Entropy = fold(res.Entropy)
 		}
+	}
+}
+
+// probs recomputes the attention weights exp(s − lse) of the given query
+// rows (every row when rows is nil) from q, k and the flash pass's lse:
+// [B, H, len(rows), Tk], 0 on keys the mask hides.
+func (b *Backend) probs(qt, kt, lse *Tensor, rows []int, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
+	n := s.Tq
+	if rows != nil {
+		n = len(rows)
+	}
+	out := b.newTensor(compute.F32, s.B, s.H, n, s.Tk)
+	b.probsInto(out, qt, kt, lse, rows, s, scale, mask)
+	return out
+}
+
+// probsInto is probs into out [B, H, len(rows), Tk].
+func (b *Backend) probsInto(out, qt, kt, lse *Tensor, rows []int, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	if rows == nil {
+		rows = make([]int, s.Tq)
+		for i := range rows {
+			rows[i] = i
+		}
+	}
+	n := len(rows)
+	if out.numel() == 0 || b.err != nil {
+		return
+	}
+	rbuf := b.uploadInts(rows)
+	mk := b.uploadMask(mask.KeyValid)
+	b.launch("attn_probs", [3]int{(s.Tk + 127) / 128, n, s.B * s.H}, [3]int{128, 1, 1}, 4*s.Dh,
+		pArg(qt.ptr()), pArg(kt.ptr()), pArg(lse.ptr()), pArg(rbuf.ptr), pArg(out.ptr()),
+		iArg(n), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh), fArg(scale),
+		iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+	b.releaseTemp(rbuf)
+	if mk != nil {
+		b.releaseTemp(mk)
 	}
 }

@@ -96,3 +96,23 @@ func TestNewWithoutGPUSaysWhy(t *testing.T) {
 	}
 	t.Logf("no GPU: %v", err)
 }
+
+// NVRTC needs no GPU: where it is installed (a CUDA toolkit, PyTorch's
+// nvidia wheels) the embedded kernels must compile for sm_90 and sm_80.
+func TestKernelsCompile(t *testing.T) {
+	if _, err := loadNVRTC(); err != nil {
+		t.Skipf("no NVRTC here: %v", err)
+	}
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	for _, arch := range []int{80, 90} {
+		for name, src := range map[string]string{"kernels": kernelSource, "flash": flashSource} {
+			bin, err := compile(name, src, arch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bin) == 0 {
+				t.Fatalf("%s sm_%d: empty cubin", name, arch)
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"unsafe"
 )
 
@@ -65,6 +66,7 @@ func compile(name, src string, arch int) ([]byte, error) {
 		ptrs[i] = uintptr(unsafe.Pointer(&cs[i][0]))
 	}
 	r := call(n.compile, prog, uintptr(len(opts)), uintptr(unsafe.Pointer(&ptrs[0])))
+	runtime.KeepAlive(cs) // ptrs holds their addresses as integers
 	if r != 0 {
 		var size uintptr
 		call(n.logSize, prog, uintptr(unsafe.Pointer(&size)))

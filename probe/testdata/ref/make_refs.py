@@ -522,7 +522,15 @@ def family_specs():
                               Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
     V = 256
     base_tok = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    from transformers import LlamaConfig, LlamaForCausalLM
     return [
+        # linear RoPE scaling (Gemma 3 4B and larger scale their global
+        # layers so): every frequency divided by the factor.
+        dict(name="llama_linear", seed=205, cls=LlamaForCausalLM, save_dtype=torch.float32,
+             config=LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                rope_theta=10000.0, rope_scaling={"rope_type": "linear", "factor": 4.0},
+                                rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu", **base_tok)),
         # QK-norm (RMSNorm over each head's d_head, before RoPE); head_dim 24
         # is not hidden/heads; GQA 4/2; tied.
         dict(name="qwen3", seed=201, cls=Qwen3ForCausalLM, save_dtype=torch.float32,
@@ -566,21 +574,157 @@ def family_specs():
 
 # ----------------------------------------------------------------------------- part D
 
+def gemma_tokenizer(gguf_path):
+    """Gemma's tokenizer rebuilt with Hugging Face `tokenizers` from the GGUF
+    vocabulary, the way transformers' GemmaConverter builds Gemma's tokenizer.json
+    from the SentencePiece model (convert_slow_tokenizer: BPE over the pieces with
+    merges from generate_merges on the scores, byte fallback, Replace(' ', '▁')
+    normalizer, Split(' ') pre-tokenizer, Replace/ByteFallback/Fuse decoder).
+    llama.cpp wrote the pieces of spaces only with real spaces: they become '▁'
+    runs again, as transformers' GGUF reader does. Control tokens are special
+    added tokens, user-defined ones (newline and space runs) normalized added
+    tokens; <bos> is prepended.
+
+    transformers' own GGUF path (GGUFGemmaConverter) makes a Unigram model of
+    the same scores; Gemma's scores are BPE merge ranks (-rank), so Unigram
+    over-segments (30 tokens for the 16-token `sentence` prompt). We use the BPE
+    form, which is what Gemma's real tokenizer is."""
+    import gguf
+    r = gguf.GGUFReader(gguf_path)
+    f = r.fields
+    tokens = [bytes(f["tokenizer.ggml.tokens"].parts[i]).decode("utf-8") for i in f["tokenizer.ggml.tokens"].data]
+    scores = [float(f["tokenizer.ggml.scores"].parts[i][0]) for i in f["tokenizer.ggml.scores"].data]
+    types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
+    return gemma_tokenizer_from(tokens, scores, types)
+
+
+def gemma_tokenizer_from(tokens, scores, types):
+    """gemma_tokenizer's recipe on a vocabulary given as GGUF lists (ids 0-3 are
+    <pad>, <eos>, <bos>, <unk> as in Gemma's)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import generate_merges
+    pieces = ["▁" * len(t) if (" " in t and len(t.strip()) == 0) else t for t in tokens]
+    vocab_scores = [(p, 0.0 if i < 3 else s) for i, (p, s) in enumerate(zip(pieces, scores))]
+    sp_vocab = {p: i for i, p in enumerate(pieces)}
+    if "\t" not in sp_vocab:
+        tab = sp_vocab["<0x09>"]
+        sp_vocab["\t"] = tab
+        vocab_scores[tab] = ("\t", 0.0)
+    merges = generate_merges(sp_vocab, vocab_scores)
+    bpe_vocab = {w: i for i, (w, _) in enumerate(vocab_scores)}
+    tk = Tokenizer(BPE(bpe_vocab, merges, unk_token=pieces[3], fuse_unk=True, byte_fallback=True, dropout=None))
+    tk.normalizer = normalizers.Replace(" ", "▁")
+    tk.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
+    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tk.add_special_tokens([AddedToken(pieces[i], special=True, normalized=False)
+                           for i, t in enumerate(types) if t in (2, 3)])
+    tk.add_tokens([AddedToken(pieces[i], special=False, normalized=True) for i, t in enumerate(types) if t == 4])
+    tk.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return tk
+
+
+def gemma3_small_variant():
+    """probe/tokenizer/testdata/variants/gguf_gemma3_small.*: gemma_tokenizer's
+    recipe on a small vocabulary, so the test run checks the Gemma paths without
+    the 262144-piece file: the SentencePiece-style pieces of variants/
+    gguf_llama_spm.vocab.json (scored -rank as Gemma's are) behind Gemma's four
+    first tokens, with user-defined newline and space runs (spaces written as
+    llama.cpp writes them) and <start_of_turn>/<end_of_turn> control tokens.
+    Writes the GGUF-style lists (.vocab.json), the tokenizer.json (.json) and
+    the corpus ids (.refs.jsonl, as the tokenizer's make_refs.py writes them)."""
+    vdir = os.path.join(HERE, "..", "..", "tokenizer", "testdata", "variants")
+    src = json.load(open(os.path.join(vdir, "gguf_llama_spm.vocab.json"), encoding="utf-8"))
+    # user-defined runs the small vocabulary does not hold as pieces already
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "\n\n\n", "\n\n\n\n",
+              "     ", "      "]
+    types = [3, 3, 3, 2, 3, 3, 4, 4, 4, 4]
+    for t, ty in zip(src["tokenizer.ggml.tokens"], src["tokenizer.ggml.token_type"]):
+        if t not in ("<unk>", "<s>", "</s>"):
+            tokens.append(t)
+            types.append(ty)
+    scores = [0.0 if ty != 1 else float(-i) for i, ty in enumerate(types)]
+    tk = gemma_tokenizer_from(tokens, scores, types)
+    name = "gguf_gemma3_small"
+    with open(os.path.join(vdir, name + ".vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({"general.architecture": "gemma3", "tokenizer.ggml.model": "llama", "tokenizer.ggml.pre": "default",
+                   "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores, "tokenizer.ggml.token_type": types,
+                   "tokenizer.ggml.bos_token_id": 2, "tokenizer.ggml.eos_token_id": 1,
+                   "tokenizer.ggml.unknown_token_id": 3, "tokenizer.ggml.add_bos_token": True}, f, ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(vdir, name + ".json"), "w", encoding="utf-8") as f:
+        json.dump(json.loads(tk.to_str()), f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    tdir = os.path.join(HERE, "..", "..", "tokenizer", "testdata")
+    with open(os.path.join(tdir, "corpus.jsonl"), encoding="utf-8") as f:
+        texts = [json.loads(l)["text"] for l in f if l.strip()]
+    texts_extra = ["<start_of_turn>user\nHi there!<end_of_turn>\n<start_of_turn>model\n"]
+    with open(os.path.join(vdir, name + ".refs.jsonl"), "w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            plain = tk.encode(t, add_special_tokens=False).ids
+            f.write(json.dumps({"i": i, "ids": plain, "ids_special": tk.encode(t).ids,
+                                "decoded": tk.decode(plain, skip_special_tokens=False),
+                                "decoded_skip": tk.decode(plain, skip_special_tokens=True)},
+                               ensure_ascii=True) + "\n")
+    print("chat check:", tk.encode(texts_extra[0]).tokens)
+    print("wrote", name)
+
+
+def gemma3_tokenizer_refs(tk=None):
+    """probe/tokenizer/testdata/gemma3/refs.jsonl and pieces.jsonl: gemma_tokenizer's
+    ids and decodings of the tokenizer corpus, in the format of
+    probe/tokenizer/testdata/make_refs.py (write_refs)."""
+    if tk is None:
+        gguf_path = os.environ.get("LOUPE_GEMMA3_GGUF", os.path.expanduser("~/.cache/loupe/gemma-3-270m-q4_k_m.gguf"))
+        tk = gemma_tokenizer(gguf_path)
+        tk.save(os.path.join(os.path.dirname(os.path.abspath(gguf_path)), "gemma-3-270m-tokenizer.json"))
+    tdir = os.path.join(HERE, "..", "..", "tokenizer", "testdata")
+    with open(os.path.join(tdir, "corpus.jsonl"), encoding="utf-8") as f:
+        texts = [json.loads(l)["text"] for l in f if l.strip()]
+    out = os.path.join(tdir, "gemma3")
+    os.makedirs(out, exist_ok=True)
+    piece_ids = set(range(0, tk.get_vocab_size(), 257)) | set(range(0, 300))
+    with open(os.path.join(out, "refs.jsonl"), "w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            plain = tk.encode(t, add_special_tokens=False).ids
+            piece_ids |= set(plain)
+            f.write(json.dumps({"i": i, "ids": plain, "ids_special": tk.encode(t).ids,
+                                "decoded": tk.decode(plain, skip_special_tokens=False),
+                                "decoded_skip": tk.decode(plain, skip_special_tokens=True)},
+                               ensure_ascii=True) + "\n")
+    with open(os.path.join(out, "pieces.jsonl"), "w", encoding="utf-8") as f:
+        for i in sorted(piece_ids):
+            f.write(json.dumps({"id": i, "text": tk.decode([i], skip_special_tokens=False)}, ensure_ascii=True) + "\n")
+    print("wrote", out)
+
+
 def gemma3():
     """Gemma 3 270M from the Q4_K_M GGUF (scripts/fetch-gemma3.sh), as transformers
     dequantizes and runs it (float32, eager). Its vocabulary is 262144 tokens, so
     whole logit rows are not committed: at every checked position the top-100
     logits, the logits of 1024 fixed vocabulary ids (seeded sample) and whole-row
-    checksums. The tokenizer is the one transformers builds from the GGUF
-    vocabulary; its ids for probe/tokenizer/testdata/corpus.jsonl go to
-    gemma3_corpus.jsonl."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    checksums. Token ids come from gemma_tokenizer (see there); its ids for
+    probe/tokenizer/testdata/corpus.jsonl go to probe/tokenizer/testdata/gemma3/, and the
+    tokenizer.json it makes is written beside the GGUF (not committed: 262144
+    pieces) for the tokenizer.json test."""
+    from transformers import AutoModelForCausalLM
 
     gguf_path = os.environ.get("LOUPE_GEMMA3_GGUF", os.path.expanduser("~/.cache/loupe/gemma-3-270m-q4_k_m.gguf"))
     d, name = os.path.dirname(os.path.abspath(gguf_path)), os.path.basename(gguf_path)
     print("gguf:", gguf_path)
     digest = sha256(gguf_path)
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    tk = gemma_tokenizer(gguf_path)
+    tk.save(os.path.join(d, "gemma-3-270m-tokenizer.json"))
+
+    class Tok:  # the two calls word_text and the cases need
+        def __call__(self, text, add_special_tokens=True):
+            return type("E", (), {"input_ids": tk.encode(text, add_special_tokens=add_special_tokens).ids})
+
+        def decode(self, ids):
+            return tk.decode(ids, skip_special_tokens=False)
+    tok = Tok()
+    for text, want in [("The quick brown fox", None)]:
+        print("tokenizer check:", tk.encode(text).tokens)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32,
                                                  attn_implementation="eager").eval()
     cfg = model.config
@@ -628,14 +772,7 @@ def gemma3():
         })
         del logits
 
-    # token ids of the tokenizer corpus
-    corpus_path = os.path.join(HERE, "..", "..", "tokenizer", "testdata", "corpus.jsonl")
-    with open(corpus_path, encoding="utf-8") as f:
-        texts = [json.loads(l)["text"] for l in f if l.strip()]
-    with open(os.path.join(HERE, "gemma3_corpus.jsonl"), "w", encoding="utf-8") as f:
-        for t in texts:
-            f.write(json.dumps({"ids": tok(t, add_special_tokens=False).input_ids,
-                                "ids_special": tok(t).input_ids}, separators=(",", ":")) + "\n")
+    gemma3_tokenizer_refs(tk)
 
     cfgd = cfg.to_dict()
     manifest = {
@@ -647,16 +784,113 @@ def gemma3():
                    "sliding_window": window, "layer_types": cfg.layer_types,
                    "query_pre_attn_scalar": cfg.query_pre_attn_scalar},
         "config_full": json.loads(json.dumps(cfgd, default=str)),
-        "tokenizer": {"class": type(tok).__name__,
-                      "model": json.loads(tok.backend_tokenizer.to_str())["model"]["type"],
-                      "normalizer": json.loads(tok.backend_tokenizer.to_str())["normalizer"],
-                      "pre_tokenizer": json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"],
-                      "decoder": json.loads(tok.backend_tokenizer.to_str())["decoder"]},
+        "tokenizer": {"made_by": "gemma_tokenizer() in make_refs.py (tokenizers BPE, GemmaConverter's recipe)",
+                      "normalizer": json.loads(tk.to_str())["normalizer"],
+                      "pre_tokenizer": json.loads(tk.to_str())["pre_tokenizer"],
+                      "decoder": json.loads(tk.to_str())["decoder"]},
         "sample_ids": sample_ids,
         "cases": cases,
     }
     dump_json(manifest, os.path.join(HERE, "gemma3.json"))
     print("wrote gemma3.json")
+
+
+# ----------------------------------------------------------------------------- part E
+
+def write_tiny_ggufs():
+    """gguf.json: tiny models of the GGUF architectures qwen2, qwen3, gemma3 and phi3
+    written as GGUF files the way llama.cpp's convert_hf_to_gguf.py writes them:
+    tensor names from gguf-py's own name map (gguf.get_tensor_name_map), q/k rows
+    unpermuted (only the llama converter permutes them), Gemma's norm weights
+    stored as 1 + w (its converter's norm_shift), Phi-3's fused qkv_proj and
+    gate_up_proj kept as attn_qkv / ffn_up, F32 tensors (the reference logits are
+    those of the F32 safetensors), and the metadata
+    llama.cpp reads (key_length, rope.dimension_count, sliding_window,
+    attention.sliding_window_pattern, attention.scale, rope.freq_base_swa).
+    The weights are those of models/<name> (parts B and C), so the reference
+    logits are those of tiny.json / families.json: the entries are copied with
+    `dir` pointing at the GGUF. Where transformers can read the GGUF back, the
+    largest logit difference to the safetensors model is recorded
+    (`transformers_gguf_maxabs`); its GGUF reader drops the metadata it has no
+    mapping for (Phi-3's sliding window and partial rotary, Qwen3's key_length,
+    Gemma 3's attention scale and layer pattern), so it is informative only."""
+    import gguf
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+    manifests = {f: json.load(open(os.path.join(HERE, f))) for f in ("tiny.json", "families.json")}
+    entries = {m["name"]: m for f in manifests.values() for m in f["models"]}
+    archs = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3,
+             "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}
+    out = []
+    for name, arch in archs.items():
+        mdir = os.path.join(HERE, "models", name)
+        cfg = json.load(open(os.path.join(mdir, "config.json")))
+        sd = load_file(os.path.join(mdir, "model.safetensors"))
+        L = cfg["num_hidden_layers"]
+        H, D = cfg["num_attention_heads"], cfg["hidden_size"]
+        head_dim = cfg.get("head_dim") or D // H
+        rp = cfg.get("rope_parameters") or {}
+        path = os.path.join(HERE, "models", f"{name}.gguf")
+        w = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[arch])
+        w.add_name(f"loupe tiny {name}")
+        w.add_context_length(cfg["max_position_embeddings"])
+        w.add_embedding_length(D)
+        w.add_block_count(L)
+        w.add_feed_forward_length(cfg["intermediate_size"])
+        w.add_head_count(H)
+        w.add_head_count_kv(cfg["num_key_value_heads"])
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_vocab_size(cfg["vocab_size"])
+        w.add_bos_token_id(cfg["bos_token_id"])
+        w.add_eos_token_id(cfg["eos_token_id"])
+        if name == "gemma3":
+            w.add_rope_freq_base(rp["full_attention"]["rope_theta"])
+            w.add_rope_freq_base_swa(rp["sliding_attention"]["rope_theta"])
+            w.add_key_length(head_dim)
+            w.add_value_length(head_dim)
+            w.add_sliding_window(cfg["sliding_window"])
+            w.add_sliding_window_pattern([t == "sliding_attention" for t in cfg["layer_types"]])
+            w.add_attention_scale(cfg["query_pre_attn_scalar"] ** -0.5)
+        else:
+            theta = rp.get("rope_theta", cfg.get("rope_theta"))
+            w.add_rope_freq_base(theta)
+        if name == "qwen3":
+            w.add_key_length(head_dim)
+            w.add_value_length(head_dim)
+        if name == "phi3":
+            w.add_rope_dimension_count(int(head_dim * rp.get("partial_rotary_factor", 1.0)))
+            w.add_sliding_window(cfg["sliding_window"])
+        nmap = gguf.get_tensor_name_map(arch, L)
+        for hf, t in sorted(sd.items()):
+            g = nmap.get_name(hf, try_suffixes=(".weight", ".bias"))
+            assert g is not None, hf
+            a = t.float().numpy()
+            if name == "gemma3" and hf.endswith("norm.weight"):
+                a = a + 1.0  # convert_hf_to_gguf.py Gemma3Model: norm_shift
+            w.add_tensor(g, np.ascontiguousarray(a))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        e = copy.deepcopy(entries[name])
+        e["dir"] = f"models/{name}.gguf"
+        e["gguf_arch"] = gguf.MODEL_ARCH_NAMES[arch]
+        try:
+            ref = AutoModelForCausalLM.from_pretrained(os.path.join(HERE, "models"), gguf_file=f"{name}.gguf",
+                                                       dtype=torch.float32, attn_implementation="eager").eval()
+            x = torch.tensor([e["sequences"]["len33"]["ids"]])
+            want = np.fromfile(os.path.join(HERE, e["sequences"]["len33"]["logits"]["file"]), dtype="<f4")
+            e["transformers_gguf_maxabs"] = float(np.abs(ref(x).logits[0].numpy().ravel() - want).max())
+        except Exception as ex:  # noqa: BLE001 - recorded, not fatal
+            e["transformers_gguf_maxabs"] = None
+            e["transformers_gguf_error"] = f"{type(ex).__name__}: {ex}"[:300]
+        print(f"[gguf {name}] {os.path.getsize(path)} bytes, transformers: "
+              f"{e.get('transformers_gguf_maxabs')} {e.get('transformers_gguf_error', '')}", flush=True)
+        out.append(e)
+    dump_json({"about": "Tiny GGUF files of the qwen2, qwen3, gemma3 and phi3 architectures; "
+                        "the weights and reference logits of tiny.json / families.json. See README.md.",
+               "versions": versions(), "models": out}, os.path.join(HERE, "gguf.json"))
+    print("wrote gguf.json")
 
 
 if __name__ == "__main__":
@@ -667,5 +901,10 @@ if __name__ == "__main__":
         tiny()
     if "gemma3" in what:
         gemma3()
+    if "gguf" in what:
+        write_tiny_ggufs()
+    if "gemma3_tokenizer" in what:
+        gemma3_tokenizer_refs()
+        gemma3_small_variant()
     if "families" in what:
         tiny(family_specs(), "families.json", "families")

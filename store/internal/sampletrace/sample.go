@@ -147,7 +147,7 @@ func Write(ctx context.Context, path string, cfg Config) error {
 			}
 			rollout = rolloutStep(rollout, mean, T)
 			if short {
-				if err := w.WriteFlow(store.FlowMatrix{PromptID: pid, Method: "rollout", Layer: l, Rows: T, Cols: T, Values: rollout}); err != nil {
+				if err := w.WriteFlow(store.FlowMatrix{PromptID: pid, Method: "rollout", Layer: l, Head: store.HeadsAveraged, ToLayer: l + 1, Rows: T, Cols: T, Values: rollout}); err != nil {
 					return err
 				}
 				if err := w.WriteLogitLens(logitLens(rng, pid, l, cfg.Layers, ids, p)); err != nil {
@@ -174,6 +174,17 @@ func Write(ctx context.Context, path string, cfg Config) error {
 		}
 	}
 	if err := w.WriteHeadScores(scores); err != nil {
+		return err
+	}
+	// Two codebook codes, one labelled, one that never fired.
+	if err := w.WriteCodes([]store.Code{
+		{Source: "codebook", Hook: "blocks.0.hook_mlp_out", Code: 3, Count: 5, Positions: 40,
+			TopTokens: []int32{1, 2}, TopCounts: []int32{4, 1}, TopTexts: []string{"a", "b"},
+			ContextPrompts: []int32{0}, ContextPositions: []int32{2}, Contexts: []string{"x y «a»"},
+			Label: "state 7", LabelPrecision: 0.8, LabelAP: 0.6},
+		{Source: "codebook", Hook: "blocks.0.attn.hook_z", Group: 1, Code: 0, Positions: 40,
+			TopTokens: []int32{}, TopCounts: []int32{}, TopTexts: []string{}, ContextPrompts: []int32{}, ContextPositions: []int32{}, Contexts: []string{}},
+	}); err != nil {
 		return err
 	}
 	return w.Commit(ctx)
