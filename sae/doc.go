@@ -24,4 +24,17 @@
 // sparsity.safetensors) is Loupe's own on-disk format (DESIGN decision 10);
 // sparsify folders are read too. The activation pipeline is package
 // sae/activations, the training loop sae/train.
+//
+// Where things are:
+//
+//	sae.go         SAE, New, Encode, Decode (inference, raw activations)
+//	module.go      Trainable: losses and hand-written gradients per architecture
+//	job.go         Train: init sample, normalisation, b_dec, the training run
+//	eval.go        Metrics and Evaluate (L0, FVU, MSE, cosine, bias, density)
+//	downstream.go  the SAE spliced into the forward pass: CE loss recovered, KL
+//	saelens.go     Export (SAELens v6) and Load (SAELens v6, sparsify)
+//	features.go    Features (per-latent statistics, examples, W_dec·W_U) and
+//	               PromptLatents, for the store's feature tables
+//	run.go         TrainRun and EvalRun, what `loupe sae train|eval` call
+//	RESULTS.md     measured figures, and the command that reproduces them
 package sae

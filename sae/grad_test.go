@@ -229,3 +229,14 @@ func TestJumpReLUThresholdPseudoGradient(t *testing.T) {
 		t.Fatalf("only %d (token, latent) pairs in the kernel window: the test checks too little", inWindow)
 	}
 }
+
+// last reports the number of AuxK entries of the last sparse step (tests).
+func (t *Trainable) last() (int, int) {
+	aux := 0
+	for _, e := range t.ent {
+		if e.e > 0 && (t.S.Arch != Matryoshka || int(e.e) == len(t.S.Groups)) {
+			aux++
+		}
+	}
+	return aux, len(t.ent)
+}

@@ -866,14 +866,3 @@ func parallelChunks(n int, fn func(w, lo, hi int)) {
 	}
 	wg.Wait()
 }
-
-// last reports the number of AuxK entries of the last sparse step (tests).
-func (t *Trainable) last() (int, int) {
-	aux := 0
-	for _, e := range t.ent {
-		if e.e > 0 && (t.S.Arch != Matryoshka || int(e.e) == len(t.S.Groups)) {
-			aux++
-		}
-	}
-	return aux, len(t.ent)
-}

@@ -153,6 +153,11 @@ func (s *SAE) Export(dir string, density []float64) error {
 		k := s.K
 		cfg.K = &k
 	}
+	// An SAE on every head's z reads them concatenated; SAELens flattens
+	// hook_z's [.., heads, d_head] itself when told so.
+	if strings.HasSuffix(s.Meta.HookName, "hook_z") && s.Meta.HookHeadIndex == nil {
+		cfg.ReshapeActivations = "hook_z"
+	}
 	if strings.Contains(arch, "transcoder") {
 		cfg.DOut = s.DOut
 		cfg.HookNameOut = s.Meta.TargetHookName

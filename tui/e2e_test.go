@@ -63,6 +63,37 @@ func TestE2ETmux(t *testing.T) {
 		s.waitExit()
 	})
 
+	t.Run("sae_features", func(t *testing.T) {
+		// An SAE trained by the real binary on the organism, its features
+		// scanned into Arrow, browsed: list, sort, one latent's page with
+		// its windows coloured (24-bit backgrounds), search by number.
+		cache := filepath.Join(dir, "cache")
+		run := func(args ...string) {
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), "LOUPE_CACHE="+cache)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("loupe %v: %v\n%s", args, err, out)
+			}
+		}
+		saeDir, feats := filepath.Join(dir, "sae"), filepath.Join(dir, "features.arrow")
+		run("sae", "train", "--hook", "blocks.2.hook_resid_post", "--arch", "topk", "--k", "8", "--expansion", "2", "--tokens", "4096",
+			"--batch", "256", "--ctx", "33", "--organism-docs", "400", "--eval-tokens", "512", "--eval-contexts", "1", "--quiet", "--out", saeDir)
+		run("sae", "features", saeDir, "--tokens", "1024", "--ctx", "33", "--organism-docs", "400", "--out", feats)
+		s := startTmuxEnv(t, 120, 40, []string{"TERM=xterm-256color", "COLORTERM=truecolor"}, bin, "tui", feats)
+		s.waitFor("features", "512 latents", "sorted by index", "promotes")
+		s.keys("o")
+		s.waitFor("sorted by density")
+		s.keys("/", "7", "Enter", "Enter")
+		s.waitFor("latent 7", "promotes (W_dec·W_U)", "suppresses")
+		if screen := s.tmux("capture-pane", "-e", "-p", "-t", s.name); strings.Contains(s.capture(), "top activations") && !strings.Contains(screen, "48;2;") {
+			t.Errorf("example windows are not coloured:\n%q", screen)
+		}
+		s.keys("Escape")
+		s.waitFor("sorted by density")
+		s.keys("q")
+		s.waitExit()
+	})
+
 	t.Run("colour_profiles", func(t *testing.T) {
 		// The terminal's colour support is detected (termenv): 24-bit
 		// backgrounds where COLORTERM says truecolor, the 256-colour

@@ -40,6 +40,7 @@ func cmdSAE(ctx context.Context, env *cliEnv, args []string) error {
 // saeDataFlags choose the model, corpus and context shape.
 type saeDataFlags struct {
 	mf            modelFlag
+	hook          string // eval, features: the hook, when the folder names none
 	corpus        string
 	ctxSize, seqs int
 	organismDocs  int
@@ -203,6 +204,7 @@ func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
 		example: "loupe sae eval sae-l2 --json", writes: "the report on stdout"})
 	var df saeDataFlags
 	df.register(fs)
+	fs.StringVar(&df.hook, "hook", "", "the hook the SAE reads, when its folder names none (sparsify) or to override it")
 	evalTokens := fs.Int64("eval-tokens", 16384, "held-out tokens for the reconstruction metrics")
 	downstream := fs.Int("eval-contexts", 8, "held-out contexts for the downstream losses (0: skip)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -261,8 +263,11 @@ func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if df.hook != "" {
+		s.Meta.HookName = df.hook
+	}
 	if s.Meta.HookName == "" {
-		return nil, nil, fmt.Errorf("%s: cfg.json names no hook (metadata.hook_name)", dir)
+		return nil, nil, fmt.Errorf("%w: %s: cfg.json names no hook (metadata.hook_name); give --hook (sparsify folders name theirs by module path)", errUsage, dir)
 	}
 	m, name, docs, dataset, err := df.load()
 	if err != nil {
@@ -294,6 +299,7 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 		writes:  "an Arrow file with the tables features (main), feature_examples and feature_acts (docs/schema.md)"})
 	var df saeDataFlags
 	df.register(fs)
+	fs.StringVar(&df.hook, "hook", "", "the hook the SAE reads, when its folder names none (sparsify) or to override it")
 	out := fs.String("out", "", "the Arrow file to write (tables features, feature_examples, feature_acts)")
 	tokens := fs.Int64("tokens", 32768, "held-out tokens to scan")
 	topK := fs.Int("top", 10, "top-activating examples per latent")

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/loupe-dev/loupe/sae"
 	"github.com/loupe-dev/loupe/store"
 )
 
@@ -138,5 +142,70 @@ func TestSAETrainFromTraces(t *testing.T) {
 	code, _, errOut = runCLI(t, append([]string{"sae", "train", "--hook", "blocks.0.hook_resid_post", "--activations", trace, "--out", out + "2"}, tiny...)...)
 	if code == 0 || !strings.Contains(errOut, "no activations of hook") {
 		t.Errorf("a hook the trace lacks: exit %d, %s", code, errOut)
+	}
+}
+
+// TestSAEEvalSparsifyFolder evaluates a folder in sparsify's layout, which
+// names no hook: --hook gives it.
+func TestSAEEvalSparsifyFolder(t *testing.T) {
+	dir := t.TempDir()
+	trained := filepath.Join(dir, "sae")
+	if code, _, errOut := runCLI(t, append([]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--out", trained}, tiny...)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	s, err := sae.Load(trained)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := filepath.Join(dir, "sparsify")
+	os.MkdirAll(sp, 0o755)
+	os.WriteFile(filepath.Join(sp, "cfg.json"), []byte(fmt.Sprintf(`{"num_latents": %d, "k": %d, "d_in": %d, "transcode": false}`, s.DSAE, s.K, s.DIn)), 0o644)
+	writeSparsify(t, filepath.Join(sp, "sae.safetensors"), s)
+	args := []string{"sae", "eval", sp, "--eval-tokens", "512", "--eval-contexts", "0", "--ctx", "33", "--organism-docs", "300", "--json"}
+	if code, _, errOut := runCLI(t, args...); code != 2 || !strings.Contains(errOut, "--hook") {
+		t.Fatalf("no hook: exit %d, %s", code, errOut)
+	}
+	code, out, errOut := runCLI(t, append(args, "--hook", "blocks.1.hook_resid_post")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var a, b map[string]any
+	json.Unmarshal([]byte(out), &a)
+	code, out, _ = runCLI(t, "sae", "eval", trained, "--eval-tokens", "512", "--eval-contexts", "0", "--ctx", "33", "--organism-docs", "300", "--json")
+	json.Unmarshal([]byte(out), &b)
+	if code != 0 || a["fvu"] == nil || math.Abs(a["fvu"].(float64)-b["fvu"].(float64)) > 1e-5 {
+		t.Errorf("the sparsify copy's FVU %v differs from the SAELens folder's %v", a["fvu"], b["fvu"])
+	}
+}
+
+// writeSparsify writes s's weights under sparsify's names as a safetensors
+// file (float32), by hand: the format is a length, a JSON header, the data.
+func writeSparsify(t *testing.T, path string, s *sae.SAE) {
+	t.Helper()
+	type ent struct {
+		Dtype   string  `json:"dtype"`
+		Shape   []int   `json:"shape"`
+		Offsets []int64 `json:"data_offsets"`
+	}
+	ts := []struct {
+		name  string
+		shape []int
+		data  []float32
+	}{{"W_dec", []int{s.DSAE, s.DOut}, s.Dec}, {"b_dec", []int{s.DOut}, s.BDec},
+		{"encoder.bias", []int{s.DSAE}, s.BEnc}, {"encoder.weight", []int{s.DSAE, s.DIn}, s.Enc}}
+	header := map[string]ent{}
+	var data []byte
+	for _, x := range ts {
+		lo := int64(len(data))
+		for _, v := range x.data {
+			data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
+		}
+		header[x.name] = ent{"F32", x.shape, []int64{lo, int64(len(data))}}
+	}
+	hj, _ := json.Marshal(header)
+	out := binary.LittleEndian.AppendUint64(nil, uint64(len(hj)))
+	out = append(append(out, hj...), data...)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -122,14 +122,13 @@ func (t *Trainer) interrupted(cause error) error {
 
 // checkpointState is the JSON in a checkpoint's metadata.
 type checkpointState struct {
-	Version  int                  `json:"version"`
-	Meta     string               `json:"meta"`
-	Step     int                  `json:"step"`
-	Rows     int64                `json:"rows"`
-	AdamT    int                  `json:"adam_t"`
-	Pipeline activations.State    `json:"pipeline"`
-	Module   []byte               `json:"module"`
-	Last     []map[string]float64 `json:"last,omitempty"`
+	Version  int               `json:"version"`
+	Meta     string            `json:"meta"`
+	Step     int               `json:"step"`
+	Rows     int64             `json:"rows"`
+	AdamT    int               `json:"adam_t"`
+	Pipeline activations.State `json:"pipeline"`
+	Module   []byte            `json:"module"`
 }
 
 const checkpointVersion = 1
