@@ -45,7 +45,7 @@ func TestResultsTable(t *testing.T) {
 			}
 			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching", Thresholds: thresholds}
 			if method == "sae" {
-				opt.SAE = SAEDefaults
+				opt.SAE = SAEDefaults()
 			}
 			f, err := Find(ctx, p, prompts, opt)
 			if err != nil {
@@ -95,7 +95,7 @@ func TestSAESeeds(t *testing.T) {
 		var aucs, edgeNode []float64
 		start := time.Now()
 		for seed := uint64(1); seed <= 10; seed++ {
-			cfg := SAEDefaults
+			cfg := SAEDefaults()
 			cfg.Seed = seed
 			res, err := SAECircuit(ctx, c.m, c.prompts, cfg, TrainSAE)
 			if err != nil {

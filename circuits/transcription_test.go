@@ -498,7 +498,7 @@ func TestMethodsOnPlantedModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := Find(ctx, p, prompts, FindOptions{Method: method, EdgeScan: method == "patching", SAE: SAEDefaults})
+		f, err := Find(ctx, p, prompts, FindOptions{Method: method, EdgeScan: method == "patching", SAE: SAEDefaults()})
 		if err != nil {
 			t.Fatal(err)
 		}

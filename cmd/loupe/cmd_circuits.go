@@ -84,10 +84,10 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	batch := fs.Int("batch", 32, "pairs per forward pass")
 	quiet := registerQuiet(fs)
 	seed := fs.Uint64("seed", 1, "sae: seed of the training-example draw and of the SAE's initialisation")
-	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults.Examples, "sae: examples (positives and negatives together) the SAE is trained on")
-	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults.Epochs, "sae: full-batch Adam steps")
-	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults.Latents, "sae: latents")
-	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults.L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
+	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults().Examples, "sae: examples (positives and negatives together) the SAE is trained on")
+	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults().Epochs, "sae: full-batch Adam steps")
+	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults().Latents, "sae: latents")
+	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults().L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	switch *method {
 	case "patching", "acdc":
 	case "sae":
-		cfg := circuits.SAEDefaults
+		cfg := circuits.SAEDefaults()
 		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
 		opt.SAE = cfg
 	default:
