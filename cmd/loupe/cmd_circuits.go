@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/loupe-dev/loupe/circuits"
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/store"
@@ -199,12 +200,12 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	pic := &circuits.Picture{Title: fmt.Sprintf("%s circuit of %s (%s)", found.Method, task.Name, name), Config: m.Config,
 		Nodes: found.Nodes, Edges: found.Edges, Scores: found.NodeScores, EdgeScores: found.EdgeScores}
 	if *dot != "" {
-		if err := writeFileAtomic(*dot, []byte(pic.DOT())); err != nil {
+		if err := atomicfile.WriteFile(*dot, []byte(pic.DOT())); err != nil {
 			return err
 		}
 	}
 	if *svg != "" {
-		if err := writeFileAtomic(*svg, []byte(pic.SVG())); err != nil {
+		if err := atomicfile.WriteFile(*svg, []byte(pic.SVG())); err != nil {
 			return err
 		}
 	}
@@ -278,30 +279,6 @@ func joinFloats(v []float64) string {
 		s[i] = strconv.FormatFloat(x, 'g', -1, 64)
 	}
 	return strings.Join(s, ",")
-}
-
-// writeFileAtomic writes a small output file through a temporary file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
