@@ -115,6 +115,7 @@ func (pic *Picture) SVG() string {
 		widest = max(widest, len(rows[k]))
 	}
 	W := 2*margin + float64(widest)*(boxW+gapX)
+	W = math.Max(W, 2*margin+7*float64(len(pic.Title))) // room for the title at 14 px
 	H := 2*margin + 24 + float64(len(keys))*(boxH+gapY)
 	pos := map[Node][2]float64{}
 	for r, k := range keys {

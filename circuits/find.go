@@ -27,7 +27,7 @@ type FindOptions struct {
 	// edge per batch).
 	NodeCut  float64
 	EdgeScan bool
-	// SAE holds the SAE method's settings (SAEDefaults when zero).
+	// SAE holds the SAE method's settings; its zero fields take SAEDefaults.
 	SAE SAEConfig
 	// TrainSAE trains the SAE method's autoencoder on features [n, d] and
 	// returns its encoder (latent activations [n, latents]); nil is
@@ -132,9 +132,9 @@ func Find(ctx context.Context, p *Patcher, prompts []Prompt, opt FindOptions) (*
 		if trainSAE == nil {
 			trainSAE = TrainSAE
 		}
-		cfg := opt.SAE
-		if cfg.Latents == 0 {
-			cfg = SAEDefaults
+		cfg, err := opt.SAE.withDefaults()
+		if err != nil {
+			return nil, err
 		}
 		res, err := SAECircuit(ctx, p.m, prompts, cfg, trainSAE)
 		if err != nil {

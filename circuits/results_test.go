@@ -32,7 +32,7 @@ func TestResultsTable(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %d | %.1f s |\n", model, task, method, num(s.NodeAUC), num(s.EdgeAUC), num(s.Precision), num(s.Recall), f.Runs, f.Wall.Seconds())
 		t.Log(strings.TrimSpace(b.String()))
 	}
-	run := func(model, task string, m *probe.Model, prompts []Prompt, truthHeads []Node, truthEdges []Edge) {
+	run := func(model, task string, m *probe.Model, prompts []Prompt, truthHeads []Node, truthEdges []Edge, thresholds []float64) {
 		comps, edges := Components(m.Config), Edges(m.Config)
 		for _, method := range []string{"patching", "acdc", "sae"} {
 			metric := LogitDiff
@@ -43,9 +43,9 @@ func TestResultsTable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching"}
+			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching", Thresholds: thresholds}
 			if method == "sae" {
-				opt.SAE = SAEDefaults
+				opt.SAE = SAEDefaults()
 			}
 			f, err := Find(ctx, p, prompts, opt)
 			if err != nil {
@@ -66,8 +66,46 @@ func TestResultsTable(t *testing.T) {
 	}
 	truth := TruthEdges(eff, 0.05)
 	t.Logf("toy IOI truth (exhaustive path patching, %v): %d edges %v, heads %v", time.Since(start).Round(time.Millisecond), len(truth), truth, heads(NodesOf(truth)))
-	run("toy IOI (3x4, trained)", "ioi", m, prompts, heads(NodesOf(truth)), truth)
+	run("toy IOI (3x4, trained)", "ioi", m, prompts, heads(NodesOf(truth)), truth, DefaultThresholds)
 	om, oprompts := organismInduction(t, 24)
-	run("organism (4x8)", "induction", om, oprompts, organismInductionHeads, nil)
+	// Five thresholds: each costs about six minutes of ACDC on the
+	// organism on the shared box.
+	run("organism (4x8)", "induction", om, oprompts, organismInductionHeads, nil, []float64{0.01, 0.03, 0.1, 0.3, 1})
 	fmt.Println(b.String())
+}
+
+// TestSAESeeds gives the SAE method's node AUC over ten seeds, as the paper
+// reports it (mean ± std over 10 trials) (LOUPE_LONG=1).
+func TestSAESeeds(t *testing.T) {
+	if os.Getenv("LOUPE_LONG") == "" {
+		t.Skip("LOUPE_LONG=1 runs the ten-seed SAE figures")
+	}
+	ctx := context.Background()
+	m, prompts := toyIOI(t, 48)
+	om, oprompts := organismInduction(t, 24)
+	for _, c := range []struct {
+		name    string
+		m       *probe.Model
+		prompts []Prompt
+		truth   []Node
+	}{
+		{"toy IOI", m, prompts, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}},
+		{"organism induction", om, oprompts, organismInductionHeads},
+	} {
+		var aucs, edgeNode []float64
+		start := time.Now()
+		for seed := uint64(1); seed <= 10; seed++ {
+			cfg := SAEDefaults()
+			cfg.Seed = seed
+			res, err := SAECircuit(ctx, c.m, c.prompts, cfg, TrainSAE)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := heads(Components(c.m.Config))
+			aucs = append(aucs, NodeAUC(hs, res.NodeScores, c.truth))
+			edgeNode = append(edgeNode, NodeAUC(hs, res.EdgeNodeScores, c.truth))
+		}
+		t.Logf("%s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f) over 10 seeds, %.1f s per run; %v",
+			c.name, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), time.Since(start).Seconds()/10, aucs)
+	}
 }

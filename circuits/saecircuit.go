@@ -46,7 +46,36 @@ type SAEConfig struct {
 }
 
 // SAEDefaults are the paper's code's settings.
-var SAEDefaults = SAEConfig{Latents: 200, L1: 0.02, LR: 1e-3, Epochs: 500, Examples: 10}
+func SAEDefaults() SAEConfig {
+	return SAEConfig{Latents: 200, L1: 0.02, LR: 1e-3, Epochs: 500, Examples: 10}
+}
+
+// withDefaults fills the zero fields of c from SAEDefaults, keeping what
+// the caller set (the seed among them), and refuses settings that train
+// nothing.
+func (c SAEConfig) withDefaults() (SAEConfig, error) {
+	d := SAEDefaults()
+	if c.Latents == 0 {
+		c.Latents = d.Latents
+	}
+	if c.L1 == 0 {
+		c.L1 = d.L1
+	}
+	if c.LR == 0 {
+		c.LR = d.LR
+	}
+	if c.Epochs == 0 {
+		c.Epochs = d.Epochs
+	}
+	if c.Examples == 0 {
+		c.Examples = d.Examples
+	}
+	if c.Latents < 0 || c.L1 < 0 || c.LR < 0 || c.Epochs < 0 || c.Examples < 0 {
+		return c, fmt.Errorf("sae circuit settings: latents %d, L1 %g, learning rate %g, epochs %d, examples %d: none may be negative",
+			c.Latents, c.L1, c.LR, c.Epochs, c.Examples)
+	}
+	return c, nil
+}
 
 // HeadFeatures runs the prompts and returns every head's hook_result
 // averaged over each prompt's own positions: [len(prompts), layers·heads,

@@ -59,23 +59,22 @@ func TestSAEMethod(t *testing.T) {
 		name  string
 		load  func(testing.TB) (*probe.Model, []Prompt, []Node)
 		floor float64
-		pairs int
 		seeds int
 	}{
 		{"toy IOI", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
 			m, p := toyIOI(t, 48)
 			return m, p, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
-		}, 0.6, 48, 4},
+		}, 0.6, 4},
 		{"organism induction", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
 			m, p := organismInduction(t, 24)
 			return m, p, organismInductionHeads
-		}, 0.55, 24, 1},
+		}, 0.55, 1},
 	} {
 		m, prompts, truth := c.load(t)
 		var aucs []float64
 		start := time.Now()
 		for seed := uint64(1); seed <= uint64(c.seeds); seed++ {
-			cfg := SAEDefaults
+			cfg := SAEDefaults()
 			cfg.Seed = seed
 			res, err := SAECircuit(ctx, m, prompts, cfg, TrainSAE)
 			if err != nil {
@@ -87,5 +86,22 @@ func TestSAEMethod(t *testing.T) {
 		if mean(aucs) < c.floor {
 			t.Errorf("%s: mean SAE node AUC %.3f, want >= %.2f", c.name, mean(aucs), c.floor)
 		}
+	}
+}
+
+// A partly set SAEConfig keeps what was set (the seed among them) and takes
+// the paper's defaults for the rest; negative settings are refused.
+func TestSAEConfigDefaults(t *testing.T) {
+	got, err := SAEConfig{Seed: 7, Epochs: 3}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SAEDefaults()
+	want.Seed, want.Epochs = 7, 3
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if _, err := (SAEConfig{Epochs: -1}).withDefaults(); err == nil {
+		t.Fatal("epochs -1 accepted")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
@@ -471,5 +472,40 @@ func TestPatchResidPositions(t *testing.T) {
 	}
 	if m1 != m2 {
 		t.Errorf("every position of resid_pre0 gives %v, the embeddings %v", m1, m2)
+	}
+}
+
+// Every method on the planted model, whose circuit is 0.0 and 1.2 by
+// construction.
+func TestMethodsOnPlantedModel(t *testing.T) {
+	m, _ := plantedIOI(t)
+	var prompts []Prompt
+	for a := 0; a < 8; a++ {
+		for _, d := range []int{3, 5} {
+			b := (a + d) % 8
+			prompts = append(prompts, Prompt{Clean: []int{15, a, 9, 10, 11, 12}, Corrupt: []int{15, b, 9, 10, 11, 12}, Answers: []int{a}, Wrong: []int{b}})
+		}
+	}
+	truth := []Node{HeadNode(0, 0), HeadNode(1, 2)}
+	truthEdges := []Edge{{EmbedNode(), HeadNode(0, 0)}, {HeadNode(0, 0), HeadNode(1, 2)}, {HeadNode(0, 0), LogitsNode()}, {HeadNode(1, 2), LogitsNode()}}
+	ctx := context.Background()
+	for _, method := range Methods {
+		metric := LogitDiff
+		if method == "acdc" {
+			metric = KL
+		}
+		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Find(ctx, p, prompts, FindOptions{Method: method, EdgeScan: method == "patching", SAE: SAEDefaults()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := f.ScoreAgainst(Components(m.Config), Edges(m.Config), truth, truthEdges)
+		t.Logf("%s: head AUC %.3f, edge AUC %.3f, precision %.3f, recall %.3f, circuit %v, %d passes in %v", method, s.NodeAUC, s.EdgeAUC, s.Precision, s.Recall, f.Nodes, f.Runs, f.Wall.Round(time.Millisecond))
+		if method != "sae" && s.NodeAUC < 0.99 {
+			t.Errorf("%s ranks the planted heads with AUC %.3f", method, s.NodeAUC)
+		}
 	}
 }

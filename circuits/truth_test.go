@@ -53,7 +53,9 @@ func TestToyIOICircuit(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	sweep, err := kl.ACDCSweep(ctx, []float64{0.01, 0.03, 0.1, 0.3, 1, 3})
+	// A short sweep keeps the default test run quick; RESULTS.md has the
+	// full one (TestResultsTable).
+	sweep, err := kl.ACDCSweep(ctx, []float64{0.01, 0.1, 0.3, 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,5 +69,16 @@ func TestToyIOICircuit(t *testing.T) {
 	// (RESULTS.md), so that a broken method fails.
 	if patchAUC < 0.9 || nodeAUC < 0.7 || edgeAUC < 0.8 {
 		t.Errorf("node AUC patching %.3f, acdc %.3f; edge AUC acdc %.3f: want >= 0.9, 0.7, 0.8", patchAUC, nodeAUC, edgeAUC)
+	}
+}
+
+func TestAgreeByHand(t *testing.T) {
+	a := map[Node]float64{HeadNode(0, 0): 3, HeadNode(0, 1): 2, HeadNode(1, 0): 1, HeadNode(1, 1): 0}
+	b := map[Node]float64{HeadNode(0, 0): 0, HeadNode(0, 1): 2, HeadNode(1, 0): 3, HeadNode(1, 1): 1}
+	ag := Agree(a, b, 2)
+	// top-2: a {0.0, 0.1}, b {1.0, 0.1}: overlap 1, Jaccard 1/3. Ranks a
+	// (4,3,2,1), b (1,3,4,2): Spearman = 1 - 6·Σd²/(n(n²-1)) = 1 - 6·14/60 = -0.4.
+	if ag.Overlap != 1 || math.Abs(ag.Jaccard-1.0/3) > 1e-12 || math.Abs(ag.Spearman+0.4) > 1e-12 {
+		t.Errorf("agreement %+v", ag)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -353,4 +355,70 @@ func TestMemoryRefusal(t *testing.T) {
 	if _, err := m.Generate(ctx, ids, GenerateOptions{MaxTokens: 2, Hooks: red, MemoryLimit: 1 << 10}); err == nil || !strings.Contains(err.Error(), "needs about") {
 		t.Fatalf("generating in 1 KiB gave %v", err)
 	}
+}
+
+// TestSmolLM2FusedReductions: on SmolLM2 over LOUPE_REDUCE_TOKENS random
+// tokens (default 1024 in CI; the figure is 4096), every reduction
+// from the fused attention equals the one from the materialised pattern
+// (an identity edit makes every layer build it): top-k keys except near
+// ties, weights and masses to 1e-5, entropies to 1e-5 relative.
+func TestSmolLM2FusedReductions(t *testing.T) {
+	m := loadSmolLM2(t)
+	T := 1024
+	if s := os.Getenv("LOUPE_REDUCE_TOKENS"); s != "" {
+		T, _ = strconv.Atoi(s)
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	ids := make([]int, T)
+	for i := range ids {
+		ids[i] = rng.IntN(m.Config.Vocab)
+	}
+	pat := "blocks.*.attn.hook_pattern"
+	reds := []Reduction{
+		{Hook: pat, Op: TopK, K: 4},
+		{Hook: pat, Op: SpanMass, Lo: 0, Hi: 4},
+		{Hook: pat, Op: SpanMass, Lo: -63, Hi: 1, LoRelative: true, HiRelative: true},
+		{Hook: pat, Op: KeyMass, Keys: func(_, q int) []int { return []int{q - 1} }},
+		{Hook: pat, Op: Entropy},
+	}
+	ctx := context.Background()
+	fused, err := m.Forward(ctx, [][]int{ids}, Options{Hooks: &Hooks{Reduce: reds}, Logits: LogitsLast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity := Edit{Hook: pat, Fn: func(_ compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) { return t, nil }}
+	unfused, err := m.Forward(ctx, [][]int{ids}, Options{Hooks: &Hooks{Reduce: reds, Edit: []Edit{identity}}, Logits: LogitsLast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fused.Reduced) != len(unfused.Reduced) {
+		t.Fatalf("%d fused reductions, %d unfused", len(fused.Reduced), len(unfused.Reduced))
+	}
+	worst := map[ReduceOp]float64{}
+	ties := 0
+	for i, u := range unfused.Reduced {
+		f := fused.Reduced[i]
+		for j, v := range u.Values {
+			d := math.Abs(float64(f.Values[j] - v))
+			worst[u.Op] = max(worst[u.Op], d)
+			// Entropies (up to log T nats) to 1e-5 relative: the two
+			// paths' fp32 scores differ by ~1e-6 of |s| (another order of
+			// the q·k sums), which an entropy carries scaled by itself.
+			tol := 1e-5
+			if u.Op == Entropy {
+				tol *= max(1, math.Abs(float64(v)))
+			}
+			if d > tol {
+				t.Fatalf("%s %s value %d: fused %g, pattern %g", u.Hook, u.Op, j, f.Values[j], v)
+			}
+			if u.Index != nil && f.Index[j] != u.Index[j] {
+				if d > 1e-6 || math.Abs(float64(u.Values[j]-f.Values[j])) > 1e-6 {
+					t.Fatalf("%s top-k %d: key %d (%g), pattern %d (%g)", u.Hook, j, f.Index[j], f.Values[j], u.Index[j], v)
+				}
+				ties++
+			}
+		}
+	}
+	t.Logf("SmolLM2 T=%d: max |fused − pattern| top-k %.2g, span %.2g, key set %.2g, entropy %.2g; %d top-k keys differ at near-ties",
+		T, worst[TopK], worst[SpanMass], worst[KeyMass], worst[Entropy], ties)
 }

@@ -239,3 +239,34 @@ func argmax32(x []float32) int {
 	}
 	return best
 }
+
+// tinyGPU is a CPU backend that says it has a small device memory, as a
+// GPU would.
+type tinyGPU struct {
+	*compute.CPU
+	free int64
+}
+
+func (g tinyGPU) CheckFit(shapes [][]int) error {
+	var need int64
+	for _, s := range shapes {
+		need += 4 * int64(compute.Numel(s))
+	}
+	if need > g.free {
+		return fmt.Errorf("weights need %d bytes, %d free", need, g.free)
+	}
+	return nil
+}
+
+// A model that cannot fit on its device is refused before loading, with
+// the figures; one that fits loads.
+func TestModelTooBigForDeviceIsRefused(t *testing.T) {
+	c := testConfigs()["llama"]
+	ts := randomTensors(c, 1)
+	if _, err := New(c, ts, tinyGPU{compute.NewCPU(), 1000}); err == nil || !strings.Contains(err.Error(), "bytes, 1000 free") {
+		t.Fatalf("a model too big for the device gave %v", err)
+	}
+	if _, err := New(c, ts, tinyGPU{compute.NewCPU(), 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+}

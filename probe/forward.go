@@ -294,31 +294,33 @@ func (p *pass) attnOutFromResults(i int, z tensor) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	H, Dh, D := m.Config.Heads, m.Config.HeadDim, m.Config.DModel
 	N := p.B * p.T
-	all := make([]float32, N*H*D)
+	// Each head's write z_h·W_O,hᵀ [N, D], stacked head-major into [H*N, D]
+	// by row copies, then gathered into [N*H, D] (row n*H+h) and viewed as
+	// the hook's [N, H*D]: everything stays on the backend (no host round
+	// trip on a GPU).
+	stack := b.Zeros(H*N, D)
 	for h := 0; h < H; h++ {
-		r := b.ToHost(b.Linear(b.Columns(z, h*Dh, (h+1)*Dh), b.Columns(ly.wo, h*Dh, (h+1)*Dh), nil))
-		for n := 0; n < N; n++ {
-			copy(all[(n*H+h)*D:(n*H+h+1)*D], r[n*D:(n+1)*D])
+		b.CopyRowsInPlace(stack, b.Linear(b.Columns(z, h*Dh, (h+1)*Dh), b.Columns(ly.wo, h*Dh, (h+1)*Dh), nil), h*N)
+	}
+	order := make([]int, N*H)
+	for n := 0; n < N; n++ {
+		for h := 0; h < H; h++ {
+			order[n*H+h] = h*N + n
 		}
 	}
+	all := b.Reshape(b.GatherRows(stack, order), N, H*D)
 	name := p.name(i, "attn.hook_result")
-	res := p.hook(i, "attn.hook_result", b.FromHost(all, N, H*D), []int{p.B, p.T, H, D})
+	res := p.hook(i, "attn.hook_result", all, []int{p.B, p.T, H, D})
 	if !p.hooks.edits(name) {
 		// Unchanged results: one product keeps the run bit-identical to a
 		// run that does not look at them.
 		return b.Linear(z, ly.wo, ly.bo)
 	}
-	all = b.ToHost(res)
-	sum := make([]float32, N*D)
-	for n := 0; n < N; n++ {
-		out := sum[n*D : (n+1)*D]
-		for h := 0; h < H; h++ {
-			for d, v := range all[(n*H+h)*D : (n*H+h+1)*D] {
-				out[d] += v
-			}
-		}
+	// hook_attn_out is the sum of the (edited) heads, added in head order.
+	out := b.Columns(res, 0, D)
+	for h := 1; h < H; h++ {
+		out = b.Add(out, b.Columns(res, h*D, (h+1)*D))
 	}
-	out := b.FromHost(sum, N, D)
 	if ly.bo != nil {
 		b.AddInPlace(out, ly.bo)
 	}

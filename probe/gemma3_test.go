@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/loupe-dev/loupe/probe/tokenizer"
 )
 
 // gemma3Path finds the Gemma 3 270M Q4_K_M GGUF: $LOUPE_GEMMA3_GGUF, else
@@ -37,6 +39,7 @@ type gemmaRefs struct {
 	SampleIDs []int `json:"sample_ids"`
 	Cases     []struct {
 		Name      string   `json:"name"`
+		Text      string   `json:"text"`
 		IDs       []int    `json:"ids"`
 		Positions []int    `json:"positions"`
 		Sampled   refArray `json:"sampled_logits"`
@@ -56,7 +59,8 @@ type gemmaRefs struct {
 // eight prompts, two longer than its 512-token sliding window, against
 // transformers run on the same dequantized weights in float32: at every
 // checked position the top-100 logits and 1024 sampled vocabulary entries
-// to 2e-3, the whole row's mean, and 32 greedy tokens (KV cache).
+// to 2e-3, the whole row's mean, and 32 greedy tokens (KV cache). The
+// prompts' token ids are checked against Hugging Face tokenizers too.
 func TestGemma3MatchesTransformers(t *testing.T) {
 	m, wm, err := LoadModel(gemma3Path(t), nil)
 	if err != nil {
@@ -84,10 +88,19 @@ func TestGemma3MatchesTransformers(t *testing.T) {
 			t.Fatalf("layer %d: window %d, transformers has %s (%d)", i, got, typ, want)
 		}
 	}
+	// The prompts' ids: Loupe's tokenizer from the GGUF vocabulary against
+	// Hugging Face tokenizers (make_refs.py, gemma_tokenizer), BOS included.
+	tk, err := tokenizer.FromVocab(wm.Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	worst, long := 0.0, 0
 	for _, c := range refs.Cases {
 		t.Run(c.Name, func(t *testing.T) {
+			if ids, err := tk.Encode(c.Text, true); err != nil || !slices.Equal(ids, c.IDs) {
+				t.Errorf("tokenizer: %v %v, Hugging Face %v", ids, err, c.IDs)
+			}
 			if len(c.IDs) > refs.Config.SlidingWindow {
 				long++
 			}

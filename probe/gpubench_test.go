@@ -8,8 +8,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // TestGPUSpeed is the Loupe side of the GPU speed benchmark (not a timed
@@ -71,7 +69,10 @@ func TestGPUSpeed(t *testing.T) {
 		for _, B := range []int{1, 32} {
 			const prompt, n = 128, 64
 			ids := randIDs(B, prompt, V)
-			sec := timed(1, func() { must(decodeBatch(ctx, m, ids, n)) })
+			sec := timed(1, func() {
+				_, err := m.GenerateBatch(ctx, ids, GenerateOptions{MaxTokens: n})
+				must(err)
+			})
 			emit(map[string]any{"kind": "decode", "model": "llama3-8b", "B": B, "prompt": prompt, "new": n, "seconds": sec, "tokens_per_s": float64(B*n) / sec})
 		}
 		wm.Close()
@@ -93,38 +94,4 @@ func TestGPUSpeed(t *testing.T) {
 			emit(map[string]any{"kind": "prefill", "model": "smollm2", "B": 64, "T": 256, "hooks": h.name, "seconds": sec, "tokens_per_s": 64 * 256 / sec})
 		}
 	}
-}
-
-// decodeBatch runs greedy decoding of n tokens for a batch of equal-length
-// prompts with a KV cache of B sequences (Generate runs one sequence).
-func decodeBatch(ctx context.Context, m *Model, prompts [][]int, n int) error {
-	B, T := len(prompts), len(prompts[0])
-	kv := newKVCache(m, B, T+n)
-	defer compute.Free(m.backend, append(kv.k, kv.v...)...)
-	next := make([]int, 0, B*T)
-	for _, p := range prompts {
-		next = append(next, p...)
-	}
-	step := T
-	for i := 0; i < n; i++ {
-		pos := make([]int, B*step)
-		for s := 0; s < B; s++ {
-			for t := 0; t < step; t++ {
-				pos[s*step+t] = kv.len + t
-			}
-		}
-		p := &pass{m: m, b: m.backend, B: B, T: step, past: kv.len, pos: pos, kv: kv, mask: compute.AttnMask{Causal: true}}
-		logits, err := p.run(ctx, next, LogitsLast)
-		if err != nil {
-			return err
-		}
-		kv.len += step
-		V := m.Config.Vocab
-		next = next[:0]
-		for s := 0; s < B; s++ {
-			next = append(next, argmax32(logits[s*V:(s+1)*V]))
-		}
-		step = 1
-	}
-	return nil
 }

@@ -70,6 +70,17 @@ func New(cfg Config, ts weights.Tensors, b compute.Backend) (*Model, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// A device with a memory limit refuses weights that cannot fit before
+	// any is copied.
+	var shapes [][]int
+	for _, n := range ts.Names() {
+		if s, ok := ts.Shape(n); ok {
+			shapes = append(shapes, s)
+		}
+	}
+	if err := compute.CheckFit(b, shapes); err != nil {
+		return nil, err
+	}
 	m := &Model{Config: cfg, backend: b}
 	l := &loader{ts: ts, b: b}
 	switch cfg.Family {

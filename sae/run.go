@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/sae/activations"
-	"github.com/loupe-dev/loupe/sae/internal/st"
 )
 
 // Data is what an SAE reads: a model, a corpus split into training and
@@ -208,7 +208,7 @@ func (r *evalReport) write(path string) error {
 	if err != nil {
 		return err
 	}
-	return st.WriteAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})

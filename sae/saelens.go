@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/probe/weights"
 	"github.com/loupe-dev/loupe/sae/internal/st"
 )
@@ -166,7 +167,7 @@ func (s *SAE) Export(dir string, density []float64) error {
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	return st.WriteAtomic(filepath.Join(dir, CfgFile), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(dir, CfgFile), func(w io.Writer) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})

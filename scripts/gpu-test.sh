@@ -26,7 +26,8 @@ build)
   export CGO_ENABLED=0
   go test -c -o "$dir/cuda.test" ./probe/compute/cuda
   go test -c -o "$dir/probe.test" ./probe
-  gzip -f -9 "$dir/cuda.test" "$dir/probe.test" # they travel compressed
+  go test -c -o "$dir/heads.test" ./heads
+  gzip -f -9 "$dir/cuda.test" "$dir/probe.test" "$dir/heads.test" # they travel compressed
   gguf="${LOUPE_SMOLLM2_GGUF:-$(scripts/fetch-smollm2.sh)}"
   split -b "${PART_MB:-26}m" -d "$gguf" "$dir/smollm2.gguf.part"
   sha256sum <"$gguf" | cut -d" " -f1 >"$dir/smollm2.gguf.sha256"
@@ -46,7 +47,9 @@ run)
   [ -n "$bin" ] || { echo "gpu-test.sh: no probe.test.gz in $*" >&2; exit 2; }
   tests=/tmp/loupe-gpu-tests
   mkdir -p "$tests"
-  for t in cuda probe; do gunzip -c "$bin/$t.test.gz" >"$tests/$t.test"; chmod +x "$tests/$t.test"; done
+  for t in cuda probe heads; do
+    if [ -e "$bin/$t.test.gz" ]; then gunzip -c "$bin/$t.test.gz" >"$tests/$t.test"; chmod +x "$tests/$t.test"; fi
+  done
   if [ ${#parts[@]} -gt 0 ]; then
     gguf=/tmp/loupe-smollm2.gguf
     IFS=$'\n' sorted=($(for p in "${parts[@]}"; do echo "$(basename "$p") $p"; done | sort | cut -d' ' -f2))
@@ -62,6 +65,10 @@ run)
   status=0
   "$tests/cuda.test" -test.v -test.count=1 -test.timeout="${CUDA_TIMEOUT:-3m}" 2>&1 | tee "$logs/cuda.txt" || status=1
   (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=f32 "$tests/probe.test" -test.v -test.count=1 -test.timeout="${PROBE_TIMEOUT:-9m}" -test.run="${PROBE_RUN:-.}") 2>&1 | tee "$logs/probe-f32.txt" || status=1
+  # loupe heads classify's scores, GPU against CPU (needs the GGUF).
+  if [ -n "${LOUPE_SMOLLM2_GGUF:-}" ] && [ -x "$tests/heads.test" ]; then
+    (cd heads && LOUPE_TEST_DEVICE=cuda "$tests/heads.test" -test.v -test.count=1 -test.timeout=8m -test.run=ClassifyGPU) 2>&1 | tee "$logs/heads.txt" || status=1
+  fi
   # bf16 mode against transformers' own bf16, measured in this same run
   # (needs python3 with torch and transformers, and the gguf package: a
   # gguf-*.whl in one of the DIRs is installed to a private folder).

@@ -44,7 +44,7 @@ func TestDefaultModelIsOrganism(t *testing.T) {
 
 // subcommands lists the commands that dispatch to subcommands, for the help
 // test below.
-var subcommands = map[string][]string{"heads": {"classify", "ablate"}, "sae": {"train", "eval"}, "circuits": {"find", "task"}, "codebook": {"train", "eval", "codes", "steer"}}
+var subcommands = map[string][]string{"heads": {"classify", "ablate"}, "sae": {"train", "eval", "features"}, "circuits": {"find", "task", "compare"}, "codebook": {"train", "eval", "codes", "steer"}}
 
 // TestHelpHasExample asks every command for -h: each gives its usage line,
 // an example and what it writes.

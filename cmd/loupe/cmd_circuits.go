@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/loupe-dev/loupe/circuits"
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/store"
@@ -19,7 +20,7 @@ import (
 
 // cmdCircuits dispatches `loupe circuits find|task`.
 func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
-	usage := "want `loupe circuits find` (discover a task's circuit) or `loupe circuits task` (write a task file)"
+	usage := "want `loupe circuits find` (discover a task's circuit), `loupe circuits task` (write a task file) or `loupe circuits compare` (two circuits' agreement)"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
@@ -28,9 +29,12 @@ func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
 		return cmdCircuitsFind(ctx, env, args[1:])
 	case "task":
 		return cmdCircuitsTask(ctx, env, args[1:])
+	case "compare":
+		return cmdCircuitsCompare(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.stdout, "loupe circuits find --method patching|acdc|sae --task FILE [--model M] [--truth L.H,...] [--out circuit.arrow] [--dot F] [--svg F]\n"+
-			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl\n\n"+
+			"loupe circuits task ioi|greater-than|docstring|induction [--model M] [--n N] [--seed S] --out FILE.jsonl\n"+
+			"loupe circuits compare A.arrow B.arrow [--top K]\n\n"+
 			"Run `loupe circuits find -h` or `loupe circuits task -h` for their flags.")
 		return nil
 	}
@@ -65,7 +69,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		example: "loupe circuits find --method acdc --task induction.jsonl --truth 1.0,1.1,2.3 --svg circuit.svg",
 		writes:  "the circuit table (Arrow, --out), and DOT / SVG pictures when asked"})
 	model := fs.String("model", "", "a model directory or .gguf file (default: the embedded organism)")
-	method := fs.String("method", "acdc", "patching, acdc or sae")
+	method := fs.String("method", "", "patching (one forward pass per node), acdc (one per edge per threshold) or sae (one per 32 prompts, then a small SAE)")
 	taskPath := fs.String("task", "", "the task file (JSON lines of clean/corrupt pairs; see `loupe circuits task`)")
 	pairs := fs.Int("pairs", 0, "use the first N pairs (0: all)")
 	metricName := fs.String("metric", "", "logit_diff, prob or kl (default: kl for acdc, logit_diff otherwise)")
@@ -81,15 +85,18 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	batch := fs.Int("batch", 32, "pairs per forward pass")
 	quiet := registerQuiet(fs)
 	seed := fs.Uint64("seed", 1, "sae: seed of the training-example draw and of the SAE's initialisation")
-	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults.Examples, "sae: examples (positives and negatives together) the SAE is trained on")
-	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults.Epochs, "sae: full-batch Adam steps")
-	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults.Latents, "sae: latents")
-	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults.L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
+	saeExamples := fs.Int("sae-examples", circuits.SAEDefaults().Examples, "sae: examples (positives and negatives together) the SAE is trained on")
+	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults().Epochs, "sae: full-batch Adam steps")
+	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults().Latents, "sae: latents")
+	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults().L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *taskPath == "" {
 		return fmt.Errorf("%w: --task is required", errUsage)
+	}
+	if *method == "" {
+		return fmt.Errorf("%w: --method is required: patching, acdc or sae", errUsage)
 	}
 	metric := circuits.LogitDiff
 	if *method == "acdc" {
@@ -106,7 +113,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	switch *method {
 	case "patching", "acdc":
 	case "sae":
-		cfg := circuits.SAEDefaults
+		cfg := circuits.SAEDefaults()
 		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
 		opt.SAE = cfg
 	default:
@@ -193,12 +200,12 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	pic := &circuits.Picture{Title: fmt.Sprintf("%s circuit of %s (%s)", found.Method, task.Name, name), Config: m.Config,
 		Nodes: found.Nodes, Edges: found.Edges, Scores: found.NodeScores, EdgeScores: found.EdgeScores}
 	if *dot != "" {
-		if err := writeFileAtomic(*dot, []byte(pic.DOT())); err != nil {
+		if err := atomicfile.WriteFile(*dot, []byte(pic.DOT())); err != nil {
 			return err
 		}
 	}
 	if *svg != "" {
-		if err := writeFileAtomic(*svg, []byte(pic.SVG())); err != nil {
+		if err := atomicfile.WriteFile(*svg, []byte(pic.SVG())); err != nil {
 			return err
 		}
 	}
@@ -274,30 +281,6 @@ func joinFloats(v []float64) string {
 	return strings.Join(s, ",")
 }
 
-// writeFileAtomic writes a small output file through a temporary file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 	kind := ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -370,5 +353,60 @@ func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "wrote %d %s pairs to %s (%d dropped: clean and corrupted prompts of different lengths, or answers of several tokens)\n", len(kept), kind, *out, len(pairs)-len(kept))
+	return nil
+}
+
+func cmdCircuitsCompare(ctx context.Context, env *cliEnv, args []string) error {
+	var files []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		files, args = append(files, args[0]), args[1:]
+	}
+	fs := newFlags(env, usage{name: "circuits compare", args: "A.arrow B.arrow",
+		summary: "how far two found circuits agree: top-K head overlap and the rank correlation of their head scores",
+		example: "loupe circuits compare patching.arrow sae.arrow --top 10",
+		writes:  "nothing: it prints the comparison"})
+	top := fs.Int("top", 10, "the top-K heads to compare")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(files) != 2 {
+		return fmt.Errorf("%w: want two circuit files, got %d", errUsage, len(files))
+	}
+	if *top <= 0 {
+		return fmt.Errorf("%w: --top must be positive", errUsage)
+	}
+	var scores [2]map[circuits.Node]float64
+	var names [2]string
+	for i, f := range files {
+		tr, err := store.Open(f)
+		if err != nil {
+			return err
+		}
+		rows, err := tr.ReadCircuit(ctx)
+		tr.Close()
+		if err != nil {
+			return err
+		}
+		scores[i] = map[circuits.Node]float64{}
+		for _, r := range rows {
+			if r.Kind == store.CircuitNode && r.Head >= 0 {
+				scores[i][circuits.HeadNode(r.Layer, r.Head)] = r.Score
+				names[i] = r.Method + " on " + r.Task
+			}
+		}
+		if len(scores[i]) == 0 {
+			return fmt.Errorf("%s: no head scores in its circuit table", f)
+		}
+	}
+	ag := circuits.Agree(scores[0], scores[1], *top)
+	list := func(ns []circuits.Node) string {
+		s := make([]string, len(ns))
+		for i, n := range ns {
+			s[i] = n.String()
+		}
+		return strings.Join(s, " ")
+	}
+	fmt.Fprintf(env.stdout, "A (%s) top %d: %s\nB (%s) top %d: %s\noverlap %d of %d (Jaccard %.3f); Spearman rank correlation over all heads %.3f\n",
+		names[0], ag.K, list(ag.TopA), names[1], ag.K, list(ag.TopB), ag.Overlap, ag.K, ag.Jaccard, ag.Spearman)
 	return nil
 }

@@ -50,6 +50,14 @@ func TestCircuitsCommand(t *testing.T) {
 	if nodes != 4*8+4 || auc < 0.9 {
 		t.Errorf("%d node rows (want 36), node AUC %.3f (want >= 0.9)", nodes, auc)
 	}
+	out2 := filepath.Join(dir, "sae.arrow")
+	if code, _, stderr := runCLI(t, "circuits", "find", "--method", "sae", "--task", task, "--out", out2); code != 0 {
+		t.Fatalf("find --method sae: exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr = runCLI(t, "circuits", "compare", out, out2, "--top", "7")
+	if code != 0 || !strings.Contains(stdout, "Spearman") || !strings.Contains(stdout, "patching on induction") {
+		t.Errorf("compare: exit %d: %s %s", code, stdout, stderr)
+	}
 	for _, f := range []string{"c.dot", "c.svg"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil || !strings.Contains(string(b), "1.1") {
@@ -71,10 +79,11 @@ func TestCircuitsCommandErrors(t *testing.T) {
 	}{
 		{[]string{"circuits", "find"}, 2, "--task is required"},
 		{[]string{"circuits", "find", "--task", good, "--method", "magic"}, 2, "magic"},
-		{[]string{"circuits", "find", "--task", bad}, 1, "line 1"},
-		{[]string{"circuits", "find", "--task", filepath.Join(dir, "none.jsonl")}, 1, "none.jsonl"},
-		{[]string{"circuits", "find", "--task", good, "--truth", "9.9"}, 2, "9.9"},
-		{[]string{"circuits", "find", "--task", good, "--metric", "joy"}, 2, "joy"},
+		{[]string{"circuits", "find", "--task", good}, 2, "--method is required"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", bad}, 1, "line 1"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", filepath.Join(dir, "none.jsonl")}, 1, "none.jsonl"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "9.9"}, 2, "9.9"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--metric", "joy"}, 2, "joy"},
 		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},
 		{[]string{"circuits", "bogus"}, 2, "bogus"},
 	} {

@@ -294,10 +294,6 @@ func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {
 }
 
 func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: loupe sae features DIR --out FILE.arrow [flags]", errUsage)
-	}
-	dir := args[0]
 	fs := newFlags(env, usage{name: "sae features", args: "DIR", summary: "scan held-out text with an SAE: per latent its density, histogram, top and quantile-sampled contexts and W_dec·W_U tokens",
 		example: "loupe sae features sae-l2 --out features.arrow --prompt 'The day after Monday is Tuesday.'",
 		writes:  "an Arrow file with the tables features (main), feature_examples and feature_acts (docs/schema.md)"})
@@ -310,7 +306,11 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 	window := fs.Int("window", 8, "tokens either side of an example")
 	var prompts stringsFlag
 	fs.Var(&prompts, "prompt", "a prompt whose active latents to record (repeatable)")
-	if err := parseFlags(fs, args[1:]); err != nil {
+	dir, rest, err := leadingArg(fs, args, "loupe sae features DIR --out FILE.arrow [flags]")
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
 	if *out == "" {

@@ -139,3 +139,19 @@ func Free(b Backend, ts ...Tensor) {
 		s.Free(ts...)
 	}
 }
+
+// Budgeted is a backend with a memory limit (a GPU): CheckFit refuses a
+// model whose weights (their shapes given) cannot fit, before any is
+// loaded, saying how many bytes they need and how many are free.
+type Budgeted interface {
+	CheckFit(shapes [][]int) error
+}
+
+// CheckFit asks b whether weights of these shapes fit (always nil on a
+// backend without a limit).
+func CheckFit(b Backend, shapes [][]int) error {
+	if bb, ok := b.(Budgeted); ok {
+		return bb.CheckFit(shapes)
+	}
+	return nil
+}

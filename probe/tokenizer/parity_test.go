@@ -549,3 +549,43 @@ func TestParityGemma3TokenizerJSON(t *testing.T) {
 	}
 	checkParity(t, tk, "gemma3")
 }
+
+// TestParityGemma3SmallVocab builds a Gemma 3 tokenizer from a small
+// GGUF-style vocabulary (testdata/variants/gguf_gemma3_small.vocab.json,
+// made by probe/testdata/ref/make_refs.py with the recipe of the full
+// Gemma test) and compares it with Hugging Face tokenizers; the same
+// tokenizer's tokenizer.json is checked by TestParityVariants. These run
+// without the Gemma GGUF.
+func TestParityGemma3SmallVocab(t *testing.T) {
+	var d struct {
+		Arch   string    `json:"general.architecture"`
+		Model  string    `json:"tokenizer.ggml.model"`
+		Pre    string    `json:"tokenizer.ggml.pre"`
+		Tokens []string  `json:"tokenizer.ggml.tokens"`
+		Scores []float32 `json:"tokenizer.ggml.scores"`
+		Types  []int32   `json:"tokenizer.ggml.token_type"`
+		BOS    int       `json:"tokenizer.ggml.bos_token_id"`
+		EOS    int       `json:"tokenizer.ggml.eos_token_id"`
+		UNK    int       `json:"tokenizer.ggml.unknown_token_id"`
+		AddBOS bool      `json:"tokenizer.ggml.add_bos_token"`
+	}
+	data, err := os.ReadFile("testdata/variants/gguf_gemma3_small.vocab.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := FromVocab(&weights.Vocab{Arch: d.Arch, Model: d.Model, Pre: d.Pre, Tokens: d.Tokens, Scores: d.Scores,
+		TokenTypes: d.Types, BOS: d.BOS, EOS: d.EOS, UNK: d.UNK, PAD: 0, AddBOS: d.AddBOS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVariant(t, tk, "testdata/variants/gguf_gemma3_small.refs.jsonl")
+	// Gemma's turn markers are special tokens; five spaces and three
+	// newlines are user-defined pieces matched whole.
+	ids, _ := tk.Encode("<start_of_turn>user\n\n\nhi     there<end_of_turn>", true)
+	if ids[0] != 2 || ids[1] != 4 || ids[len(ids)-1] != 5 || !slices.Contains(ids, 6) || !slices.Contains(ids, 8) {
+		t.Errorf("chat turn: %v", ids)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
 	"github.com/loupe-dev/loupe/sae/activations"
@@ -45,7 +46,7 @@ func (s *Set) Save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return st.WriteAtomic(filepath.Join(dir, "codebooks.json"), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(dir, "codebooks.json"), func(w io.Writer) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})
@@ -110,7 +111,7 @@ func (r *Report) write(path string) error {
 	if err != nil {
 		return err
 	}
-	return st.WriteAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		_, err := w.Write(append(js, '\n'))
 		return err
 	})

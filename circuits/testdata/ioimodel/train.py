@@ -16,11 +16,14 @@ subject token ids) next to this file. CPU, about a minute.
 import json
 import os
 import random
+import sys
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The output folder: this file's own, or the first argument (to check that
+# a rerun gives the same bytes).
+HERE = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 NAMES = ["Mary", "John", "Anna", "Paul", "Kate", "Mark", "Lisa", "Tom", "Emma", "Sam",
          "Rose", "Jack", "Lucy", "Adam", "Nina", "Leo", "Ruth", "Ben", "Ivy", "Dan"]
 PLACES = ["store", "park", "school", "office", "beach", "garden"]

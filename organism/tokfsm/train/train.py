@@ -172,6 +172,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", help="start from this plain model (a --steps 0 run's OUT/pretrain) instead of pretraining")
+    ap.add_argument("--init-codebooks", help="with --init DIR (a codebook run's OUT): continue from DIR's codebooks too")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop the codebook phase after this long (0: no limit)")
     ap.add_argument("--pretrain-max-seconds", type=float, default=0, help="stop the plain phase after this long (0: no limit)")
     args = ap.parse_args()
@@ -245,10 +246,15 @@ def main():
         with open(os.path.join(args.out, "metrics_pretrain.json"), "w") as f:
             json.dump(metrics, f, indent=1)
         return
-    cbs = make_codebooks(cfg, args)
-    cbmod.attach(model, cbs)
-    model.eval()
-    init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len))
+    if args.init_codebooks:
+        cbs = cbmod.load(args.init_codebooks)
+        cbmod.attach(model, cbs)
+        log(f"continuing from the codebooks of {args.init_codebooks}")
+    else:
+        cbs = make_codebooks(cfg, args)
+        cbmod.attach(model, cbs)
+        model.eval()
+        init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len))
     model.train()
     for cb in cbs:
         cb.train()

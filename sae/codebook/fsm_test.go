@@ -1,0 +1,52 @@
+package codebook
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/loupe-dev/loupe/organism/tokfsm"
+)
+
+// The TokFSM measures on the shipped model (its figures, with more
+// sequences and trials, are in organism/tokfsm/model/README.md). What is
+// asserted is what the shipped model does, not the paper's figures, which
+// it does not reach (see the README): codes and neurons detect states far
+// above chance (the base rate of a state is about 0.01), and forcing the
+// codes of another state steers the next state in at least 15% of trials,
+// five times or more the unsteered rate.
+func TestTokFSMStateCodesAndSteering(t *testing.T) {
+	if testing.Short() {
+		t.Skip("TokFSM measures take a few seconds")
+	}
+	m, _ := loadTokFSM(t)
+	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ap, err := MeasureStateAP(ctx, m, NewStateEval(f, 48, m.Config.MaxPos, 1), "blocks.*.mlp.hook_post", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, neuron := MeanOf(ap.CodeAP), MeanOf(ap.NeuronAP)
+	t.Logf("mean best AP over %d positions: code %.3f, neuron %.3f (paper 0.971, 0.705)", ap.Positions, code, neuron)
+	if code < 0.5 || neuron < 0.5 {
+		t.Errorf("best-code AP %.3f, best-neuron AP %.3f: want both far above chance (> 0.5)", code, neuron)
+	}
+	var all []string
+	for _, l := range m.Set.Layers {
+		all = append(all, l.Hook)
+	}
+	r, err := Steer(ctx, m, f, all, 60, 8, 101)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("steering with every codebook: %d of %d trials, unsteered %d, unsteered follows its own state %d", r.Success, r.Trials, r.Baseline, r.CleanA)
+	if r.Rate() < 0.15 || r.Success < 5*max(r.Baseline, 1) {
+		t.Errorf("forcing every codebook's codes steered %d of %d trials (unsteered %d): want >= 15%% and 5x the unsteered count", r.Success, r.Trials, r.Baseline)
+	}
+	if r.CleanA < r.Trials*8/10 {
+		t.Errorf("unsteered, the model follows its own state in %d of %d trials: the model is not the trained one", r.CleanA, r.Trials)
+	}
+}
