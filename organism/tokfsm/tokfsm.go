@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/loupe-dev/loupe/internal/atomicfile"
 )
 
 // FSM is a finite state machine with uniform transitions.
@@ -160,22 +162,7 @@ func (f *FSM) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dirOf(path), ".fsm-*.json")
-	if err != nil {
-		return fmt.Errorf("save fsm %s: %w", path, err)
-	}
-	_, err = tmp.Write(append(data, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("save fsm %s: %w", path, err)
 	}
 	return nil
@@ -195,11 +182,4 @@ func Load(path string) (*FSM, error) {
 		return nil, fmt.Errorf("fsm %s: %w", path, err)
 	}
 	return f, nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i+1]
-	}
-	return "."
 }
