@@ -58,6 +58,19 @@ func TestSmolLM2RetrievalLong(t *testing.T) {
 	}
 	t.Logf("retrieval at %d tokens: %d/%d answered; labelled %d of %d (%.1f%%) at %.2f; top %s [%s]", L, answered, len(cases),
 		len(sc.Labeled()), len(sc.Values.Values), 100*sc.Fraction(), sc.Threshold, strings.Join(top, " "), time.Since(start).Round(time.Second))
+	all := sc.Details["all_cases"]
+	top = nil
+	for _, h := range all.Top(10) {
+		top = append(top, fmt.Sprintf("%s=%.3f", h, all.At(h.Layer, h.Head)))
+	}
+	for i, r := range res {
+		t.Logf("case %d (depth %.2f): recall %.2f, answer %q", i, cases[i].Depth, r.Recall, m.Tokenizer.Decode(r.Generated, true))
+	}
+	t.Logf("copy scores over every case, answered or not: top %s", strings.Join(top, " "))
+	if answered == 0 {
+		t.Logf("no case answered at %d tokens: the ablation has nothing to lower; skipped", L)
+		return
+	}
 	seeds, _ := strconv.Atoi(envList("LOUPE_SEEDS", "2")[0])
 	set := &TaskSet{NIAH: cases, NIAHOpts: ro}
 	start = time.Now()
