@@ -14,6 +14,7 @@ package main
 //	bar := env.progress(*quiet)
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -238,4 +239,15 @@ func (p *progressBar) done() {
 		fmt.Fprintln(p.w)
 		p.last = ""
 	}
+}
+
+// printJSON writes v to stdout as indented JSON. A value JSON cannot hold
+// (a NaN or infinite metric, say) is an error, not an empty line.
+func printJSON(env *cliEnv, v any) error {
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("the report as JSON: %w", err)
+	}
+	_, err = fmt.Fprintln(env.stdout, string(js))
+	return err
 }

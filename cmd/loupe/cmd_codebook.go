@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -194,9 +193,7 @@ func cmdCodebookEval(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 		if *asJSON {
-			js, _ := json.MarshalIndent(rep, "", "  ")
-			fmt.Fprintln(env.stdout, string(js))
-			return nil
+			return printJSON(env, rep)
 		}
 		rep.Print(env.stdout)
 		return nil
@@ -211,9 +208,7 @@ func cmdCodebookEval(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *asJSON {
-		js, _ := json.MarshalIndent(ev, "", "  ")
-		fmt.Fprintln(env.stdout, string(js))
-		return nil
+		return printJSON(env, ev)
 	}
 	for _, l := range s.set.Layers {
 		printCodebookReport(env.stdout, &codebook.Report{Site: l.Hook, Groups: l.Groups, NumCodes: l.NumCodes, K: l.K, Eval: ev})

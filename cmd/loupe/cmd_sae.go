@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -225,9 +224,7 @@ func cmdSAEEval(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *asJSON {
-		js, _ := json.MarshalIndent(rep.Report, "", "  ")
-		fmt.Fprintln(env.stdout, string(js))
-		return nil
+		return printJSON(env, rep.Report)
 	}
 	printReport(env.stdout, &rep.Report)
 	return nil
