@@ -257,10 +257,17 @@ func (tr *Trace) ReadFeatures(ctx context.Context) (_ []FeatureRow, err error) {
 		hist, tid, ttx, tv := c[4].(*array.List), c[5].(*array.List), c[6].(*array.List), c[7].(*array.List)
 		bid, btx, bv := c[8].(*array.List), c[9].(*array.List), c[10].(*array.List)
 		for i := 0; i < int(rec.NumRows()); i++ {
-			out = append(out, FeatureRow{Latent: int(lat.Value(i)), Density: dens.Value(i), MaxAct: mx.Value(i), MeanAct: mean.Value(i),
+			f := FeatureRow{Latent: int(lat.Value(i)), Density: dens.Value(i), MaxAct: mx.Value(i), MeanAct: mean.Value(i),
 				HistCounts: cloneI32(listI32(hist, i)),
 				TopIDs:     cloneI32(listI32(tid, i)), TopTexts: listStr(ttx, i), TopValues: cloneF32(listF32(tv, i)),
-				BottomIDs: cloneI32(listI32(bid, i)), BottomTexts: listStr(btx, i), BottomValues: cloneF32(listF32(bv, i))})
+				BottomIDs: cloneI32(listI32(bid, i)), BottomTexts: listStr(btx, i), BottomValues: cloneF32(listF32(bv, i))}
+			if len(f.TopTexts) != len(f.TopIDs) || len(f.TopValues) != len(f.TopIDs) ||
+				len(f.BottomTexts) != len(f.BottomIDs) || len(f.BottomValues) != len(f.BottomIDs) {
+				return nil, fmt.Errorf("store: read %s: %w: latent %d has top lists of %d ids, %d texts, %d logits and bottom lists of %d, %d, %d",
+					SiblingPath(tr.path, name), ErrIncomplete, f.Latent, len(f.TopIDs), len(f.TopTexts), len(f.TopValues),
+					len(f.BottomIDs), len(f.BottomTexts), len(f.BottomValues))
+			}
+			out = append(out, f)
 		}
 	}
 	return out, nil
@@ -294,6 +301,10 @@ func (tr *Trace) ReadFeatureExamples(ctx context.Context, latent int) (_ []Featu
 			if q.IsValid(i) {
 				e.Quantile = q.Value(i)
 			}
+			if len(e.TokenTexts) != len(e.TokenIDs) || len(e.Acts) != len(e.TokenIDs) {
+				return nil, fmt.Errorf("store: read %s: %w: an example of latent %d has %d token ids, %d texts and %d activations",
+					SiblingPath(tr.path, name), ErrIncomplete, e.Latent, len(e.TokenIDs), len(e.TokenTexts), len(e.Acts))
+			}
 			out = append(out, e)
 		}
 	}
@@ -325,8 +336,13 @@ func (tr *Trace) ReadFeatureActs(ctx context.Context, prompt int) (_ []FeatureAc
 			if prompt >= 0 && int(pid.Value(i)) != prompt {
 				continue
 			}
-			out = append(out, FeatureActs{PromptID: int(pid.Value(i)), Position: int(pos.Value(i)), TokenID: tok.Value(i), TokenText: txt.Value(i),
-				Latents: cloneI32(listI32(lat, i)), Values: cloneF32(listF32(val, i))})
+			a := FeatureActs{PromptID: int(pid.Value(i)), Position: int(pos.Value(i)), TokenID: tok.Value(i), TokenText: txt.Value(i),
+				Latents: cloneI32(listI32(lat, i)), Values: cloneF32(listF32(val, i))}
+			if len(a.Values) != len(a.Latents) {
+				return nil, fmt.Errorf("store: read %s: %w: prompt %d position %d has %d latents and %d values",
+					SiblingPath(tr.path, name), ErrIncomplete, a.PromptID, a.Position, len(a.Latents), len(a.Values))
+			}
+			out = append(out, a)
 		}
 	}
 	return out, nil
