@@ -328,9 +328,17 @@ func TestFusedAttentionFullyMaskedRow(t *testing.T) {
 	s := AttnShape{B: 1, Tq: 4, Tk: 4, Tcap: 4, H: 1, Hkv: 1, Dh: 2}
 	mask := AttnMask{Causal: true, KeyValid: []bool{false, false, true, true}}
 	qt := c.FromHost([]float32{1, 2, 3, 4, 5, 6, 7, 8}, 4, 2)
-	res := c.Attention(qt, qt, qt, s, 1, mask, AttnSpec{TopK: 3, LSE: true, Entropy: true})
+	res := c.Attention(qt, qt, qt, s, 1, mask, AttnSpec{TopK: 3, LSE: true, Entropy: true, Spans: []KeySpan{{Lo: 0, Hi: 4}}})
 	if z := Data(res.Z); z[0] != 0 || z[1] != 0 || !math.IsInf(float64(res.LSE[0]), -1) {
 		t.Fatalf("padding query: z %v, lse %v", z[:2], res.LSE[0])
+	}
+	// Its pattern row is all zeros, so are its mass and entropy (not NaN).
+	if res.SpanMass[0][0] != 0 || res.Entropy[0] != 0 || res.SpanMass[0][3] != 1 {
+		t.Fatalf("padding query: span mass %v, entropy %v", res.SpanMass[0], res.Entropy)
+	}
+	sum := c.Attention(qt, qt, qt, s, 1, mask, AttnSpec{Entropy: true, SumRows: true, Spans: []KeySpan{{Lo: 0, Hi: 4}}})
+	if m := sum.SpanMass[0][0]; math.Abs(float64(m)-2) > 1e-6 || math.IsNaN(float64(sum.Entropy[0])) {
+		t.Fatalf("rows summed over two padding queries: span mass %g (want 2), entropy %g", m, sum.Entropy[0])
 	}
 	if !slices.Equal(res.TopIdx[:3], []int32{0, 1, 2}) || res.TopVal[0] != 0 {
 		t.Fatalf("padding query top-3: %v %v", res.TopIdx[:3], res.TopVal[:3])

@@ -314,6 +314,17 @@ func (rr *rowReducer) insert(key int32, x float32) {
 
 // finish turns the accumulators into the reductions' values.
 func (rr *rowReducer) finish() {
+	if math.IsInf(rr.lse, -1) {
+		// A row that sees no key (a padded query): its pattern row is all
+		// zeros, as SoftmaxRows makes it, so its masses and entropy are 0
+		// (e^(lse32 − lse) would be NaN here).
+		clear(rr.spans)
+		rr.entropy = 0
+		if rr.k > 0 {
+			rr.finishTopK()
+		}
+		return
+	}
 	corr := math.Exp(float64(rr.lse32) - rr.lse)
 	for si := range rr.spans {
 		rr.spans[si] *= corr
