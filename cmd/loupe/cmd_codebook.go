@@ -14,7 +14,6 @@ import (
 	"github.com/loupe-dev/loupe/probe/tokenizer"
 	"github.com/loupe-dev/loupe/sae/activations"
 	"github.com/loupe-dev/loupe/sae/codebook"
-	"github.com/loupe-dev/loupe/sae/train"
 	"github.com/loupe-dev/loupe/store"
 )
 
@@ -131,7 +130,7 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: --hook: %v", errUsage, err)
 	}
 	var progress io.Writer
-	if !*quiet && train.IsTerminal(env.stderr) {
+	if !*quiet && env.stderrTerminal {
 		progress = env.stderr
 	}
 	rc := codebook.RunConfig{Model: m.Model, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize, SeqsPerForward: df.seqs,
