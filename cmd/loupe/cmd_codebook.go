@@ -406,14 +406,26 @@ func cmdCodebookSteer(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		render = func(ts []int) string { return s.tok.Decode(ts, false) }
 	}
+	// A position no forward step reaches would be forced silently never:
+	// the steps run positions 0 .. prompt+max-tokens-2 (the last token is
+	// chosen, not fed back), and frozen-model codebooks skip BOS.
+	keepFrom, end := 0, len(ids)+*maxTokens-1
+	if s.fsm == nil {
+		keepFrom = 1
+	}
+	for _, iv := range ivs {
+		for _, p := range iv.Positions {
+			if p < keepFrom || p >= end {
+				return fmt.Errorf("%w: --code %s@%d: the codes can be forced at positions %d to %d of this prompt and --max-tokens", errUsage, iv.Hook, p, keepFrom, end-1)
+			}
+		}
+	}
 	gen := func(ivs ...codebook.Intervention) ([]int, error) {
 		sp, err := codebook.NewSplice(s.set, ivs...)
 		if err != nil {
 			return nil, err
 		}
-		if s.fsm == nil {
-			sp.KeepFrom = 1 // frozen-model codebooks leave the BOS position alone
-		}
+		sp.KeepFrom = keepFrom // frozen-model codebooks leave the BOS position alone
 		return s.model.Generate(ctx, ids, probe.GenerateOptions{MaxTokens: *maxTokens, Hooks: &probe.Hooks{Edit: sp.Edits()}})
 	}
 	clean, err := gen()

@@ -69,6 +69,7 @@ func TestCodebookSteerAndBadInput(t *testing.T) {
 		{"codebook", "steer", tokfsmModel, "--code", "blocks.1.hook_mlp_out:999999", "--prompt", "42"},
 		{"codebook", "steer", tokfsmModel, "--code", "blocks.0.hook_resid_post:1", "--prompt", "42"},
 		{"codebook", "steer", tokfsmModel, "--code", "blocks.1.hook_mlp_out:1", "--prompt", "4x"},
+		{"codebook", "steer", tokfsmModel, "--code", "blocks.1.hook_mlp_out:3@999", "--prompt", "42", "--max-tokens", "4"},
 		{"codebook", "train", "--hook", "blocks.9.hook_mlp_out", "--out", t.TempDir()},
 		{"codebook", "eval", t.TempDir()},
 	} {
