@@ -63,6 +63,11 @@ type Intervention struct {
 	Group int    // the head at attn.hook_z; 0 elsewhere
 	// Positions are positions in the sequence (counted over every forward
 	// of a generation, so the prompt's come first); nil means every one.
+	// They count the slots of the batch as the forward pass lays it out, so
+	// in a left-padded batch (sequences of different lengths) a sequence's
+	// own position p is slot p + its padding: give such batches per-slot
+	// positions, or run sequences of one length together. KeepFrom counts
+	// slots the same way.
 	Positions []int
 	// Force puts these ids in the first len(Force) of the k slots.
 	Force []int32
