@@ -395,7 +395,7 @@ func TestSmolLM2FusedReductions(t *testing.T) {
 		t.Fatalf("%d fused reductions, %d unfused", len(fused.Reduced), len(unfused.Reduced))
 	}
 	worst := map[ReduceOp]float64{}
-	ties := 0
+	ties, bad := 0, 0
 	for i, u := range unfused.Reduced {
 		f := fused.Reduced[i]
 		for j, v := range u.Values {
@@ -409,7 +409,11 @@ func TestSmolLM2FusedReductions(t *testing.T) {
 				tol *= max(1, math.Abs(float64(v)))
 			}
 			if d > tol {
-				t.Fatalf("%s %s value %d: fused %g, pattern %g", u.Hook, u.Op, j, f.Values[j], v)
+				t.Errorf("%s %s value %d: fused %g, pattern %g", u.Hook, u.Op, j, f.Values[j], v)
+				bad++
+				if bad > 5 {
+					t.FailNow()
+				}
 			}
 			if u.Index != nil && f.Index[j] != u.Index[j] {
 				if d > 1e-6 || math.Abs(float64(u.Values[j]-f.Values[j])) > 1e-6 {
