@@ -3,11 +3,11 @@ package sae
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
 	"github.com/loupe-dev/loupe/sae/activations"
+	"github.com/loupe-dev/loupe/sae/internal/nexttoken"
 )
 
 // Downstream is how the model does with the SAE spliced into its forward
@@ -107,7 +107,7 @@ func EvaluateDownstream(ctx context.Context, m *probe.Model, s *SAE, hook activa
 	if seqs <= 0 {
 		seqs = 2
 	}
-	var sumClean, sumSAE, sumZero, sumKL float64
+	var losses nexttoken.Losses
 	for lo := 0; lo < len(contexts); lo += seqs {
 		batch := make([][]int, 0, seqs)
 		for _, c := range contexts[lo:min(lo+seqs, len(contexts))] {
@@ -137,47 +137,10 @@ func EvaluateDownstream(ctx context.Context, m *probe.Model, s *SAE, hook activa
 		if err != nil {
 			return d, err
 		}
-		for b := range batch {
-			for t := 0; t+1 < T; t++ {
-				next := batch[b][t+1]
-				lc, pc := logSoftmax(clean.LogitsAt(b, t))
-				ls, _ := logSoftmax(spliced.LogitsAt(b, t))
-				lz, _ := logSoftmax(zeroed.LogitsAt(b, t))
-				sumClean -= lc[next]
-				sumSAE -= ls[next]
-				sumZero -= lz[next]
-				var kl float64
-				for v := range lc {
-					kl += pc[v] * (lc[v] - ls[v])
-				}
-				sumKL += kl
-				d.Tokens++
-			}
-		}
+		losses.Add(batch, clean, spliced, zeroed)
 	}
-	n := float64(d.Tokens)
-	d.CEClean, d.CESAE, d.CEZero, d.KL = sumClean/n, sumSAE/n, sumZero/n, sumKL/n
-	d.CERecovered = (d.CEZero - d.CESAE) / (d.CEZero - d.CEClean)
+	d.Tokens = losses.Tokens
+	d.CEClean, d.CESAE, d.CEZero, d.KL, d.CERecovered = losses.Means()
 	d.DeltaLoss = d.CESAE - d.CEClean
 	return d, nil
-}
-
-// logSoftmax gives log p and p of a logit row, in float64.
-func logSoftmax(logits []float32) (logp, p []float64) {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = math.Max(mx, float64(v))
-	}
-	var z float64
-	for _, v := range logits {
-		z += math.Exp(float64(v) - mx)
-	}
-	lz := mx + math.Log(z)
-	logp = make([]float64, len(logits))
-	p = make([]float64, len(logits))
-	for i, v := range logits {
-		logp[i] = float64(v) - lz
-		p[i] = math.Exp(logp[i])
-	}
-	return logp, p
 }

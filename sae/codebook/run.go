@@ -15,6 +15,7 @@ import (
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
 	"github.com/loupe-dev/loupe/sae/activations"
+	"github.com/loupe-dev/loupe/sae/internal/nexttoken"
 	"github.com/loupe-dev/loupe/sae/internal/st"
 	"github.com/loupe-dev/loupe/sae/train"
 )
@@ -346,7 +347,7 @@ func Evaluate(ctx context.Context, m *probe.Model, set *Set, contexts [][]int32,
 	}
 	ev := &Eval{}
 	usage := map[string][]int64{}
-	var sumC, sumS, sumZ, sumKL float64
+	var losses nexttoken.Losses
 	for lo := 0; lo < len(contexts); lo += seqs {
 		var batch [][]int
 		for _, cx := range contexts[lo:min(lo+seqs, len(contexts))] {
@@ -389,27 +390,10 @@ func Evaluate(ctx context.Context, m *probe.Model, set *Set, contexts [][]int32,
 		if err != nil {
 			return nil, err
 		}
-		for b := range batch {
-			for t := 0; t+1 < len(batch[b]); t++ {
-				next := batch[b][t+1]
-				lc, pc := logSoftmax(clean.LogitsAt(b, t))
-				ls, _ := logSoftmax(spliced.LogitsAt(b, t))
-				lz, _ := logSoftmax(zeroed.LogitsAt(b, t))
-				sumC -= lc[next]
-				sumS -= ls[next]
-				sumZ -= lz[next]
-				kl := 0.0
-				for v := range lc {
-					kl += pc[v] * (lc[v] - ls[v])
-				}
-				sumKL += kl
-				ev.Tokens++
-			}
-		}
+		losses.Add(batch, clean, spliced, zeroed)
 	}
-	n := float64(ev.Tokens)
-	ev.CEClean, ev.CECodes, ev.CEZero, ev.KL = sumC/n, sumS/n, sumZ/n, sumKL/n
-	ev.CERecovered = (ev.CEZero - ev.CECodes) / (ev.CEZero - ev.CEClean)
+	ev.Tokens = losses.Tokens
+	ev.CEClean, ev.CECodes, ev.CEZero, ev.KL, ev.CERecovered = losses.Means()
 	// Usage: per code frequency over the spliced positions (BOS excluded).
 	positions := int64(0)
 	for _, cx := range contexts {
@@ -437,22 +421,4 @@ func Evaluate(ctx context.Context, m *probe.Model, set *Set, contexts [][]int32,
 	}
 	ev.DeadFraction = float64(dead) / float64(total)
 	return ev, nil
-}
-
-func logSoftmax(logits []float32) (logp, p []float64) {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = math.Max(mx, float64(v))
-	}
-	var z float64
-	for _, v := range logits {
-		z += math.Exp(float64(v) - mx)
-	}
-	lz := mx + math.Log(z)
-	logp, p = make([]float64, len(logits)), make([]float64, len(logits))
-	for i, v := range logits {
-		logp[i] = float64(v) - lz
-		p[i] = math.Exp(logp[i])
-	}
-	return logp, p
 }
