@@ -170,3 +170,29 @@ func (mask AttnMask) keyRange(Tk, p0, p1 int) (lo, hi int) {
 	}
 	return lo, max(lo, hi)
 }
+
+// SumRowsPerHead folds a result's per-row span masses, key-set masses and
+// entropies, [B, H, R] for R asked rows, into per-head sums [B, H]: what
+// AttnSpec.SumRows asks for. Backends reduce per row, then call it.
+func SumRowsPerHead(res *AttnResult, s AttnShape, R int) {
+	fold := func(x []float32) []float32 {
+		out := make([]float32, s.B*s.H)
+		for bh := range out {
+			var t float64
+			for _, v := range x[bh*R : (bh+1)*R] {
+				t += float64(v)
+			}
+			out[bh] = float32(t)
+		}
+		return out
+	}
+	for i := range res.SpanMass {
+		res.SpanMass[i] = fold(res.SpanMass[i])
+	}
+	for i := range res.SetMass {
+		res.SetMass[i] = fold(res.SetMass[i])
+	}
+	if res.Entropy != nil {
+		res.Entropy = fold(res.Entropy)
+	}
+}

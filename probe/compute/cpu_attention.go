@@ -490,31 +490,7 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 		}
 	})
 	if spec.SumRows {
-		sumRows(res, s, R)
-	}
-}
-
-// sumRows folds [B, H, R] masses and entropies into [B, H].
-func sumRows(res *AttnResult, s AttnShape, R int) {
-	fold := func(x []float32) []float32 {
-		out := make([]float32, s.B*s.H)
-		for bh := range out {
-			var t float64
-			for _, v := range x[bh*R : (bh+1)*R] {
-				t += float64(v)
-			}
-			out[bh] = float32(t)
-		}
-		return out
-	}
-	for i := range res.SpanMass {
-		res.SpanMass[i] = fold(res.SpanMass[i])
-	}
-	for i := range res.SetMass {
-		res.SetMass[i] = fold(res.SetMass[i])
-	}
-	if res.Entropy != nil {
-		res.Entropy = fold(res.Entropy)
+		SumRowsPerHead(res, s, R)
 	}
 }
 
@@ -607,6 +583,6 @@ func ReducePattern(pattern []float32, s AttnShape, mask AttnMask, spec AttnSpec,
 		}
 	}
 	if spec.SumRows {
-		sumRows(res, s, R)
+		SumRowsPerHead(res, s, R)
 	}
 }

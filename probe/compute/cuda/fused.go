@@ -228,26 +228,7 @@ func (b *Backend) reduce(qt, kt, lse *Tensor, s compute.AttnShape, scale float32
 		b.releaseTemp(set[1])
 	}
 	if spec.SumRows {
-		fold := func(x []float32) []float32 {
-			o := make([]float32, BH)
-			for bh := range o {
-				var t float64
-				for _, v := range x[bh*R : (bh+1)*R] {
-					t += float64(v)
-				}
-				o[bh] = float32(t)
-			}
-			return o
-		}
-		for i := range res.SpanMass {
-			res.SpanMass[i] = fold(res.SpanMass[i])
-		}
-		for i := range res.SetMass {
-			res.SetMass[i] = fold(res.SetMass[i])
-		}
-		if res.Entropy != nil {
-			res.Entropy = fold(res.Entropy)
-		}
+		compute.SumRowsPerHead(res, s, R)
 	}
 }
 
