@@ -26,13 +26,8 @@ import "fmt"
 func loadGemma3(m *Model, l *loader) {
 	c := m.Config
 	D, Dh := c.DModel, c.HeadDim
-	m.embed = l.get("model.embed_tokens.weight", c.Vocab, D)
+	loadEmbedUnembed(m, l)
 	m.lnFinalW = l.gemmaNorm("model.norm.weight", D)
-	if c.TiedEmbed || !l.has("lm_head.weight") {
-		m.unembed = m.embed
-	} else {
-		m.unembed = l.get("lm_head.weight", c.Vocab, D)
-	}
 	m.layers = make([]layer, c.Layers)
 	for i := range m.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)

@@ -19,13 +19,8 @@ import "fmt"
 func loadLlama(m *Model, l *loader) {
 	c := m.Config
 	D, Dh := c.DModel, c.HeadDim
-	m.embed = l.get("model.embed_tokens.weight", c.Vocab, D)
+	loadEmbedUnembed(m, l)
 	m.lnFinalW = l.get("model.norm.weight", D)
-	if c.TiedEmbed || !l.has("lm_head.weight") {
-		m.unembed = m.embed
-	} else {
-		m.unembed = l.get("lm_head.weight", c.Vocab, D)
-	}
 	m.layers = make([]layer, c.Layers)
 	for i := range m.layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
@@ -92,4 +87,17 @@ func (p *pass) llamaBlock(i int, x tensor) tensor {
 
 func (p *pass) llamaFinal(x tensor) tensor {
 	return p.b.RMSNorm(x, p.m.lnFinalW, float32(p.m.Config.NormEps))
+}
+
+// loadEmbedUnembed loads the Hugging Face Llama-layout embedding and the
+// unembedding, which is the embedding itself when tied (or when the
+// checkpoint has no lm_head).
+func loadEmbedUnembed(m *Model, l *loader) {
+	c := m.Config
+	m.embed = l.get("model.embed_tokens.weight", c.Vocab, c.DModel)
+	if c.TiedEmbed || !l.has("lm_head.weight") {
+		m.unembed = m.embed
+	} else {
+		m.unembed = l.get("lm_head.weight", c.Vocab, c.DModel)
+	}
 }
