@@ -6,7 +6,7 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
-var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256", "cvt_rows_bf16",
+var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256",
 	"flash2_bf16_d64_1", "flash2_bf16_d64_2", "flash2_bf16_d128_1", "flash2_bf16_d128_2"}
 
 const (
@@ -64,44 +64,31 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 func (b *Backend) flashVariant(dh int) string {
 	occ := b.flashOcc
 	if occ == "" {
-		occ = "1"
+		occ = "2" // faster at every size measured (RESULTS.md, fifth run)
 	}
 	return fmt.Sprintf("flash2_bf16_d%d_%s", dh, occ)
 }
 
-// bf16Rows rounds rows [0, rows) of each of B sequences of x [B*stride,
-// cols] to bf16, into a temporary of x's shape (rows past them are left
-// unset: the attention kernel never reads them).
-func (b *Backend) bf16Rows(x *Tensor, B, rows, stride int) *Tensor {
-	out := b.newTensor(compute.BF16, x.shape...)
-	_, cols := rowsCols(x)
-	if n := B * rows * cols; n > 0 && b.err == nil {
-		b.launch("cvt_rows_bf16", grid1(n/4), block256, 0, pArg(x.ptr()), pArg(out.ptr()),
-			iArg(B), iArg(rows), iArg(stride), iArg(cols))
-	}
-	return out
-}
-
-// flashTCInto is the tensor-core flash attention (flash.cu's flash2): q,
-// k and v rounded to bf16 once, then z only.
+// flashTCInto is the tensor-core flash attention (flash.cu's flash2) into
+// z and z's bf16 shadow (the output projection's input). q, k and v are
+// read in bf16: their shadows (shadow.go), made here unless they exist; a
+// KV cache keeps its shadow across passes, so only appended rows are
+// rounded again.
 func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	mustF32("FlashAttention", qt, kt, vt)
 	if zt.numel() == 0 || b.err != nil {
 		return
 	}
-	q16 := b.bf16Rows(qt, 1, s.B*s.Tq, s.B*s.Tq)
-	k16 := b.bf16Rows(kt, s.B, s.Tk, s.Tcap)
-	v16 := b.bf16Rows(vt, s.B, s.Tk, s.Tcap)
+	q16 := b.rounded(qt, compute.BF16)
+	k16 := b.rounded(kt, compute.BF16)
+	v16 := b.rounded(vt, compute.BF16)
 	mk := b.uploadMask(mask.KeyValid)
 	perBlock := f2Rows / (s.H / s.Hkv) // query positions per block
 	grid := [3]int{s.B * s.Hkv, (s.Tq + perBlock - 1) / perBlock, 1}
 	b.launch(b.flashVariant(s.Dh), grid, [3]int{256, 1, 1}, tcShared(s.Dh),
-		pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), 0, 0,
+		pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), b.shadowPtr(zt), 0,
 		iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
-	for _, t := range []*Tensor{q16, k16, v16} {
-		b.releaseTemp(t.buf)
-	}
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

@@ -67,7 +67,7 @@ func (t *Tensor) DType() compute.DType { return t.dt }
 // kernel names in kernels.cu and flash.cu.
 var kernelNames = []string{"cvt_f32_bf16", "cvt_f32_f16", "cvt_bf16_f32", "cvt_f16_f32", "gather_rows", "embed",
 	"columns", "fill_columns", "add", "add_bcast", "scale", "swiglu", "gelu", "rmsnorm", "layernorm", "softmax_rows",
-	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix",
+	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix", "copy_seq_rows",
 	"attn_probs", "span_rows", "keyset_rows", "mul"}
 
 // New opens GPU opt.Device: it loads the driver, NVRTC and cuBLAS, makes

@@ -379,20 +379,3 @@ FLASH2(64, 1)
 FLASH2(64, 2)
 FLASH2(128, 1)
 FLASH2(128, 2)
-
-// cvt_rows_bf16 rounds rows [0, rows) of each of B sequences of x
-// [B*stride, cols] (float32) to bf16 in y, at the same places: the
-// attention kernel's q, k and v. cols is a multiple of 4.
-extern "C" __global__ void cvt_rows_bf16(const float* __restrict__ x, bf16_t* __restrict__ y, int B, int rows, int stride, int cols) {
-    i64 n4 = (i64)B * rows * cols / 4;
-    int c4 = cols / 4;
-    for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < n4; e += (i64)gridDim.x * blockDim.x) {
-        i64 br = e / c4;
-        int c = (int)(e % c4) * 4;
-        i64 bb = br / rows, r = br % rows;
-        i64 at = (bb * stride + r) * cols + c;
-        float4 w = *(const float4*)(x + at);
-        uint2 h = make_uint2(pack_bf16(w.x, w.y), pack_bf16(w.z, w.w));
-        *(uint2*)(y + at) = h;
-    }
-}
