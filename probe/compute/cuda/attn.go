@@ -2,12 +2,14 @@ package cuda
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256",
-	"flash2_bf16_d64_1", "flash2_bf16_d64_2", "flash2_bf16_d128_1", "flash2_bf16_d128_2"}
+	"flash2_bf16_d64_1", "flash2_bf16_d64_2", "flash2_bf16_d128_1", "flash2_bf16_d128_2",
+	"flash2top_bf16_d64_1", "flash2top_bf16_d64_2", "flash2top_bf16_d128_1", "flash2top_bf16_d128_2"}
 
 const (
 	faRows = 32 // query rows per block (flash.cu's FA_ROWS)
@@ -35,6 +37,8 @@ func (b *Backend) setupFlash() error {
 		"flash_attn_f32_d128": flashShared(128), "flash_attn_f32_d256": flashShared(256),
 		"flash2_bf16_d64_1": tcShared(64), "flash2_bf16_d64_2": tcShared(64),
 		"flash2_bf16_d128_1": tcShared(128), "flash2_bf16_d128_2": tcShared(128),
+		"flash2top_bf16_d64_1": tcShared(64), "flash2top_bf16_d64_2": tcShared(64),
+		"flash2top_bf16_d128_1": tcShared(128), "flash2top_bf16_d128_2": tcShared(128),
 	} {
 		if need <= 48<<10 {
 			continue
@@ -75,6 +79,14 @@ func (b *Backend) flashVariant(dh int) string {
 // KV cache keeps its shadow across passes, so only appended rows are
 // rounded again.
 func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	b.flashTC(zt, nil, nil, qt, kt, vt, s, scale, mask)
+}
+
+// flashTC is flashTCInto that also writes, when lse is not nil, each
+// row's log-sum-exp and, when top is not nil, each row's most attended key
+// (top[0], int32) and its weight (top[1]), all [B, H, Tq], from the same
+// pass.
+func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	mustF32("FlashAttention", qt, kt, vt)
 	if zt.numel() == 0 || b.err != nil {
 		return
@@ -85,10 +97,19 @@ func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale
 	mk := b.uploadMask(mask.KeyValid)
 	perBlock := f2Rows / (s.H / s.Hkv) // query positions per block
 	grid := [3]int{s.B * s.Hkv, (s.Tq + perBlock - 1) / perBlock, 1}
-	b.launch(b.flashVariant(s.Dh), grid, [3]int{256, 1, 1}, tcShared(s.Dh),
-		pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), b.shadowPtr(zt), 0,
-		iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
+	var lp uint64
+	if lse != nil {
+		lp = pArg(lse.ptr())
+	}
+	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), b.shadowPtr(zt), lp}
+	kernel := b.flashVariant(s.Dh)
+	if top != nil {
+		kernel = "flash2top" + strings.TrimPrefix(kernel, "flash2")
+		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
+	}
+	args = append(args, iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+	b.launch(kernel, grid, [3]int{256, 1, 1}, tcShared(s.Dh), args...)
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

@@ -32,10 +32,11 @@ type Backend struct {
 	cb   *cublasAPI
 
 	work chan work // in order: operations, then what waits for them
-	// sync makes every operation wait for the owner (the default: the mode
-	// every benchmark and reference test ran in). With LOUPE_CUDA_ASYNC=1
-	// operations are queued without waiting; it passes the tiny-model suite
-	// on the GPU but has not been benchmarked yet.
+	// sync makes every operation wait for the owner goroutine, a hand-off
+	// between OS threads per operation (LOUPE_CUDA_ASYNC=0). By default
+	// operations are queued without waiting: the caller runs ahead and the
+	// owner launches back to back, which is what small kernels need (a
+	// decode step or SmolLM2 runs hundreds of them).
 	sync  bool
 	close sync.Once
 	// flashOcc picks a build of the tensor-core attention kernel
@@ -91,7 +92,7 @@ func New(opt Options) (*Backend, error) {
 	}
 	b := &Backend{opt: opt, info: info, d: &driver, cb: cb, work: make(chan work, 4096),
 		fn: map[string]uintptr{}, pool: pool{free: map[int][]uintptr{}}}
-	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") != "1"
+	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") == "0"
 	b.flashOcc = os.Getenv("LOUPE_FLASH_OCC")
 	for i := range b.argp {
 		b.argp[i] = uintptr(unsafe.Pointer(&b.argv[i]))

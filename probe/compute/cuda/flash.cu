@@ -181,10 +181,15 @@ __device__ __forceinline__ void ldsm_x4_t(u32& r0, u32& r1, u32& r2, u32& r3, u3
 // flash2 writes z [B*Tq, H*D] in float32 (and in bf16 into zh when not
 // null) and, when lse is not null, each row's natural log-sum-exp
 // [B, H, Tq]. k and v are [B*Tcap, Hkv*D]; rows at or past Tk are never
-// read.
-template <int D>
+// read. With TOP1 it also writes each row's most attended key and its
+// weight into top_idx and top_val [B, H, Tq] (the lowest key among equal
+// scores; key 0 and weight 0 for a row that sees no key): the top-1
+// reduction of the softmax this pass computes, at the cost of a compare
+// per score.
+template <int D, bool TOP1>
 __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
                                        float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse,
+                                       int* __restrict__ top_idx, float* __restrict__ top_val,
                                        int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window,
                                        const unsigned char* __restrict__ key_valid) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -243,6 +248,8 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
 #pragma unroll
     for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
+    float bestS[2] = {NEG_INF, NEG_INF}; // TOP1: this thread's best score of each row, and its key
+    int bestJ[2] = {-1, -1};
     const u32 qAddr = smem_addr(qs + (warp * 16 + (lane & 15)) * P + (lane >> 4) * 8);
     // ldmatrix row addresses inside a key tile: K (non-transposed) and V
     // (transposed) fragments.
@@ -290,6 +297,21 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
                         bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) &&
                                   (key_valid == 0 || key_valid[(i64)b * Tk + j]);
                         if (!ok) s[n][c] = NEG_INF;
+                    }
+                }
+            }
+            if (TOP1) {
+                // Keys rise with n and c within a thread, and tile by tile,
+                // so a strict > keeps the lowest key of equal scores.
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        int r = c >> 1;
+                        if (s[n][c] > bestS[r]) {
+                            bestS[r] = s[n][c];
+                            bestJ[r] = j0 + n * 8 + 2 * t + (c & 1);
+                        }
                     }
                 }
             }
@@ -349,6 +371,17 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
     for (int r = 0; r < 2; r++) {
         l[r] += __shfl_xor_sync(0xffffffff, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffff, l[r], 2);
+        if (TOP1) {
+#pragma unroll
+            for (int o = 1; o <= 2; o <<= 1) {
+                float os = __shfl_xor_sync(0xffffffff, bestS[r], o);
+                int oj = __shfl_xor_sync(0xffffffff, bestJ[r], o);
+                if (os > bestS[r] || (os == bestS[r] && oj >= 0 && (bestJ[r] < 0 || oj < bestJ[r]))) {
+                    bestS[r] = os;
+                    bestJ[r] = oj;
+                }
+            }
+        }
         int row = r == 0 ? rA : rB, pos = r == 0 ? posA : posB;
         if (row >= nRows || pos >= Tq) continue;
         int head = kh * G + row % G;
@@ -360,20 +393,34 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
             *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
             if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
         }
-        if (lse != 0 && t == 0) lse[((i64)b * H + head) * Tq + pos] = l[r] > 0.f ? m[r] * scale + logf(l[r]) : NEG_INF;
+        i64 hr = ((i64)b * H + head) * Tq + pos;
+        if (lse != 0 && t == 0) lse[hr] = l[r] > 0.f ? m[r] * scale + logf(l[r]) : NEG_INF;
+        if (TOP1 && t == 0) {
+            bool any = l[r] > 0.f && bestJ[r] >= 0;
+            top_idx[hr] = any ? bestJ[r] : 0;
+            top_val[hr] = any ? exp2f((bestS[r] - m[r]) * sl2) / l[r] : 0.f;
+        }
     }
     (void)LN2;
 }
 
 // Two builds of each: two blocks per multiprocessor (at most 128
 // registers a thread) and one (up to 255); LOUPE_FLASH_OCC picks one for
-// measurements, flashVariant says which is the default.
+// measurements, flashVariant says which is the default. flash2top is the
+// build with the top-1 reduction.
 #define FLASH2(D, NB)                                                                                                   \
     extern "C" __global__ void __launch_bounds__(F2_THREADS, NB)                                                         \
         flash2_bf16_d##D##_##NB(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,     \
                                 int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window, \
                                 const unsigned char* key_valid) {                                                        \
-        flash2<D>(q, k, v, z, zh, lse, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);                   \
+        flash2<D, false>(q, k, v, z, zh, lse, 0, 0, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);     \
+    }                                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(F2_THREADS, NB)                                                         \
+        flash2top_bf16_d##D##_##NB(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,  \
+                                   int* top_idx, float* top_val, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,  \
+                                   int past, int causal, int window, const unsigned char* key_valid) {                   \
+        flash2<D, true>(q, k, v, z, zh, lse, top_idx, top_val, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window,      \
+                        key_valid);                                                                                      \
     }
 FLASH2(64, 1)
 FLASH2(64, 2)

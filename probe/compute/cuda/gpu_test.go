@@ -540,6 +540,44 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 			if d > 2e-2 || mean > 2e-3 {
 				t.Errorf("%s (build _%s): tensor-core attention off by %g (mean %g)", tc.name, occ, d, mean)
 			}
+			// The top-1 reduction and the lse from the same pass (every
+			// row, then two chosen rows), against the CPU's exact ones: z
+			// unchanged to the bit; the same key except where the CPU's two
+			// best weights are within 1e-2 (bf16 products cannot order
+			// them); weights and lse to 1e-2.
+			for _, rows := range [][]int{nil, {0, s.Tq - 1}} {
+				spec := compute.AttnSpec{TopK: 1, LSE: true, Rows: rows}
+				gq, gk, gv := g.FromHost(q, s.B*s.Tq, s.H*s.Dh), g.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), g.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh)
+				gr := g.Attention(gq, gk, gv, s, scale, tc.mask, spec)
+				if z2 := g.ToHost(gr.Z); maxAbsDiff(z2, got) != 0 {
+					t.Errorf("%s (build _%s): z changed when the top-1 reduction was asked (%g)", tc.name, occ, maxAbsDiff(z2, got))
+				}
+				cspec := spec
+				cspec.TopK = 2
+				cr := c.Attention(c.FromHost(q, s.B*s.Tq, s.H*s.Dh), c.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), c.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh), s, scale, tc.mask, cspec)
+				kk := min(2, s.Tk)
+				bad := 0
+				for i := range gr.TopIdx {
+					ci, cv := cr.TopIdx[i*kk], cr.TopVal[i*kk]
+					near := kk > 1 && cv-cr.TopVal[i*kk+1] < 1e-2
+					if (gr.TopIdx[i] != ci && !near) || math.Abs(float64(gr.TopVal[i]-cv)) > 1e-2 {
+						if bad < 3 {
+							t.Errorf("%s (build _%s, rows %v): top-1 of row %d: key %d weight %g, CPU key %d weight %g", tc.name, occ, rows, i, gr.TopIdx[i], gr.TopVal[i], ci, cv)
+						}
+						bad++
+					}
+				}
+				if len(gr.TopIdx) != len(cr.TopIdx)/kk || len(gr.LSE) != len(cr.LSE) {
+					t.Fatalf("%s: %d top-1 rows and %d lse, CPU %d and %d", tc.name, len(gr.TopIdx), len(gr.LSE), len(cr.TopIdx)/kk, len(cr.LSE))
+				}
+				for i := range gr.LSE {
+					a, b := float64(gr.LSE[i]), float64(cr.LSE[i])
+					if !(a == b || math.Abs(a-b) <= 1e-2) {
+						t.Errorf("%s (build _%s): lse of row %d: %g, CPU %g", tc.name, occ, i, a, b)
+						break
+					}
+				}
+			}
 		}
 	}
 	g.do(func() { g.flashOcc = "" })
@@ -628,5 +666,58 @@ func TestAttentionSpeed(t *testing.T) {
 		if err := g.Release(sc); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A KV cache keeps a bf16 copy of itself (its shadow) across passes, and
+// appends write the new rows into both. Attention over the cache after
+// each append must equal, to the bit, attention over a fresh upload of the
+// same keys and values (which rounds everything anew): batched appends
+// (CopySeqRowsInPlace), one sequence's (CopyRowsInPlace), and an in-place
+// change that must drop the shadow.
+func TestKVCacheShadow(t *testing.T) {
+	g := testGPU16(t)
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, B := range []int{3, 1} {
+		const H, Hkv, Dh, capacity = 8, 2, 128, 40
+		cols := Hkv * Dh
+		kh, vh := make([]float32, B*capacity*cols), make([]float32, B*capacity*cols)
+		k, v := g.Zeros(B*capacity, cols), g.Zeros(B*capacity, cols)
+		n := 0
+		for step, T := range []int{7, 1, 1, 3, 1} {
+			kn, vn := randVec(rng, B*T*cols), randVec(rng, B*T*cols)
+			for s := 0; s < B; s++ {
+				copy(kh[(s*capacity+n)*cols:], kn[s*T*cols:(s+1)*T*cols])
+				copy(vh[(s*capacity+n)*cols:], vn[s*T*cols:(s+1)*T*cols])
+			}
+			if B > 1 {
+				g.CopySeqRowsInPlace(k, g.FromHost(kn, B*T, cols), B, T, capacity, n)
+				g.CopySeqRowsInPlace(v, g.FromHost(vn, B*T, cols), B, T, capacity, n)
+			} else {
+				g.CopyRowsInPlace(k, g.FromHost(kn, T, cols), n)
+				g.CopyRowsInPlace(v, g.FromHost(vn, T, cols), n)
+			}
+			if step == 3 {
+				// An in-place change of the cache: its shadow must go.
+				g.ScaleInPlace(k, 0.5)
+				for i := range kh {
+					kh[i] *= 0.5
+				}
+			}
+			s := compute.AttnShape{B: B, Tq: T, Tk: n + T, Tcap: capacity, H: H, Hkv: Hkv, Dh: Dh}
+			mask := compute.AttnMask{Causal: true, Past: n}
+			qh := randVec(rng, B*T*H*Dh)
+			q := g.FromHost(qh, B*T, H*Dh)
+			got := g.ToHost(g.Attention(q, k, v, s, 0.09, mask, compute.AttnSpec{}).Z)
+			want := g.ToHost(g.Attention(g.FromHost(qh, B*T, H*Dh), g.FromHost(kh, B*capacity, cols), g.FromHost(vh, B*capacity, cols), s, 0.09, mask, compute.AttnSpec{}).Z)
+			if d := maxAbsDiff(got, want); d != 0 {
+				t.Errorf("B=%d, step %d (%d keys): attention over the cache differs from a fresh upload by %g", B, step, n+T, d)
+			}
+			n += T
+		}
+		g.Free(k, v)
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -366,3 +366,13 @@ func (b *Backend) CheckFit(shapes [][]int) error {
 	})
 	return err
 }
+
+// TrimPool gives the pool's cached free blocks back to the driver (after
+// the GPU has finished with them): the memory a long-running program
+// holds drops to what its live tensors use.
+func (b *Backend) TrimPool() {
+	b.do(func() {
+		b.adoptOrphans()
+		b.trimPool()
+	})
+}
