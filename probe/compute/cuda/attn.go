@@ -85,7 +85,12 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 func (b *Backend) flashVariant(dh int) (string, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		occ = "2" // faster than _1 at every size measured (RESULTS.md, fifth run)
+		// The fastest measured (RESULTS.md, seventh run): _w4 for d128
+		// (310 TFLOP/s at 32K against 266 for _2), _2 for d64.
+		occ = "w4"
+		if dh == 64 {
+			occ = "2"
+		}
 	}
 	threads := 256
 	if occ == "w4" {
