@@ -204,6 +204,9 @@ func (t *Trainable) Backward(b *activations.Batch, step int) (train.Stats, error
 	if b.Width != s.DIn {
 		return nil, fmt.Errorf("sae: batch rows have %d features, the SAE reads %d", b.Width, s.DIn)
 	}
+	if b.X == nil && b.DX != nil {
+		return nil, fmt.Errorf("sae: the batch is on a device; the CPU step needs host rows")
+	}
 	y, yw := b.X, b.Width
 	if b.Y != nil {
 		y, yw = b.Y, b.TWidth

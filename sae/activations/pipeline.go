@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+
+	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // Batch is a training step's rows: X is Rows×Width, Y (targets) Rows×
@@ -15,6 +17,10 @@ type Batch struct {
 	Rows          int
 	Width, TWidth int
 	X, Y          []float32
+	// DX and DY, when set, hold the rows on a compute backend's device
+	// instead (X and Y are then nil): a pipeline fed by a GPU forward pass
+	// keeps them there for a GPU trainer (see Config.Device).
+	DX, DY compute.Tensor
 }
 
 // Config sizes a Pipeline.
