@@ -139,3 +139,7 @@ func (g *GPUTrainable) stats(st cuda.SAEStats) train.Stats {
 }
 
 var _ train.DeviceModule = (*GPUTrainable)(nil)
+
+// Gradients gives the last step's gradients from the GPU, in Params order
+// (nil for a parameter the optimizer does not update). For tests.
+func (g *GPUTrainable) Gradients() ([][]float32, error) { return g.dev.Gradients() }

@@ -179,6 +179,10 @@ func (t *Trainable) SetState(b []byte) error {
 	return nil
 }
 
+// SinceFired gives a copy of the dead-latent counters: tokens since each
+// latent last fired.
+func (t *Trainable) SinceFired() []int64 { return slices.Clone(t.sinceFired) }
+
 // Dead gives the fraction of latents that have not fired in the last
 // DeadWindow tokens.
 func (t *Trainable) Dead() float64 {

@@ -533,7 +533,9 @@ extern "C" __global__ void __launch_bounds__(1024) sae_gfind(u32* hist, int pass
     int B = block_find_bin(hist, nb, state[2], &before, &total, sh, &shb);
     __syncthreads();
     if (threadIdx.x == 0) {
-        if (pass == 0 && total <= state[2]) {
+        // state[2] starts at K·n + 1 (the threshold is the (K·n+1)-th
+        // largest key): with at most K·n positive keys every one is kept
+        if (pass == 0 && total < state[2]) {
             state[3] = 1;
             state[4] = 0;
         } else {

@@ -803,9 +803,8 @@ func (t *SAETrainer) Update(lr float64, adamT int, beta1, beta2, epsilon float64
 		if t.arch == archJumpReLU {
 			t.launch("sae_exp", grid1(c.DSAE), block256, 0, pArg(t.params[4].p()), pArg(t.thr.p()), iArg(c.DSAE))
 		}
-		if t.b.sync {
-			err = t.b.takeErr()
-		}
+		// No synchronisation: a failure is sticky and the next Step reports it.
+		err = t.b.err
 	})
 	return err
 }

@@ -1,8 +1,9 @@
-package sae
+package gputest
 
 import (
 	"context"
 	"errors"
+	"github.com/loupe-dev/loupe/sae"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/loupe-dev/loupe/probe/compute/cuda"
 	"github.com/loupe-dev/loupe/sae/activations"
+	"github.com/loupe-dev/loupe/sae/internal/planted"
 	"github.com/loupe-dev/loupe/sae/train"
 )
 
@@ -34,7 +36,7 @@ func gpuForTest(t testing.TB) *cuda.Backend {
 	return testGPU.b
 }
 
-func cloneSAE(s *SAE) *SAE {
+func cloneSAE(s *sae.SAE) *sae.SAE {
 	c := *s
 	c.Enc, c.BEnc, c.Dec, c.BDec = slices.Clone(s.Enc), slices.Clone(s.BEnc), slices.Clone(s.Dec), slices.Clone(s.BDec)
 	c.Threshold, c.Groups = slices.Clone(s.Threshold), slices.Clone(s.Groups)
@@ -61,6 +63,22 @@ func relErr(a, b []float32) float64 {
 	return math.Sqrt(d / n)
 }
 
+// randBatch is n rows of N(0, 1) inputs (and targets for a transcoder).
+func randBatch(rng *rand.Rand, n, d, dOut int, transcoder bool) *activations.Batch {
+	b := &activations.Batch{Rows: n, Width: d, X: make([]float32, n*d)}
+	for i := range b.X {
+		b.X[i] = float32(rng.NormFloat64())
+	}
+	if transcoder {
+		b.TWidth = dOut
+		b.Y = make([]float32, n*dOut)
+		for i := range b.Y {
+			b.Y[i] = float32(rng.NormFloat64())
+		}
+	}
+	return b
+}
+
 func relDiff(a, b float64) float64 {
 	if a == b {
 		return 0
@@ -79,7 +97,7 @@ func relDiff(a, b float64) float64 {
 // mantissa, which moves a few latents across the selection boundary).
 func TestGPUStepMatchesCPU(t *testing.T) {
 	b := gpuForTest(t)
-	for _, arch := range Arches {
+	for _, arch := range sae.Arches {
 		for _, transcoder := range []bool{false, true} {
 			for _, bf16 := range []bool{false, true} {
 				name := string(arch)
@@ -95,13 +113,13 @@ func TestGPUStepMatchesCPU(t *testing.T) {
 	}
 }
 
-func gpuStepCase(t *testing.T, b *cuda.Backend, arch Arch, transcoder, bf16 bool) {
+func gpuStepCase(t *testing.T, b *cuda.Backend, arch sae.Arch, transcoder, bf16 bool) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	dIn, dSAE, dOut, n, k := 48, 384, 48, 192, 8
 	if transcoder {
 		dOut = 40
 	}
-	s, err := New(arch, dIn, dSAE, dOut, k, 7)
+	s, err := sae.New(arch, dIn, dSAE, dOut, k, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,17 +133,17 @@ func gpuStepCase(t *testing.T, b *cuda.Backend, arch Arch, transcoder, bf16 bool
 	for i := range s.Enc {
 		s.Enc[i] += float32(rng.NormFloat64() * 0.3)
 	}
-	if arch == JumpReLU {
+	if arch == sae.JumpReLU {
 		for j := range s.Threshold {
 			s.Threshold[j] = 0.2
 		}
 	}
-	if arch == Matryoshka {
+	if arch == sae.Matryoshka {
 		s.Groups = []int{48, 96, 192, 384}
 	}
-	cfg := TrainConfig{L1: 0.7, L0: 0.3, DeadWindow: 1, AuxK: 24, AuxKAlpha: 0.5}
-	cpu := NewTrainable(cloneSAE(s), cfg)
-	gt, err := NewGPUTrainable(b, NewTrainable(cloneSAE(s), cfg), n, bf16)
+	cfg := sae.TrainConfig{L1: 0.7, L0: 0.3, DeadWindow: 1, AuxK: 24, AuxKAlpha: 0.5}
+	cpu := sae.NewTrainable(cloneSAE(s), cfg)
+	gt, err := sae.NewGPUTrainable(b, sae.NewTrainable(cloneSAE(s), cfg), n, bf16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +172,7 @@ func gpuStepCase(t *testing.T, b *cuda.Backend, arch Arch, transcoder, bf16 bool
 			}
 		}
 		if step == 0 {
-			gg, err := gt.dev.Gradients()
+			gg, err := gt.Gradients()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -189,12 +207,12 @@ func gpuStepCase(t *testing.T, b *cuda.Backend, arch Arch, transcoder, bf16 bool
 			}
 		}
 	}
-	if s.Arch.thresholded() {
+	if s.Threshold != nil && arch != sae.JumpReLU {
 		if e := relErr(gt.S.Threshold, cpu.S.Threshold); e > tol {
 			t.Errorf("thresholds: rel error %.3g", e)
 		}
 	}
-	if !bf16 && !slices.Equal(gt.sinceFired, cpu.sinceFired) {
+	if !bf16 && !slices.Equal(gt.SinceFired(), cpu.SinceFired()) {
 		t.Errorf("dead-latent counters differ")
 	}
 }
@@ -204,13 +222,13 @@ func gpuStepCase(t *testing.T, b *cuda.Backend, arch Arch, transcoder, bf16 bool
 func TestGPUPlantedDictionary(t *testing.T) {
 	b := gpuForTest(t)
 	const d, atoms, rows = 32, 64, 16384
-	x, dict := planted(1, rows, d, atoms, 4.0/atoms)
+	x, dict := planted.Data(1, rows, d, atoms, 4.0/atoms)
 	for _, tc := range []struct {
-		arch Arch
-		loss TrainConfig
+		arch sae.Arch
+		loss sae.TrainConfig
 	}{
-		{Standard, TrainConfig{L1: 2}}, {TopK, TrainConfig{}}, {BatchTopK, TrainConfig{}},
-		{JumpReLU, TrainConfig{L0: 1}}, {Matryoshka, TrainConfig{}},
+		{sae.Standard, sae.TrainConfig{L1: 2}}, {sae.TopK, sae.TrainConfig{}}, {sae.BatchTopK, sae.TrainConfig{}},
+		{sae.JumpReLU, sae.TrainConfig{L0: 1}}, {sae.Matryoshka, sae.TrainConfig{}},
 	} {
 		for _, bf16 := range []bool{false, true} {
 			name := string(tc.arch)
@@ -228,17 +246,17 @@ func TestGPUPlantedDictionary(t *testing.T) {
 				}
 				tc.loss.DeadWindow = 20000
 				steps := 2000
-				sp := TrainSpec{Arch: tc.arch, DSAE: 2 * atoms, K: 4, Tokens: 256 * int64(steps), BatchRows: 256, LR: 3e-3,
+				sp := sae.TrainSpec{Arch: tc.arch, DSAE: 2 * atoms, K: 4, Tokens: 256 * int64(steps), BatchRows: 256, LR: 3e-3,
 					Seed: 5, Loss: tc.loss, Normalize: true, GPU: b, BF16: bf16}
-				if tc.arch == Matryoshka {
+				if tc.arch == sae.Matryoshka {
 					sp.Tokens *= 2
 					sp.Groups = []int{3 * atoms / 2, 2 * atoms}
 				}
-				s, _, st, err := Train(context.Background(), pipe, sp)
+				s, _, st, err := sae.Train(context.Background(), pipe, sp)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := recovered(s, dict, atoms)
+				got := planted.Recovered(s.Dec, s.DSAE, s.DOut, dict, atoms)
 				t.Logf("%s: %d/%d atoms recovered; last step %s", name, got, atoms, st)
 				if got < atoms*9/10 {
 					t.Errorf("%s recovered %d of %d atoms at cosine >= 0.9, want >= %d", name, got, atoms, atoms*9/10)
@@ -255,8 +273,8 @@ func TestGPUPlantedDictionary(t *testing.T) {
 func TestGPUResume(t *testing.T) {
 	b := gpuForTest(t)
 	const d, atoms, rows = 32, 64, 8192
-	x, _ := planted(4, rows, d, atoms, 4.0/atoms)
-	run := func(dir string, stopAt int, resume bool) (*SAE, error) {
+	x, _ := planted.Data(4, rows, d, atoms, 4.0/atoms)
+	run := func(dir string, stopAt int, resume bool) (*sae.SAE, error) {
 		src, err := activations.NewSliceSource(x, d, nil, 0, 1024, true)
 		if err != nil {
 			t.Fatal(err)
@@ -267,9 +285,9 @@ func TestGPUResume(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		sp := TrainSpec{Arch: TopK, DSAE: 128, K: 4, Tokens: 128 * 60, BatchRows: 128, LR: 3e-3, Seed: 5,
-			Loss: TrainConfig{DeadWindow: 2000}, Normalize: true, GPU: b, Resume: resume,
-			Checkpoint: filepath.Join(dir, CheckpointFile), CheckpointEvery: 128 * 10}
+		sp := sae.TrainSpec{Arch: sae.TopK, DSAE: 128, K: 4, Tokens: 128 * 60, BatchRows: 128, LR: 3e-3, Seed: 5,
+			Loss: sae.TrainConfig{DeadWindow: 2000}, Normalize: true, GPU: b, Resume: resume,
+			Checkpoint: filepath.Join(dir, sae.CheckpointFile), CheckpointEvery: 128 * 10}
 		if stopAt > 0 {
 			sp.OnStep = func(step int, _ train.Stats) {
 				if step == stopAt {
@@ -277,7 +295,7 @@ func TestGPUResume(t *testing.T) {
 				}
 			}
 		}
-		s, _, _, err := Train(ctx, pipe, sp)
+		s, _, _, err := sae.Train(ctx, pipe, sp)
 		return s, err
 	}
 	full, err := run(t.TempDir(), 0, false)
@@ -311,11 +329,11 @@ func TestGPUResume(t *testing.T) {
 // trainer was sized for is an error naming it, not a crash.
 func TestGPUBadInput(t *testing.T) {
 	b := gpuForTest(t)
-	s, err := New(TopK, 16, 64, 16, 4, 1)
+	s, err := sae.New(sae.TopK, 16, 64, 16, 4, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := NewGPUTrainable(b, NewTrainable(s, TrainConfig{}), 32, false)
+	g, err := sae.NewGPUTrainable(b, sae.NewTrainable(s, sae.TrainConfig{}), 32, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +349,7 @@ func TestGPUBadInput(t *testing.T) {
 	} else {
 		t.Log(err)
 	}
-	if _, err := NewGPUTrainable(b, NewTrainable(s, TrainConfig{}), 0, false); err == nil {
+	if _, err := sae.NewGPUTrainable(b, sae.NewTrainable(s, sae.TrainConfig{}), 0, false); err == nil {
 		t.Error("a trainer for 0 rows: no error")
 	}
 }
