@@ -25,7 +25,6 @@ import os
 
 import torch
 
-torch.manual_seed(0)
 torch.set_num_threads(1)
 N, D, L, EPOCHS, LR, LAM = 24, 6, 10, 40, 1e-2, 0.02
 
@@ -69,21 +68,27 @@ def state(m):
             "wd": m.dec.weight.flatten().tolist()}
 
 
-m = SAE(D, L)
-x = torch.randn(N, D) * 2 + 0.5
-init = state(m)
-opt = torch.optim.Adam(m.parameters(), lr=LR)
-for _ in range(EPOCHS):
-    opt.zero_grad()
-    f, xh = m(x)
-    loss = torch.nn.functional.mse_loss(xh, x) + LAM * f.abs().sum(dim=1).mean()
-    loss.backward()
-    opt.step()
-with torch.no_grad():
-    f, _ = m(x)
-out = {"n": N, "d": D, "latents": L, "epochs": EPOCHS, "lr": LR, "l1": LAM, "x": x.flatten().tolist(),
-       "init": init, "trained": state(m), "loss": loss.item(), "acts": f.flatten().tolist(),
-       "codes": f.argmax(dim=1).tolist(), "torch": torch.__version__}
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sae_paper.json"), "w") as fh:
-    json.dump(out, fh)
-print("loss", loss.item(), "codes", out["codes"])
+def main():
+    torch.manual_seed(0)
+    m = SAE(D, L)
+    x = torch.randn(N, D) * 2 + 0.5
+    init = state(m)
+    opt = torch.optim.Adam(m.parameters(), lr=LR)
+    for _ in range(EPOCHS):
+        opt.zero_grad()
+        f, xh = m(x)
+        loss = torch.nn.functional.mse_loss(xh, x) + LAM * f.abs().sum(dim=1).mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        f, _ = m(x)
+    out = {"n": N, "d": D, "latents": L, "epochs": EPOCHS, "lr": LR, "l1": LAM, "x": x.flatten().tolist(),
+           "init": init, "trained": state(m), "loss": loss.item(), "acts": f.flatten().tolist(),
+           "codes": f.argmax(dim=1).tolist(), "torch": torch.__version__}
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "sae_paper.json"), "w") as fh:
+        json.dump(out, fh)
+    print("loss", loss.item(), "codes", out["codes"])
+
+
+if __name__ == "__main__":
+    main()
