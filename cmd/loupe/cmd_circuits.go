@@ -94,6 +94,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults().Epochs, "sae: full-batch Adam steps")
 	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults().Latents, "sae: latents")
 	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults().L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
+	saeArch := fs.String("sae-arch", "paper", "sae: the autoencoder: paper (the paper's code: tied bias, unit-norm rows) or standard (package sae's standard SAE)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -124,6 +125,14 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		cfg := circuits.SAEDefaults()
 		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
 		opt.SAE = cfg
+		switch *saeArch {
+		case "paper":
+			opt.TrainSAE = circuits.TrainPaperSAE
+		case "standard":
+			opt.TrainSAE = circuits.TrainSAE
+		default:
+			return fmt.Errorf("%w: --sae-arch %q: want paper or standard", errUsage, *saeArch)
+		}
 	default:
 		return fmt.Errorf("%w: --method %q: want patching, acdc or sae", errUsage, *method)
 	}

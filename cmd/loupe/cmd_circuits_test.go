@@ -121,6 +121,7 @@ func TestCircuitsCommandErrors(t *testing.T) {
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "2.1->1.0"}, 2, "not computed before"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "embed->x"}, 2, "embed->x"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--acdc-batch", "0"}, 2, "--acdc-batch"},
+		{[]string{"circuits", "find", "--method", "sae", "--task", good, "--sae-arch", "vae"}, 2, "vae"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--metric", "joy"}, 2, "joy"},
 		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},
 		{[]string{"circuits", "bogus"}, 2, "bogus"},
