@@ -491,16 +491,25 @@ func (t *SAETrainer) checkState(s *SAEState) error {
 	return nil
 }
 
-// tensorPtr gives the device address of a float32 activation tensor of
-// rows×width on this backend.
-func (t *SAETrainer) tensorPtr(x compute.Tensor, rows, width int, what string) (uintptr, error) {
+// checkTensor checks that x is a float32 activation tensor of rows×width
+// on this backend. Its address is read later, on the owner goroutine
+// (devicePtr in Step's do), where every operation queued before has run:
+// operations are queued without waiting, so a tensor just produced may
+// not be placed yet when Step is called.
+func (t *SAETrainer) checkTensor(x compute.Tensor, rows, width int, what string) error {
 	ct, ok := x.(*Tensor)
 	if !ok {
-		return 0, fmt.Errorf("cuda: SAE step: the %s is a %T tensor, not one of this GPU's", what, x)
+		return fmt.Errorf("cuda: SAE step: the %s is a %T tensor, not one of this GPU's", what, x)
 	}
 	if ct.dt != compute.F32 || ct.numel() != rows*width {
-		return 0, fmt.Errorf("cuda: SAE step: the %s is %s %v, want float32 of %d×%d", what, ct.dt, ct.shape, rows, width)
+		return fmt.Errorf("cuda: SAE step: the %s is %s %v, want float32 of %d×%d", what, ct.dt, ct.shape, rows, width)
 	}
+	return nil
+}
+
+// devicePtr is a checked tensor's device address, on the owner goroutine.
+func devicePtr(x compute.Tensor, what string) (uintptr, error) {
+	ct := x.(*Tensor)
 	if ct.buf.dead || ct.buf.failed {
 		return 0, fmt.Errorf("cuda: SAE step: the %s tensor was freed or never allocated", what)
 	}
@@ -522,11 +531,11 @@ func (t *SAETrainer) Step(x, y []float32, dx, dy compute.Tensor, rows int) (SAES
 	var err error
 	switch {
 	case dx != nil:
-		if xp, err = t.tensorPtr(dx, rows, c.DIn, "input batch"); err != nil {
+		if err = t.checkTensor(dx, rows, c.DIn, "input batch"); err != nil {
 			return SAEStats{}, err
 		}
 		if dy != nil {
-			if yp, err = t.tensorPtr(dy, rows, c.DOut, "target batch"); err != nil {
+			if err = t.checkTensor(dy, rows, c.DOut, "target batch"); err != nil {
 				return SAEStats{}, err
 			}
 		}
@@ -539,6 +548,14 @@ func (t *SAETrainer) Step(x, y []float32, dx, dy compute.Tensor, rows int) (SAES
 	var out SAEStats
 	t.b.do(func() {
 		b := t.b
+		if dx != nil {
+			if xp, err = devicePtr(dx, "input batch"); err == nil && dy != nil {
+				yp, err = devicePtr(dy, "target batch")
+			}
+			if err != nil {
+				return
+			}
+		}
 		if dx == nil {
 			xp = t.x.p()
 			b.upload(xp, unsafe.Pointer(&x[0]), 4*len(x))
