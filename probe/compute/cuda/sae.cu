@@ -20,8 +20,6 @@ typedef unsigned long long u64;
 #define ST_DEAD 5     // dead latents after this step's update
 #define ST_SPARSE 6   // standard: Σ f·‖d_j‖
 #define ST_MEAN2 7    // Σ_i (Σ_r y_ri)² / n
-#define ST_MINKEPT 8  // BatchTopK: the smallest kept pre-activation (as u32 bits in slot 8's low word)
-#define ST_KEPT 9     // BatchTopK: kept count
 #define ST_N 12
 
 __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }

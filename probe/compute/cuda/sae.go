@@ -43,14 +43,12 @@ const (
 	stDead
 	stSparse
 	stMean2
-	stMinKept
-	stKept
 	stN = 12
 )
 
 // SAEConfig describes the SAE a SAETrainer trains: the architecture, the
-// sizes and the loss and optimizer hyperparameters (the sae package's
-// TrainConfig and Adam, with its defaults already applied).
+// sizes and the loss hyperparameters (the sae package's TrainConfig, its
+// defaults applied). Adam's come with each Update.
 type SAEConfig struct {
 	Arch             string // standard, topk, batchtopk, jumprelu or matryoshka
 	DIn, DSAE, DOut  int
@@ -147,8 +145,7 @@ type SAETrainer struct {
 	state, hist, minKept    *dbuf
 	thrInit, ones, colY, st *dbuf
 
-	all   []*dbuf
-	stats [stN]float64
+	all []*dbuf // every allocation, for Close
 }
 
 const (
