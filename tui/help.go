@@ -24,6 +24,7 @@ type keyMap struct {
 	Help, Quit              key.Binding
 	Mode, Rank              key.Binding
 	Features, Sort          key.Binding
+	Codes                   key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -57,6 +58,7 @@ func newKeyMap() keyMap {
 		Rank:        b("1-9", "head of rank N", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
 		Quit:        b("q", "quit", "q", "ctrl+c"),
 		Features:    b("x", "SAE features", "x"),
+		Codes:       b("c", "codebook codes", "c"),
 		Sort:        b("o", "sort", "o"),
 	}
 }
@@ -111,12 +113,28 @@ func (k keyMap) helpFor(sc screen) screenKeys {
 		open.SetHelp("enter", "open latent")
 		return screenKeys{
 			short: []key.Binding{k.Help, k.Up, k.Sort, open, k.Search, k.NextMatch, k.Quit},
-			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Help, k.Quit}},
+			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Codes, k.Help, k.Quit}},
 		}
 	case screenFeature:
 		left, right, up := k.Left, k.Right, k.Up
 		left.SetHelp("←/h", "previous latent")
 		right.SetHelp("→/l", "next latent")
+		up.SetHelp("↑/k", "scroll")
+		return screenKeys{
+			short: []key.Binding{k.Help, up, left, k.Back, k.Search, k.NextMatch, k.Quit},
+			full:  [][]key.Binding{{up, k.Down, k.PageUp, k.PageDown, left, right}, {k.Back, k.Search, k.NextMatch, k.PrevMatch}, {k.Help, k.Quit}},
+		}
+	case screenCodes:
+		open := k.Open
+		open.SetHelp("enter", "open code")
+		return screenKeys{
+			short: []key.Binding{k.Help, k.Up, k.Sort, open, k.Search, k.NextMatch, k.Quit},
+			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Features, k.Help, k.Quit}},
+		}
+	case screenCode:
+		left, right, up := k.Left, k.Right, k.Up
+		left.SetHelp("←/h", "previous code")
+		right.SetHelp("→/l", "next code")
 		up.SetHelp("↑/k", "scroll")
 		return screenKeys{
 			short: []key.Binding{k.Help, up, left, k.Back, k.Search, k.NextMatch, k.Quit},
