@@ -102,5 +102,5 @@ func TestCodeScreens(t *testing.T) {
 		t.Errorf("help on the code list:\n%s", view)
 	}
 	// random keys never panic
-	drive(New(src), keys("jjjjkkkooo", "enter", "llllhhhhjjjj", "esc", "?", "?", "n", "N", "c", "x", "m", "c"))
+	drive(New(src), keys("jjjjkkkooo", "enter", "llllhhhhjjjj", "esc", "?", "?", "n", "N", "b", "x", "m", "b"))
 }

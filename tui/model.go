@@ -19,12 +19,13 @@ const (
 	screenError
 	screenFeatures // SAE latents (loupe sae features)
 	screenFeature  // one latent
+	screenCircuit  // a found circuit (loupe circuits find)
 	screenCodes    // codebook codes (loupe codebook codes)
 	screenCode     // one code
 )
 
 func (s screen) String() string {
-	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature", "codes", "code"}[s]
+	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature", "circuit", "codes", "code"}[s]
 }
 
 // inDictionary says the screen is one of the feature or code screens,
@@ -111,6 +112,7 @@ func New(src *Source) Model {
 		screenPromptView: &promptView{st: st},
 		screenFeatures:   &featureList{st: st},
 		screenFeature:    &featureView{st: st},
+		screenCircuit:    &circuitView{st: st},
 		screenCodes:      &codeList{st: st},
 		screenCode:       &codeView{st: st},
 	}
@@ -125,7 +127,10 @@ func New(src *Source) Model {
 	if len(src.Features()) > 0 && len(src.ScoreNames()) == 0 && len(src.Prompts()) == 0 {
 		m.current = screenFeatures // a features file (loupe sae features)
 	}
-	if len(src.Codes()) > 0 && len(src.Features()) == 0 && len(src.ScoreNames()) == 0 && len(src.Prompts()) == 0 {
+	if len(src.circuitGraphs()) > 0 && len(src.Prompts()) == 0 {
+		m.current = screenCircuit // a circuit file (loupe circuits find)
+	}
+	if len(src.Codes()) > 0 && len(src.Features()) == 0 && len(src.ScoreNames()) == 0 && len(src.Prompts()) == 0 && len(src.circuitGraphs()) == 0 {
 		m.current = screenCodes // a codes file (loupe codebook codes)
 	}
 	return m
@@ -221,11 +226,16 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case key.Matches(msg, k.Map):
 			m.current = screenHeadMap
 			return m, nil
+		case key.Matches(msg, k.Circuit) && len(m.st.src.circuitGraphs()) > 0 && m.current != screenCircuit:
+			m.current = screenCircuit
+			return m, nil
 		case key.Matches(msg, k.Prompt) && m.current != screenPromptView:
 			m.current = screenPromptView
 			return m, nil
 		case key.Matches(msg, k.Back):
 			switch m.current {
+			case screenCircuit:
+				m.current = screenHeadMap
 			case screenFeature:
 				m.current = screenFeatures
 			case screenCode:
