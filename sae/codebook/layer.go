@@ -89,8 +89,8 @@ func (l *Layer) Apply(b compute.Backend, x compute.Tensor, disabled func(row, gr
 	return &Snapped{Out: out, IDs: ids}, nil
 }
 
-// Tables are a layer's tensors on one backend, made once per run so that a
-// forward pass uploads nothing of the codebook: per group the unit-length
+// Tables are a layer's tensors on one backend (Set.Upload makes them once,
+// so that a forward pass uploads nothing of the codebook): per group the unit-length
 // codes the similarities are taken against and the layer norm's weight and
 // bias, and the codes themselves as one table [Groups*NumCodes+1, Dim]
 // whose last row is zero (what an id of -1 reads).
@@ -102,7 +102,8 @@ type Tables struct {
 }
 
 // Tables uploads the layer's tensors to b. The layer's codes must not
-// change while the tables are in use (a splice makes its own per run).
+// change while the tables are in use. On a GPU, tables made inside a
+// forward pass are that pass's temporaries.
 func (l *Layer) Tables(b compute.Backend) *Tables {
 	t := &Tables{b: b}
 	unit := l.unitCodes()
