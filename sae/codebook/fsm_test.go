@@ -25,7 +25,7 @@ func TestTokFSMStateCodesAndSteering(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ap, err := MeasureStateAP(ctx, m, NewStateEval(f, 48, m.Config.MaxPos, 1), "blocks.*.mlp.hook_post", 16)
+	ap, err := MeasureStateAP(ctx, m, NewStateEval(f, 48, 64, 1), "blocks.*.mlp.hook_post", 16)
 	if err != nil {
 		t.Fatal(err)
 	}
