@@ -478,6 +478,12 @@ func (c *CPU) reduceFused(q, k []float32, s AttnShape, scale float32, mask AttnM
 					if j < 0 || int(j) >= s.Tk || !mask.allowed(b, s.Tk, rr.p, int(j)) {
 						continue
 					}
+					// An fp32 dot product, like the scores the lse was
+					// built from: a float64 one is further from the exact
+					// mass (SmolLM2 at 4096 tokens: 6.8e-6 against 4.7e-6),
+					// since the error of a dominant key's score cancels
+					// against the same error inside the lse only when both
+					// are rounded alike.
 					kr := k[kvBase+int(j)*kvStride:][:s.Dh]
 					var dot float32
 					for d, x := range qr {
