@@ -404,3 +404,37 @@ func TestTiles(t *testing.T) {
 		}
 	}
 }
+
+// Transpose moves every element where it belongs, for every
+// implementation, shapes with and without whole groups of eight.
+func TestTranspose(t *testing.T) {
+	old := best
+	defer func() { best = old }()
+	for _, im := range available {
+		best = im
+		for _, sh := range [][2]int{{1, 1}, {3, 5}, {8, 8}, {12, 64}, {13, 70}, {32, 64}, {64, 32}, {37, 9}} {
+			rows, cols := sh[0], sh[1]
+			ld, ldd := cols+3, rows+5
+			src := make([]float32, rows*ld)
+			for i := range src {
+				src[i] = float32(i)
+			}
+			dst := make([]float32, cols*ldd)
+			for i := range dst {
+				dst[i] = -1
+			}
+			Transpose(rows, cols, src, ld, dst, ldd)
+			for j := 0; j < cols; j++ {
+				for i := 0; i < ldd; i++ {
+					want := float32(-1)
+					if i < rows {
+						want = src[i*ld+j]
+					}
+					if dst[j*ldd+i] != want {
+						t.Fatalf("%s %d×%d: dst[%d][%d] = %g, want %g", im.name, rows, cols, j, i, dst[j*ldd+i], want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -30,3 +30,38 @@ func (t Tiles) Mul(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 	}
 	t.im.kern(k, &a[0], &b[0], &c[0], ldc, alpha, beta)
 }
+
+// Transpose sets dst[j·ldd+i] = src[i·ld+j] for i < rows and j < cols,
+// with the packing's AVX transposes where the CPU has them (eight or four
+// rows at a time over a multiple of eight columns).
+func Transpose(rows, cols int, src []float32, ld int, dst []float32, ldd int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	if ld < cols || ldd < rows || len(src) < (rows-1)*ld+cols || len(dst) < (cols-1)*ldd+rows {
+		panic(fmt.Sprintf("gemm: Transpose: %d×%d from %d floats (ld %d) into %d floats (ldd %d)", rows, cols, len(src), ld, len(dst), ldd))
+	}
+	im := best
+	done, kv := 0, 0
+	if im.tr8 != nil {
+		kv = cols &^ 7
+	}
+	if kv > 0 {
+		for ; done+8 <= rows; done += 8 {
+			im.tr8(kv, &src[done*ld], ld, &dst[done], ldd)
+		}
+		for ; done+4 <= rows; done += 4 {
+			im.tr4(kv, &src[done*ld], ld, &dst[done], ldd)
+		}
+	}
+	for i := 0; i < rows; i++ {
+		s := src[i*ld : i*ld+cols]
+		j0 := 0
+		if i < done {
+			j0 = kv
+		}
+		for j := j0; j < cols; j++ {
+			dst[j*ldd+i] = s[j]
+		}
+	}
+}
