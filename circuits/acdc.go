@@ -14,97 +14,190 @@ import (
 // reads, in place of a cut sender's actual output in this run, the
 // sender's output on the corrupted prompt. It returns the mean metric.
 func (p *Patcher) RunCut(ctx context.Context, cut []Edge) (float64, error) {
-	c := p.m.Config
-	into := map[Node][]Node{}
-	for _, e := range cut {
-		if err := CheckEdge(c, e); err != nil {
-			return 0, err
-		}
-		into[e.To] = append(into[e.To], e.From)
+	ms, err := p.RunCuts(ctx, [][]Edge{cut})
+	if err != nil {
+		return 0, err
 	}
-	return p.runEdits(ctx, Noising, func(ch *chunk) []probe.Edit { return p.cutEdits(ch, into) })
+	return ms[0], nil
 }
 
-// cutEdits builds one chunk's edits: recorders of every sender's output in
-// this run, then the receivers' inputs moved by (corrupted − actual) of
-// their cut senders.
-func (p *Patcher) cutEdits(ch *chunk, into map[Node][]Node) []probe.Edit {
+// RunCuts runs several cut sets in one forward pass per chunk: the chunk's
+// clean prompts are stacked once per cut set, each copy with its own cuts,
+// and the mean metric of each set comes back. Every copy computes what
+// RunCut of its set alone computes (the rows of a batch do not mix); one
+// pass of k copies costs the arithmetic of k passes but not their
+// per-pass overheads, and it fills a GPU that one small batch leaves idle.
+func (p *Patcher) RunCuts(ctx context.Context, cuts [][]Edge) ([]float64, error) {
+	c := p.m.Config
+	intos := make([]map[Node][]Node, len(cuts))
+	for k, cut := range cuts {
+		intos[k] = map[Node][]Node{}
+		for _, e := range cut {
+			if err := CheckEdge(c, e); err != nil {
+				return nil, err
+			}
+			intos[k][e.To] = append(intos[k][e.To], e.From)
+		}
+	}
+	sums := make([]float64, len(cuts))
+	n := 0
+	for _, ch := range p.chunks {
+		in := make([][]int, 0, len(cuts)*len(ch.clean))
+		for range cuts {
+			in = append(in, ch.clean...)
+		}
+		r, err := p.m.Forward(ctx, in, probe.Options{Hooks: &probe.Hooks{Edit: p.cutEdits(ch, intos)}, Logits: probe.LogitsLast})
+		if err != nil {
+			return nil, err
+		}
+		p.Runs += len(cuts)
+		p.Forwards++
+		for i, lp := range logProbs(r) {
+			sums[i/len(ch.clean)] += p.score(ch, i%len(ch.clean), lp)
+		}
+		n += len(ch.clean)
+	}
+	for k := range sums {
+		sums[k] /= float64(n)
+	}
+	return sums, nil
+}
+
+// cutEdits builds one chunk's edits for a pass that stacks len(intos)
+// copies of its clean prompts: recorders of the senders' outputs in this
+// run, then in copy k the receivers' inputs moved by (corrupted − actual)
+// of the senders intos[k] cuts from them.
+//
+// A receiver reads the residual stream, the sum of every earlier node's
+// write, so the sum over its cut senders is also the whole stream's
+// (corrupted − actual) less the sum over its senders still connected.
+// Late in ACDC nearly every edge is cut, and that form costs the few kept
+// edges instead of the thousands cut; it is used when it is the shorter
+// and the model's stream is such a sum (sumOK: no norm after a block's
+// output, see NewPatcher).
+func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node) []probe.Edit {
 	c := p.m.Config
 	D, H := c.DModel, c.Heads
 	cur := map[string][]float32{} // this run's outputs by hook name
-	senders := map[string]bool{}
-	for _, us := range into {
-		for _, u := range us {
-			senders[outName(u)] = true
+	// term is one ± (corrupted − actual) of a hook's slice.
+	type term struct {
+		hook   string
+		stride int // floats per row of the hook's value
+		lo     int // the slice's first column
+		sign   float32
+	}
+	type recv struct {
+		hook  string // where v reads its input
+		width int    // floats per row there
+		off   int    // v's columns
+		k     int    // the copy
+		terms []term
+	}
+	out := func(u Node) term {
+		if u.Kind == NodeHead {
+			return term{outName(u), H * D, u.Head * D, 1}
+		}
+		return term{outName(u), D, 0, 1}
+	}
+	var rs []recv
+	for k, into := range intos {
+		for v, us := range into {
+			r := recv{k: k, width: D}
+			var stream string // the residual stream v reads, whole
+			switch v.Kind {
+			case NodeHead:
+				r.hook, r.width, r.off = fmt.Sprintf("blocks.%d.hook_attn_in", v.Layer), H*D, v.Head*D
+				stream = fmt.Sprintf("blocks.%d.hook_resid_pre", v.Layer)
+			case NodeMLP:
+				r.hook, stream = fmt.Sprintf("blocks.%d.hook_mlp_in", v.Layer), fmt.Sprintf("blocks.%d.hook_resid_mid", v.Layer)
+			case NodeLogits:
+				r.hook = fmt.Sprintf("blocks.%d.hook_resid_post", c.Layers-1)
+				stream = r.hook
+			default:
+				continue
+			}
+			all := sendersOf(c, v)
+			if p.sumOK && 2*len(us) > len(all) {
+				r.terms = append(r.terms, term{stream, D, 0, 1})
+				isCut := map[Node]bool{}
+				for _, u := range us {
+					isCut[u] = true
+				}
+				for _, u := range all {
+					if !isCut[u] {
+						t := out(u)
+						t.sign = -1
+						r.terms = append(r.terms, t)
+					}
+				}
+			} else {
+				for _, u := range us {
+					r.terms = append(r.terms, out(u))
+				}
+			}
+			rs = append(rs, r)
 		}
 	}
 	var edits []probe.Edit
-	for name := range senders {
-		edits = append(edits, probe.Edit{Hook: name, Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
-			cur[name] = b.ToHost(t)
-			return t, nil
-		}})
-	}
-	// delta adds Σ (corrupted − actual) of senders to rows [N, width] of x
-	// at column offset off.
-	delta := func(x []float32, width, off int, us []Node) error {
-		for _, u := range us {
-			name := outName(u)
-			now, corr := cur[name], ch.corruptRun.Cache[name]
-			if now == nil || corr == nil {
-				return fmt.Errorf("cut %s: output of %s not seen", name, u)
+	recorded := map[string]bool{}
+	for _, r := range rs {
+		for _, t := range r.terms {
+			if recorded[t.hook] {
+				continue
 			}
-			stride, lo := D, 0
-			if u.Kind == NodeHead {
-				stride, lo = H*D, u.Head*D
-			}
-			n := len(x) / width
-			for r := 0; r < n; r++ {
-				dst := x[r*width+off : r*width+off+D]
-				a, b := now[r*stride+lo:r*stride+lo+D], corr.Data[r*stride+lo:r*stride+lo+D]
-				for d := range dst {
-					dst[d] += b[d] - a[d]
-				}
-			}
-		}
-		return nil
-	}
-	heads := map[int][]Node{}
-	for v := range into {
-		if v.Kind == NodeHead {
-			heads[v.Layer] = append(heads[v.Layer], v)
+			recorded[t.hook] = true
+			name := t.hook
+			edits = append(edits, probe.Edit{Hook: name, Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
+				cur[name] = b.ToHost(t)
+				return t, nil
+			}})
 		}
 	}
-	for l, vs := range heads {
-		edits = append(edits, probe.Edit{Hook: fmt.Sprintf("blocks.%d.hook_attn_in", l), Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
-			x := b.ToHost(t)
-			for _, v := range vs {
-				if err := delta(x, H*D, v.Head*D, into[v]); err != nil {
-					return nil, err
-				}
-			}
-			return b.FromHost(x, t.Shape()...), nil
-		}})
-	}
-	for v, us := range into {
-		var hook string
-		switch v.Kind {
-		case NodeMLP:
-			hook = fmt.Sprintf("blocks.%d.hook_mlp_in", v.Layer)
-		case NodeLogits:
-			hook = fmt.Sprintf("blocks.%d.hook_resid_post", c.Layers-1)
-		default:
-			continue
+	byHook := map[string][]recv{}
+	var hooks []string
+	for _, r := range rs {
+		if byHook[r.hook] == nil {
+			hooks = append(hooks, r.hook)
 		}
+		byHook[r.hook] = append(byHook[r.hook], r)
+	}
+	copies := len(intos)
+	for _, hook := range hooks {
+		rs := byHook[hook]
 		edits = append(edits, probe.Edit{Hook: hook, Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
 			x := b.ToHost(t)
-			if err := delta(x, D, 0, us); err != nil {
-				return nil, err
+			for _, r := range rs {
+				rows := len(x) / r.width / copies // rows of one copy
+				for _, tm := range r.terms {
+					now, corr := cur[tm.hook], ch.corruptRun.Cache[tm.hook]
+					if now == nil || corr == nil {
+						return nil, fmt.Errorf("cut into %s: %s not seen", hook, tm.hook)
+					}
+					for i := 0; i < rows; i++ {
+						R := r.k*rows + i
+						dst := x[R*r.width+r.off:][:D]
+						a, b := now[R*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
+						for d := range dst {
+							dst[d] += tm.sign * (b[d] - a[d])
+						}
+					}
+				}
 			}
 			return b.FromHost(x, t.Shape()...), nil
 		}})
 	}
 	return edits
+}
+
+// sendersOf lists the nodes computed before v, in forward order.
+func sendersOf(c probe.Config, v Node) []Node {
+	var out []Node
+	for _, u := range Nodes(c) {
+		if u.Kind != NodeLogits && order(u, c.Layers) < order(v, c.Layers) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // outName is the hook whose value is node u's write to the residual.
@@ -123,6 +216,7 @@ type ACDCResult struct {
 	Threshold float64
 	Kept      []Edge  // the circuit's edges
 	Metric    float64 // the circuit's distance from the clean run
+	Pruned    []Node  // with ACDCNodes: the nodes the node pass cut
 	Runs      int
 	Wall      time.Duration
 }
@@ -141,62 +235,150 @@ func (p *Patcher) distance(m float64) float64 {
 // receiver's senders from the latest back, it cuts an edge for good when
 // cutting it moves the distance from the clean run by less than threshold.
 // A receiver left with no outgoing edge feeds nothing, so its incoming
-// edges are cut without a forward pass.
+// edges are cut without a forward pass. PatchOptions.ACDCBatch edge tests
+// share one forward pass (speculatively; the result is the same).
+//
+// With PatchOptions.ACDCNodes the same rule first runs over whole nodes,
+// latest first (a node's test cuts all its outgoing edges), and the edge
+// pass then visits only the edges among the nodes left: one pass per node
+// plus one per remaining edge, in place of one per edge of the whole graph
+// (a coarse-to-fine search; the edges it skips are cut, as it decided).
 func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, error) {
 	start, runs0 := time.Now(), p.Runs
 	c := p.m.Config
 	nodes := Nodes(c)
-	var cut []Edge
-	isCut := map[Edge]bool{}
 	m, err := p.RunCut(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	cur := p.distance(m)
-	stage := fmt.Sprintf("acdc %g", threshold)
-	seen, total := 0, len(Edges(c))
+	g := &greedy{p: p, threshold: threshold, cur: p.distance(m), isCut: map[Edge]bool{},
+		stage: fmt.Sprintf("acdc %g", threshold), total: len(Edges(c))}
+	res := &ACDCResult{Threshold: threshold}
+	if p.opt.ACDCNodes {
+		var units [][]Edge
+		var comps []Node
+		for i := len(nodes) - 2; i >= 1; i-- { // latest first; not the logits or the embeddings
+			u := nodes[i]
+			var outs []Edge
+			for _, w := range nodes[i+1:] {
+				if order(w, c.Layers) > order(u, c.Layers) {
+					outs = append(outs, Edge{u, w})
+				}
+			}
+			units, comps = append(units, outs), append(comps, u)
+		}
+		g.stage, g.total = fmt.Sprintf("acdc nodes %g", threshold), len(units)
+		cutNodes, err := g.run(ctx, units)
+		if err != nil {
+			return nil, err
+		}
+		for i, u := range comps {
+			if cutNodes[i] {
+				res.Pruned = append(res.Pruned, u)
+			}
+		}
+		g.stage, g.total, g.seen = fmt.Sprintf("acdc %g", threshold), len(Edges(c)), 0
+	}
 	for i := len(nodes) - 1; i >= 1; i-- {
 		v := nodes[i]
 		live := v.Kind == NodeLogits
 		for _, w := range nodes[i+1:] {
-			if order(w, c.Layers) > order(v, c.Layers) && !isCut[Edge{v, w}] {
+			if order(w, c.Layers) > order(v, c.Layers) && !g.isCut[Edge{v, w}] {
 				live = true
 				break
 			}
 		}
+		var units [][]Edge // v's senders' edges not yet cut, latest sender first
 		for j := i - 1; j >= 0; j-- {
-			u := nodes[j]
-			if order(u, c.Layers) >= order(v, c.Layers) {
-				continue
-			}
-			e := Edge{u, v}
-			seen++
-			p.progress(stage, seen, total)
-			if !live {
-				cut, isCut[e] = append(cut, e), true
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			m, err := p.RunCut(ctx, append(cut, e))
-			if err != nil {
-				return nil, err
-			}
-			if d := p.distance(m); d-cur < threshold {
-				cut, isCut[e], cur = append(cut, e), true, d
+			if u := nodes[j]; order(u, c.Layers) < order(v, c.Layers) {
+				if e := (Edge{u, v}); !g.isCut[e] {
+					units = append(units, []Edge{e})
+				}
 			}
 		}
+		if !live {
+			for _, u := range units {
+				g.cutFor(u)
+			}
+			g.seen += len(units)
+			p.progress(g.stage, g.seen, g.total)
+			continue
+		}
+		if _, err := g.run(ctx, units); err != nil {
+			return nil, err
+		}
 	}
-	res := &ACDCResult{Threshold: threshold, Metric: cur, Runs: p.Runs - runs0}
+	res.Metric, res.Runs = g.cur, p.Runs-runs0
 	for _, e := range Edges(c) {
-		if !isCut[e] {
+		if !g.isCut[e] {
 			res.Kept = append(res.Kept, e)
 		}
 	}
 	res.Kept = connected(res.Kept)
 	res.Wall = time.Since(start)
 	return res, nil
+}
+
+// greedy is ACDC's state: the edges cut so far and the distance with them
+// cut.
+type greedy struct {
+	p         *Patcher
+	threshold float64
+	cut       []Edge
+	isCut     map[Edge]bool
+	cur       float64
+	stage     string
+	seen      int
+	total     int
+}
+
+func (g *greedy) cutFor(es []Edge) {
+	for _, e := range es {
+		if !g.isCut[e] {
+			g.cut, g.isCut[e] = append(g.cut, e), true
+		}
+	}
+}
+
+// run decides units (groups of edges) in order: a unit is cut for good
+// when cutting it as well moves the distance by less than the threshold.
+// It speculates that the next k units are all cut (most are): copy j of a
+// pass cuts the first j+1 of them. Reading the copies in order replays the
+// one-at-a-time decisions exactly up to the first unit kept; the copies
+// after it assumed that unit cut, so the next pass starts after it. It
+// returns which units were cut.
+func (g *greedy) run(ctx context.Context, units [][]Edge) ([]bool, error) {
+	spec := max(g.p.opt.ACDCBatch, 1)
+	cutUnit := make([]bool, len(units))
+	for next := 0; next < len(units); {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		k := min(spec, len(units)-next)
+		sets := make([][]Edge, k)
+		acc := slices.Clone(g.cut)
+		for j := range sets {
+			acc = append(acc, units[next+j]...)
+			sets[j] = slices.Clip(slices.Clone(acc))
+		}
+		ms, err := g.p.RunCuts(ctx, sets)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			i := next
+			next++
+			g.seen++
+			if d := g.p.distance(m); d-g.cur < g.threshold {
+				g.cutFor(units[i])
+				g.cur, cutUnit[i] = d, true
+				continue
+			}
+			break // unit i is kept: the later copies cut it
+		}
+		g.p.progress(g.stage, g.seen, g.total)
+	}
+	return cutUnit, nil
 }
 
 // connected keeps the edges that lie on a path from the embeddings to the

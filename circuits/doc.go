@@ -12,8 +12,11 @@
 //     path patching (Wang et al. 2022) (patch.go, path.go);
 //   - the graph of embeddings, heads, MLPs and logits with edges through the
 //     residual stream, edges cut through the probe's split-input hooks, and
-//     ACDC (Conmy et al. 2023) with threshold sweeps (graph.go, acdc.go);
-//   - SAE circuit identification (O'Neill and Bui 2024) on package sae
+//     ACDC (Conmy et al. 2023) with threshold sweeps, its edge tests batched
+//     several to a forward pass, and an optional node-first pass for big
+//     graphs (graph.go, acdc.go);
+//   - SAE circuit identification (O'Neill and Bui 2024) with the paper's own
+//     autoencoder (saepaper.go) or package sae's standard SAE in its place
 //     (saecircuit.go, saetrain.go);
 //   - scoring against known circuits: ROC AUC, precision and recall
 //     (roc.go, truth.go, find.go), and pictures (draw.go).

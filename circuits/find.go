@@ -31,7 +31,8 @@ type FindOptions struct {
 	SAE SAEConfig
 	// TrainSAE trains the SAE method's autoencoder on features [n, d] and
 	// returns its encoder (latent activations [n, latents]); nil is
-	// TrainSAE, package sae's standard SAE.
+	// TrainPaperSAE, the paper's own autoencoder (TrainSAE is package
+	// sae's standard SAE in its place).
 	TrainSAE func(ctx context.Context, feats []float32, n, d int, cfg SAEConfig) (func(x []float32, n int) []float32, error)
 }
 
@@ -130,7 +131,7 @@ func Find(ctx context.Context, p *Patcher, prompts []Prompt, opt FindOptions) (*
 	case "sae":
 		trainSAE := opt.TrainSAE
 		if trainSAE == nil {
-			trainSAE = TrainSAE
+			trainSAE = TrainPaperSAE
 		}
 		cfg, err := opt.SAE.withDefaults()
 		if err != nil {

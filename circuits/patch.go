@@ -155,6 +155,12 @@ type PatchOptions struct {
 	// HeadSite is the hook a head is patched through: "z" (hook_z, the
 	// default) or "result" (hook_result).
 	HeadSite string
+	// ACDCBatch is how many of ACDC's edge tests one forward pass makes
+	// (default 1): the batch is that many copies of the clean prompts.
+	ACDCBatch int
+	// ACDCNodes makes ACDC decide whole nodes first, then the edges among
+	// the nodes left (see Patcher.ACDC).
+	ACDCNodes bool
 }
 
 // chunk is a batch of pairs with both runs cached.
@@ -175,11 +181,16 @@ type Patcher struct {
 	// Clean and Corrupt are the metric on the two runs (for kl: 0 and
 	// KL(clean ‖ corrupt)).
 	Clean, Corrupt float64
-	// Runs counts the patched forward passes made, for wall-time figures.
-	Runs int
+	// Runs counts the patched runs made, for wall-time figures (a pass
+	// that stacks k of ACDC's edge tests counts k); Forwards counts the
+	// forward passes that made them.
+	Runs, Forwards int
 	// Progress, when set, hears how far the long loops are (node scores,
 	// edge scans, ACDC's edges).
 	Progress func(stage string, done, total int)
+	// sumOK says that the residual stream is the sum of the nodes' writes
+	// (embed, hook_result, hook_mlp_out), checked on the runs.
+	sumOK bool
 }
 
 func (p *Patcher) progress(stage string, done, total int) {
@@ -238,10 +249,58 @@ func NewPatcher(ctx context.Context, m *probe.Model, prompts []Prompt, opt Patch
 		}
 	}
 	p.Clean, p.Corrupt = clean/float64(n), corrupt/float64(n)
+	p.sumOK = streamIsSum(m.Config, p.chunks[0])
 	if p.Clean == p.Corrupt {
 		return nil, fmt.Errorf("patching: the clean and corrupted runs score the same %s (%g): nothing to explain", opt.Metric, p.Clean)
 	}
 	return p, nil
+}
+
+// streamIsSum checks that the change of the final residual stream between
+// the two runs is the sum of the changes of every node's write (biases are
+// the same in both runs and drop out). It is not where a norm follows a
+// block's output (Gemma's post-norms): there hook_result is not what the
+// stream adds.
+func streamIsSum(c probe.Config, ch *chunk) bool {
+	delta := func(name string) []float32 {
+		a, b := ch.cleanRun.Cache[name], ch.corruptRun.Cache[name]
+		if a == nil || b == nil || len(a.Data) != len(b.Data) {
+			return nil
+		}
+		d := make([]float32, len(a.Data))
+		for i := range d {
+			d[i] = b.Data[i] - a.Data[i]
+		}
+		return d
+	}
+	want := delta(fmt.Sprintf("blocks.%d.hook_resid_post", c.Layers-1))
+	sum := delta("blocks.0.hook_resid_pre")
+	if want == nil || sum == nil {
+		return false
+	}
+	D := c.DModel
+	for l := 0; l < c.Layers; l++ {
+		r, m := delta(fmt.Sprintf("blocks.%d.attn.hook_result", l)), delta(fmt.Sprintf("blocks.%d.hook_mlp_out", l))
+		if r == nil || m == nil || len(r) != len(sum)*c.Heads || len(m) != len(sum) {
+			return false
+		}
+		for row := 0; row < len(sum)/D; row++ {
+			for h := 0; h < c.Heads; h++ {
+				for d := 0; d < D; d++ {
+					sum[row*D+d] += r[(row*c.Heads+h)*D+d]
+				}
+			}
+			for d := 0; d < D; d++ {
+				sum[row*D+d] += m[row*D+d]
+			}
+		}
+	}
+	var worst, scale float64
+	for i := range want {
+		worst = max(worst, math.Abs(float64(want[i]-sum[i])))
+		scale = max(scale, math.Abs(float64(want[i])))
+	}
+	return worst <= 1e-3*scale+1e-5
 }
 
 // Model is the patched model.
@@ -339,6 +398,7 @@ func (p *Patcher) runEdits(ctx context.Context, base Direction, edits func(c *ch
 			return 0, err
 		}
 		p.Runs++
+		p.Forwards++
 		for i, lp := range logProbs(r) {
 			sum += p.score(c, i, lp)
 			n++

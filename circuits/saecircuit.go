@@ -78,9 +78,13 @@ func (c SAEConfig) withDefaults() (SAEConfig, error) {
 }
 
 // HeadFeatures runs the prompts and returns every head's hook_result
-// averaged over each prompt's own positions: [len(prompts), layers·heads,
-// d_model], heads in (layer, head) order.
-func HeadFeatures(ctx context.Context, m *probe.Model, prompts [][]int, batch int) ([]float32, error) {
+// averaged over each prompt's own positions (pool "mean", the paper's) or
+// at its last position (pool "last", the reference code's other option):
+// [len(prompts), layers·heads, d_model], heads in (layer, head) order.
+func HeadFeatures(ctx context.Context, m *probe.Model, prompts [][]int, batch int, pool string) ([]float32, error) {
+	if pool != "mean" && pool != "last" {
+		return nil, fmt.Errorf("sae features: position pooling %q: want mean or last", pool)
+	}
 	c := m.Config
 	H, D := c.Layers*c.Heads, c.DModel
 	if batch <= 0 {
@@ -97,8 +101,11 @@ func HeadFeatures(ctx context.Context, m *probe.Model, prompts [][]int, batch in
 			a := r.Cache[fmt.Sprintf("blocks.%d.attn.hook_result", l)].Data // [B, T, heads, D]
 			for b := range part {
 				e := start + b
-				n := r.Len - r.Pad[b]
-				for t := r.Pad[b]; t < r.Len; t++ {
+				from, n := r.Pad[b], r.Len-r.Pad[b]
+				if pool == "last" {
+					from, n = r.Len-1, 1
+				}
+				for t := from; t < r.Len; t++ {
 					for h := 0; h < c.Heads; h++ {
 						src := a[((b*r.Len+t)*c.Heads+h)*D:][:D]
 						dst := out[(e*H+l*c.Heads+h)*D:][:D]
@@ -247,7 +254,7 @@ func SAECircuit(ctx context.Context, m *probe.Model, prompts []Prompt, cfg SAECo
 		return nil, fmt.Errorf("sae method: %d training examples from %d prompts", cfg.Examples, E)
 	}
 	const batch = 32
-	feats, err := HeadFeatures(ctx, m, all, batch)
+	feats, err := HeadFeatures(ctx, m, all, batch, "mean")
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package circuits
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,5 +104,61 @@ func TestSAEConfigDefaults(t *testing.T) {
 	}
 	if _, err := (SAEConfig{Epochs: -1}).withDefaults(); err == nil {
 		t.Fatal("epochs -1 accepted")
+	}
+}
+
+// PaperSAE trains as the PyTorch transcription of the paper's code does
+// (testdata/sae_paper.py): from the same initial parameters, the same
+// parameters, loss, latent activations and codes after 40 Adam steps.
+func TestPaperSAEMatchesPyTorch(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "sae_paper.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		N, D, Latents, Epochs int
+		LR, L1                float64
+		X                     []float32
+		Init, Trained         struct{ B, We, Be, Wd []float32 }
+		Loss                  float64
+		Acts                  []float32
+		Codes                 []int
+	}
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	s := &PaperSAE{D: ref.D, Latents: ref.Latents, B: slices.Clone(ref.Init.B), WE: slices.Clone(ref.Init.We),
+		BE: slices.Clone(ref.Init.Be), WD: slices.Clone(ref.Init.Wd)}
+	loss, err := s.Train(context.Background(), ref.X, ref.N, ref.Epochs, ref.LR, ref.L1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := s.Encode(ref.X, ref.N)
+	worst := func(a, b []float32) float64 {
+		w := 0.0
+		for i := range a {
+			w = math.Max(w, math.Abs(float64(a[i]-b[i])))
+		}
+		return w
+	}
+	for _, c := range []struct {
+		name     string
+		got, ref []float32
+	}{{"tied bias", s.B, ref.Trained.B}, {"W_e", s.WE, ref.Trained.We}, {"b_e", s.BE, ref.Trained.Be}, {"W_d", s.WD, ref.Trained.Wd}, {"latents", acts, ref.Acts}} {
+		scale := 0.0
+		for _, v := range c.ref {
+			scale = math.Max(scale, math.Abs(float64(v)))
+		}
+		if w := worst(c.got, c.ref); w > 1e-5*(1+scale) {
+			t.Errorf("%s: max |Go − PyTorch| %.3g (values up to %.3g)", c.name, w, scale)
+		} else {
+			t.Logf("%s: max |Go − PyTorch| %.3g", c.name, w)
+		}
+	}
+	if math.Abs(loss-ref.Loss) > 1e-5 {
+		t.Errorf("loss %.7f, PyTorch %.7f", loss, ref.Loss)
+	}
+	if got := Codes(func(x []float32, n int) []float32 { return s.Encode(x, n) }, ref.X, ref.N, ref.Latents); !slices.Equal(got, ref.Codes) {
+		t.Errorf("codes %v, PyTorch %v", got, ref.Codes)
 	}
 }

@@ -498,13 +498,25 @@ func TestMethodsOnPlantedModel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := Find(ctx, p, prompts, FindOptions{Method: method, EdgeScan: method == "patching", SAE: SAEDefaults()})
+		use := prompts
+		if method == "sae" {
+			// The SAE method's negatives are prompts the model cannot
+			// complete (the paper's definition); a prompt with another
+			// name it completes as well as the clean one. Token 13 is no
+			// name: nothing is copied.
+			use = nil
+			for i, q := range prompts {
+				q.Corrupt = []int{15, 13 + i%2, 9, 10, 11, 12}
+				use = append(use, q)
+			}
+		}
+		f, err := Find(ctx, p, use, FindOptions{Method: method, EdgeScan: method == "patching", SAE: SAEDefaults()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := f.ScoreAgainst(Components(m.Config), Edges(m.Config), truth, truthEdges)
 		t.Logf("%s: head AUC %.3f, edge AUC %.3f, precision %.3f, recall %.3f, circuit %v, %d passes in %v", method, s.NodeAUC, s.EdgeAUC, s.Precision, s.Recall, f.Nodes, f.Runs, f.Wall.Round(time.Millisecond))
-		if method != "sae" && s.NodeAUC < 0.99 {
+		if s.NodeAUC < 0.99 {
 			t.Errorf("%s ranks the planted heads with AUC %.3f", method, s.NodeAUC)
 		}
 	}

@@ -33,10 +33,8 @@ func newKVCache(m *Model, B, capacity int) *kvCache {
 // append writes T new positions of each sequence's keys and values for layer
 // i and returns the whole cached tensors.
 func (kv *kvCache) append(b compute.Backend, i int, k, v tensor, B, T int) (tensor, tensor) {
-	for s := 0; s < B; s++ {
-		b.CopyRowsInPlace(kv.k[i], b.Rows(k, s*T, (s+1)*T), s*kv.cap+kv.len)
-		b.CopyRowsInPlace(kv.v[i], b.Rows(v, s*T, (s+1)*T), s*kv.cap+kv.len)
-	}
+	compute.CopySeqRows(b, kv.k[i], k, B, T, kv.cap, kv.len)
+	compute.CopySeqRows(b, kv.v[i], v, B, T, kv.cap, kv.len)
 	return kv.k[i], kv.v[i]
 }
 

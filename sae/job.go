@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 
+	"github.com/loupe-dev/loupe/probe/compute/cuda"
 	"github.com/loupe-dev/loupe/sae/activations"
 	"github.com/loupe-dev/loupe/sae/train"
 )
@@ -38,6 +39,10 @@ type TrainSpec struct {
 	Meta            Metadata
 	// Groups overrides Matryoshka's prefix sizes (DefaultGroups otherwise).
 	Groups []int
+	// GPU, when set, trains on that GPU (GPUTrainable); BF16 then runs the
+	// encoder GEMM in bf16 (fp32 accumulation and master weights).
+	GPU  *cuda.Backend
+	BF16 bool
 }
 
 // Steps is the number of training steps the spec asks for.
@@ -116,7 +121,18 @@ func Train(ctx context.Context, pipe *activations.Pipeline, sp TrainSpec) (*SAE,
 		sp.Arch, s.Groups, dIn, sp.DSAE, dOut, sp.K, sp.Tokens, sp.BatchRows, sched.LR, sp.Seed, sp.Normalize, tr.Cfg,
 		sp.Meta.HookName, sp.Meta.TargetHookName, sp.Meta.ModelName, sp.Meta.DatasetPath, sp.Meta.ContextSize)
 	tc := train.Config{Schedule: sched, Checkpoint: sp.Checkpoint, CheckpointEvery: every, Meta: meta, Progress: sp.Progress, OnStep: sp.OnStep}
-	t := train.New(tc, tr, pipe)
+	var mod train.Module = tr
+	if sp.GPU != nil {
+		g, err := NewGPUTrainable(sp.GPU, tr, sp.BatchRows, sp.BF16)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		defer g.Close()
+		mod = g
+	} else if sp.BF16 {
+		return nil, nil, nil, fmt.Errorf("sae: bf16 training needs a GPU (the CPU trains in float32)")
+	}
+	t := train.New(tc, mod, pipe)
 	if sp.Resume {
 		if err := t.Resume(ctx, sp.Checkpoint); err != nil {
 			return nil, nil, nil, err

@@ -179,6 +179,10 @@ func (t *Trainable) SetState(b []byte) error {
 	return nil
 }
 
+// SinceFired gives a copy of the dead-latent counters: tokens since each
+// latent last fired.
+func (t *Trainable) SinceFired() []int64 { return slices.Clone(t.sinceFired) }
+
 // Dead gives the fraction of latents that have not fired in the last
 // DeadWindow tokens.
 func (t *Trainable) Dead() float64 {
@@ -203,6 +207,9 @@ func (t *Trainable) Backward(b *activations.Batch, step int) (train.Stats, error
 	s := t.S
 	if b.Width != s.DIn {
 		return nil, fmt.Errorf("sae: batch rows have %d features, the SAE reads %d", b.Width, s.DIn)
+	}
+	if b.X == nil && b.DX != nil {
+		return nil, fmt.Errorf("sae: the batch is on a device; the CPU step needs host rows")
 	}
 	y, yw := b.X, b.Width
 	if b.Y != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/probe/compute/cuda"
 	"github.com/loupe-dev/loupe/sae/activations"
 )
 
@@ -160,10 +161,19 @@ func TrainRun(ctx context.Context, rc RunConfig) (*SAE, *Report, error) {
 	if buf <= 0 {
 		buf = 16 * rc.Spec.BatchRows
 	}
-	pipe, err := activations.NewPipeline(src, activations.Config{BatchRows: rc.Spec.BatchRows, BufferRows: buf, Seed: rc.Spec.Seed})
+	// A model source on the GPU the SAE trains on feeds it in place: the
+	// shuffling buffer and the batches stay in device memory.
+	onDevice := false
+	if rc.Spec.GPU != nil && rc.TrainSource == nil {
+		if mb, ok := rc.Model.Model.Backend().(*cuda.Backend); ok && mb == rc.Spec.GPU {
+			_, onDevice = src.(activations.DeviceSource)
+		}
+	}
+	pipe, err := activations.NewPipeline(src, activations.Config{BatchRows: rc.Spec.BatchRows, BufferRows: buf, Seed: rc.Spec.Seed, OnDevice: onDevice})
 	if err != nil {
 		return nil, nil, err
 	}
+	defer pipe.Close()
 	sp := rc.Spec
 	sp.Meta = rc.metadata()
 	sp.Checkpoint = filepath.Join(rc.Out, CheckpointFile)

@@ -2,9 +2,14 @@ package tui
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/loupe-dev/loupe/store"
 )
@@ -42,5 +47,90 @@ func TestOpenCircuitTable(t *testing.T) {
 	}
 	if src.HasLabel(0, 1, "circuit (acdc)") {
 		t.Errorf("head 0.1 is not in the circuit but carries its label")
+	}
+}
+
+// The circuit view: `loupe tui` on a circuit file opens on it; the grid
+// shows heads and MLPs by layer, the list the circuit's edges; ↓ selects the
+// next edge and marks its ends, a lists every scored edge, s the next
+// method, esc goes to the head map and c comes back; ? lists its keys.
+func TestCircuitView(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "circuit.arrow")
+	w, err := store.Create(path, store.RunInfo{ModelPath: "toy"}, store.Options{MainTable: string(store.KindCircuit)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []store.CircuitRow
+	for _, method := range []string{"acdc", "sae"} {
+		for l := 0; l < 2; l++ {
+			for h := 0; h < 3; h++ {
+				rows = append(rows, store.CircuitRow{Method: method, Task: "ioi", Kind: store.CircuitNode, Node: fmt.Sprintf("%d.%d", l, h),
+					Layer: l, Head: h, Score: float64(l*3 + h), InCircuit: l == 1 && h == 2 || l == 0 && h == 1})
+			}
+			rows = append(rows, store.CircuitRow{Method: method, Task: "ioi", Kind: store.CircuitNode, Node: fmt.Sprintf("mlp%d", l), Layer: l, Head: -1, Score: 0.5})
+		}
+	}
+	rows = append(rows,
+		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "0.1", To: "1.2", Layer: -1, Head: -1, Score: 0.3, InCircuit: true},
+		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "1.2", To: "logits", Layer: -1, Head: -1, Score: 0.5, InCircuit: true},
+		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "embed", To: "0.0", Layer: -1, Head: -1, Score: 0.01},
+		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitFigure, Node: "edge_auc", Layer: -1, Head: -1, Score: 0.875})
+	if err := w.WriteCircuit(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	src, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var m tea.Model = New(src)
+	send := func(k ...string) {
+		for _, msg := range keys(k...) {
+			m, _ = m.Update(msg)
+		}
+	}
+	m, _ = m.Update(tea.WindowSizeMsg{Width: 100, Height: 30})
+	if cur := m.(Model).Current(); cur != "circuit" {
+		t.Fatalf("opens on %q, want the circuit view", cur)
+	}
+	view := ansi.Strip(m.View())
+	for _, want := range []string{"Circuit: acdc on ioi", "edge auc 0.875", "L0", "L1", "mlp", "embed", "logits", "circuit edges", "1.2      → logits", "0.1      → 1.2"} {
+		if !strings.Contains(view, want) {
+			t.Errorf("view lacks %q:\n%s", want, view)
+		}
+	}
+	if strings.Contains(view, "embed    → 0.0") {
+		t.Errorf("an edge outside the circuit is listed before a lists them all:\n%s", view)
+	}
+	// Best first: 1.2 → logits (0.5) is selected, then 0.1 → 1.2.
+	if cv := m.(Model).screens[screenCircuit].(*circuitView); cv.edges()[cv.sel].Node != "1.2" {
+		t.Errorf("first selected edge %+v", cv.edges()[cv.sel])
+	}
+	send("down")
+	if cv := m.(Model).screens[screenCircuit].(*circuitView); cv.edges()[cv.sel].Node != "0.1" || cv.edges()[cv.sel].To != "1.2" {
+		t.Errorf("after ↓ the selected edge is %+v", cv.edges()[cv.sel])
+	}
+	send("a")
+	if view := ansi.Strip(m.View()); !strings.Contains(view, "embed    → 0.0") || !strings.Contains(view, "every scored edge") {
+		t.Errorf("a does not list every edge:\n%s", view)
+	}
+	send("s")
+	if view := ansi.Strip(m.View()); !strings.Contains(view, "Circuit: sae on ioi") {
+		t.Errorf("s does not show the next method:\n%s", view)
+	}
+	send("esc")
+	if cur := m.(Model).Current(); cur != "head map" {
+		t.Errorf("esc goes to %q", cur)
+	}
+	send("c")
+	if cur := m.(Model).Current(); cur != "circuit" {
+		t.Errorf("c goes to %q", cur)
+	}
+	send("?")
+	if view := ansi.Strip(m.View()); !strings.Contains(view, "next edge") || !strings.Contains(view, "circuit/all edges") {
+		t.Errorf("help lacks the circuit keys:\n%s", view)
 	}
 }

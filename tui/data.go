@@ -53,6 +53,9 @@ type Source struct {
 	lens   map[int]*lensResult
 	flow   map[int]*flowResult
 
+	circuit []store.CircuitRow // circuit tables (loupe circuits find), read at Open
+	graphs  []*circuitGraph    // circuit grouped by method, made on first use
+
 	features  []store.FeatureRow // SAE latents (features.go)
 	featTrace *store.Trace
 	examples  map[int][]store.FeatureExample
@@ -104,11 +107,12 @@ func Open(paths ...string) (src *Source, err error) {
 			src.Close()
 			return nil, fileErr(tablePath(tr, string(store.KindHeadScores)), err)
 		}
-		cs, err := circuitScores(tr)
+		cs, crows, err := circuitScores(tr)
 		if err != nil {
 			src.Close()
 			return nil, fileErr(tablePath(tr, string(store.KindCircuit)), err)
 		}
+		src.circuit = append(src.circuit, crows...)
 		hs = append(hs, cs...)
 		for _, s := range hs {
 			if s.Layer < 0 || s.Head < 0 || s.Layer > 1<<16 || s.Head > 1<<16 {
@@ -209,7 +213,8 @@ func Open(paths ...string) (src *Source, err error) {
 // map: each method's head scores become the score "circuit_METHOD", and
 // the heads in its circuit carry the label "circuit (METHOD)", so the map's
 // label filter picks the circuit out.
-func circuitScores(tr *store.Trace) ([]store.HeadScore, error) {
+// It also returns the rows, for the circuit view.
+func circuitScores(tr *store.Trace) ([]store.HeadScore, []store.CircuitRow, error) {
 	var rows []store.CircuitRow
 	err := guard(func() error {
 		var err error
@@ -217,7 +222,7 @@ func circuitScores(tr *store.Trace) ([]store.HeadScore, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []store.HeadScore
 	for _, r := range rows {
@@ -232,7 +237,15 @@ func circuitScores(tr *store.Trace) ([]store.HeadScore, error) {
 		s.Details = d
 		out = append(out, s)
 	}
-	return out, nil
+	return out, rows, nil
+}
+
+// circuitGraphs is the circuit tables' rows grouped by method.
+func (s *Source) circuitGraphs() []*circuitGraph {
+	if s.graphs == nil && len(s.circuit) > 0 {
+		s.graphs = circuitGraphs(s.circuit)
+	}
+	return s.graphs
 }
 
 // mainFiles maps each path to the main file of its trace and drops the

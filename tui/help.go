@@ -24,6 +24,7 @@ type keyMap struct {
 	Help, Quit              key.Binding
 	Mode, Rank              key.Binding
 	Features, Sort          key.Binding
+	Circuit                 key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -58,6 +59,7 @@ func newKeyMap() keyMap {
 		Quit:        b("q", "quit", "q", "ctrl+c"),
 		Features:    b("x", "SAE features", "x"),
 		Sort:        b("o", "sort", "o"),
+		Circuit:     b("c", "circuit view", "c"),
 	}
 }
 
@@ -79,7 +81,7 @@ func (k keyMap) helpFor(sc screen) screenKeys {
 		return screenKeys{
 			short: []key.Binding{k.Help, k.Up, k.NextScore, k.NextTop, k.Filter, k.Open, k.Prompt, k.Search, k.Quit},
 			full: [][]key.Binding{{k.Up, k.Down, k.Left, k.Right},
-				{k.NextScore, k.PrevScore, k.NextTop, k.PrevTop, k.Rank, k.Filter, k.ClearFilter},
+				{k.NextScore, k.PrevScore, k.NextTop, k.PrevTop, k.Rank, k.Filter, k.ClearFilter, k.Circuit},
 				views},
 		}
 	case screenHeadView:
@@ -112,6 +114,16 @@ func (k keyMap) helpFor(sc screen) screenKeys {
 		return screenKeys{
 			short: []key.Binding{k.Help, k.Up, k.Sort, open, k.Search, k.NextMatch, k.Quit},
 			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Help, k.Quit}},
+		}
+	case screenCircuit:
+		up, down, mode, method := k.Up, k.Down, k.Mode, k.NextScore
+		up.SetHelp("↑/k", "previous edge")
+		down.SetHelp("↓/j", "next edge")
+		mode.SetHelp("a", "circuit/all edges")
+		method.SetHelp("s/S", "method")
+		return screenKeys{
+			short: []key.Binding{k.Help, up, down, mode, method, k.Map, k.Quit},
+			full:  [][]key.Binding{{up, down, k.PageUp, k.PageDown}, {mode, method, k.PrevScore}, {k.Map, k.Back, k.Help, k.Quit}},
 		}
 	case screenFeature:
 		left, right, up := k.Left, k.Right, k.Up

@@ -19,10 +19,11 @@ const (
 	screenError
 	screenFeatures // SAE latents (loupe sae features)
 	screenFeature  // one latent
+	screenCircuit  // a found circuit (loupe circuits find)
 )
 
 func (s screen) String() string {
-	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature"}[s]
+	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature", "circuit"}[s]
 }
 
 // state is what the screens share, so that moving between them keeps the
@@ -98,6 +99,7 @@ func New(src *Source) Model {
 		screenPromptView: &promptView{st: st},
 		screenFeatures:   &featureList{st: st},
 		screenFeature:    &featureView{st: st},
+		screenCircuit:    &circuitView{st: st},
 	}
 	// Start on the best head of the first score: that is what one opens a
 	// head map to find.
@@ -109,6 +111,9 @@ func New(src *Source) Model {
 	}
 	if len(src.Features()) > 0 && len(src.ScoreNames()) == 0 && len(src.Prompts()) == 0 {
 		m.current = screenFeatures // a features file (loupe sae features)
+	}
+	if len(src.circuitGraphs()) > 0 && len(src.Prompts()) == 0 {
+		m.current = screenCircuit // a circuit file (loupe circuits find)
 	}
 	return m
 }
@@ -195,11 +200,16 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case key.Matches(msg, k.Map):
 			m.current = screenHeadMap
 			return m, nil
+		case key.Matches(msg, k.Circuit) && len(m.st.src.circuitGraphs()) > 0 && m.current != screenCircuit:
+			m.current = screenCircuit
+			return m, nil
 		case key.Matches(msg, k.Prompt) && m.current != screenPromptView:
 			m.current = screenPromptView
 			return m, nil
 		case key.Matches(msg, k.Back):
 			switch m.current {
+			case screenCircuit:
+				m.current = screenHeadMap
 			case screenFeature:
 				m.current = screenFeatures
 			case screenHeadView:

@@ -15,6 +15,7 @@ import (
 	"github.com/loupe-dev/loupe/internal/atomicfile"
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/probe/compute"
 	"github.com/loupe-dev/loupe/store"
 )
 
@@ -44,19 +45,19 @@ func cmdCircuits(ctx context.Context, env *cliEnv, args []string) error {
 // loadCircuitModel opens --model, or the embedded organism when it is
 // empty. A model directory without a tokenizer opens too: its task files
 // must then carry token ids.
-func loadCircuitModel(path string) (*probe.Loaded, string, error) {
-	if path == "" {
-		m, err := organism.Load(nil)
+func loadCircuitModel(path string, b compute.Backend) (*probe.Loaded, string, error) {
+	if path == "" || path == "organism" {
+		m, err := organism.Load(b)
 		return m, organism.Name, err
 	}
-	m, err := probe.Load(path, nil)
+	m, err := probe.Load(path, b)
 	if err == nil {
 		return m, path, nil
 	}
 	if !strings.Contains(err.Error(), "tokenizer") {
 		return nil, "", err
 	}
-	mm, wm, err2 := probe.LoadModel(path, nil)
+	mm, wm, err2 := probe.LoadModel(path, b)
 	if err2 != nil {
 		return nil, "", err
 	}
@@ -78,7 +79,11 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	threshold := fs.Float64("threshold", 0, "acdc: the threshold whose circuit is reported (default: the sweep's median)")
 	cut := fs.Float64("cut", 0.05, "patching: the |effect| that puts a node (or edge) in the circuit")
 	edges := fs.Bool("edges", false, "patching: also path-patch every edge (two forward passes per edge)")
-	truth := fs.String("truth", "", "the true circuit's heads, L.H,... : prints ROC AUC, precision and recall")
+	truth := fs.String("truth", "", "the true circuit, comma-separated: heads L.H and edges FROM->TO (L.H, mlpL, embed, logits): prints node ROC AUC, precision and recall, and edge ROC AUC when edges are given")
+	acdcBatch := fs.Int("acdc-batch", 1, "acdc: edge tests per forward pass (copies of the prompts, each with its own cuts; same result, fewer passes: good on a GPU)")
+	acdcNodes := fs.Bool("acdc-nodes", false, "acdc: decide whole nodes first, then the edges among the nodes left (one pass per node plus one per remaining edge)")
+	var dev deviceFlags
+	dev.register(fs)
 	out := fs.String("out", "circuit.arrow", "the Arrow file to write (the circuit table)")
 	dot := fs.String("dot", "", "also write the circuit as Graphviz DOT to this file")
 	svg := fs.String("svg", "", "also draw the circuit as SVG to this file")
@@ -89,6 +94,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	saeEpochs := fs.Int("sae-epochs", circuits.SAEDefaults().Epochs, "sae: full-batch Adam steps")
 	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults().Latents, "sae: latents")
 	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults().L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
+	saeArch := fs.String("sae-arch", "paper", "sae: the autoencoder: paper (the paper's code: tied bias, unit-norm rows) or standard (package sae's standard SAE)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -109,13 +115,24 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	opt := circuits.FindOptions{Method: *method, NodeCut: *cut, EdgeScan: *edges, Threshold: *threshold,
-		Patch: circuits.PatchOptions{Metric: metric, HeadSite: *site, Batch: *batch}}
+		Patch: circuits.PatchOptions{Metric: metric, HeadSite: *site, Batch: *batch, ACDCBatch: *acdcBatch, ACDCNodes: *acdcNodes}}
+	if *acdcBatch < 1 {
+		return fmt.Errorf("%w: --acdc-batch must be at least 1", errUsage)
+	}
 	switch *method {
 	case "patching", "acdc":
 	case "sae":
 		cfg := circuits.SAEDefaults()
 		cfg.Seed, cfg.Examples, cfg.Epochs, cfg.Latents, cfg.L1 = *seed, *saeExamples, *saeEpochs, *saeLatents, *saeL1
 		opt.SAE = cfg
+		switch *saeArch {
+		case "paper":
+			opt.TrainSAE = circuits.TrainPaperSAE
+		case "standard":
+			opt.TrainSAE = circuits.TrainSAE
+		default:
+			return fmt.Errorf("%w: --sae-arch %q: want paper or standard", errUsage, *saeArch)
+		}
 	default:
 		return fmt.Errorf("%w: --method %q: want patching, acdc or sae", errUsage, *method)
 	}
@@ -132,20 +149,18 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, name, err := loadCircuitModel(*model)
+	backend, err := dev.backend()
+	if err != nil {
+		return err
+	}
+	m, name, err := loadCircuitModel(*model, backend)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	var truthHeads []circuits.Node
-	if *truth != "" {
-		for _, s := range strings.Split(*truth, ",") {
-			n, err := circuits.ParseNode(s)
-			if err != nil || n.Kind != circuits.NodeHead || n.Layer >= m.Config.Layers || n.Head >= m.Config.Heads {
-				return fmt.Errorf("%w: --truth: %q is not a head of this model (%d layers x %d heads)", errUsage, s, m.Config.Layers, m.Config.Heads)
-			}
-			truthHeads = append(truthHeads, n)
-		}
+	truthHeads, truthEdges, err := parseTruth(*truth, m.Config)
+	if err != nil {
+		return err
 	}
 	prompts, err := circuits.Tokenize(task, m.Tokenizer, m.Config.Vocab)
 	if err != nil {
@@ -176,10 +191,18 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	fig("clean_metric", found.Clean)
 	fig("corrupt_metric", found.Corrupt)
 	var score *circuits.Score
-	if truthHeads != nil {
-		s := found.ScoreAgainst(circuits.Components(m.Config), circuits.Edges(m.Config), truthHeads, nil)
+	if truthHeads != nil || truthEdges != nil {
+		if truthHeads == nil { // edges alone: their heads are the true heads
+			for _, n := range circuits.NodesOf(truthEdges) {
+				if n.Kind == circuits.NodeHead {
+					truthHeads = append(truthHeads, n)
+				}
+			}
+		}
+		s := found.ScoreAgainst(circuits.Components(m.Config), circuits.Edges(m.Config), truthHeads, truthEdges)
 		score = &s
 		fig("node_auc", s.NodeAUC)
+		fig("edge_auc", s.EdgeAUC)
 		fig("precision", s.Precision)
 		fig("recall", s.Recall)
 	}
@@ -209,7 +232,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	printCircuit(env, found, m.Config, score, metric)
+	printCircuit(env, found, m.Config, score, metric, truthEdges != nil)
 	fmt.Fprintf(env.stdout, "wrote %s (circuit table)\n", *out)
 	return nil
 }
@@ -253,7 +276,7 @@ func circuitRows(f *circuits.Found, task string, cfg probe.Config) []store.Circu
 	return rows
 }
 
-func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.Score, metric circuits.Metric) {
+func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.Score, metric circuits.Metric, edgesGiven bool) {
 	fmt.Fprintf(env.stdout, "%s: clean %s %.4g, corrupted %.4g; %d forward passes in %.2fs\n", f.Method, metric, f.Clean, f.Corrupt, f.Runs, f.Wall.Seconds())
 	var names []string
 	for _, n := range f.Nodes {
@@ -270,7 +293,44 @@ func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.
 	}
 	if s != nil {
 		fmt.Fprintf(env.stdout, "against the given heads: node ROC AUC %.3f, precision %.3f, recall %.3f\n", s.NodeAUC, s.Precision, s.Recall)
+		switch {
+		case !math.IsNaN(s.EdgeAUC):
+			fmt.Fprintf(env.stdout, "against the given edges: edge ROC AUC %.3f\n", s.EdgeAUC)
+		case edgesGiven:
+			fmt.Fprintf(env.stdout, "against the given edges: no edge ROC AUC (%s scores no edges)\n", f.Method)
+		}
 	}
+}
+
+// parseTruth reads --truth: heads L.H and edges FROM->TO, comma-separated.
+// It returns nil lists for what was not given.
+func parseTruth(spec string, cfg probe.Config) ([]circuits.Node, []circuits.Edge, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil, nil
+	}
+	var heads []circuits.Node
+	var edges []circuits.Edge
+	for _, s := range strings.Split(spec, ",") {
+		if from, to, ok := strings.Cut(s, "->"); ok {
+			a, err1 := circuits.ParseNode(from)
+			b, err2 := circuits.ParseNode(to)
+			e := circuits.Edge{From: a, To: b}
+			if err1 != nil || err2 != nil {
+				return nil, nil, fmt.Errorf("%w: --truth: edge %q: want FROM->TO with L.H, mlpL, embed or logits", errUsage, s)
+			}
+			if err := circuits.CheckEdge(cfg, e); err != nil {
+				return nil, nil, fmt.Errorf("%w: --truth: %v", errUsage, err)
+			}
+			edges = append(edges, e)
+			continue
+		}
+		n, err := circuits.ParseNode(s)
+		if err != nil || n.Kind != circuits.NodeHead || n.Layer >= cfg.Layers || n.Head >= cfg.Heads {
+			return nil, nil, fmt.Errorf("%w: --truth: %q is not a head of this model (%d layers x %d heads) nor an edge FROM->TO", errUsage, s, cfg.Layers, cfg.Heads)
+		}
+		heads = append(heads, n)
+	}
+	return heads, edges, nil
 }
 
 func joinFloats(v []float64) string {
@@ -307,7 +367,7 @@ func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 	if *n <= 0 {
 		return fmt.Errorf("%w: --n must be positive", errUsage)
 	}
-	m, _, err := loadCircuitModel(*model)
+	m, _, err := loadCircuitModel(*model, nil)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,41 @@ func TestCircuitsCommand(t *testing.T) {
 	}
 }
 
+// Edge truth from the command line: ACDC (nodes first, batched) on the toy
+// IOI model, scored against edges given with --truth.
+func TestCircuitsFindEdgeTruth(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join("..", "..", "circuits", "testdata", "ioimodel")
+	out := filepath.Join(dir, "acdc.arrow")
+	code, stdout, stderr := runCLI(t, "circuits", "find", "--method", "acdc", "--model", model, "--device", "cpu",
+		"--task", filepath.Join(model, "task.jsonl"), "--pairs", "8", "--thresholds", "0.02,0.2", "--acdc-batch", "4", "--acdc-nodes",
+		"--truth", "embed->0.1,0.1->2.0,2.0->logits,embed->2.3", "--out", out)
+	if code != 0 {
+		t.Fatalf("find: exit %d: %s %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "edge ROC AUC") || !strings.Contains(stdout, "node ROC AUC") {
+		t.Errorf("stdout %q", stdout)
+	}
+	tr, err := store.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rows, err := tr.ReadCircuit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	auc := -1.0
+	for _, r := range rows {
+		if r.Kind == store.CircuitFigure && r.Node == "edge_auc" {
+			auc = r.Score
+		}
+	}
+	if auc < 0 || auc > 1 {
+		t.Errorf("edge_auc figure %v, want one in [0, 1]", auc)
+	}
+}
+
 func TestCircuitsCommandErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.jsonl")
@@ -83,6 +118,10 @@ func TestCircuitsCommandErrors(t *testing.T) {
 		{[]string{"circuits", "find", "--method", "acdc", "--task", bad}, 1, "line 1"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", filepath.Join(dir, "none.jsonl")}, 1, "none.jsonl"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "9.9"}, 2, "9.9"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "2.1->1.0"}, 2, "not computed before"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "embed->x"}, 2, "embed->x"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--acdc-batch", "0"}, 2, "--acdc-batch"},
+		{[]string{"circuits", "find", "--method", "sae", "--task", good, "--sae-arch", "vae"}, 2, "vae"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--metric", "joy"}, 2, "joy"},
 		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},
 		{[]string{"circuits", "bogus"}, 2, "bogus"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loupe-dev/loupe/organism/corpus"
 	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/probe/compute/cuda"
 	"github.com/loupe-dev/loupe/sae"
 	"github.com/loupe-dev/loupe/sae/activations"
 	"github.com/loupe-dev/loupe/store"
@@ -123,11 +124,15 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 	unique := fs.Int64("unique-tokens", 0, "distinct training tokens, their activations kept in memory and cycled (0: every token is new)")
 	out := fs.String("out", "", "output folder (SAELens v6 files, checkpoint, eval.json)")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	trainDType := fs.String("train-dtype", "f32", "on a GPU: f32, or bf16 for the encoder GEMM's inputs (fp32 accumulation and master weights)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
+	}
+	if *trainDType != "f32" && *trainDType != "bf16" {
+		return fmt.Errorf("%w: --train-dtype %q: want f32 or bf16", errUsage, *trainDType)
 	}
 	arch, err := sae.ParseArch(*archName)
 	if err != nil {
@@ -173,6 +178,14 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 			Seed: *seed, Normalize: true, CheckpointEvery: *every, Resume: *resume, Progress: progress,
 			Loss: sae.TrainConfig{L1: *l1, L0: *l0, Bandwidth: *bandwidth, DeadWindow: dw}},
 		Out: *out, EvalTokens: *evalTokens, DownstreamContexts: *downstream, BufferRows: *buffer, UniqueTokens: *unique,
+	}
+	// The SAE trains where the model runs: on its GPU, fed from the forward
+	// pass there, when --device put it on one.
+	if gb, ok := m.Model.Backend().(*cuda.Backend); ok {
+		rc.Spec.GPU = gb
+		rc.Spec.BF16 = *trainDType == "bf16"
+	} else if *trainDType == "bf16" {
+		return fmt.Errorf("%w: --train-dtype bf16 needs the model on a GPU (--device cuda)", errUsage)
 	}
 	if *traces != "" {
 		if tgt != nil {

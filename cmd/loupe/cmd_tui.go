@@ -11,7 +11,7 @@ import (
 // files are merged (head scores from one, attention from another).
 func cmdTui(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlags(env, usage{name: "tui", args: "FILE.arrow [FILE.arrow ...]",
-		summary: "browse head maps, attention and traces in the terminal; press ? inside for the keys",
+		summary: "browse head maps, attention, traces and found circuits in the terminal; press ? inside for the keys",
 		example: "loupe tui loupe-demo/*.arrow",
 		writes:  "nothing: it reads the traces named (any of a trace's files opens the whole trace)"})
 	if err := fs.Parse(args); err != nil {

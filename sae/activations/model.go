@@ -154,18 +154,7 @@ func (s *ModelSource) Seek(_ context.Context, c int64) error {
 }
 
 func (s *ModelSource) Next(ctx context.Context) (*Chunk, error) {
-	c := s.cursor % s.nChunks
-	S := s.cfg.SeqsPerForward
-	lo := int(c) * S
-	hi := min(lo+S, len(s.cfg.Contexts))
-	batch := make([][]int, hi-lo)
-	for i := range batch {
-		ctxt := s.cfg.Contexts[lo+i]
-		batch[i] = make([]int, len(ctxt))
-		for j, id := range ctxt {
-			batch[i][j] = int(id)
-		}
-	}
+	batch := s.chunkTokens()
 	x, y, err := s.run(ctx, batch)
 	if err != nil {
 		return nil, err
@@ -233,3 +222,103 @@ func headColumns(b compute.Backend, t compute.Tensor, shape []int, head int) []f
 	d := shape[len(shape)-1]
 	return b.ToHost(b.Columns(t, head*d, (head+1)*d))
 }
+
+// DeviceSource is a Source that can write its rows straight into tensors
+// on its backend (a model's forward pass on a GPU), so that a trainer on
+// the same device is fed without a copy through host memory. The rows are
+// those Next would give, in the same order.
+type DeviceSource interface {
+	Source
+	// Backend is where the rows are written.
+	Backend() compute.Backend
+	// MaxChunkRows bounds the rows of one chunk.
+	MaxChunkRows() int
+	// NextInto writes the chunk at the cursor into rows [off, off+n) of x
+	// (and of y, for a source with a target), returns n and advances the
+	// cursor.
+	NextInto(ctx context.Context, x, y compute.Tensor, off int) (int, error)
+}
+
+// Backend is the model's backend.
+func (s *ModelSource) Backend() compute.Backend { return s.m.Backend() }
+
+// MaxChunkRows is the rows of a full chunk.
+func (s *ModelSource) MaxChunkRows() int { return s.cfg.SeqsPerForward * s.RowsPerContext() }
+
+// NextInto runs the chunk's forward pass and copies the hook's activations
+// into x (and the target's into y) on the model's backend, from inside the
+// pass: nothing goes to the host.
+func (s *ModelSource) NextInto(ctx context.Context, x, y compute.Tensor, off int) (int, error) {
+	batch := s.chunkTokens()
+	T := len(batch[0])
+	first := 0
+	if s.cfg.SkipFirst {
+		first = 1
+	}
+	var keep []int // the rows kept: every position but the first of each context
+	if first > 0 {
+		for b := range batch {
+			for t := first; t < T; t++ {
+				keep = append(keep, b*T+t)
+			}
+		}
+	}
+	rows := len(batch) * (T - first)
+	put := func(h HookPoint, dst compute.Tensor, done *bool) probe.Edit {
+		return probe.Edit{Hook: h.Name, Fn: func(b compute.Backend, name string, t compute.Tensor, shape []int) (compute.Tensor, error) {
+			src := t
+			if h.Head >= 0 {
+				d := shape[len(shape)-1]
+				src = b.Columns(t, h.Head*d, (h.Head+1)*d)
+			}
+			if keep != nil {
+				src = b.GatherRows(src, keep)
+			}
+			b.CopyRowsInPlace(dst, src, off)
+			*done = true
+			if name == s.stopAt {
+				return t, errStop
+			}
+			return t, nil
+		}}
+	}
+	var gotX, gotY bool
+	edits := []probe.Edit{put(s.cfg.Hook, x, &gotX)}
+	if s.cfg.Target != nil {
+		if s.cfg.Target.Name == s.cfg.Hook.Name {
+			return 0, fmt.Errorf("activations: the transcoder's input and target are both %s", s.cfg.Hook.Name)
+		}
+		if y == nil {
+			return 0, fmt.Errorf("activations: a transcoder source needs a target tensor")
+		}
+		edits = append(edits, put(*s.cfg.Target, y, &gotY))
+	}
+	_, err := s.m.Forward(ctx, batch, probe.Options{Hooks: &probe.Hooks{Edit: edits}, Logits: probe.LogitsNone})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, fmt.Errorf("activations: forward: %w", err)
+	}
+	if !gotX || (s.cfg.Target != nil && !gotY) {
+		return 0, fmt.Errorf("activations: the forward pass did not reach hook %s", s.stopAt)
+	}
+	s.cursor++
+	return rows, nil
+}
+
+// chunkTokens gives the contexts of the chunk at the cursor.
+func (s *ModelSource) chunkTokens() [][]int {
+	c := s.cursor % s.nChunks
+	S := s.cfg.SeqsPerForward
+	lo := int(c) * S
+	hi := min(lo+S, len(s.cfg.Contexts))
+	batch := make([][]int, hi-lo)
+	for i := range batch {
+		ctxt := s.cfg.Contexts[lo+i]
+		batch[i] = make([]int, len(ctxt))
+		for j, id := range ctxt {
+			batch[i][j] = int(id)
+		}
+	}
+	return batch
+}
+
+var _ DeviceSource = (*ModelSource)(nil)

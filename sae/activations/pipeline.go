@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+
+	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // Batch is a training step's rows: X is Rows×Width, Y (targets) Rows×
@@ -15,6 +17,10 @@ type Batch struct {
 	Rows          int
 	Width, TWidth int
 	X, Y          []float32
+	// DX and DY, when set, hold the rows on a compute backend's device
+	// instead (X and Y are then nil): a pipeline fed by a GPU forward pass
+	// keeps them there for a GPU trainer (see Config.Device).
+	DX, DY compute.Tensor
 }
 
 // Config sizes a Pipeline.
@@ -22,6 +28,12 @@ type Config struct {
 	BatchRows  int    // rows per batch
 	BufferRows int    // rows shuffled together (at least BatchRows)
 	Seed       uint64 // seeds the shuffle
+	// OnDevice keeps the shuffling buffer and the batches on the source's
+	// backend when the source is a DeviceSource (a model on a GPU): batches
+	// then come as Batch.DX/DY, the same rows in the same order as without
+	// it, and nothing passes through host memory. Ignored for other
+	// sources.
+	OnDevice bool
 }
 
 // State is where a Pipeline is, small enough to keep in every checkpoint.
@@ -44,6 +56,9 @@ type Pipeline struct {
 	perm []int
 	rows int // rows in the current generation (a multiple of BatchRows)
 	out  Batch
+
+	dev          DeviceSource // set in device mode
+	bufDX, bufDY compute.Tensor
 }
 
 // NewPipeline makes a pipeline over src.
@@ -57,8 +72,29 @@ func NewPipeline(src Source, cfg Config) (*Pipeline, error) {
 	pcg := rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)
 	p := &Pipeline{src: src, cfg: cfg, pcg: pcg, rng: rand.New(pcg)}
 	p.out = Batch{Width: src.Width(), TWidth: src.TargetWidth()}
+	if ds, ok := src.(DeviceSource); ok && cfg.OnDevice {
+		p.dev = ds
+	}
 	return p, nil
 }
+
+// Close frees the device buffers of a pipeline in device mode (the garbage
+// collector would, later).
+func (p *Pipeline) Close() {
+	if p.dev == nil {
+		return
+	}
+	b := p.dev.Backend()
+	for _, t := range []compute.Tensor{p.out.DX, p.out.DY, p.bufDX, p.bufDY} {
+		if t != nil {
+			compute.Free(b, t)
+		}
+	}
+	p.out.DX, p.out.DY, p.bufDX, p.bufDY = nil, nil, nil, nil
+}
+
+// OnDevice says whether batches come as device tensors.
+func (p *Pipeline) OnDevice() bool { return p.dev != nil }
 
 // Source is the pipeline's source.
 func (p *Pipeline) Source() Source { return p.src }
@@ -72,6 +108,9 @@ func (p *Pipeline) Next(ctx context.Context) (*Batch, error) {
 		}
 	}
 	w, tw, n := p.out.Width, p.out.TWidth, p.cfg.BatchRows
+	if p.dev != nil {
+		return p.nextOnDevice()
+	}
 	if cap(p.out.X) < n*w {
 		p.out.X = make([]float32, n*w)
 		if tw > 0 {
@@ -91,6 +130,55 @@ func (p *Pipeline) Next(ctx context.Context) (*Batch, error) {
 	return &p.out, nil
 }
 
+// nextOnDevice gathers the batch's rows from the device buffer.
+func (p *Pipeline) nextOnDevice() (*Batch, error) {
+	b := p.dev.Backend()
+	n := p.cfg.BatchRows
+	for _, t := range []compute.Tensor{p.out.DX, p.out.DY} {
+		if t != nil {
+			compute.Free(b, t)
+		}
+	}
+	idx := p.perm[p.st.Served*n : (p.st.Served+1)*n]
+	p.out.X, p.out.Y = nil, nil
+	p.out.DX = b.GatherRows(p.bufDX, idx)
+	if p.bufDY != nil {
+		p.out.DY = b.GatherRows(p.bufDY, idx)
+	}
+	p.out.Rows = n
+	p.st.Served++
+	return &p.out, compute.Err(b)
+}
+
+// fillOnDevice is fill's reading in device mode: the chunks go into the
+// device buffer.
+func (p *Pipeline) fillOnDevice(ctx context.Context) (int, error) {
+	b := p.dev.Backend()
+	w, tw := p.out.Width, p.out.TWidth
+	if p.bufDX == nil {
+		capRows := p.cfg.BufferRows + p.dev.MaxChunkRows()
+		p.bufDX = b.Zeros(capRows, w)
+		if tw > 0 {
+			p.bufDY = b.Zeros(capRows, tw)
+		}
+		if err := compute.Err(b); err != nil {
+			return 0, fmt.Errorf("activations: the shuffling buffer on the device (%d rows): %w", capRows, err)
+		}
+	}
+	rows := 0
+	for rows < p.cfg.BufferRows {
+		n, err := p.dev.NextInto(ctx, p.bufDX, p.bufDY, rows)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		rows += n
+	}
+	return rows, compute.Err(b)
+}
+
 // fill reads the next generation: whole chunks until BufferRows rows, cut
 // to a multiple of the batch size after shuffling.
 func (p *Pipeline) fill(ctx context.Context) error {
@@ -102,7 +190,12 @@ func (p *Pipeline) fill(ctx context.Context) error {
 	w, tw := p.out.Width, p.out.TWidth
 	p.bufX, p.bufY = p.bufX[:0], p.bufY[:0]
 	rows := 0
-	for rows < p.cfg.BufferRows {
+	if p.dev != nil {
+		if rows, err = p.fillOnDevice(ctx); err != nil {
+			return err
+		}
+	}
+	for p.dev == nil && rows < p.cfg.BufferRows {
 		ch, err := p.src.Next(ctx)
 		if errors.Is(err, io.EOF) {
 			break

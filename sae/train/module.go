@@ -63,3 +63,21 @@ type Module interface {
 	State() ([]byte, error)
 	SetState([]byte) error
 }
+
+// DeviceModule is a Module whose parameters and optimizer state live on a
+// device (a GPU): the trainer's Adam then keeps only the update count, and
+// the host copies (Params' Value, Adam's M and V, the module's State) are
+// brought up to date only when a checkpoint or the end of a run needs
+// them.
+type DeviceModule interface {
+	Module
+	// Update is the optimizer step on the device with a's hyperparameters
+	// and update count (already incremented) and learning rate lr, and
+	// whatever AfterUpdate does on the host.
+	Update(a *Adam, lr float64) error
+	// SyncHost copies the parameters into Params' Value, the moments into
+	// a.M and a.V, and the module's own state to the host.
+	SyncHost(a *Adam) error
+	// SyncDevice copies them the other way (after a resume).
+	SyncDevice(a *Adam) error
+}

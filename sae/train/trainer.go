@@ -79,8 +79,15 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("train: step %d: %w", t.step, err)
 		}
-		t.adam.Step(params, t.cfg.Schedule.At(t.step))
-		t.mod.AfterUpdate()
+		if dm, ok := t.mod.(DeviceModule); ok {
+			t.adam.T++
+			if err := dm.Update(t.adam, t.cfg.Schedule.At(t.step)); err != nil {
+				return fmt.Errorf("train: step %d: %w", t.step, err)
+			}
+		} else {
+			t.adam.Step(params, t.cfg.Schedule.At(t.step))
+			t.mod.AfterUpdate()
+		}
 		t.step++
 		t.rows += int64(b.Rows)
 		t.last = stats
@@ -104,6 +111,16 @@ func (t *Trainer) Run(ctx context.Context) error {
 	if t.cfg.Checkpoint != "" {
 		return t.Save(t.cfg.Checkpoint)
 	}
+	return t.syncHost()
+}
+
+// syncHost brings a device module's host copies up to date.
+func (t *Trainer) syncHost() error {
+	if dm, ok := t.mod.(DeviceModule); ok {
+		if err := dm.SyncHost(t.adam); err != nil {
+			return fmt.Errorf("train: copying the module from the device: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -116,6 +133,9 @@ func (t *Trainer) interrupted(cause error) error {
 			return errors.Join(cause, err)
 		}
 		return fmt.Errorf("train: stopped at step %d, checkpoint %s: %w", t.step, t.cfg.Checkpoint, cause)
+	}
+	if err := t.syncHost(); err != nil {
+		return errors.Join(cause, err)
 	}
 	return fmt.Errorf("train: stopped at step %d: %w", t.step, cause)
 }
@@ -136,6 +156,9 @@ const checkpointVersion = 1
 // Save writes a checkpoint atomically: parameters, Adam moments and the
 // state of the step counter, pipeline and module, as one safetensors file.
 func (t *Trainer) Save(path string) error {
+	if err := t.syncHost(); err != nil {
+		return err
+	}
 	ms, err := t.mod.State()
 	if err != nil {
 		return fmt.Errorf("train: checkpoint: module state: %w", err)
@@ -188,6 +211,12 @@ func (t *Trainer) Resume(ctx context.Context, path string) error {
 	}
 	if err := t.mod.SetState(cs.Module); err != nil {
 		return fmt.Errorf("train: resume %s: module state: %w", path, err)
+	}
+	t.adam.T = cs.AdamT
+	if dm, ok := t.mod.(DeviceModule); ok {
+		if err := dm.SyncDevice(t.adam); err != nil {
+			return fmt.Errorf("train: resume %s: copying the module to the device: %w", path, err)
+		}
 	}
 	if err := t.pipe.Restore(ctx, cs.Pipeline); err != nil {
 		return fmt.Errorf("train: resume %s: %w", path, err)

@@ -25,7 +25,7 @@ type driverAPI struct {
 	cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel         uintptr
 	cuFuncSetAttribute, cuGetErrorName, cuGetErrorString          uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventTime uintptr
-	cuMemAllocHost, cuMemFreeHost                                 uintptr
+	cuMemAllocHost, cuMemFreeHost, cuEventDestroy                 uintptr
 }
 
 type nvrtcAPI struct {
@@ -78,6 +78,7 @@ func loadDriver() (*driverAPI, error) {
 			"cuEventCreate": &d.cuEventCreate, "cuEventRecord": &d.cuEventRecord,
 			"cuEventSynchronize": &d.cuEventSynchronize, "cuEventElapsedTime": &d.cuEventTime,
 			"cuMemAllocHost_v2": &d.cuMemAllocHost, "cuMemFreeHost": &d.cuMemFreeHost,
+			"cuEventDestroy_v2": &d.cuEventDestroy,
 		})
 		if driverErr != nil {
 			return

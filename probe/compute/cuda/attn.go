@@ -2,11 +2,14 @@ package cuda
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
-var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256", "flash_attn_tc_d64", "flash_attn_tc_d128"}
+var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256",
+	"flash2_bf16_d64_1", "flash2_bf16_d64_2", "flash2_bf16_d128_1", "flash2_bf16_d128_2",
+	"flash2top_bf16_d64_1", "flash2top_bf16_d64_2", "flash2top_bf16_d128_1", "flash2top_bf16_d128_2"}
 
 const (
 	faRows = 32 // query rows per block (flash.cu's FA_ROWS)
@@ -18,14 +21,24 @@ const (
 // dimension.
 func flashShared(dh int) int { return 4 * (faRows*dh + 2*faKeys*(dh+1)) }
 
-// tcShared is the dynamic shared memory of flash_attn_tc_d<dh>: Q and K
-// tiles of 64 rows (pitch dh+8) and V transposed (pitch 72), in bf16.
-func tcShared(dh int) int { return 2 * (2*64*(dh+8) + dh*(64+8)) }
+// f2Rows and f2Keys are flash2's query rows per block and keys per tile
+// (flash.cu's F2_ROWS, F2_KEYS).
+const (
+	f2Rows = 128
+	f2Keys = 64
+)
+
+// tcShared is the dynamic shared memory of flash2_bf16_d<dh>: the Q tile
+// and two stages of K and V tiles, rows of dh+8 bf16 elements.
+func tcShared(dh int) int { return 2 * (dh + 8) * (f2Rows + 4*f2Keys) }
 
 func (b *Backend) setupFlash() error {
 	for name, need := range map[string]int{
 		"flash_attn_f32_d128": flashShared(128), "flash_attn_f32_d256": flashShared(256),
-		"flash_attn_tc_d64": tcShared(64), "flash_attn_tc_d128": tcShared(128),
+		"flash2_bf16_d64_1": tcShared(64), "flash2_bf16_d64_2": tcShared(64),
+		"flash2_bf16_d128_1": tcShared(128), "flash2_bf16_d128_2": tcShared(128),
+		"flash2top_bf16_d64_1": tcShared(64), "flash2top_bf16_d64_2": tcShared(64),
+		"flash2top_bf16_d128_1": tcShared(128), "flash2top_bf16_d128_2": tcShared(128),
 	} {
 		if need <= 48<<10 {
 			continue
@@ -42,23 +55,61 @@ func (b *Backend) setupFlash() error {
 
 // tensorCores says whether attention's products may run in bf16 on the
 // tensor cores: in the bf16/f16 weight modes, for head dimensions 64 and
-// 128. The fp32 mode never rounds.
+// 128 (and query heads in whole groups per key/value head, at most one
+// block's rows of them). The fp32 mode never rounds.
 func (b *Backend) tensorCores(s compute.AttnShape) bool {
-	return b.opt.WeightDType != compute.F32 && (s.Dh == 64 || s.Dh == 128)
+	return b.opt.WeightDType != compute.F32 && (s.Dh == 64 || s.Dh == 128) &&
+		s.Hkv > 0 && s.H%s.Hkv == 0 && s.H/s.Hkv <= f2Rows
 }
 
-// flashTCInto is the tensor-core flash attention: z only.
+// flashVariant is flash2's build for a head dimension: _1 (one block per
+// multiprocessor, no register cap) or _2 (two blocks, 128 registers).
+// LOUPE_FLASH_OCC=1|2 overrides it, for measurements.
+func (b *Backend) flashVariant(dh int) string {
+	occ := b.flashOcc
+	if occ == "" {
+		occ = "2" // faster at every size measured (RESULTS.md, fifth run)
+	}
+	return fmt.Sprintf("flash2_bf16_d%d_%s", dh, occ)
+}
+
+// flashTCInto is the tensor-core flash attention (flash.cu's flash2) into
+// z and z's bf16 shadow (the output projection's input). q, k and v are
+// read in bf16: their shadows (shadow.go), made here unless they exist; a
+// KV cache keeps its shadow across passes, so only appended rows are
+// rounded again.
 func (b *Backend) flashTCInto(zt, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
+	b.flashTC(zt, nil, nil, qt, kt, vt, s, scale, mask)
+}
+
+// flashTC is flashTCInto that also writes, when lse is not nil, each
+// row's log-sum-exp and, when top is not nil, each row's most attended key
+// (top[0], int32) and its weight (top[1]), all [B, H, Tq], from the same
+// pass.
+func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask) {
 	mustF32("FlashAttention", qt, kt, vt)
 	if zt.numel() == 0 || b.err != nil {
 		return
 	}
+	q16 := b.rounded(qt, compute.BF16)
+	k16 := b.rounded(kt, compute.BF16)
+	v16 := b.rounded(vt, compute.BF16)
 	mk := b.uploadMask(mask.KeyValid)
-	grid := [3]int{(s.Tq + 63) / 64, s.H, s.B}
-	b.launch(fmt.Sprintf("flash_attn_tc_d%d", s.Dh), grid, [3]int{128, 1, 1}, tcShared(s.Dh),
-		pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()), pArg(zt.ptr()), 0,
-		iArg(s.B), iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
+	perBlock := f2Rows / (s.H / s.Hkv) // query positions per block
+	grid := [3]int{s.B * s.Hkv, (s.Tq + perBlock - 1) / perBlock, 1}
+	var lp uint64
+	if lse != nil {
+		lp = pArg(lse.ptr())
+	}
+	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), b.shadowPtr(zt), lp}
+	kernel := b.flashVariant(s.Dh)
+	if top != nil {
+		kernel = "flash2top" + strings.TrimPrefix(kernel, "flash2")
+		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
+	}
+	args = append(args, iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
+	b.launch(kernel, grid, [3]int{256, 1, 1}, tcShared(s.Dh), args...)
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

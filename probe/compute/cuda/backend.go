@@ -32,12 +32,16 @@ type Backend struct {
 	cb   *cublasAPI
 
 	work chan work // in order: operations, then what waits for them
-	// sync makes every operation wait for the owner (the default: the mode
-	// every benchmark and reference test ran in). With LOUPE_CUDA_ASYNC=1
-	// operations are queued without waiting; it passes the tiny-model suite
-	// on the GPU but has not been benchmarked yet.
+	// sync makes every operation wait for the owner goroutine, a hand-off
+	// between OS threads per operation (LOUPE_CUDA_ASYNC=0). By default
+	// operations are queued without waiting: the caller runs ahead and the
+	// owner launches back to back, which is what small kernels need (a
+	// decode step or SmolLM2 runs hundreds of them).
 	sync  bool
 	close sync.Once
+	// flashOcc picks a build of the tensor-core attention kernel
+	// (LOUPE_FLASH_OCC, for measurements; see flashVariant).
+	flashOcc string
 
 	// Owned by the goroutine that owns the context.
 	ctx, stream, blas uintptr
@@ -48,6 +52,7 @@ type Backend struct {
 	argv              [32]uint64
 	argp              [32]uintptr
 	dev               int32
+	prof              *profiler // nil unless ProfileStart was called
 }
 
 // Tensor is a tensor in GPU memory.
@@ -63,7 +68,7 @@ func (t *Tensor) DType() compute.DType { return t.dt }
 // kernel names in kernels.cu and flash.cu.
 var kernelNames = []string{"cvt_f32_bf16", "cvt_f32_f16", "cvt_bf16_f32", "cvt_f16_f32", "gather_rows", "embed",
 	"columns", "fill_columns", "add", "add_bcast", "scale", "swiglu", "gelu", "rmsnorm", "layernorm", "softmax_rows",
-	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix",
+	"argmax_rows", "topk_rows", "span_mass_rows", "entropy_rows", "rotary", "attn_scores", "attn_mix", "copy_seq_rows",
 	"attn_probs", "span_rows", "keyset_rows", "mul"}
 
 // New opens GPU opt.Device: it loads the driver, NVRTC and cuBLAS, makes
@@ -87,7 +92,8 @@ func New(opt Options) (*Backend, error) {
 	}
 	b := &Backend{opt: opt, info: info, d: &driver, cb: cb, work: make(chan work, 4096),
 		fn: map[string]uintptr{}, pool: pool{free: map[int][]uintptr{}}}
-	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") != "1"
+	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") == "0"
+	b.flashOcc = os.Getenv("LOUPE_FLASH_OCC")
 	for i := range b.argp {
 		b.argp[i] = uintptr(unsafe.Pointer(&b.argv[i]))
 	}
@@ -257,6 +263,9 @@ func (b *Backend) launch(name string, grid, block [3]int, shmem int, args ...uin
 	}
 	copy(b.argv[:], args)
 	f := b.fn[name]
+	if b.prof != nil {
+		defer b.prof.span(b, name)()
+	}
 	r := call(b.d.cuLaunchKernel, f, uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]),
 		uintptr(block[0]), uintptr(block[1]), uintptr(block[2]), uintptr(shmem), b.stream,
 		uintptr(unsafe.Pointer(&b.argp[0])), 0)
@@ -497,6 +506,9 @@ func (b *Backend) gemmNT(m, n, k int, a, w uintptr, lda, ldw int, dt compute.DTy
 		return
 	}
 	alpha := float32(1)
+	if b.prof != nil {
+		defer b.prof.span(b, fmt.Sprintf("gemm %s M=%d N=%d K=%d", dt, m, n, k))()
+	}
 	r := call(b.cb.gemmEx, b.blas, 1, 0, uintptr(n), uintptr(m), uintptr(k),
 		uintptr(unsafe.Pointer(&alpha)), w, cudaType(dt), uintptr(ldw), a, cudaType(dt), uintptr(lda),
 		uintptr(unsafe.Pointer(&beta)), c, 0, uintptr(ldc), computeF32, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT = -1

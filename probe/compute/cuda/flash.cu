@@ -124,178 +124,305 @@ extern "C" __global__ void flash_attn_f32_d256(const float* q, const float* k, c
 
 // ---- tensor-core flash attention (bf16 products, fp32 accumulation) -------
 //
-// The bf16 mode's attention: q, k and v are rounded to bf16 as they are
-// loaded into shared memory (as PyTorch's bf16 sdpa sees them), the two
-// products run on the tensor cores (mma.sync m16n8k16, fp32 accumulators),
-// the online softmax runs in fp32 on the accumulators. Block: 4 warps, 64
-// query rows (16 a warp), key tiles of 64. The score accumulators of a
-// warp are laid out as the A operand of the P·V product, so P never leaves
-// registers (the FlashAttention-2 arrangement). V is stored transposed in
-// shared memory so that each B operand register is one 32-bit load.
-#define TC_ROWS 64
-#define TC_KEYS 64
+// The bf16 mode's attention, FlashAttention-2 style. q, k and v arrive in
+// bf16 (Backend.Attention converts them once, as PyTorch's bf16 sdpa sees
+// them); both products run on the tensor cores (mma.sync m16n8k16, fp32
+// accumulators) and the online softmax runs in fp32 on the accumulators.
+//
+// Block: 8 warps, 128 rows, 16 a warp. The rows are (query position,
+// query head) pairs of one key/value head: the G = H/Hkv query heads that
+// share a key/value head sit side by side (row r is position i0 + r/G of
+// head kh*G + r%G), so one load of a key tile serves all of them (grouped-
+// query attention), and a decode step (one position) still fills G rows.
+// Key tiles of 64 go through shared memory in two stages: cp.async brings
+// tile t+1 while the warps work on tile t. Fragments come from shared
+// memory by ldmatrix (.trans for V, whose B operand is the transpose of
+// its row-major tile). The score accumulators of a warp are laid out as
+// the A operand of the P·V product, so P never leaves registers. Causal
+// attention visits no tile above the diagonal, applies the mask only on
+// tiles that cross it (or the end, padding, a window), and a warp skips
+// the diagonal tiles that are hidden from all of its rows. Blocks run the
+// heaviest (last) query tiles first. Rows are padded by 16 bytes in shared
+// memory so the 8 row addresses of each ldmatrix fall in distinct banks.
+#define F2_ROWS 128
+#define F2_KEYS 64
+#define F2_THREADS 256
+
+typedef unsigned short bf16_t;
 
 __device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
     u32 r;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
 }
-__device__ __forceinline__ unsigned short bf16_bits(float f) {
-    unsigned short h;
-    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-}
 __device__ __forceinline__ void mma_bf16(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
+__device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+// cp_async16 copies 16 bytes global -> shared; with bytes 0 it writes zeros
+// and reads nothing.
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void ldsm_x4(u32& r0, u32& r1, u32& r2, u32& r3, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_t(u32& r0, u32& r1, u32& r2, u32& r3, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(addr) : "memory");
+}
 
-template <int D>
-__device__ void flash_tc(const float* q, const float* k, const float* v, float* z, float* lse,
-                         int B, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,
-                         int past, int causal, int window, const unsigned char* key_valid) {
-    extern __shared__ unsigned short smem[];
-    const int QP = D + 8, VP = TC_KEYS + 8; // row pitches in bf16 elements
-    unsigned short* qs = smem;              // [TC_ROWS][QP]
-    unsigned short* ks = qs + TC_ROWS * QP; // [TC_KEYS][QP]
-    unsigned short* vt = ks + TC_KEYS * QP; // [D][VP]: V transposed
-    int b = blockIdx.z, h = blockIdx.y, kh = h / (H / Hkv);
-    int i0 = blockIdx.x * TC_ROWS;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    i64 qstride = (i64)H * D, kstride = (i64)Hkv * D;
-    const float* qb = q + (i64)b * Tq * qstride + (i64)h * D;
-    const float* kb = k + (i64)b * Tcap * kstride + (i64)kh * D;
-    const float* vb = v + (i64)b * Tcap * kstride + (i64)kh * D;
-    for (int e = threadIdx.x * 4; e < TC_ROWS * D; e += blockDim.x * 4) {
-        int r = e / D, d = e % D, i = i0 + r;
-        float4 x = i < Tq ? *(const float4*)(qb + (i64)i * qstride + d) : make_float4(0, 0, 0, 0);
-        *(u32*)(qs + r * QP + d) = pack_bf16(x.x, x.y);
-        *(u32*)(qs + r * QP + d + 2) = pack_bf16(x.z, x.w);
+// flash2 writes z [B*Tq, H*D] in float32 (and in bf16 into zh when not
+// null) and, when lse is not null, each row's natural log-sum-exp
+// [B, H, Tq]. k and v are [B*Tcap, Hkv*D]; rows at or past Tk are never
+// read. With TOP1 it also writes each row's most attended key and its
+// weight into top_idx and top_val [B, H, Tq] (the lowest key among equal
+// scores; key 0 and weight 0 for a row that sees no key): the top-1
+// reduction of the softmax this pass computes, at the cost of a compare
+// per score.
+template <int D, bool TOP1>
+__device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
+                                       float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse,
+                                       int* __restrict__ top_idx, float* __restrict__ top_val,
+                                       int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window,
+                                       const unsigned char* __restrict__ key_valid) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    constexpr int P = D + 8;   // row pitch in bf16 elements (16 bytes of padding)
+    constexpr int CH = D / 8;  // 16-byte chunks per row
+    bf16_t* qs = (bf16_t*)smem_raw;         // [F2_ROWS][P]
+    bf16_t* ks = qs + F2_ROWS * P;          // [2][F2_KEYS][P]
+    bf16_t* vs = ks + 2 * F2_KEYS * P;      // [2][F2_KEYS][P]
+    const int G = H / Hkv;
+    const int NP = F2_ROWS / G;              // query positions per block
+    const int nRows = NP * G;                // rows in use (G need not divide 128)
+    const int b = blockIdx.x / Hkv, kh = blockIdx.x % Hkv;
+    const int nQT = gridDim.y;
+    const int i0 = (nQT - 1 - (int)blockIdx.y) * NP; // heaviest tiles first
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const i64 qstride = (i64)H * D, kstride = (i64)Hkv * D;
+
+    // Q tile: row r is position i0 + r/G of head kh*G + r%G.
+    for (int e = tid; e < F2_ROWS * CH; e += F2_THREADS) {
+        int r = e / CH, c = e % CH;
+        int pos = i0 + r / G, head = kh * G + r % G;
+        bool ok = r < nRows && pos < Tq;
+        const bf16_t* src = ok ? q + ((i64)b * Tq + pos) * qstride + (i64)head * D + c * 8 : q;
+        cp_async16(smem_addr(qs + r * P + c * 8), src, ok ? 16 : 0);
     }
-    __syncthreads();
-    // This warp's rows of Q as A operands, one set of 4 registers per 16
-    // dimensions.
-    u32 qf[D / 16][4];
-    int wr = warp * 16;
-    for (int kk = 0; kk < D / 16; kk++) {
-        qf[kk][0] = *(const u32*)(qs + (wr + g) * QP + kk * 16 + 2 * t);
-        qf[kk][1] = *(const u32*)(qs + (wr + g + 8) * QP + kk * 16 + 2 * t);
-        qf[kk][2] = *(const u32*)(qs + (wr + g) * QP + kk * 16 + 2 * t + 8);
-        qf[kk][3] = *(const u32*)(qs + (wr + g + 8) * QP + kk * 16 + 2 * t + 8);
-    }
-    const float L2E = 1.4426950408889634f;
-    float sl2 = scale * L2E;
-    float o[D / 8][4];
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0;
-    float m[2] = {NEG_INF, NEG_INF}, l[2] = {0, 0}; // rows g and g+8
-    int rowA = i0 + wr + g, rowB = rowA + 8;
-    int iLast = min(i0 + TC_ROWS, Tq) - 1;
-    int jEnd = causal ? min(Tk, past + iLast + 1) : Tk;
+    const int posMax = min(i0 + NP, Tq) - 1; // last position of this block
+    const int jEnd = causal ? min(Tk, past + posMax + 1) : Tk;
     int jBeg = window > 0 ? max(0, past + i0 - window + 1) : 0;
-    jBeg = jBeg / TC_KEYS * TC_KEYS;
-    for (int j0 = jBeg; j0 < jEnd; j0 += TC_KEYS) {
-        __syncthreads();
-        for (int e = threadIdx.x * 4; e < TC_KEYS * D; e += blockDim.x * 4) {
-            int jj = e / D, d = e % D, j = j0 + jj;
-            float4 x = j < Tk ? *(const float4*)(kb + (i64)j * kstride + d) : make_float4(0, 0, 0, 0);
-            *(u32*)(ks + jj * QP + d) = pack_bf16(x.x, x.y);
-            *(u32*)(ks + jj * QP + d + 2) = pack_bf16(x.z, x.w);
-            float4 y = j < Tk ? *(const float4*)(vb + (i64)j * kstride + d) : make_float4(0, 0, 0, 0);
-            vt[(d + 0) * VP + jj] = bf16_bits(y.x);
-            vt[(d + 1) * VP + jj] = bf16_bits(y.y);
-            vt[(d + 2) * VP + jj] = bf16_bits(y.z);
-            vt[(d + 3) * VP + jj] = bf16_bits(y.w);
+    jBeg = jBeg / F2_KEYS * F2_KEYS;
+    const int nT = jEnd > jBeg ? (jEnd - jBeg + F2_KEYS - 1) / F2_KEYS : 0;
+    const bf16_t* kb = k + (i64)b * Tcap * kstride + (i64)kh * D;
+    const bf16_t* vb = v + (i64)b * Tcap * kstride + (i64)kh * D;
+    auto load_kv = [&](int stage, int j0) {
+        bf16_t* kd = ks + stage * F2_KEYS * P;
+        bf16_t* vd = vs + stage * F2_KEYS * P;
+        for (int e = tid; e < F2_KEYS * CH; e += F2_THREADS) {
+            int jj = e / CH, c = e % CH, j = j0 + jj;
+            bool ok = j < Tk;
+            i64 off = ok ? (i64)j * kstride + c * 8 : 0;
+            cp_async16(smem_addr(kd + jj * P + c * 8), kb + off, ok ? 16 : 0);
+            cp_async16(smem_addr(vd + jj * P + c * 8), vb + off, ok ? 16 : 0);
+        }
+    };
+    if (nT > 0) load_kv(0, jBeg);
+    cp_commit();
+
+    // This thread's two rows (g and g+8 of the warp's 16).
+    const int rA = warp * 16 + g, rB = rA + 8;
+    const int posA = i0 + rA / G, posB = i0 + rB / G;
+    const int pA = past + posA, pB = past + posB;
+    const bool warpLive = warp * 16 < nRows && i0 + (warp * 16) / G < Tq;
+    const int warpPosMax = i0 + (min(warp * 16 + 15, nRows - 1)) / G;
+    const float sl2 = scale * 1.4426950408889634f; // scores to base-2 exponents
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
+    float bestS[2] = {NEG_INF, NEG_INF}; // TOP1: this thread's best score of each row, and its key
+    int bestJ[2] = {-1, -1};
+    const u32 qAddr = smem_addr(qs + (warp * 16 + (lane & 15)) * P + (lane >> 4) * 8);
+    // ldmatrix row addresses inside a key tile: K (non-transposed) and V
+    // (transposed) fragments.
+    const int kRow = (lane & 7) + ((lane >> 4) << 3), kCol = ((lane >> 3) & 1) * 8;
+    const int vRow = lane & 15, vCol = (lane >> 4) * 8;
+
+    for (int it = 0; it < nT; it++) {
+        const int j0 = jBeg + it * F2_KEYS, st = it & 1;
+        if (it + 1 < nT) {
+            load_kv(st ^ 1, j0 + F2_KEYS);
+            cp_commit();
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
         }
         __syncthreads();
-        if (i0 + wr >= Tq) continue; // this warp's rows are all past the end
-        // S = Q·Kᵀ: 8 tiles of 8 keys.
-        float s[8][4];
-        for (int n = 0; n < 8; n++) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0;
+        if (warpLive && !(causal && j0 > past + warpPosMax)) {
+            const bf16_t* kt = ks + st * F2_KEYS * P;
+            const bf16_t* vt = vs + st * F2_KEYS * P;
+            const u32 kAddr = smem_addr(kt + kRow * P + kCol), vAddr = smem_addr(vt + vRow * P + vCol);
+            // S = Q·Kᵀ for 16 rows × 64 keys: 8 tiles of 8 keys.
+            float s[8][4];
+#pragma unroll
+            for (int n = 0; n < 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
-                u32 b0 = *(const u32*)(ks + (n * 8 + g) * QP + kk * 16 + 2 * t);
-                u32 b1 = *(const u32*)(ks + (n * 8 + g) * QP + kk * 16 + 2 * t + 8);
-                mma_bf16(s[n], qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], b0, b1);
+                u32 a0, a1, a2, a3;
+                ldsm_x4(a0, a1, a2, a3, qAddr + kk * 32);
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    u32 b0, b1, b2, b3;
+                    ldsm_x4(b0, b1, b2, b3, kAddr + (np * 16 * P + kk * 16) * 2);
+                    mma_bf16(s[2 * np], a0, a1, a2, a3, b0, b1);
+                    mma_bf16(s[2 * np + 1], a0, a1, a2, a3, b2, b3);
+                }
+            }
+            const bool needMask = key_valid != 0 || window > 0 || j0 + F2_KEYS > Tk || (causal && j0 + F2_KEYS - 1 > past + i0);
+            if (needMask) {
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        int j = j0 + n * 8 + 2 * t + (c & 1);
+                        int p = c < 2 ? pA : pB;
+                        bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) &&
+                                  (key_valid == 0 || key_valid[(i64)b * Tk + j]);
+                        if (!ok) s[n][c] = NEG_INF;
+                    }
+                }
+            }
+            if (TOP1) {
+                // Keys rise with n and c within a thread, and tile by tile,
+                // so a strict > keeps the lowest key of equal scores.
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        int r = c >> 1;
+                        if (s[n][c] > bestS[r]) {
+                            bestS[r] = s[n][c];
+                            bestJ[r] = j0 + n * 8 + 2 * t + (c & 1);
+                        }
+                    }
+                }
+            }
+            float mx[2] = {NEG_INF, NEG_INF};
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                mx[0] = fmaxf(mx[0], fmaxf(s[n][0], s[n][1]));
+                mx[1] = fmaxf(mx[1], fmaxf(s[n][2], s[n][3]));
+            }
+            float mo[2]; // -max in base-2 exponent units, 0 for a row with no key yet
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
+                float mNew = fmaxf(m[r], mx[r]);
+                float mUse = mNew == NEG_INF ? 0.f : mNew;
+                float corr = exp2f((m[r] - mUse) * sl2); // 0 when m was -Inf
+                m[r] = mNew;
+                mo[r] = -mUse * sl2;
+                l[r] *= corr;
+#pragma unroll
+                for (int n = 0; n < D / 8; n++) {
+                    o[n][2 * r] *= corr;
+                    o[n][2 * r + 1] *= corr;
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                s[n][0] = exp2f(fmaf(s[n][0], sl2, mo[0]));
+                s[n][1] = exp2f(fmaf(s[n][1], sl2, mo[0]));
+                s[n][2] = exp2f(fmaf(s[n][2], sl2, mo[1]));
+                s[n][3] = exp2f(fmaf(s[n][3], sl2, mo[1]));
+                l[0] += s[n][0] + s[n][1]; // this thread's part of the row sum
+                l[1] += s[n][2] + s[n][3];
+            }
+            // O += P·V: 4 steps of 16 keys; P's accumulators are the A operand.
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                u32 a0 = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+                u32 a1 = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+                u32 a2 = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                u32 a3 = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+                for (int dp = 0; dp < D / 16; dp++) {
+                    u32 b0, b1, b2, b3;
+                    ldsm_x4_t(b0, b1, b2, b3, vAddr + (kk * 16 * P + dp * 16) * 2);
+                    mma_bf16(o[2 * dp], a0, a1, a2, a3, b0, b1);
+                    mma_bf16(o[2 * dp + 1], a0, a1, a2, a3, b2, b3);
+                }
             }
         }
-        // Mask, scale to base 2, row maxima over the quad of lanes.
-        float mx[2] = {NEG_INF, NEG_INF};
-        for (int n = 0; n < 8; n++) {
-            for (int c = 0; c < 4; c++) {
-                int j = j0 + n * 8 + 2 * t + (c & 1);
-                int i = c < 2 ? rowA : rowB;
-                int p = past + i;
-                bool ok = i < Tq && j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) &&
-                          (key_valid == 0 || key_valid[(i64)b * Tk + j]);
-                float x = ok ? s[n][c] * sl2 : NEG_INF;
-                s[n][c] = x;
-                mx[c >> 1] = fmaxf(mx[c >> 1], x);
-            }
-        }
-        float corr[2];
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
-            float mNew = fmaxf(m[r], mx[r]);
-            corr[r] = (m[r] == NEG_INF) ? 0.f : exp2f(m[r] - mNew);
-            if (mNew == NEG_INF) corr[r] = 1.f;
-            m[r] = mNew;
-        }
-        float rs[2] = {0, 0};
-        for (int n = 0; n < 8; n++) {
-            for (int c = 0; c < 4; c++) {
-                int r = c >> 1;
-                float p = (m[r] == NEG_INF || s[n][c] == NEG_INF) ? 0.f : exp2f(s[n][c] - m[r]);
-                s[n][c] = p;
-                rs[r] += p;
-            }
-        }
-        for (int r = 0; r < 2; r++) {
-            rs[r] += __shfl_xor_sync(0xffffffff, rs[r], 1);
-            rs[r] += __shfl_xor_sync(0xffffffff, rs[r], 2);
-            l[r] = l[r] * corr[r] + rs[r];
-        }
-        for (int n = 0; n < D / 8; n++) {
-            o[n][0] *= corr[0];
-            o[n][1] *= corr[0];
-            o[n][2] *= corr[1];
-            o[n][3] *= corr[1];
-        }
-        // O += P·V: 4 steps of 16 keys; P's accumulators are the A operand.
-        for (int kk = 0; kk < 4; kk++) {
-            u32 a0 = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            u32 a1 = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            u32 a2 = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            u32 a3 = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-            for (int n = 0; n < D / 8; n++) {
-                u32 b0 = *(const u32*)(vt + (n * 8 + g) * VP + kk * 16 + 2 * t);
-                u32 b1 = *(const u32*)(vt + (n * 8 + g) * VP + kk * 16 + 2 * t + 8);
-                mma_bf16(o[n], a0, a1, a2, a3, b0, b1);
-            }
-        }
+        __syncthreads(); // the stage is refilled next iteration
     }
+    cp_wait<0>(); // (no copy may be left in flight at exit, also when nT is 0)
     const float LN2 = 0.6931471805599453f;
+#pragma unroll
     for (int r = 0; r < 2; r++) {
-        int i = r == 0 ? rowA : rowB;
-        if (i >= Tq) continue;
-        float inv = l[r] > 0 ? 1.f / l[r] : 0.f;
-        float* zr = z + ((i64)b * Tq + i) * qstride + (i64)h * D;
-        for (int n = 0; n < D / 8; n++) {
-            float2 w = make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-            *(float2*)(zr + n * 8 + 2 * t) = w;
+        l[r] += __shfl_xor_sync(0xffffffff, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffff, l[r], 2);
+        if (TOP1) {
+#pragma unroll
+            for (int o = 1; o <= 2; o <<= 1) {
+                float os = __shfl_xor_sync(0xffffffff, bestS[r], o);
+                int oj = __shfl_xor_sync(0xffffffff, bestJ[r], o);
+                if (os > bestS[r] || (os == bestS[r] && oj >= 0 && (bestJ[r] < 0 || oj < bestJ[r]))) {
+                    bestS[r] = os;
+                    bestJ[r] = oj;
+                }
+            }
         }
-        if (lse != 0 && t == 0) lse[((i64)b * H + h) * Tq + i] = l[r] > 0 ? m[r] * LN2 + logf(l[r]) : NEG_INF;
+        int row = r == 0 ? rA : rB, pos = r == 0 ? posA : posB;
+        if (row >= nRows || pos >= Tq) continue;
+        int head = kh * G + row % G;
+        float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
+        i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * D;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            float x0 = o[n][2 * r] * inv, x1 = o[n][2 * r + 1] * inv;
+            *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
+            if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
+        }
+        i64 hr = ((i64)b * H + head) * Tq + pos;
+        if (lse != 0 && t == 0) lse[hr] = l[r] > 0.f ? m[r] * scale + logf(l[r]) : NEG_INF;
+        if (TOP1 && t == 0) {
+            bool any = l[r] > 0.f && bestJ[r] >= 0;
+            top_idx[hr] = any ? bestJ[r] : 0;
+            top_val[hr] = any ? exp2f((bestS[r] - m[r]) * sl2) / l[r] : 0.f;
+        }
     }
+    (void)LN2;
 }
 
-extern "C" __global__ void flash_attn_tc_d64(const float* q, const float* k, const float* v, float* z, float* lse,
-                                             int B, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,
-                                             int past, int causal, int window, const unsigned char* key_valid) {
-    flash_tc<64>(q, k, v, z, lse, B, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);
-}
-extern "C" __global__ void flash_attn_tc_d128(const float* q, const float* k, const float* v, float* z, float* lse,
-                                              int B, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,
-                                              int past, int causal, int window, const unsigned char* key_valid) {
-    flash_tc<128>(q, k, v, z, lse, B, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);
-}
+// Two builds of each: two blocks per multiprocessor (at most 128
+// registers a thread) and one (up to 255); LOUPE_FLASH_OCC picks one for
+// measurements, flashVariant says which is the default. flash2top is the
+// build with the top-1 reduction.
+#define FLASH2(D, NB)                                                                                                   \
+    extern "C" __global__ void __launch_bounds__(F2_THREADS, NB)                                                         \
+        flash2_bf16_d##D##_##NB(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,     \
+                                int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window, \
+                                const unsigned char* key_valid) {                                                        \
+        flash2<D, false>(q, k, v, z, zh, lse, 0, 0, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);     \
+    }                                                                                                                    \
+    extern "C" __global__ void __launch_bounds__(F2_THREADS, NB)                                                         \
+        flash2top_bf16_d##D##_##NB(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,  \
+                                   int* top_idx, float* top_val, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,  \
+                                   int past, int causal, int window, const unsigned char* key_valid) {                   \
+        flash2<D, true>(q, k, v, z, zh, lse, top_idx, top_val, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window,      \
+                        key_valid);                                                                                      \
+    }
+FLASH2(64, 1)
+FLASH2(64, 2)
+FLASH2(128, 1)
+FLASH2(128, 2)

@@ -55,6 +55,11 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 		if host || spec.Pattern {
 			lse = b.newTensor(compute.F32, s.B, s.H, s.Tq)
 		}
+		if b.tensorCores(s) && s.Tk > 0 && tcReductions(spec) {
+			// Top-1 and the lse only: from the tensor-core pass itself.
+			b.flashTop1(z, qt, kt, vt, s, scale, mask, spec, &res)
+			return
+		}
 		if b.tensorCores(s) {
 			// bf16 products for z; what hooks read (lse, pattern,
 			// reductions) from the fp32 kernel, so that they are exact
@@ -93,6 +98,51 @@ func (b *Backend) Attention(q, k, v compute.Tensor, s compute.AttnShape, scale f
 		b.async(run)
 	}
 	return res
+}
+
+// tcReductions says whether a spec asks for nothing but the top-1 key of
+// each row and the lse. In the 16-bit weight modes those come from the
+// tensor-core pass that makes z (flash2top): the softmax of the scores of
+// q and k rounded to bf16, products accumulated in fp32, the pass z comes
+// from. Every other reduction is the exact fp32 second pass. This is what
+// lets retrieval-style top-1 scores run on 128K-token prompts: the fp32
+// kernels would take hours there.
+func tcReductions(spec compute.AttnSpec) bool {
+	return (spec.TopK == 1 || spec.TopK == 0 && spec.LSE) && !spec.Scores && !spec.Pattern &&
+		len(spec.Spans) == 0 && len(spec.KeySets) == 0 && !spec.Entropy
+}
+
+// flashTop1 runs the tensor-core pass with the top-1 reduction and the lse
+// for every row and gives the host the rows spec asks.
+func (b *Backend) flashTop1(z, qt, kt, vt *Tensor, s compute.AttnShape, scale float32, mask compute.AttnMask, spec compute.AttnSpec, res *compute.AttnResult) {
+	n := s.B * s.H * s.Tq
+	lse := b.newTensor(compute.F32, s.B, s.H, s.Tq)
+	top := [2]*buffer{b.alloc(4*n, func() string { return "top-1 keys" }), b.alloc(4*n, func() string { return "top-1 weights" })}
+	b.flashTC(z, lse, &top, qt, kt, vt, s, scale, mask)
+	if spec.LSE {
+		res.LSE = b.downloadFloats(lse)
+	}
+	if spec.TopK == 1 {
+		idx, val := make([]int32, n), make([]float32, n)
+		if n > 0 {
+			b.download(unsafe.Pointer(&idx[0]), top[0].ptr, 4*n)
+			b.download(unsafe.Pointer(&val[0]), top[1].ptr, 4*n)
+		}
+		if spec.Rows == nil {
+			res.TopIdx, res.TopVal = idx, val
+		} else {
+			R := len(spec.Rows)
+			res.TopIdx, res.TopVal = make([]int32, s.B*s.H*R), make([]float32, s.B*s.H*R)
+			for bh := 0; bh < s.B*s.H; bh++ {
+				for r, i := range spec.Rows {
+					res.TopIdx[bh*R+r], res.TopVal[bh*R+r] = idx[bh*s.Tq+i], val[bh*s.Tq+i]
+				}
+			}
+		}
+	}
+	b.releaseTemp(lse.buf)
+	b.releaseTemp(top[0])
+	b.releaseTemp(top[1])
 }
 
 func checkSpec(s compute.AttnShape, spec compute.AttnSpec) {

@@ -32,7 +32,16 @@ __device__ __forceinline__ u16 f32_to_f16(float f) {
 // ---- conversions -------------------------------------------------------
 
 extern "C" __global__ void cvt_f32_bf16(const float* x, u16* y, i64 n) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) y[i] = f32_to_bf16(x[i]);
+    i64 i0 = blockIdx.x * (i64)blockDim.x + threadIdx.x, step = (i64)gridDim.x * blockDim.x;
+    if ((n & 3) == 0 && (((unsigned long long)x & 15) | ((unsigned long long)y & 7)) == 0) {
+        for (i64 i = i0; i < n / 4; i += step) {
+            float4 v = ((const float4*)x)[i];
+            ((uint2*)y)[i] = make_uint2((u32)f32_to_bf16(v.x) | ((u32)f32_to_bf16(v.y) << 16),
+                                        (u32)f32_to_bf16(v.z) | ((u32)f32_to_bf16(v.w) << 16));
+        }
+        return;
+    }
+    for (i64 i = i0; i < n; i += step) y[i] = f32_to_bf16(x[i]);
 }
 extern "C" __global__ void cvt_f32_f16(const float* x, u16* y, i64 n) {
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) y[i] = f32_to_f16(x[i]);
@@ -94,8 +103,26 @@ extern "C" __global__ void fill_columns(float* x, const float* vals, int rows, i
 
 // ---- element-wise ------------------------------------------------------
 
+// The elementwise kernels read and write 16 bytes a thread where the
+// addresses allow (every tensor starts 512-byte aligned; n % 4 == 0), else
+// one element at a time.
+__device__ __forceinline__ bool vec4_ok(i64 n, const void* a, const void* b, const void* c) {
+    return (n & 3) == 0 && (((unsigned long long)a | (unsigned long long)b | (unsigned long long)c) & 15) == 0;
+}
+__device__ __forceinline__ u32 pack2_bf16(float lo, float hi) {
+    return (u32)f32_to_bf16(lo) | ((u32)f32_to_bf16(hi) << 16);
+}
+
 extern "C" __global__ void add(const float* a, const float* b, float* out, i64 n) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) out[i] = a[i] + b[i];
+    i64 i0 = blockIdx.x * (i64)blockDim.x + threadIdx.x, step = (i64)gridDim.x * blockDim.x;
+    if (vec4_ok(n, a, b, out)) {
+        for (i64 i = i0; i < n / 4; i += step) {
+            float4 x = ((const float4*)a)[i], y = ((const float4*)b)[i];
+            ((float4*)out)[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+        }
+        return;
+    }
+    for (i64 i = i0; i < n; i += step) out[i] = a[i] + b[i];
 }
 extern "C" __global__ void mul(const float* a, const float* b, float* out, i64 n) {
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) out[i] = a[i] * b[i];
@@ -107,10 +134,42 @@ extern "C" __global__ void add_bcast(float* a, const float* b, i64 n, int cols) 
 extern "C" __global__ void scale(float* a, float s, i64 n) {
     for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) a[i] *= s;
 }
-extern "C" __global__ void swiglu(const float* g, const float* u, float* out, i64 n) {
-    for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        float v = g[i];
-        out[i] = v / (1.0f + expf(-v)) * u[i];
+// swiglu: out = silu(g) * u, and its bf16 rounding into h when h is not
+// null (the input of the down projection).
+__device__ __forceinline__ float silu_mul(float v, float u) { return v / (1.0f + expf(-v)) * u; }
+extern "C" __global__ void swiglu(const float* g, const float* u, float* out, u16* h, i64 n) {
+    i64 i0 = blockIdx.x * (i64)blockDim.x + threadIdx.x, step = (i64)gridDim.x * blockDim.x;
+    if (vec4_ok(n, g, u, out) && ((unsigned long long)h & 7) == 0) {
+        for (i64 i = i0; i < n / 4; i += step) {
+            float4 x = ((const float4*)g)[i], y = ((const float4*)u)[i];
+            float4 r = make_float4(silu_mul(x.x, y.x), silu_mul(x.y, y.y), silu_mul(x.z, y.z), silu_mul(x.w, y.w));
+            ((float4*)out)[i] = r;
+            if (h) ((uint2*)h)[i] = make_uint2(pack2_bf16(r.x, r.y), pack2_bf16(r.z, r.w));
+        }
+        return;
+    }
+    for (i64 i = i0; i < n; i += step) {
+        float r = silu_mul(g[i], u[i]);
+        out[i] = r;
+        if (h) h[i] = f32_to_bf16(r);
+    }
+}
+
+// copy_seq_rows appends T rows of each of B sequences: dst rows
+// [b*cap + off, b*cap + off + T) = src rows [b*T, (b+1)*T), rows of cols
+// floats (a KV cache's append for a whole batch in one launch); when h is
+// not null the same rows are written, rounded to bf16, into h (the
+// cache's shadow).
+extern "C" __global__ void copy_seq_rows(const float* src, float* dst, u16* h, int B, int T, int cap, int off, int cols) {
+    i64 n = (i64)B * T * cols;
+    for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < n; e += (i64)gridDim.x * blockDim.x) {
+        i64 row = e / cols;
+        int c = (int)(e % cols);
+        i64 b = row / T, t = row % T;
+        i64 at = (b * cap + off + t) * cols + c;
+        float v = src[e];
+        dst[at] = v;
+        if (h) h[at] = f32_to_bf16(v);
     }
 }
 // gelu: the tanh approximation when tanh_form, else the erf form.
@@ -155,15 +214,40 @@ __device__ __forceinline__ float block_max(float v, float* sh) {
     return t;
 }
 
-extern "C" __global__ void rmsnorm(const float* x, const float* w, float* out, int cols, float eps) {
+// rmsnorm, and its output rounded to bf16 into h when h is not null (the
+// input of the next products). Sums in double: the float32 mode matches
+// the CPU.
+extern "C" __global__ void rmsnorm(const float* x, const float* w, float* out, u16* h, int cols, float eps) {
     __shared__ double sh[32];
     const float* in = x + (i64)blockIdx.x * cols;
     float* o = out + (i64)blockIdx.x * cols;
+    u16* ho = h ? h + (i64)blockIdx.x * cols : 0;
+    bool v4 = (cols & 3) == 0 && vec4_ok(cols, in, w, o);
     double ss = 0;
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += (double)in[i] * in[i];
+    if (v4) {
+        for (int i = threadIdx.x * 4; i < cols; i += blockDim.x * 4) {
+            float4 v = *(const float4*)(in + i);
+            ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+        }
+    } else {
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) ss += (double)in[i] * in[i];
+    }
     ss = block_sum_d(ss, sh);
     float inv = (float)(1.0 / sqrt(ss / cols + (double)eps));
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) o[i] = in[i] * inv * w[i];
+    if (v4) {
+        for (int i = threadIdx.x * 4; i < cols; i += blockDim.x * 4) {
+            float4 v = *(const float4*)(in + i), g = *(const float4*)(w + i);
+            float4 r = make_float4(v.x * inv * g.x, v.y * inv * g.y, v.z * inv * g.z, v.w * inv * g.w);
+            *(float4*)(o + i) = r;
+            if (ho) *(uint2*)(ho + i) = make_uint2(pack2_bf16(r.x, r.y), pack2_bf16(r.z, r.w));
+        }
+        return;
+    }
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float r = in[i] * inv * w[i];
+        o[i] = r;
+        if (ho) ho[i] = f32_to_bf16(r);
+    }
 }
 
 extern "C" __global__ void layernorm(const float* x, const float* w, const float* b, float* out, int cols, float eps) {

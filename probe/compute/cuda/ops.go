@@ -65,6 +65,51 @@ func (b *Backend) CopyRowsInPlace(dst, src compute.Tensor, off int) {
 		_, cols := rowsCols(d)
 		es := d.dt.Size()
 		b.copyDtoD(d.ptr()+uintptr(off*cols*es), s.ptr(), s.numel()*es)
+		b.mirrorRows(d, s, off*cols)
+	})
+}
+
+// mirrorRows keeps d's shadow a copy of d after s's elements were written
+// at element offset at: the same elements, rounded, into the shadow.
+func (b *Backend) mirrorRows(d, s *Tensor, at int) {
+	h := d.buf.half
+	if h == nil || h.dead || d.dt != compute.F32 || b.err != nil {
+		return
+	}
+	k := "cvt_f32_bf16"
+	if d.buf.halfDT == compute.F16 {
+		k = "cvt_f32_f16"
+	}
+	if n := s.numel(); n > 0 {
+		b.launch(k, grid1(n), block256, 0, pArg(s.ptr()), pArg(h.ptr+uintptr(2*at)), lArg(n))
+	}
+}
+
+// CopySeqRowsInPlace appends T rows of each of B sequences: src rows
+// [s*T, (s+1)*T) go to dst rows [s*cap+off, s*cap+off+T), in one launch
+// (compute.SeqRowCopier: a KV cache's append for a whole batch). dst's
+// shadow, if it has one, gets the same rows rounded.
+func (b *Backend) CopySeqRowsInPlace(dst, src compute.Tensor, B, T, capacity, off int) {
+	d, s := tensorOf("CopySeqRowsInPlace", dst), tensorOf("CopySeqRowsInPlace", src)
+	mustF32("CopySeqRowsInPlace", d, s)
+	if _, dc := rowsCols(d); s.numel() != B*T*dc {
+		panic(fmt.Sprintf("cuda: CopySeqRowsInPlace %v into %v for %d x %d rows", s.shape, d.shape, B, T))
+	}
+	b.async(func() {
+		d, s := b.get(dst), b.get(src)
+		_, cols := rowsCols(d)
+		n := B * T * cols
+		if n == 0 || b.err != nil {
+			return
+		}
+		var h uint64
+		if sh := d.buf.half; sh != nil && !sh.dead && d.buf.halfDT == compute.BF16 {
+			h = pArg(sh.ptr)
+		} else {
+			b.dropShadow(d.buf)
+		}
+		b.launch("copy_seq_rows", grid1(n), block256, 0, pArg(s.ptr()), pArg(d.ptr()), h,
+			iArg(B), iArg(T), iArg(capacity), iArg(off), iArg(cols))
 	})
 }
 
@@ -84,6 +129,7 @@ func (b *Backend) FillColumnsInPlace(x compute.Tensor, lo, hi int, vals []float3
 	vals = slices.Clone(vals[:hi-lo])
 	b.async(func() {
 		t := b.get(x)
+		b.dropShadow(t.buf)
 		rows, cols := rowsCols(t)
 		n := rows * (hi - lo)
 		if n == 0 || b.err != nil {
@@ -107,12 +153,9 @@ func (b *Backend) Linear(x, w, bias compute.Tensor) compute.Tensor {
 		xt, wt := b.get(x), b.get(w)
 		a := xt
 		if wt.dt != compute.F32 {
-			a = b.to16(xt, wt.dt)
+			a = b.rounded(xt, wt.dt) // x's shadow, kept for the next product of x
 		}
 		b.gemmNT(m, n, k, a.ptr(), wt.ptr(), k, k, wt.dt, out.ptr(), n, 0)
-		if a != xt {
-			b.releaseTemp(a.buf)
-		}
 		if bias != nil {
 			bt, tmp := b.f32(b.get(bias))
 			b.launch("add_bcast", grid1(m*n), block256, 0, pArg(out.ptr()), pArg(bt.ptr()), lArg(m*n), iArg(n))
@@ -132,7 +175,7 @@ func (b *Backend) Add(x, y compute.Tensor) compute.Tensor {
 	return b.produce(compute.F32, xt.shape, func(out *Tensor) {
 		xt, yt := b.get(x), b.get(y)
 		n := xt.numel()
-		b.launch("add", grid1(n), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
+		b.launch("add", grid1(n/4), block256, 0, pArg(xt.ptr()), pArg(yt.ptr()), pArg(out.ptr()), lArg(n))
 	})
 }
 
@@ -161,6 +204,7 @@ func (b *Backend) AddInPlace(x, y compute.Tensor) {
 		if b.err != nil {
 			return
 		}
+		b.dropShadow(xt.buf)
 		yf, tmp := b.f32(yt)
 		n := xt.numel()
 		if yf.numel() == n {
@@ -178,6 +222,7 @@ func (b *Backend) ScaleInPlace(x compute.Tensor, s float32) {
 	mustF32("ScaleInPlace", tensorOf("ScaleInPlace", x))
 	b.async(func() {
 		t := b.get(x)
+		b.dropShadow(t.buf)
 		n := t.numel()
 		b.launch("scale", grid1(n), block256, 0, pArg(t.ptr()), fArg(s), lArg(n))
 	})
@@ -190,7 +235,7 @@ func (b *Backend) RMSNorm(x, w compute.Tensor, eps float32) compute.Tensor {
 		xt := b.get(x)
 		wt, tmp := b.vec(w)
 		if rows, cols := rowsCols(xt); rows > 0 {
-			b.launch("rmsnorm", [3]int{rows, 1, 1}, block256, 0, pArg(xt.ptr()), pArg(wt.ptr()), pArg(out.ptr()), iArg(cols), fArg(eps))
+			b.launch("rmsnorm", [3]int{rows, 1, 1}, block256, 0, pArg(xt.ptr()), pArg(wt.ptr()), pArg(out.ptr()), b.shadowPtr(out), iArg(cols), fArg(eps))
 		}
 		if tmp {
 			b.releaseTemp(wt.buf)
@@ -223,7 +268,7 @@ func (b *Backend) SwiGLU(gate, up compute.Tensor) compute.Tensor {
 	return b.produce(compute.F32, g.shape, func(out *Tensor) {
 		g, u := b.get(gate), b.get(up)
 		n := g.numel()
-		b.launch("swiglu", grid1(n), block256, 0, pArg(g.ptr()), pArg(u.ptr()), pArg(out.ptr()), lArg(n))
+		b.launch("swiglu", grid1(n/4), block256, 0, pArg(g.ptr()), pArg(u.ptr()), pArg(out.ptr()), b.shadowPtr(out), lArg(n))
 	})
 }
 
@@ -262,6 +307,7 @@ func (b *Backend) RotaryInPlace(x compute.Tensor, heads, headDim, rotDim int, po
 	pos, inv := slices.Clone(pos), slices.Clone(invFreq[:rotDim/2])
 	b.async(func() {
 		t := b.get(x)
+		b.dropShadow(t.buf)
 		rows, _ := rowsCols(t)
 		n := rows * heads * (rotDim / 2)
 		if n == 0 || b.err != nil {

@@ -20,6 +20,10 @@ type buffer struct {
 	failed  bool    // its allocation failed (the backend's error says why)
 	cleanup runtime.Cleanup
 	hasGC   bool
+	// half is a copy of the elements in halfDT (a shadow: shadow.go),
+	// released with this buffer.
+	half   *buffer
+	halfDT compute.DType
 }
 
 // orphan is an owned buffer whose tensors the garbage collector found
@@ -161,6 +165,12 @@ func (b *Backend) release(buf *buffer) {
 		return
 	}
 	buf.dead = true
+	if buf.half != nil {
+		// Not releaseTemp: Release may be walking the scope's list; a dead
+		// entry left in a list is skipped when the scope ends.
+		b.release(buf.half)
+		buf.half = nil
+	}
 	if buf.hasGC {
 		buf.cleanup.Stop()
 		buf.hasGC = false
@@ -175,7 +185,7 @@ func (b *Backend) release(buf *buffer) {
 // stream runs in order, so the next user of the block runs after this
 // operation's kernels.
 func (b *Backend) releaseTemp(buf *buffer) {
-	if buf.scope >= 0 {
+	if buf.scope >= 0 && buf.scope < len(b.scopes) {
 		l := b.scopes[buf.scope]
 		for i := len(l) - 1; i >= 0; i-- {
 			if l[i] == buf {
@@ -251,7 +261,11 @@ func (b *Backend) Release(s int, keep ...compute.Tensor) error {
 		kept := map[*buffer]bool{}
 		for _, t := range keep {
 			if t != nil {
-				kept[t.(*Tensor).buf] = true
+				buf := t.(*Tensor).buf
+				kept[buf] = true
+				if buf.half != nil {
+					kept[buf.half] = true // a shadow goes where its tensor goes
+				}
 			}
 		}
 		var moved []*buffer
@@ -351,4 +365,14 @@ func (b *Backend) CheckFit(shapes [][]int) error {
 		}
 	})
 	return err
+}
+
+// TrimPool gives the pool's cached free blocks back to the driver (after
+// the GPU has finished with them): the memory a long-running program
+// holds drops to what its live tensors use.
+func (b *Backend) TrimPool() {
+	b.do(func() {
+		b.adoptOrphans()
+		b.trimPool()
+	})
 }

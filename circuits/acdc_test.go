@@ -1,0 +1,135 @@
+package circuits
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+)
+
+// Batched ACDC (several edge tests per forward pass, speculating that each
+// edge is cut) finds what the one-edge-at-a-time loop finds: the same
+// circuit, the same final distance, the same number of edge tests, at a
+// threshold that keeps some edges and cuts others.
+func TestACDCBatchedEqualsSequential(t *testing.T) {
+	m, prompts := toyIOI(t, 8)
+	ctx := context.Background()
+	var ref *ACDCResult
+	for _, k := range []int{1, 3, 16} {
+		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: KL, ACDCBatch: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.ACDC(ctx, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("batch %d: %d edges kept, distance %.6f, %d edge tests in %d forward passes, %v", k, len(r.Kept), r.Metric, r.Runs, p.Forwards, r.Wall)
+		if ref == nil {
+			ref = r
+			if len(r.Kept) == 0 || len(r.Kept) > len(Edges(m.Config))/2 {
+				t.Fatalf("threshold keeps %d of %d edges: pick one that keeps some", len(r.Kept), len(Edges(m.Config)))
+			}
+			continue
+		}
+		if !slices.Equal(r.Kept, ref.Kept) {
+			t.Errorf("batch %d keeps %v, one at a time %v", k, r.Kept, ref.Kept)
+		}
+		if math.Abs(r.Metric-ref.Metric) > 1e-6 {
+			t.Errorf("batch %d: distance %.8f, one at a time %.8f", k, r.Metric, ref.Metric)
+		}
+	}
+}
+
+// RunCuts of several cut sets equals RunCut of each.
+func TestRunCutsEqualsRunCut(t *testing.T) {
+	m, prompts := toyIOI(t, 6)
+	ctx := context.Background()
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff, Batch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := Edges(m.Config)
+	sets := [][]Edge{nil, es[:1], es[3:9], es[len(es)/2:], es}
+	got, err := p.RunCuts(ctx, sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range sets {
+		want, err := p.RunCut(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(got[i]-want) > 1e-5 {
+			t.Errorf("cut set %d (%d edges): stacked %.7f, alone %.7f", i, len(s), got[i], want)
+		}
+	}
+	if math.Abs(got[0]-p.Clean) > 1e-5 || math.Abs(got[4]-p.Corrupt) > 1e-4 {
+		t.Errorf("no cut %.6f (clean %.6f); every edge cut %.6f (corrupted %.6f)", got[0], p.Clean, got[4], p.Corrupt)
+	}
+}
+
+// The toy model's residual stream is the sum of its nodes' writes, so cuts
+// may be written through the whole stream; the two forms give one metric.
+func TestCutThroughStreamEqualsSum(t *testing.T) {
+	m, prompts := toyIOI(t, 6)
+	ctx := context.Background()
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.sumOK {
+		t.Fatal("the toy GPT-2's stream is not seen as the sum of its nodes' writes")
+	}
+	es := Edges(m.Config)
+	var most []Edge // every edge but a few into each receiver: the stream form
+	for i, e := range es {
+		if i%7 != 0 {
+			most = append(most, e)
+		}
+	}
+	sets := [][]Edge{most, es}
+	viaStream, err := p.RunCuts(ctx, sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.sumOK = false
+	viaSum, err := p.RunCuts(ctx, sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range sets {
+		if math.Abs(viaStream[i]-viaSum[i]) > 1e-4 {
+			t.Errorf("cut set %d: through the stream %.7f, summed over senders %.7f", i, viaStream[i], viaSum[i])
+		}
+	}
+	t.Logf("through the stream %v, summed %v", viaStream, viaSum)
+}
+
+// Coarse to fine: with ACDCNodes the node pass cuts whole nodes, and the
+// circuit then has no edge touching a pruned node. (Its saving shows on big
+// graphs: one run per node in place of one per edge of the pruned nodes;
+// the toy graph is too small for that to tell.)
+func TestACDCNodesFirst(t *testing.T) {
+	m, prompts := toyIOI(t, 8)
+	ctx := context.Background()
+	for _, nodes := range []bool{false, true} {
+		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: KL, ACDCNodes: nodes, ACDCBatch: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.ACDC(ctx, 0.05)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("nodes first %v: pruned %v; %d edges kept, nodes %v; %d runs", nodes, r.Pruned, len(r.Kept), NodesOf(r.Kept), r.Runs)
+		for _, e := range r.Kept {
+			if slices.Contains(r.Pruned, e.From) || slices.Contains(r.Pruned, e.To) {
+				t.Errorf("kept edge %s touches a pruned node", e)
+			}
+		}
+		if nodes && len(r.Pruned) == 0 {
+			t.Error("the node pass pruned nothing")
+		}
+	}
+}
