@@ -115,3 +115,47 @@ func TestSAESeeds(t *testing.T) {
 		}
 	}
 }
+
+// TestACDCNodesFirstTable gives ACDC's figures with the node-first pass
+// (PatchOptions.ACDCNodes) beside the edge-only ones of TestResultsTable,
+// on the same tasks and sweeps (LOUPE_LONG=1).
+func TestACDCNodesFirstTable(t *testing.T) {
+	if os.Getenv("LOUPE_LONG") == "" {
+		t.Skip("LOUPE_LONG=1 runs ACDC with the node-first pass")
+	}
+	ctx := context.Background()
+	m, prompts := toyIOI(t, 48)
+	lp, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff, err := lp.EdgeEffects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := TruthEdges(eff, 0.05)
+	om, oprompts := organismInduction(t, 24)
+	for _, c := range []struct {
+		name       string
+		m          *probe.Model
+		prompts    []Prompt
+		heads      []Node
+		edges      []Edge
+		thresholds []float64
+	}{
+		{"toy IOI", m, prompts, heads(NodesOf(truth)), truth, DefaultThresholds},
+		{"organism induction", om, oprompts, organismInductionHeads, nil, []float64{0.01, 0.03, 0.1, 0.3, 1}},
+	} {
+		p, err := NewPatcher(ctx, c.m, c.prompts, PatchOptions{Metric: KL, ACDCNodes: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Find(ctx, p, c.prompts, FindOptions{Method: "acdc", Thresholds: c.thresholds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := f.ScoreAgainst(Components(c.m.Config), Edges(c.m.Config), c.heads, c.edges)
+		t.Logf("%s, acdc nodes first: node AUC %.3f, edge AUC %.3f, precision %.3f, recall %.3f; %d runs in %.1f s",
+			c.name, s.NodeAUC, s.EdgeAUC, s.Precision, s.Recall, f.Runs, f.Wall.Seconds())
+	}
+}

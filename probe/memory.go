@@ -33,6 +33,10 @@ func (m *Model) passMemory(hs *hookSet, mode LogitMode, B, T, past, kv, chunk in
 	}
 	perPos := uint64(4*c.DModel + 2*c.Heads*c.HeadDim + 2*c.KVHeads*c.HeadDim + 3*c.DMLP)
 	total += uint64(B) * uint64(n) * perPos * f
+	// The CPU's fused attention packs one layer's keys and values (every
+	// cached position) for its micro-kernel, each head's width rounded up
+	// to the kernel's tile (at most 12 more floats).
+	total += uint64(B) * uint64(past+T) * uint64(2*c.KVHeads*(c.HeadDim+12)) * f
 	switch mode {
 	case LogitsAll:
 		total += 2 * uint64(B) * uint64(T) * uint64(c.Vocab) * f // the device's and the host's

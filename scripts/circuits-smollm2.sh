@@ -16,7 +16,7 @@
 #   TASKS       tasks to run ("ioi greater-than docstring")
 #   METHODS     methods to run ("patching sae acdc")
 #   STEP_TIMEOUT  seconds one method may take on one task (3600)
-# Every run writes OUT_DIR/TASK-METHOD.{arrow,svg,log}; summary.txt has
+# Every run writes OUT_DIR/TASK-METHOD.{arrow,svg,log,progress}; summary.txt has
 # each run's figures and the comparisons.
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -53,9 +53,10 @@ for t in $tasks; do
     esac
     start=$(date +%s)
     timeout "$limit" "$loupe" circuits find --method "$m" --model "$gguf" --device "$device" --task "$out/$t.jsonl" \
-      --pairs "$pairs" --quiet "${extra[@]}" --out "$out/$t-$m.arrow" --svg "$out/$t-$m.svg" > "$out/$t-$m.log" 2>&1
+      --pairs "$pairs" --quiet "${extra[@]}" --out "$out/$t-$m.arrow" --svg "$out/$t-$m.svg" \
+      --log "$out/$t-$m.progress" > "$out/$t-$m.log" 2>&1
     rc=$?
-    { echo "== $t $m: exit $rc, $(( $(date +%s) - start )) s wall"; head -c 1500 "$out/$t-$m.log"; } | tee -a "$summary"
+    { echo "== $t $m: exit $rc, $(( $(date +%s) - start )) s wall"; head -c 1500 "$out/$t-$m.log"; tail -n 2 "$out/$t-$m.progress"; } | tee -a "$summary"
   done
   for ab in "patching sae" "patching acdc" "acdc sae"; do
     set -- $ab

@@ -134,3 +134,21 @@ func TestCircuitView(t *testing.T) {
 		t.Errorf("help lacks the circuit keys:\n%s", view)
 	}
 }
+
+// A 30-layer circuit on a 24-line terminal: the grid keeps the layers with
+// circuit nodes, says how many it hides, and the edge list still shows.
+func TestCircuitViewTallModel(t *testing.T) {
+	var rows []store.CircuitRow
+	for l := 0; l < 30; l++ {
+		for h := 0; h < 9; h++ {
+			rows = append(rows, store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitNode, Node: fmt.Sprintf("%d.%d", l, h),
+				Layer: l, Head: h, Score: 0.01, InCircuit: l == 20 && h == 7})
+		}
+	}
+	rows = append(rows, store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "20.7", To: "logits", Layer: -1, Head: -1, Score: 0.5, InCircuit: true})
+	st := &state{src: &Source{circuit: rows}, keys: newKeyMap(), width: 80, height: 24}
+	view := ansi.Strip((&circuitView{st: st}).View())
+	if !strings.Contains(view, "L20") || strings.Contains(view, "L3 ") || !strings.Contains(view, "29 layers without a circuit node not shown") || !strings.Contains(view, "20.7     → logits") {
+		t.Errorf("tall view:\n%s", view)
+	}
+}

@@ -194,7 +194,25 @@ func (m *circuitView) View() string {
 		return dimStyle.Render(name)
 	}
 	b.WriteString(ends("embed") + "\n")
+	// A tall model on a short terminal: keep the layers that hold a node
+	// of the circuit or an end of the selected edge, so the list keeps
+	// room.
+	show := func(int) bool { return true }
+	if g.layers+14 > h {
+		keep := map[int]bool{}
+		for _, n := range g.nodes {
+			if n.InCircuit || n.Node == from || n.Node == to {
+				keep[n.Layer] = true
+			}
+		}
+		show = func(l int) bool { return keep[l] }
+	}
+	hidden := 0
 	for l := 0; l < g.layers; l++ {
+		if !show(l) {
+			hidden++
+			continue
+		}
 		fmt.Fprintf(&b, "L%-3d", l)
 		for hd := 0; hd < g.heads; hd++ {
 			b.WriteString(cell(fmt.Sprintf("%d.%d", l, hd), strconv.Itoa(hd)) + " ")
@@ -202,6 +220,9 @@ func (m *circuitView) View() string {
 		b.WriteString(cell(fmt.Sprintf("mlp%d", l), "mlp") + "\n")
 	}
 	b.WriteString(ends("logits") + "\n")
+	if hidden > 0 {
+		b.WriteString(dimStyle.Render(fmt.Sprintf("(%d layers without a circuit node not shown: a taller terminal shows them)", hidden)) + "\n")
+	}
 	b.WriteString(dimStyle.Render("cells: heads by number, the MLP last; colour |score| / top score; * in the circuit") + "\n\n")
 	// The edge list fills what is left.
 	title := "circuit edges"

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/loupe-dev/loupe/circuits"
 	"github.com/loupe-dev/loupe/internal/atomicfile"
@@ -82,6 +84,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	truth := fs.String("truth", "", "the true circuit, comma-separated: heads L.H and edges FROM->TO (L.H, mlpL, embed, logits): prints node ROC AUC, precision and recall, and edge ROC AUC when edges are given")
 	acdcBatch := fs.Int("acdc-batch", 1, "acdc: edge tests per forward pass (copies of the prompts, each with its own cuts; same result, fewer passes: good on a GPU)")
 	acdcNodes := fs.Bool("acdc-nodes", false, "acdc: decide whole nodes first, then the edges among the nodes left (one pass per node plus one per remaining edge)")
+	logPath := fs.String("log", "", "also append progress lines (each stage's start and every 5% of it, with the time) to this file: for runs with no terminal")
 	var dev deviceFlags
 	dev.register(fs)
 	out := fs.String("out", "circuit.arrow", "the Arrow file to write (the circuit table)")
@@ -175,6 +178,14 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	bar := env.progress(*quiet)
 	p.Progress = bar.update
+	if *logPath != "" {
+		lf, err := os.OpenFile(*logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("--log: %w", err)
+		}
+		defer lf.Close()
+		p.Progress = progressLog(lf, bar.update)
+	}
 	found, err := circuits.Find(ctx, p, prompts, opt)
 	bar.done()
 	if err != nil {
@@ -235,6 +246,23 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	printCircuit(env, found, m.Config, score, metric, truthEdges != nil)
 	fmt.Fprintf(env.stdout, "wrote %s (circuit table)\n", *out)
 	return nil
+}
+
+// progressLog passes progress on to next and writes a line to w when a
+// stage starts and at every 5% of it, with the seconds since the start.
+func progressLog(w io.Writer, next func(stage string, done, total int)) func(stage string, done, total int) {
+	start, last, lastStep := time.Now(), "", -1
+	return func(stage string, done, total int) {
+		next(stage, done, total)
+		step := 0
+		if total > 0 {
+			step = 20 * done / total
+		}
+		if stage != last || step != lastStep {
+			fmt.Fprintf(w, "%7.1fs %s %d/%d\n", time.Since(start).Seconds(), stage, done, total)
+			last, lastStep = stage, step
+		}
+	}
 }
 
 // circuitRows turns what a method found into the store's rows.

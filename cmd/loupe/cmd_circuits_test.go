@@ -74,12 +74,15 @@ func TestCircuitsFindEdgeTruth(t *testing.T) {
 	out := filepath.Join(dir, "acdc.arrow")
 	code, stdout, stderr := runCLI(t, "circuits", "find", "--method", "acdc", "--model", model, "--device", "cpu",
 		"--task", filepath.Join(model, "task.jsonl"), "--pairs", "8", "--thresholds", "0.02,0.2", "--acdc-batch", "4", "--acdc-nodes",
-		"--truth", "embed->0.1,0.1->2.0,2.0->logits,embed->2.3", "--out", out)
+		"--truth", "embed->0.1,0.1->2.0,2.0->logits,embed->2.3", "--out", out, "--log", filepath.Join(dir, "progress.log"))
 	if code != 0 {
 		t.Fatalf("find: exit %d: %s %s", code, stdout, stderr)
 	}
 	if !strings.Contains(stdout, "edge ROC AUC") || !strings.Contains(stdout, "node ROC AUC") {
 		t.Errorf("stdout %q", stdout)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "progress.log")); err != nil || !strings.Contains(string(b), "acdc nodes 0.02") || !strings.Contains(string(b), "acdc 0.2") {
+		t.Errorf("progress log: %v\n%s", err, b)
 	}
 	tr, err := store.Open(out)
 	if err != nil {
