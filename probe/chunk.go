@@ -76,7 +76,7 @@ func (m *Model) prefillChunks(ctx context.Context, hs *hookSet, ids, pos []int, 
 		logits = make([]float32, B*T*V)
 	}
 	var cache map[string]*Activation
-	reduced := map[reducedKey]*Reduced{}
+	reduced := map[reducedKey][]*Reduced{}
 	past0 := kv.len
 	for c0 := 0; c0 < T; c0 += chunk {
 		if err := ctx.Err(); err != nil {
@@ -174,27 +174,25 @@ type reducedKey struct {
 }
 
 // mergeReduced adds one piece's reductions (queries from base on) to those
-// of the pieces before.
-func mergeReduced(acc map[reducedKey]*Reduced, piece []*Reduced, base int) {
+// of the pieces before; orderReduced joins them once all pieces are in (one
+// copy of each result, not one per piece: a 256K-token prompt in 16 pieces
+// would copy its earlier rows 15 times).
+func mergeReduced(acc map[reducedKey][]*Reduced, piece []*Reduced, base int) {
 	for _, r := range piece {
 		for i := range r.Rows {
 			r.Rows[i] += base
 		}
 		k := reducedKey{r.Hook, r.reduction}
-		if prev, ok := acc[k]; ok {
-			acc[k] = concatRows(prev, r)
-		} else {
-			acc[k] = r
-		}
+		acc[k] = append(acc[k], r)
 	}
 }
 
-// orderReduced lists merged reductions as one pass reports them: by layer,
-// then in the order of Hooks.Reduce.
-func orderReduced(acc map[reducedKey]*Reduced) []*Reduced {
+// orderReduced joins each reduction's pieces and lists the results as one
+// pass reports them: by layer, then in the order of Hooks.Reduce.
+func orderReduced(acc map[reducedKey][]*Reduced) []*Reduced {
 	out := make([]*Reduced, 0, len(acc))
-	for _, r := range acc {
-		out = append(out, r)
+	for _, pieces := range acc {
+		out = append(out, concatPieces(pieces))
 	}
 	layer := func(r *Reduced) int {
 		rest, _ := strings.CutPrefix(r.Hook, "blocks.")
@@ -210,38 +208,61 @@ func orderReduced(acc map[reducedKey]*Reduced) []*Reduced {
 	return out
 }
 
-// concatRows joins two pieces' results of one reduction: values per
-// (batch, head) one after the other, or added for per-head sums.
-func concatRows(a, b *Reduced) *Reduced {
+// concatPieces joins the pieces' results of one reduction, in order:
+// values per (batch, head) one piece after the other, or added for
+// per-head sums.
+func concatPieces(rs []*Reduced) *Reduced {
+	a := rs[0]
+	if len(rs) == 1 {
+		return a
+	}
 	out := *a
-	out.KeysLen = b.KeysLen
+	out.KeysLen = rs[len(rs)-1].KeysLen
+	out.Shape = slices.Clone(a.Shape)
 	BH := a.Shape[0] * a.Shape[1]
+	anyRows := false
+	for _, r := range rs {
+		anyRows = anyRows || r.Rows != nil
+	}
 	if len(a.Shape) == 2 { // SumRows
 		out.Values = slices.Clone(a.Values)
-		for i, v := range b.Values {
-			out.Values[i] += v
+		for _, r := range rs[1:] {
+			for i, v := range r.Values {
+				out.Values[i] += v
+			}
 		}
-		out.Rows = append(slices.Clone(a.Rows), b.Rows...)
+		out.Rows = nil
+		for _, r := range rs {
+			out.Rows = append(out.Rows, r.Rows...)
+		}
 		return &out
 	}
-	per := func(r *Reduced) int { return len(r.Values) / BH }
-	pa, pb := per(a), per(b)
-	out.Values = make([]float32, 0, len(a.Values)+len(b.Values))
+	nv, ni := 0, 0
+	for _, r := range rs[1:] {
+		out.Shape[2] += r.Shape[2]
+	}
+	for _, r := range rs {
+		nv += len(r.Values)
+		ni += len(r.Index)
+	}
+	out.Values = make([]float32, 0, nv)
 	if a.Index != nil {
-		out.Index = make([]int32, 0, len(a.Index)+len(b.Index))
+		out.Index = make([]int32, 0, ni)
 	}
 	for bh := 0; bh < BH; bh++ {
-		out.Values = append(out.Values, a.Values[bh*pa:(bh+1)*pa]...)
-		out.Values = append(out.Values, b.Values[bh*pb:(bh+1)*pb]...)
-		if a.Index != nil {
-			out.Index = append(out.Index, a.Index[bh*pa:(bh+1)*pa]...)
-			out.Index = append(out.Index, b.Index[bh*pb:(bh+1)*pb]...)
+		for _, r := range rs {
+			p := len(r.Values) / BH
+			out.Values = append(out.Values, r.Values[bh*p:(bh+1)*p]...)
+			if a.Index != nil {
+				out.Index = append(out.Index, r.Index[bh*p:(bh+1)*p]...)
+			}
 		}
 	}
-	out.Shape = slices.Clone(a.Shape)
-	out.Shape[2] += b.Shape[2]
-	if a.Rows != nil || b.Rows != nil {
-		out.Rows = append(slices.Clone(a.Rows), b.Rows...)
+	out.Rows = nil
+	if anyRows {
+		for _, r := range rs {
+			out.Rows = append(out.Rows, r.Rows...)
+		}
 	}
 	return &out
 }
