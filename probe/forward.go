@@ -32,6 +32,19 @@ type Options struct {
 	// available memory). A pass estimated to need more is refused before
 	// it starts, with the longest prompt that would fit.
 	MemoryLimit uint64
+	// From, when set, starts the pass at a block on a given residual
+	// stream: the embeddings and the blocks before it are not run and
+	// their hooks do not fire. Circuit discovery uses it to rerun only the
+	// blocks an edit can change.
+	From *Resume
+}
+
+// Resume is where a pass starts (Options.From): block Layer, on Resid, the
+// value blocks.Layer.hook_resid_pre held in a pass over the same batch
+// (float32 [B·T, d_model] in that pass's padded layout).
+type Resume struct {
+	Layer int
+	Resid []float32
 }
 
 // Result is what a forward pass returns.
@@ -84,6 +97,7 @@ type pass struct {
 	pos   []int
 	mask  compute.AttnMask
 	kv    *kvCache
+	from  *Resume // start at this block (Options.From)
 	err   error
 	// greedy makes a LogitsLast pass return no logits but the argmax of
 	// each sequence's, in argmax (found where the logits are: on a GPU
@@ -133,6 +147,16 @@ func (m *Model) Forward(ctx context.Context, batch [][]int, opt Options) (*Resul
 	if err := m.checkMemory(hs, opt.Logits, opt.MemoryLimit, B, T, 0, kvCap, chunk); err != nil {
 		return nil, err
 	}
+	if f := opt.From; f != nil {
+		switch {
+		case chunk > 0:
+			return nil, fmt.Errorf("a pass resumed at a block (Options.From) cannot be chunked")
+		case f.Layer < 0 || f.Layer >= m.Config.Layers:
+			return nil, fmt.Errorf("resume at block %d: the model has blocks 0..%d", f.Layer, m.Config.Layers-1)
+		case len(f.Resid) != B*T*m.Config.DModel:
+			return nil, fmt.Errorf("resume at block %d: residual stream of %d values, want %d x %d x %d", f.Layer, len(f.Resid), B, T, m.Config.DModel)
+		}
+	}
 	var logits []float32
 	if chunk > 0 {
 		kv := newKVCache(m, B, T)
@@ -143,7 +167,7 @@ func (m *Model) Forward(ctx context.Context, batch [][]int, opt Options) (*Resul
 		logits, err = m.prefillChunks(ctx, hs, ids, pos, valid, B, T, opt.Chunk, kv, opt.Logits)
 	} else {
 		p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, pos: pos,
-			mask: compute.AttnMask{Causal: true}}
+			mask: compute.AttnMask{Causal: true}, from: opt.From}
 		if padded {
 			p.mask.KeyValid = valid
 		}
@@ -196,16 +220,22 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []flo
 
 func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]float32, error) {
 	m, b := p.m, p.b
-	x := b.Embed(m.embed, ids)
-	if m.Config.EmbedScale != 0 {
-		b.ScaleInPlace(x, m.Config.EmbedScale) // Gemma: hook_embed is the scaled embedding
+	first := 0
+	var x compute.Tensor
+	if p.from != nil {
+		x, first = b.FromHost(p.from.Resid, p.B*p.T, m.Config.DModel), p.from.Layer
+	} else {
+		x = b.Embed(m.embed, ids)
+		if m.Config.EmbedScale != 0 {
+			b.ScaleInPlace(x, m.Config.EmbedScale) // Gemma: hook_embed is the scaled embedding
+		}
+		x = p.hook(-1, "hook_embed", x, p.resid())
+		if m.posEmbed != nil {
+			pe := p.hook(-1, "hook_pos_embed", b.Embed(m.posEmbed, p.pos), p.resid())
+			x = b.Add(x, pe)
+		}
 	}
-	x = p.hook(-1, "hook_embed", x, p.resid())
-	if m.posEmbed != nil {
-		pe := p.hook(-1, "hook_pos_embed", b.Embed(m.posEmbed, p.pos), p.resid())
-		x = b.Add(x, pe)
-	}
-	for i := range m.layers {
+	for i := first; i < len(m.layers); i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // A pass that cannot fit is refused before it allocates, with the figures
@@ -94,12 +96,17 @@ func (m *Model) hookWidth(name string) uint64 {
 	return uint64(c.DModel)
 }
 
-// checkMemory refuses a pass whose estimate exceeds limit (0: the host's
+// checkMemory refuses a pass whose estimate exceeds limit (0: what the
+// backend's device can still allocate, for a GPU; else the host's
 // available memory; no check where that is unknown), saying how long a
 // prompt would fit.
 func (m *Model) checkMemory(hs *hookSet, mode LogitMode, limit uint64, B, T, past, kv, chunk int) error {
 	if limit == 0 {
-		limit = availableMemory()
+		if free, ok := compute.FreeBytes(m.backend); ok {
+			limit = free // the pass's tensors live there, not in the host's memory
+		} else {
+			limit = availableMemory()
+		}
 		if limit == 0 {
 			return nil
 		}

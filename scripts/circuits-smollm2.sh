@@ -13,6 +13,7 @@
 #   PAIRS       pairs per run (16)
 #   THRESHOLD   ACDC's KL threshold (0.05)
 #   ACDC_BATCH  ACDC edge tests per forward pass (1 on the CPU, 16 elsewhere)
+#   ACDC_NODES  1: ACDC decides nodes first (default); 0: every edge of the graph
 #   TASKS       tasks to run ("ioi greater-than docstring")
 #   METHODS     methods to run ("patching sae acdc")
 #   STEP_TIMEOUT  seconds one method may take on one task (3600)
@@ -48,7 +49,9 @@ for t in $tasks; do
   for m in $methods; do
     extra=()
     case "$m" in
-      acdc) extra=(--acdc-nodes --acdc-batch "$batch" --thresholds "$threshold") ;; # KL, ACDC's metric
+      acdc) # KL, ACDC's metric
+        extra=(--acdc-batch "$batch" --thresholds "$threshold")
+        [ "${ACDC_NODES:-1}" = 1 ] && extra+=(--acdc-nodes) ;;
       *) extra=(--metric "$metric") ;;
     esac
     start=$(date +%s)

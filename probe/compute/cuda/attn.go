@@ -8,7 +8,7 @@ import (
 )
 
 // flashBuilds are the builds of flash.cu's flash2 (see flashVariant).
-var flashBuilds = []string{"1", "2", "w4"}
+var flashBuilds = []string{"2", "w4"}
 
 // flashNames are flash.cu's kernels.
 var flashNames = func() []string {
@@ -78,10 +78,9 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 }
 
 // flashVariant is flash2's build for a head dimension, and its threads
-// per block: _1 (8 warps, one block per multiprocessor, no register cap),
-// _2 (8 warps, two blocks, 128 registers) or _w4 (4 warps of 32 rows,
-// two blocks). LOUPE_FLASH_OCC=1|2|w4 overrides the default, for
-// measurements.
+// per block: _2 (8 warps of 16 rows, two blocks per multiprocessor, 128
+// registers) or _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4
+// overrides the default, for measurements.
 func (b *Backend) flashVariant(dh int) (string, int) {
 	occ := b.flashOcc
 	if occ == "" {
