@@ -185,12 +185,17 @@ type Patcher struct {
 	// that stacks k of ACDC's edge tests counts k); Forwards counts the
 	// forward passes that made them.
 	Runs, Forwards int
+	// BlockRuns counts the blocks those passes ran, each copy of the
+	// prompts counted (a resumed pass runs fewer): their arithmetic.
+	BlockRuns int
 	// Progress, when set, hears how far the long loops are (node scores,
 	// edge scans, ACDC's edges).
 	Progress func(stage string, done, total int)
 	// sumOK says that the residual stream is the sum of the nodes' writes
 	// (embed, hook_result, hook_mlp_out), checked on the runs.
 	sumOK bool
+	// noResume makes ACDC run every pass from the embeddings (tests).
+	noResume bool
 }
 
 func (p *Patcher) progress(stage string, done, total int) {
@@ -399,6 +404,7 @@ func (p *Patcher) runEdits(ctx context.Context, base Direction, edits func(c *ch
 		}
 		p.Runs++
 		p.Forwards++
+		p.BlockRuns += p.m.Config.Layers
 		for i, lp := range logProbs(r) {
 			sum += p.score(c, i, lp)
 			n++
