@@ -3,7 +3,6 @@ package circuits
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -57,11 +56,8 @@ func (p *Patcher) runCuts(ctx context.Context, cuts [][]Edge, pre *prefix) ([]fl
 		opt := probe.Options{Logits: probe.LogitsLast}
 		var known map[string][]float32
 		if pre != nil {
-			known = map[string][]float32{}
-			for name, v := range pre.chunks[ci] {
-				known[name] = tile(v, len(cuts))
-			}
-			opt.From = &probe.Resume{Layer: pre.layer, Resid: known[pre.start()]}
+			known = pre.chunks[ci]
+			opt.From = &probe.Resume{Layer: pre.layer, Resid: tile(known[pre.start()], len(cuts))}
 		}
 		opt.Hooks = &probe.Hooks{Edit: p.cutEdits(ch, intos, known)}
 		r, err := p.m.Forward(ctx, in, opt)
@@ -173,10 +169,10 @@ func recvLayer(c probe.Config, v Node) int {
 func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string][]float32) []probe.Edit {
 	c := p.m.Config
 	D, H := c.DModel, c.Heads
-	// This run's outputs by hook name; known holds those of the blocks a
-	// resumed pass does not run.
+	// This run's outputs by hook name, every copy's rows; known holds, for
+	// one copy (the same in all), those of the blocks a resumed pass does
+	// not run.
 	cur := map[string][]float32{}
-	maps.Copy(cur, known)
 	// term is one ± (corrupted − actual) of a hook's slice.
 	type term struct {
 		hook   string
@@ -271,13 +267,21 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 				rows := len(x) / r.width / copies // rows of one copy
 				for _, tm := range r.terms {
 					now, corr := cur[tm.hook], ch.corruptRun.Cache[tm.hook]
+					perCopy := false // now's rows are one copy's
+					if v := known[tm.hook]; v != nil {
+						now, perCopy = v, true
+					}
 					if now == nil || corr == nil {
 						return nil, fmt.Errorf("cut into %s: %s not seen", hook, tm.hook)
 					}
 					for i := 0; i < rows; i++ {
 						R := r.k*rows + i
 						dst := x[R*r.width+r.off:][:D]
-						a, b := now[R*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
+						ai := R
+						if perCopy {
+							ai = i
+						}
+						a, b := now[ai*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
 						for d := range dst {
 							dst[d] += tm.sign * (b[d] - a[d])
 						}
