@@ -52,6 +52,21 @@ type NIAHOptions struct {
 	// model must start the answer by itself. By default the prompt ends
 	// with "Answer: " + the needle's prefix, which lets small models copy.
 	NoCue bool
+	// Before and After wrap the document and its question for an
+	// instruction-tuned model: Before comes after Prefix, ahead of the
+	// haystack (say a chat template's system and user turns), After
+	// between the question and the answer cue (say the end of the user
+	// turn and the start of the assistant's). Special tokens in them are
+	// encoded as the tokenizer's added tokens.
+	Before, After string
+}
+
+// SmolLM2Chat gives the Before and After of SmolLM2-Instruct's chat
+// template (its default system prompt, one user turn, the assistant's
+// turn opened), as its tokenizer's chat_template writes them.
+func SmolLM2Chat() (before, after string) {
+	return "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n",
+		"<|im_end|>\n<|im_start|>assistant\n"
 }
 
 // NIAHCase is one needle-in-a-haystack prompt.
@@ -190,18 +205,29 @@ func NIAHCases(tok Tokenizer, o NIAHOptions) ([]NIAHCase, error) {
 			return nil, err
 		}
 		qtext := "\n\nBased on the content of the text above, answer the question.\nQuestion: " + nd.Question + "\nAnswer:"
-		if !o.NoCue {
+		if o.After != "" {
+			qtext += o.After
+			if !o.NoCue {
+				qtext += nd.Prefix
+			}
+		} else if !o.NoCue {
 			qtext += " " + nd.Prefix
 		}
 		q, err := enc(qtext)
 		if err != nil {
 			return nil, err
 		}
+		var before []int
+		if o.Before != "" {
+			if before, err = enc(o.Before); err != nil {
+				return nil, err
+			}
+		}
 		needleLen := len(pre) + len(ans) + len(suf)
 		for _, L := range o.Lengths {
-			budget := L - len(o.Prefix) - needleLen - len(q)
+			budget := L - len(o.Prefix) - len(before) - needleLen - len(q)
 			if budget <= 0 {
-				return nil, fmt.Errorf("niah: length %d leaves no room for a haystack (needle and question take %d tokens)", L, needleLen+len(q))
+				return nil, fmt.Errorf("niah: length %d leaves no room for a haystack (needle, question and wrapping take %d tokens)", L, needleLen+len(q)+len(before))
 			}
 			// Whole sentences up to the budget.
 			var hs [][]int
@@ -225,7 +251,7 @@ func NIAHCases(tok Tokenizer, o NIAHOptions) ([]NIAHCase, error) {
 					acc += len(hs[cut])
 					cut++
 				}
-				p := append([]int{}, o.Prefix...)
+				p := append(append([]int{}, o.Prefix...), before...)
 				for _, s := range hs[:cut] {
 					p = append(p, s...)
 				}

@@ -352,3 +352,41 @@ func floatList(xs []float64) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// TestNIAHChatTemplate: NIAH cases wrapped in SmolLM2-Instruct's chat
+// template (as its GGUF's tokenizer.chat_template renders one user turn
+// with the default system prompt and add_generation_prompt) start with the
+// system turn, put the question in the user turn, open the assistant's
+// turn right before the answer cue, keep the answer span exact and fit
+// the length.
+func TestNIAHChatTemplate(t *testing.T) {
+	m := smolLM2(t)
+	before, after := SmolLM2Chat()
+	cases, err := NIAHCases(m.Tokenizer, NIAHOptions{Lengths: []int{300}, Depths: []float64{0, 1}, Before: before, After: after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imStart, imEnd := 1, 2 // <|im_start|>, <|im_end|> in SmolLM2's vocabulary
+	assistant, err := m.Tokenizer.Encode("assistant\n", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		nd := DefaultNeedles[c.Needle]
+		text := m.Tokenizer.Decode(c.Prompt, false)
+		if len(c.Prompt) > c.Length || c.Prompt[0] != imStart || !strings.HasPrefix(text, before) {
+			t.Fatalf("prompt of %d tokens (length %d) starts %v %q", len(c.Prompt), c.Length, c.Prompt[:4], text[:min(40, len(text))])
+		}
+		if !strings.HasSuffix(text, nd.Question+"\nAnswer:"+after+nd.Prefix) {
+			t.Fatalf("prompt ends %q", text[max(0, len(text)-120):])
+		}
+		cue, _ := m.Tokenizer.Encode(nd.Prefix, false)
+		at := len(c.Prompt) - len(cue) - len(assistant) - 3 // ... <|im_end|> \n <|im_start|> assistant \n cue
+		if c.Prompt[at] != imEnd || c.Prompt[at+2] != imStart {
+			t.Fatalf("no end of the user turn and start of the assistant's before the cue: %v", c.Prompt[at:])
+		}
+		if got := m.Tokenizer.Decode(c.Prompt[c.AnswerStart:c.AnswerEnd], false); got != nd.Answer {
+			t.Fatalf("answer span decodes to %q, want %q", got, nd.Answer)
+		}
+	}
+}

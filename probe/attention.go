@@ -245,6 +245,17 @@ func (pl *reductionPlan) results(name string, res *compute.AttnResult, s compute
 		case TopK:
 			kk, k := min(pl.spec.TopK, s.Tk), min(r.K, s.Tk)
 			red.Shape = append(red.Shape, k)
+			if k == kk && pickAll(pick, R) {
+				// Already in this reduction's layout (a 128K-token prompt
+				// has millions of rows: no copy). Full slices: an append
+				// elsewhere copies rather than writes into these.
+				n := s.B * s.H * R * k
+				red.Index, red.Values = res.TopIdx[:n:n], res.TopVal[:n:n]
+				out = append(out, red)
+				continue
+			}
+			red.Index = make([]int32, 0, s.B*s.H*len(pick)*k)
+			red.Values = make([]float32, 0, s.B*s.H*len(pick)*k)
 			for bh := 0; bh < s.B*s.H; bh++ {
 				for _, j := range pick {
 					at := (bh*R + j) * kk
@@ -284,6 +295,19 @@ func (pl *reductionPlan) results(name string, res *compute.AttnResult, s compute
 		out = append(out, red)
 	}
 	return out
+}
+
+// pickAll says whether pick lists 0..R-1 in order.
+func pickAll(pick []int, R int) bool {
+	if len(pick) != R {
+		return false
+	}
+	for i, j := range pick {
+		if i != j {
+			return false
+		}
+	}
+	return true
 }
 
 // reducePatternOnHost computes the pattern reductions of an edited (hence

@@ -99,6 +99,11 @@ type pass struct {
 	kv    *kvCache
 	from  *Resume // start at this block (Options.From)
 	err   error
+	// greedy makes a LogitsLast pass return no logits but the argmax of
+	// each sequence's, in argmax (found where the logits are: on a GPU
+	// only B integers come back).
+	greedy bool
+	argmax []int
 }
 
 // Forward runs a batch of token-id sequences. Sequences of different
@@ -274,6 +279,10 @@ func (p *pass) runBlocks(ctx context.Context, ids []int, mode LogitMode) ([]floa
 	logits := p.hook(-1, "logits", b.Linear(final, m.unembed, nil), []int{p.B, rows, m.Config.Vocab})
 	if p.err != nil {
 		return nil, p.err
+	}
+	if p.greedy && mode == LogitsLast {
+		p.argmax = b.ArgmaxRows(logits) // ties to the lowest id, as sample
+		return nil, nil
 	}
 	return b.ToHost(logits), nil
 }

@@ -76,7 +76,10 @@ func (m *Model) GenerateBatch(ctx context.Context, prompts [][]int, opt Generate
 				break
 			}
 		}
-		p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, past: kv.len, pos: pos, kv: kv, mask: mask}
+		// Greedy steps take each sequence's argmax where the logits are
+		// (B integers back instead of B × vocab floats).
+		greedy := opt.Sampling.Temperature <= 0
+		p := &pass{m: m, b: m.backend, hooks: hs, B: B, T: T, past: kv.len, pos: pos, kv: kv, mask: mask, greedy: greedy}
 		logits, err := p.run(ctx, ids, LogitsLast)
 		if err != nil {
 			return out, err
@@ -89,7 +92,12 @@ func (m *Model) GenerateBatch(ctx context.Context, prompts [][]int, opt Generate
 		ids = ids[:0]
 		all := true
 		for b := 0; b < B; b++ {
-			id := sample(logits[b*V:(b+1)*V], opt.Sampling, rngs[b])
+			var id int
+			if greedy {
+				id = p.argmax[b]
+			} else {
+				id = sample(logits[b*V:(b+1)*V], opt.Sampling, rngs[b])
+			}
 			ids = append(ids, id)
 			if !done[b] {
 				out[b] = append(out[b], id)

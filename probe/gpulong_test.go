@@ -23,7 +23,8 @@ import (
 // reduction of every head's pattern on every query row. One JSON line per
 // length: tokens/s, the GPU memory the pass held at its peak (the pool's
 // reserve, weights included, after the pool was trimmed before the pass)
-// and a check that every layer's reduction covers every row.
+// a check that every layer's reduction covers every row, and the GPU's
+// busy time (CUDA events around every launch) with its largest kernels.
 func TestGPULongContext(t *testing.T) {
 	dir, lens := os.Getenv("LOUPE_BENCH_8B"), os.Getenv("LOUPE_BENCH_LONG")
 	if !onGPU() || dir == "" || lens == "" {
@@ -65,10 +66,24 @@ func TestGPULongContext(t *testing.T) {
 			ids[i] = rng.IntN(m.Config.Vocab)
 		}
 		cb.TrimPool()
+		cb.ProfileStart()
 		t0 := time.Now()
 		res, err := m.Forward(context.Background(), [][]int{ids}, Options{Logits: LogitsLast, Hooks: hooks, Chunk: chunk, MemoryLimit: 1 << 50})
 		sec := time.Since(t0).Seconds()
 		peak := cb.PoolStats().Reserved
+		// The GPU's busy time (kernels and products, from CUDA events)
+		// against the wall time: what the host side costs.
+		prof, perr := cb.ProfileStop()
+		gpuMS, top := 0.0, []string{}
+		for i, p := range prof {
+			gpuMS += p.MS
+			if i < 4 {
+				top = append(top, fmt.Sprintf("%s %.0f ms", p.Name, p.MS))
+			}
+		}
+		if perr != nil {
+			t.Fatal(perr)
+		}
 		if err != nil {
 			emit(map[string]any{"kind": "longctx", "T": T, "chunk": chunk, "error": err.Error(), "seconds": sec, "peak_bytes": peak})
 			continue
@@ -83,6 +98,7 @@ func TestGPULongContext(t *testing.T) {
 			t.Errorf("T=%d: %d of %d layers have a top-1 reduction of every row", T, full, m.Config.Layers)
 		}
 		emit(map[string]any{"kind": "longctx", "T": T, "chunk": chunk, "seconds": sec, "tokens_per_s": float64(T) / sec,
-			"peak_bytes": peak, "peak_gib": float64(peak) / (1 << 30), "weights_gib": float64(weights) / (1 << 30), "layers_reduced": full})
+			"peak_bytes": peak, "peak_gib": float64(peak) / (1 << 30), "weights_gib": float64(weights) / (1 << 30), "layers_reduced": full,
+			"gpu_busy_s": gpuMS / 1e3, "top_kernels": top})
 	}
 }

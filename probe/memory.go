@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/loupe-dev/loupe/probe/compute"
 )
 
 // A pass that cannot fit is refused before it allocates, with the figures
@@ -33,6 +35,10 @@ func (m *Model) passMemory(hs *hookSet, mode LogitMode, B, T, past, kv, chunk in
 	}
 	perPos := uint64(4*c.DModel + 2*c.Heads*c.HeadDim + 2*c.KVHeads*c.HeadDim + 3*c.DMLP)
 	total += uint64(B) * uint64(n) * perPos * f
+	// The CPU's fused attention packs one layer's keys and values (every
+	// cached position) for its micro-kernel, each head's width rounded up
+	// to the kernel's tile (at most 12 more floats).
+	total += uint64(B) * uint64(past+T) * uint64(2*c.KVHeads*(c.HeadDim+12)) * f
 	switch mode {
 	case LogitsAll:
 		total += 2 * uint64(B) * uint64(T) * uint64(c.Vocab) * f // the device's and the host's
@@ -90,12 +96,17 @@ func (m *Model) hookWidth(name string) uint64 {
 	return uint64(c.DModel)
 }
 
-// checkMemory refuses a pass whose estimate exceeds limit (0: the host's
+// checkMemory refuses a pass whose estimate exceeds limit (0: what the
+// backend's device can still allocate, for a GPU; else the host's
 // available memory; no check where that is unknown), saying how long a
 // prompt would fit.
 func (m *Model) checkMemory(hs *hookSet, mode LogitMode, limit uint64, B, T, past, kv, chunk int) error {
 	if limit == 0 {
-		limit = availableMemory()
+		if free, ok := compute.FreeBytes(m.backend); ok {
+			limit = free // the pass's tensors live there, not in the host's memory
+		} else {
+			limit = availableMemory()
+		}
 		if limit == 0 {
 			return nil
 		}

@@ -8,11 +8,15 @@
 // BatchTopK. A transcoder is any of them reading one hook and predicting
 // another (DOut, the target's width, may differ from DIn).
 //
-// Everything is computed on the host in float32 with hand-written
-// gradients (each checked against finite differences in the tests): the
-// encoder's dense product runs on the CPU backend's GEMM, and for the sparse
+// On the CPU everything is computed in float32 with hand-written gradients
+// (each checked against finite differences in the tests): the encoder's
+// dense product runs on the CPU backend's GEMM, and for the sparse
 // architectures the decoder, its gradient and the encoder's gradient run
-// over the active latents only.
+// over the active latents only. On a GPU (TrainSpec.GPU; `loupe sae train
+// --device cuda`) GPUTrainable runs the same step through the cuda
+// backend's SAE kernels, fp32 or with a bf16 encoder GEMM, fed in place by
+// a pipeline whose buffer lives in device memory; sae/gputest checks it
+// against the CPU step.
 //
 // Layout: SAE.Enc is [DSAE, DIn] (row j is latent j's encoder direction;
 // SAELens's W_enc is its transpose), Dec is [DSAE, DOut] (SAELens's W_dec).
@@ -35,6 +39,7 @@
 //	saelens.go     Export (SAELens v6) and Load (SAELens v6, sparsify)
 //	features.go    Features (per-latent statistics, examples, W_dec·W_U) and
 //	               PromptLatents, for the store's feature tables
+//	gpu.go         GPUTrainable: the training step on a GPU (probe/compute/cuda/sae.go)
 //	run.go         TrainRun and EvalRun, what `loupe sae train|eval` call
 //	RESULTS.md     measured figures, and the command that reproduces them
 package sae

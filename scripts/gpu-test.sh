@@ -12,7 +12,11 @@
 #       $OUT (or ./gpu-test-logs) as well as stdout.
 #
 #   scripts/gpu-test.sh bench DIR   on the GPU machine: the speed benchmark
-#       (Loupe and PyTorch on the same random weights of real shapes).
+#       (Loupe and PyTorch on the same random weights of real shapes):
+#       attention alone beside sdpa's backends, GEMMs, prefill, decode,
+#       SmolLM2 with and without hooks, per-kernel profiles; with
+#       BENCH_LONG=1 also issue 11's long-context figure
+#       (scripts/gpu/bench-longctx.sh).
 #
 # Without a GPU every GPU test skips and says why.
 set -euo pipefail
@@ -106,12 +110,17 @@ bench)
   done
   status=0
   if [ "${BENCH_TORCH:-1}" = 1 ]; then
+    PYTHONUNBUFFERED=1 python3 "$here/bench_attn_torch.py" 2>&1 | grep -v -i warn | grep '^{' | tee "$logs/bench-attn-torch.jsonl" || status=1
     PYTHONUNBUFFERED=1 python3 "$here/bench_torch.py" "$models/llama3-8b" "$models/smollm2" 2>&1 | grep -v Warning | tee "$logs/bench-torch.jsonl" || status=1
   fi
   if [ "${BENCH_LOUPE:-1}" = 1 ]; then
+    LOUPE_BENCH_ATTN=1 "$tests/cuda.test" -test.run AttentionSpeed -test.v 2>&1 | grep '^{' | tee "$logs/bench-attn-loupe.jsonl" || status=1
     LOUPE_BENCH_GEMM=1 "$tests/cuda.test" -test.run GEMMSpeed -test.v 2>&1 | tee "$logs/bench-loupe-gemm.jsonl" || status=1
     (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=bf16 LOUPE_BENCH_8B="$models/llama3-8b" LOUPE_BENCH_SMOL="$models/smollm2" \
       "$tests/probe.test" -test.run GPUSpeed -test.v -test.timeout=9m) 2>&1 | tee "$logs/bench-loupe.jsonl" || status=1
+  fi
+  if [ "${BENCH_LONG:-0}" = 1 ]; then
+    BENCH_MODELS=$models "$here/bench-longctx.sh" "$bin" "${BENCH_LONG_LENGTHS:-32768,65536,131072,262144}" "${BENCH_LONG_CHUNK:-16384}" || status=1
   fi
   exit $status
   ;;

@@ -59,6 +59,8 @@ type Source struct {
 	features  []store.FeatureRow // SAE latents (features.go)
 	featTrace *store.Trace
 	examples  map[int][]store.FeatureExample
+
+	codes []store.Code // codebook codes (codes.go)
 }
 
 // knownScores fixes the order of the well-known scores in the head map, so
@@ -189,6 +191,10 @@ func Open(paths ...string) (src *Source, err error) {
 	}
 	sort.Ints(src.prompts)
 	if err := src.loadFeatures(); err != nil {
+		src.Close()
+		return nil, err
+	}
+	if err := src.loadCodes(); err != nil {
 		src.Close()
 		return nil, err
 	}

@@ -94,6 +94,29 @@ func TestE2ETmux(t *testing.T) {
 		s.waitExit()
 	})
 
+	t.Run("codebook_codes", func(t *testing.T) {
+		// The shipped TokFSM codebook model's codes, read by the real
+		// binary into Arrow, browsed: the list, sorted by how well each code
+		// detects its state, a search by label, one code's page.
+		codes := filepath.Join(dir, "codes.arrow")
+		cmd := exec.Command(bin, "codebook", "codes", filepath.Join("..", "organism", "tokfsm", "model"), "--prompts", "16", "--device", "cpu", "--out", codes)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("loupe codebook codes: %v\n%s", err, out)
+		}
+		s := startTmux(t, 120, 40, bin, "tui", codes)
+		s.waitFor("codes", "20000 codes in 8 codebooks", "sorted by site", "blocks.0.attn.hook_z[head 0]:0")
+		s.keys("o", "o")
+		s.waitFor("sorted by label AP")
+		s.keys("/", "state 42", "Enter")
+		s.waitFor("match 1/")
+		s.keys("Enter")
+		s.waitFor("stands for state 42", "fires on", "contexts (the firing token marked)")
+		s.keys("Escape")
+		s.waitFor("sorted by label AP")
+		s.keys("q")
+		s.waitExit()
+	})
+
 	t.Run("colour_profiles", func(t *testing.T) {
 		// The terminal's colour support is detected (termenv): 24-bit
 		// backgrounds where COLORTERM says truecolor, the 256-colour

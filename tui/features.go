@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -75,16 +74,14 @@ func (st *state) featureOrder() []int {
 	if st.featOrder != nil && st.featOrderSort == st.featSort {
 		return st.featOrder
 	}
-	idx := make([]int, len(fs))
-	for i := range idx {
-		idx[i] = i
-	}
+	var less func(a, b int) bool
 	switch st.featSort {
 	case 1:
-		sort.SliceStable(idx, func(a, b int) bool { return fs[idx[a]].Density > fs[idx[b]].Density })
+		less = func(a, b int) bool { return fs[a].Density > fs[b].Density }
 	case 2:
-		sort.SliceStable(idx, func(a, b int) bool { return fs[idx[a]].MaxAct > fs[idx[b]].MaxAct })
+		less = func(a, b int) bool { return fs[a].MaxAct > fs[b].MaxAct }
 	}
+	idx := sortedOrder(len(fs), less)
 	st.featOrder, st.featOrderSort = idx, st.featSort
 	return idx
 }
@@ -101,23 +98,12 @@ func (m *featureList) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	st, k := m.st, m.st.keys
 	n := len(st.src.Features())
 	rows := max(st.bodyHeight()-2, 1)
-	if msg, ok := msg.(tea.KeyMsg); ok {
-		switch {
-		case key.Matches(msg, k.Up):
-			st.featAt = max(st.featAt-1, 0)
-		case key.Matches(msg, k.Down):
-			st.featAt = min(st.featAt+1, max(n-1, 0))
-		case key.Matches(msg, k.PageUp):
-			st.featAt = max(st.featAt-rows, 0)
-		case key.Matches(msg, k.PageDown):
-			st.featAt = min(st.featAt+rows, max(n-1, 0))
-		case key.Matches(msg, k.Sort):
-			// keep the latent under the cursor
-			cur := st.currentLatent()
-			st.featSort = (st.featSort + 1) % len(featureSorts)
-			st.focusLatent(cur)
-			st.status = "sorted by " + featureSorts[st.featSort]
-		}
+	if msg, ok := msg.(tea.KeyMsg); ok && !moveCursor(msg, k, &st.featAt, n, rows) && key.Matches(msg, k.Sort) {
+		// keep the latent under the cursor
+		cur := st.currentLatent()
+		st.featSort = (st.featSort + 1) % len(featureSorts)
+		st.focusLatent(cur)
+		st.status = "sorted by " + featureSorts[st.featSort]
 	}
 	return m, nil
 }
@@ -150,13 +136,7 @@ func (m *featureList) View() string {
 		return dimStyle.Render("no SAE features in these files (loupe sae features writes them)")
 	}
 	ord := st.featureOrder()
-	rows := max(st.bodyHeight()-2, 1)
-	if st.featAt < m.row0 {
-		m.row0 = st.featAt
-	}
-	if st.featAt >= m.row0+rows {
-		m.row0 = st.featAt - rows + 1
-	}
+	lo, hi := listWindow(st.featAt, &m.row0, max(st.bodyHeight()-2, 1), len(ord))
 	alive := 0
 	for _, f := range fs {
 		if f.Density > 0 {
@@ -166,7 +146,7 @@ func (m *featureList) View() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d latents, %d fire · sorted by %s (o: sort, enter: open, /: latent number or token)\n", len(fs), alive, featureSorts[st.featSort])
 	b.WriteString(headStyle.Render(fmt.Sprintf("%7s %10s %9s %9s  %s", "latent", "density", "max act", "mean act", "promotes")) + "\n")
-	for i := m.row0; i < min(m.row0+rows, len(ord)); i++ {
+	for i := lo; i < hi; i++ {
 		f := fs[ord[i]]
 		dens := "dead"
 		if f.Density > 0 {
@@ -194,26 +174,9 @@ type featureView struct {
 func (m *featureView) Init() tea.Cmd { return nil }
 
 func (m *featureView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
-	k := m.st.keys
-	if msg, ok := msg.(tea.KeyMsg); ok {
-		switch {
-		case key.Matches(msg, k.Up):
-			m.row0 = max(m.row0-1, 0)
-		case key.Matches(msg, k.Down):
-			m.row0++
-		case key.Matches(msg, k.PageUp):
-			m.row0 = max(m.row0-m.st.bodyHeight(), 0)
-		case key.Matches(msg, k.PageDown):
-			m.row0 += m.st.bodyHeight()
-		case key.Matches(msg, k.Left), key.Matches(msg, k.Right):
-			d := 1
-			if key.Matches(msg, k.Left) {
-				d = -1
-			}
-			n := len(m.st.src.Features())
-			m.st.featAt = min(max(m.st.featAt+d, 0), max(n-1, 0))
-			m.row0 = 0
-		}
+	if msg, ok := msg.(tea.KeyMsg); ok && !scrollPage(msg, m.st.keys, &m.row0, m.st.bodyHeight()) &&
+		stepEntry(msg, m.st.keys, &m.st.featAt, len(m.st.src.Features())) {
+		m.row0 = 0
 	}
 	return m, nil
 }
@@ -283,9 +246,7 @@ func (m *featureView) View() string {
 	if len(ex) == 0 && err == nil {
 		lines = append(lines, "", dimStyle.Render("no examples: the latent did not fire in the scan"))
 	}
-	h := st.bodyHeight()
-	m.row0 = min(m.row0, max(len(lines)-h, 0))
-	return strings.Join(lines[m.row0:min(len(lines), m.row0+h)], "\n")
+	return pageWindow(lines, &m.row0, st.bodyHeight())
 }
 
 // colourWindow renders an example's tokens, each on a background as warm

@@ -25,6 +25,7 @@ type keyMap struct {
 	Mode, Rank              key.Binding
 	Features, Sort          key.Binding
 	Circuit                 key.Binding
+	Codes                   key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -58,6 +59,7 @@ func newKeyMap() keyMap {
 		Rank:        b("1-9", "head of rank N", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
 		Quit:        b("q", "quit", "q", "ctrl+c"),
 		Features:    b("x", "SAE features", "x"),
+		Codes:       b("b", "codebook codes", "b"),
 		Sort:        b("o", "sort", "o"),
 		Circuit:     b("c", "circuit view", "c"),
 	}
@@ -113,7 +115,7 @@ func (k keyMap) helpFor(sc screen) screenKeys {
 		open.SetHelp("enter", "open latent")
 		return screenKeys{
 			short: []key.Binding{k.Help, k.Up, k.Sort, open, k.Search, k.NextMatch, k.Quit},
-			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Help, k.Quit}},
+			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Codes, k.Help, k.Quit}},
 		}
 	case screenCircuit:
 		up, down, mode, method := k.Up, k.Down, k.Mode, k.NextScore
@@ -129,6 +131,22 @@ func (k keyMap) helpFor(sc screen) screenKeys {
 		left, right, up := k.Left, k.Right, k.Up
 		left.SetHelp("←/h", "previous latent")
 		right.SetHelp("→/l", "next latent")
+		up.SetHelp("↑/k", "scroll")
+		return screenKeys{
+			short: []key.Binding{k.Help, up, left, k.Back, k.Search, k.NextMatch, k.Quit},
+			full:  [][]key.Binding{{up, k.Down, k.PageUp, k.PageDown, left, right}, {k.Back, k.Search, k.NextMatch, k.PrevMatch}, {k.Help, k.Quit}},
+		}
+	case screenCodes:
+		open := k.Open
+		open.SetHelp("enter", "open code")
+		return screenKeys{
+			short: []key.Binding{k.Help, k.Up, k.Sort, open, k.Search, k.NextMatch, k.Quit},
+			full:  [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown}, {k.Sort, open, k.Search, k.NextMatch, k.PrevMatch}, {k.Map, k.Features, k.Help, k.Quit}},
+		}
+	case screenCode:
+		left, right, up := k.Left, k.Right, k.Up
+		left.SetHelp("←/h", "previous code")
+		right.SetHelp("→/l", "next code")
 		up.SetHelp("↑/k", "scroll")
 		return screenKeys{
 			short: []key.Binding{k.Help, up, left, k.Back, k.Search, k.NextMatch, k.Quit},

@@ -20,10 +20,18 @@ const (
 	screenFeatures // SAE latents (loupe sae features)
 	screenFeature  // one latent
 	screenCircuit  // a found circuit (loupe circuits find)
+	screenCodes    // codebook codes (loupe codebook codes)
+	screenCode     // one code
 )
 
 func (s screen) String() string {
-	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature", "circuit"}[s]
+	return [...]string{"head map", "head view", "prompt view", "error", "features", "feature", "circuit", "codes", "code"}[s]
+}
+
+// inDictionary says the screen is one of the feature or code screens,
+// where search and n/N find latents or codes, not tokens.
+func (s screen) inDictionary() bool {
+	return s == screenFeatures || s == screenFeature || s == screenCodes || s == screenCode
 }
 
 // state is what the screens share, so that moving between them keeps the
@@ -48,6 +56,11 @@ type state struct {
 	featSort      int   // index into featureSorts
 	featOrder     []int // cached order of featSort
 	featOrderSort int
+
+	codeAt      int   // code list: cursor, an index into codeOrder()
+	codeSort    int   // index into codeSorts
+	codeOrd     []int // cached order of codeSort
+	codeOrdSort int
 }
 
 func (st *state) scoreName() string {
@@ -100,6 +113,8 @@ func New(src *Source) Model {
 		screenFeatures:   &featureList{st: st},
 		screenFeature:    &featureView{st: st},
 		screenCircuit:    &circuitView{st: st},
+		screenCodes:      &codeList{st: st},
+		screenCode:       &codeView{st: st},
 	}
 	// Start on the best head of the first score: that is what one opens a
 	// head map to find.
@@ -114,6 +129,9 @@ func New(src *Source) Model {
 	}
 	if len(src.circuitGraphs()) > 0 && len(src.Prompts()) == 0 {
 		m.current = screenCircuit // a circuit file (loupe circuits find)
+	}
+	if len(src.Codes()) > 0 && len(src.Features()) == 0 && len(src.ScoreNames()) == 0 && len(src.Prompts()) == 0 && len(src.circuitGraphs()) == 0 {
+		m.current = screenCodes // a codes file (loupe codebook codes)
 	}
 	return m
 }
@@ -140,10 +158,10 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.Type == tea.KeyCtrlC {
 			return m, tea.Quit // even from the search bar
 		}
-		if m.search != nil && m.search.active && (m.current == screenFeatures || m.current == screenFeature) {
+		if m.search != nil && m.search.active && m.current.inDictionary() {
 			next, cmd := m.search.update(msg)
-			if next == screenFeatures {
-				m.current = screenFeatures
+			if next == screenFeatures || next == screenCodes {
+				m.current = next // the list, its cursor on the match
 			}
 			return m, cmd
 		}
@@ -182,6 +200,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case key.Matches(msg, k.Search):
 			cmd := m.search.start()
 			m.search.inFeatures = m.current == screenFeatures || m.current == screenFeature
+			m.search.inCodes = m.current == screenCodes || m.current == screenCode
 			return m, cmd
 		case key.Matches(msg, k.NextMatch), key.Matches(msg, k.PrevMatch):
 			d := 1
@@ -192,10 +211,17 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				m.search.stepFeature(d)
 				return m, nil
 			}
+			if m.current == screenCodes || m.current == screenCode {
+				m.search.stepCode(d)
+				return m, nil
+			}
 			m.current = m.search.step(d, m.current)
 			return m, nil
 		case key.Matches(msg, k.Features) && len(m.st.src.Features()) > 0 && m.current != screenFeatures:
 			m.current = screenFeatures
+			return m, nil
+		case key.Matches(msg, k.Codes) && len(m.st.src.Codes()) > 0 && m.current != screenCodes:
+			m.current = screenCodes
 			return m, nil
 		case key.Matches(msg, k.Map):
 			m.current = screenHeadMap
@@ -212,6 +238,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 				m.current = screenHeadMap
 			case screenFeature:
 				m.current = screenFeatures
+			case screenCode:
+				m.current = screenCodes
 			case screenHeadView:
 				m.current = screenHeadMap
 			case screenPromptView:
@@ -225,6 +253,11 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.current = screenFeature
 			return m, nil
 		case key.Matches(msg, k.Open) && m.current == screenFeature:
+			return m, nil
+		case key.Matches(msg, k.Open) && m.current == screenCodes:
+			m.current = screenCode
+			return m, nil
+		case key.Matches(msg, k.Open) && m.current == screenCode:
 			return m, nil
 		case key.Matches(msg, k.Open) && m.current != screenHeadView:
 			if m.current == screenPromptView {
@@ -288,8 +321,7 @@ func (m Model) header() string {
 		// The selection first and the file names last: a narrow terminal
 		// cuts the end of the bar.
 		var info []string
-		inFeatures := m.current == screenFeatures || m.current == screenFeature
-		if st.src.Layers() > 0 && !inFeatures {
+		if st.src.Layers() > 0 && !m.current.inDictionary() {
 			info = append(info, fmt.Sprintf("L%d.H%d", st.layer, st.head))
 		}
 		if n := st.scoreName(); n != "" {

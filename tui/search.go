@@ -25,6 +25,8 @@ type searchModel struct {
 
 	featMatches []int // latents found from the feature screens
 	inFeatures  bool  // the bar was opened from a feature screen
+	codeMatches []int // codes found from the code screens (indices into Codes())
+	inCodes     bool  // the bar was opened from a code screen
 }
 
 type tokenMatch struct{ prompt, pos int } // prompt is an index into Prompts()
@@ -41,7 +43,7 @@ func newSearch(st *state) *searchModel {
 
 func (s *searchModel) start() tea.Cmd {
 	s.active = true
-	s.inFeatures = false
+	s.inFeatures, s.inCodes = false, false
 	s.input.SetValue("")
 	return s.input.Focus()
 }
@@ -63,6 +65,9 @@ func (s *searchModel) update(msg tea.KeyMsg) (screen, tea.Cmd) {
 		q := strings.TrimSpace(s.input.Value())
 		if s.inFeatures && q != "" && s.searchFeatures(q) {
 			return screenFeatures, nil
+		}
+		if s.inCodes && q != "" && s.searchCodes(q) {
+			return screenCodes, nil
 		}
 		return s.run(q), nil
 	}

@@ -62,7 +62,11 @@ func (s *codebookSubject) close() {
 
 func openCodebookSubject(dir string, df *saeDataFlags, needDocs bool) (*codebookSubject, error) {
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err == nil {
-		cm, err := codebook.LoadModel(dir, nil)
+		b, err := df.mf.backend() // --device: the codebooks run where the model does
+		if err != nil {
+			return nil, err
+		}
+		cm, err := codebook.LoadModel(dir, b)
 		if err != nil {
 			return nil, err
 		}
@@ -87,6 +91,7 @@ func openCodebookSubject(dir string, df *saeDataFlags, needDocs bool) (*codebook
 		m.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
+	set.Upload(m.Model.Backend())
 	return &codebookSubject{model: m.Model, set: set, tok: m.Tokenizer, docs: docs, closer: func() { m.Close() }}, nil
 }
 

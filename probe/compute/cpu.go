@@ -16,10 +16,11 @@ import (
 // rows.
 type CPU struct {
 	workers int
+	rope    *ropeCache
 }
 
 // NewCPU makes a CPU backend using GOMAXPROCS goroutines.
-func NewCPU() *CPU { return &CPU{workers: runtime.GOMAXPROCS(0)} }
+func NewCPU() *CPU { return &CPU{workers: runtime.GOMAXPROCS(0), rope: &ropeCache{}} }
 
 // cpuTensor is a CPU tensor: a shape and its row-major data.
 type cpuTensor struct {
@@ -289,25 +290,29 @@ func (c *CPU) RotaryInPlace(x Tensor, heads, headDim, rotDim int, pos []int, inv
 	xt := ct(x)
 	rows, cols := rowsCols(xt)
 	half := rotDim / 2
+	invFreq = invFreq[:half]
+	maxPos := 0
+	for _, p := range pos[:rows] {
+		maxPos = max(maxPos, p)
+	}
+	tab := c.rope.table(invFreq, maxPos+1)
 	c.parallelRows(rows, cols*4, func(lo, hi int) {
 		cos := make([]float32, half)
 		sin := make([]float32, half)
 		for r := lo; r < hi; r++ {
-			p := float64(pos[r])
-			for i := 0; i < half; i++ {
-				// Angles in float32 as PyTorch computes them (positions times
-				// inverse frequencies in float32), then cos/sin.
-				a := float32(p) * invFreq[i]
-				cos[i] = float32(math.Cos(float64(a)))
-				sin[i] = float32(math.Sin(float64(a)))
+			cr, sr := cos, sin
+			if p := pos[r]; p >= 0 && p < tab.n {
+				cr, sr = tab.cos[p*half:(p+1)*half], tab.sin[p*half:(p+1)*half]
+			} else {
+				ropeAngles(cos, sin, p, invFreq)
 			}
 			row := xt.data[r*cols : (r+1)*cols]
 			for h := 0; h < heads; h++ {
 				v := row[h*headDim : h*headDim+rotDim]
 				for i := 0; i < half; i++ {
 					x1, x2 := v[i], v[i+half]
-					v[i] = x1*cos[i] - x2*sin[i]
-					v[i+half] = x2*cos[i] + x1*sin[i]
+					v[i] = x1*cr[i] - x2*sr[i]
+					v[i+half] = x2*cr[i] + x1*sr[i]
 				}
 			}
 		}

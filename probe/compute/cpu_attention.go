@@ -34,7 +34,11 @@ func (c *CPU) Attention(q, k, v Tensor, s AttnShape, scale float32, mask AttnMas
 	lse := make([]float64, s.B*s.H*s.Tq)
 	// z always comes from the flash path, so that caching a pattern never
 	// changes a run's numbers.
-	c.flashForward(qt.data, kt.data, vt.data, s, scale, mask, z.data, lse)
+	if s.Tq >= tiledMinQueries {
+		c.flashTiled(qt.data, kt.data, vt.data, s, scale, mask, z.data, lse)
+	} else {
+		c.flashForward(qt.data, kt.data, vt.data, s, scale, mask, z.data, lse)
+	}
 	if spec.Scores || spec.Pattern {
 		res := c.attentionMaterialised(q, k, s, scale, mask, spec)
 		res.Z = z

@@ -96,12 +96,22 @@ func Contexts(tok *tokenizer.Tokenizer, docs []string, size, n int, prependBOS b
 	var stream []int32
 	cur := make([]int32, 0, size)
 	total := 0
+	// Each document is tokenized once; later epochs (a long run over a
+	// small corpus) reuse its ids.
+	cache := make([][]int, len(docs))
 	for len(ctxs) < n {
 		epochs++
-		for _, d := range docs {
-			ids, err := tok.Encode(d, false)
-			if err != nil {
-				return nil, 0, fmt.Errorf("activations: tokenize: %w", err)
+		for di, d := range docs {
+			ids := cache[di]
+			if ids == nil {
+				var err error
+				if ids, err = tok.Encode(d, false); err != nil {
+					return nil, 0, fmt.Errorf("activations: tokenize: %w", err)
+				}
+				if ids == nil {
+					ids = []int{}
+				}
+				cache[di] = ids
 			}
 			total += len(ids)
 			if len(stream) > 0 && sep >= 0 {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/loupe-dev/loupe/probe/compute"
 	"github.com/loupe-dev/loupe/probe/weights"
 )
 
@@ -22,6 +23,29 @@ type Set struct {
 	Layers []*Layer
 	// Meta is free-form provenance (the model, how they were trained).
 	Meta map[string]any
+
+	uploaded map[*Layer]*Tables // Upload's tables, of one backend
+}
+
+// Upload puts every layer's tables (the codes, their unit-length copies and
+// the layer norms) on backend b once, for every later forward pass there.
+// Call it outside a forward pass (on a GPU, tensors made inside one are
+// its temporaries and end with it), and again after changing the codes;
+// without it each pass uploads the tables itself.
+func (s *Set) Upload(b compute.Backend) {
+	s.uploaded = map[*Layer]*Tables{}
+	for _, l := range s.Layers {
+		s.uploaded[l] = l.Tables(b)
+	}
+}
+
+// tables gives l's uploaded tables when they are on b, else makes them for
+// one pass.
+func (s *Set) tables(l *Layer, b compute.Backend) *Tables {
+	if t := s.uploaded[l]; t != nil && t.b == b {
+		return t
+	}
+	return l.Tables(b)
 }
 
 // layerJSON is one layer's entry in codebooks.json.

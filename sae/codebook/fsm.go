@@ -69,11 +69,14 @@ type NeuronRef struct {
 // StateAP is, per state, the best code's and the best neuron's average
 // precision at detecting it over the scored positions.
 type StateAP struct {
-	Positions  int
-	CodeAP     []float64
-	BestCode   []CodeRef
-	NeuronAP   []float64
-	BestNeuron []NeuronRef
+	Positions int
+	CodeAP    []float64
+	BestCode  []CodeRef
+	// CodePrecision and CodeRecall are the best code's: the fraction of its
+	// firings at the state, and of the state's positions where it fires.
+	CodePrecision, CodeRecall []float64
+	NeuronAP                  []float64
+	BestNeuron                []NeuronRef
 }
 
 // MeanOf is the mean of v (0 for none).
@@ -153,6 +156,7 @@ func MeasureStateAP(ctx context.Context, m *Model, ev *StateEval, neuronHooks st
 		total[s]++
 	}
 	res := &StateAP{Positions: n, CodeAP: make([]float64, S), BestCode: make([]CodeRef, S),
+		CodePrecision: make([]float64, S), CodeRecall: make([]float64, S),
 		NeuronAP: make([]float64, S), BestNeuron: make([]NeuronRef, S)}
 	for _, l := range m.Set.Layers {
 		cs := codes[l.Hook]
@@ -163,6 +167,8 @@ func MeasureStateAP(ctx context.Context, m *Model, ev *StateEval, neuronHooks st
 			for s := range S {
 				if ap := BinaryAveragePrecision(cs.fired[c], hits[s], total[s], n); ap > res.CodeAP[s] {
 					res.CodeAP[s], res.BestCode[s] = ap, CodeRef{Hook: l.Hook, Group: c / l.NumCodes, ID: c % l.NumCodes}
+					res.CodePrecision[s] = float64(hits[s]) / float64(cs.fired[c])
+					res.CodeRecall[s] = float64(hits[s]) / float64(max(total[s], 1))
 				}
 			}
 		}
@@ -379,15 +385,19 @@ const (
 
 // TokFSMReport is `loupe codebook eval` on a TokFSM model.
 type TokFSMReport struct {
-	Sequences     int        `json:"sequences"`
-	Positions     int        `json:"positions"`
-	MeanCodeAP    float64    `json:"mean_best_code_ap"`
-	MeanNeuronAP  float64    `json:"mean_best_neuron_ap"`
-	PaperCodeAP   float64    `json:"paper_code_ap"`
-	PaperNeuronAP float64    `json:"paper_neuron_ap"`
-	NeuronHooks   string     `json:"neuron_hooks"`
-	States        []StateRow `json:"states"`
-	Steering      []SteerRow `json:"steering"`
+	Sequences  int     `json:"sequences"`
+	Positions  int     `json:"positions"`
+	MeanCodeAP float64 `json:"mean_best_code_ap"`
+	// The best codes' mean precision and recall: which of the two holds
+	// the AP down (a state split over several codes has a low recall).
+	MeanCodePrecision float64    `json:"mean_best_code_precision"`
+	MeanCodeRecall    float64    `json:"mean_best_code_recall"`
+	MeanNeuronAP      float64    `json:"mean_best_neuron_ap"`
+	PaperCodeAP       float64    `json:"paper_code_ap"`
+	PaperNeuronAP     float64    `json:"paper_neuron_ap"`
+	NeuronHooks       string     `json:"neuron_hooks"`
+	States            []StateRow `json:"states"`
+	Steering          []SteerRow `json:"steering"`
 }
 
 // StateRow is one state's best code and best neuron.
@@ -395,6 +405,8 @@ type StateRow struct {
 	State    int     `json:"state"`
 	CodeAP   float64 `json:"code_ap"`
 	Code     string  `json:"code"`
+	CodeP    float64 `json:"code_precision"`
+	CodeR    float64 `json:"code_recall"`
 	NeuronAP float64 `json:"neuron_ap"`
 	Neuron   string  `json:"neuron"`
 }
@@ -422,9 +434,11 @@ func EvaluateTokFSM(ctx context.Context, m *Model, f *tokfsm.FSM, seqs, trials i
 		return nil, err
 	}
 	rep := &TokFSMReport{Sequences: seqs, Positions: ap.Positions, MeanCodeAP: MeanOf(ap.CodeAP), MeanNeuronAP: MeanOf(ap.NeuronAP),
+		MeanCodePrecision: MeanOf(ap.CodePrecision), MeanCodeRecall: MeanOf(ap.CodeRecall),
 		PaperCodeAP: PaperCodeAP, PaperNeuronAP: PaperNeuronAP, NeuronHooks: neuronHooks}
 	for s := range f.States {
 		rep.States = append(rep.States, StateRow{State: s, CodeAP: ap.CodeAP[s], Code: ap.BestCode[s].String(),
+			CodeP: ap.CodePrecision[s], CodeR: ap.CodeRecall[s],
 			NeuronAP: ap.NeuronAP[s], Neuron: fmt.Sprintf("%s[%d]", ap.BestNeuron[s].Hook, ap.BestNeuron[s].Index)})
 	}
 	var mlp, all []string
@@ -463,7 +477,8 @@ func EvaluateTokFSM(ctx context.Context, m *Model, f *tokfsm.FSM, seqs, trials i
 func (r *TokFSMReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "TokFSM state detection, %d sequences, %d state-completing positions\n", r.Sequences, r.Positions)
 	fmt.Fprintf(w, "  mean over states of the best average precision   Loupe   paper\n")
-	fmt.Fprintf(w, "    best code                                    %.3f   %.3f\n", r.MeanCodeAP, r.PaperCodeAP)
+	fmt.Fprintf(w, "    best code                                    %.3f   %.3f   (its precision %.3f, recall %.3f)\n",
+		r.MeanCodeAP, r.PaperCodeAP, r.MeanCodePrecision, r.MeanCodeRecall)
 	fmt.Fprintf(w, "    best single neuron (%s) %.3f   %.3f\n", r.NeuronHooks, r.MeanNeuronAP, r.PaperNeuronAP)
 	fmt.Fprintf(w, "steering: force the codes of state b at the last position of a prompt ending in a\n")
 	for _, s := range r.Steering {

@@ -25,7 +25,7 @@ func TestTokFSMStateCodesAndSteering(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ap, err := MeasureStateAP(ctx, m, NewStateEval(f, 48, m.Config.MaxPos, 1), "blocks.*.mlp.hook_post", 16)
+	ap, err := MeasureStateAP(ctx, m, NewStateEval(f, 48, 64, 1), "blocks.*.mlp.hook_post", 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +34,14 @@ func TestTokFSMStateCodesAndSteering(t *testing.T) {
 	if code < 0.5 || neuron < 0.5 {
 		t.Errorf("best-code AP %.3f, best-neuron AP %.3f: want both far above chance (> 0.5)", code, neuron)
 	}
+	// A binary score's AP is recall*precision + (1-recall)*base rate.
+	for s, v := range ap.CodeAP {
+		p, r := ap.CodePrecision[s], ap.CodeRecall[s]
+		if p < 0 || p > 1 || r < 0 || r > 1 || v < r*p-1e-12 || v > r*p+(1-r)+1e-12 {
+			t.Fatalf("state %d: best code AP %g with precision %g and recall %g", s, v, p, r)
+		}
+	}
+	t.Logf("best codes: mean precision %.3f, mean recall %.3f", MeanOf(ap.CodePrecision), MeanOf(ap.CodeRecall))
 	var all []string
 	for _, l := range m.Set.Layers {
 		all = append(all, l.Hook)

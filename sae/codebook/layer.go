@@ -72,30 +72,77 @@ type Snapped struct {
 	IDs []int32   // [rows, Groups, K], best first
 }
 
-// Apply runs the layer over x [rows, Groups*Dim] on backend b. disabled,
-// when not nil, says which codes of which group may not be chosen at a row
-// (the next most similar are taken instead, as the reference's
-// disable_codes with keep_k_codes does).
+// Apply runs the layer over x [rows, Groups*Dim] on backend b and gives the
+// output on the host (training reads it there). disabled, when not nil,
+// says which codes of which group may not be chosen at a row (the next most
+// similar are taken instead, as the reference's disable_codes with
+// keep_k_codes does).
 func (l *Layer) Apply(b compute.Backend, x compute.Tensor, disabled func(row, group int) []int32) (*Snapped, error) {
+	ids, err := l.Select(b, x, nil, disabled)
+	if err != nil {
+		return nil, err
+	}
+	out, err := l.Decode(ids, x.Shape()[0])
+	if err != nil {
+		return nil, err
+	}
+	return &Snapped{Out: out, IDs: ids}, nil
+}
+
+// Tables are a layer's tensors on one backend (Set.Upload makes them once,
+// so that a forward pass uploads nothing of the codebook): per group the unit-length
+// codes the similarities are taken against and the layer norm's weight and
+// bias, and the codes themselves as one table [Groups*NumCodes+1, Dim]
+// whose last row is zero (what an id of -1 reads).
+type Tables struct {
+	b        compute.Backend
+	unit     []compute.Tensor // per group, [NumCodes, Dim]
+	lnW, lnB []compute.Tensor // per group, [Dim]; nil without a layer norm
+	table    compute.Tensor
+}
+
+// Tables uploads the layer's tensors to b. The layer's codes must not
+// change while the tables are in use. On a GPU, tables made inside a
+// forward pass are that pass's temporaries.
+func (l *Layer) Tables(b compute.Backend) *Tables {
+	t := &Tables{b: b}
+	unit := l.unitCodes()
+	for g := 0; g < l.Groups; g++ {
+		t.unit = append(t.unit, b.FromHost(unit[g*l.NumCodes*l.Dim:(g+1)*l.NumCodes*l.Dim], l.NumCodes, l.Dim))
+		if l.LayerNorm {
+			t.lnW = append(t.lnW, b.FromHost(l.LNWeight[g*l.Dim:(g+1)*l.Dim], l.Dim))
+			t.lnB = append(t.lnB, b.FromHost(l.LNBias[g*l.Dim:(g+1)*l.Dim], l.Dim))
+		}
+	}
+	rows := l.Groups * l.NumCodes
+	table := make([]float32, (rows+1)*l.Dim)
+	copy(table, l.Codes)
+	t.table = b.FromHost(table, rows+1, l.Dim)
+	return t
+}
+
+// Select gives the ids [rows, Groups, K] the layer chooses for x
+// [rows, Groups*Dim], best first. The similarities are computed on b and
+// only the ids come to the host. tabs may be nil (they are made here).
+func (l *Layer) Select(b compute.Backend, x compute.Tensor, tabs *Tables, disabled func(row, group int) []int32) ([]int32, error) {
 	sh := x.Shape()
 	if len(sh) != 2 || sh[1] != l.Width() {
 		return nil, fmt.Errorf("codebook %s: activation is %v, the codebook reads %d features (%d groups of %d)", l.Hook, sh, l.Width(), l.Groups, l.Dim)
 	}
+	if tabs == nil || tabs.b != b {
+		tabs = l.Tables(b)
+	}
 	rows := sh[0]
-	s := &Snapped{IDs: make([]int32, rows*l.Groups*l.K)}
-	unit := l.unitCodes()
+	ids := make([]int32, rows*l.Groups*l.K)
 	for g := 0; g < l.Groups; g++ {
 		xg := x
 		if l.Groups > 1 {
 			xg = b.Columns(x, g*l.Dim, (g+1)*l.Dim)
 		}
 		if l.LayerNorm {
-			w := b.FromHost(l.LNWeight[g*l.Dim:(g+1)*l.Dim], l.Dim)
-			bias := b.FromHost(l.LNBias[g*l.Dim:(g+1)*l.Dim], l.Dim)
-			xg = b.LayerNorm(xg, w, bias, l.LNEps)
+			xg = b.LayerNorm(xg, tabs.lnW[g], tabs.lnB[g], l.LNEps)
 		}
-		codes := b.FromHost(unit[g*l.NumCodes*l.Dim:(g+1)*l.NumCodes*l.Dim], l.NumCodes, l.Dim)
-		sim := b.Linear(xg, codes, nil) // [rows, NumCodes]
+		sim := b.Linear(xg, tabs.unit[g], nil) // [rows, NumCodes]
 		extra := 0
 		if disabled != nil {
 			for r := 0; r < rows; r++ {
@@ -109,7 +156,7 @@ func (l *Layer) Apply(b compute.Backend, x compute.Tensor, disabled func(row, gr
 			if disabled != nil {
 				off = disabled(r, g)
 			}
-			dst := s.IDs[(r*l.Groups+g)*l.K : (r*l.Groups+g+1)*l.K]
+			dst := ids[(r*l.Groups+g)*l.K : (r*l.Groups+g+1)*l.K]
 			n := 0
 			for _, id := range idx[r*want : (r+1)*want] {
 				if n == l.K {
@@ -126,12 +173,48 @@ func (l *Layer) Apply(b compute.Backend, x compute.Tensor, disabled func(row, gr
 			}
 		}
 	}
-	out, err := l.Decode(s.IDs, rows)
-	if err != nil {
-		return nil, err
+	return ids, nil
+}
+
+// DecodeOn is Decode computed on b: the output rows [rows, Groups*Dim] of
+// ids [rows, Groups, K] as a tensor of b, gathered from the layer's code
+// table there (tabs may be nil: they are made here).
+func (l *Layer) DecodeOn(b compute.Backend, ids []int32, rows int, tabs *Tables) (compute.Tensor, error) {
+	if len(ids) != rows*l.Groups*l.K {
+		return nil, fmt.Errorf("codebook %s: %d ids for %d rows of %d groups x k = %d", l.Hook, len(ids), rows, l.Groups, l.K)
 	}
-	s.Out = out
-	return s, nil
+	if tabs == nil || tabs.b != b {
+		tabs = l.Tables(b)
+	}
+	zero := l.Groups * l.NumCodes // the table's zero row
+	flat := make([]int, len(ids))
+	for i, id := range ids {
+		switch {
+		case id == -1:
+			flat[i] = zero
+		case id < 0 || int(id) >= l.NumCodes:
+			return nil, fmt.Errorf("codebook %s: code id %d out of range [0, %d) (or -1 for none)", l.Hook, id, l.NumCodes)
+		default:
+			flat[i] = (i/l.K)%l.Groups*l.NumCodes + int(id)
+		}
+	}
+	codes := b.Embed(tabs.table, flat) // [rows*Groups*K, Dim]
+	if l.K == 1 && l.Groups == 1 {
+		return codes, nil
+	}
+	if l.K == 1 {
+		return b.Reshape(codes, rows, l.Width()), nil
+	}
+	// [rows*Groups, K*Dim]: the k codes of one row and group side by side.
+	byRow := b.Reshape(codes, rows*l.Groups, l.K*l.Dim)
+	acc := b.Columns(byRow, 0, l.Dim)
+	for j := 1; j < l.K; j++ {
+		b.AddInPlace(acc, b.Columns(byRow, j*l.Dim, (j+1)*l.Dim))
+	}
+	if l.Reduce == Mean {
+		b.ScaleInPlace(acc, 1/float32(l.K))
+	}
+	return b.Reshape(acc, rows, l.Width()), nil
 }
 
 // Decode gives the output rows [rows, Groups*Dim] of chosen ids

@@ -85,6 +85,14 @@ func TestLayerMatchesReference(t *testing.T) {
 			if d := maxAbs(out, c.WantOut); d > 1e-5 {
 				t.Fatalf("output differs from the reference by %g (tolerance 1e-5)", d)
 			}
+			// The splice's path: the output gathered on the backend.
+			dev, err := l.DecodeOn(b, ids, c.Rows, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := maxAbs(b.ToHost(dev), c.WantOut); d > 1e-5 || !slices.Equal(dev.Shape(), []int{c.Rows, l.Width()}) {
+				t.Fatalf("DecodeOn: shape %v, output differs from the reference by %g (tolerance 1e-5)", dev.Shape(), d)
+			}
 			for _, id := range ids {
 				if slices.Contains(c.Disable, id) {
 					t.Fatalf("disabled code %d chosen", id)
@@ -120,9 +128,15 @@ func TestLayerBadInput(t *testing.T) {
 	if _, err := l.Decode(ids, c.Rows); err == nil {
 		t.Fatal("a code id out of range was decoded")
 	}
+	if _, err := l.DecodeOn(b, ids, c.Rows, nil); err == nil {
+		t.Fatal("a code id out of range was decoded on the backend")
+	}
 	ids[3] = -2
 	if _, err := l.Decode(ids, c.Rows); err == nil {
 		t.Fatal("code id -2 was decoded")
+	}
+	if _, err := l.DecodeOn(b, ids, c.Rows, nil); err == nil {
+		t.Fatal("code id -2 was decoded on the backend")
 	}
 	bad := *l
 	bad.Codes = bad.Codes[:len(bad.Codes)-1]

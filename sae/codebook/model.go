@@ -32,6 +32,7 @@ func LoadModel(dir string, b compute.Backend) (*Model, error) {
 		wm.Close()
 		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
+	set.Upload(m.Backend())
 	return &Model{Model: m, Weights: wm, Set: set}, nil
 }
 

@@ -175,22 +175,19 @@ func (sp *Splice) run(l *Layer, b compute.Backend, t compute.Tensor, shape []int
 			return off
 		}
 	}
-	snap, err := l.Apply(b, x, disabled)
+	tabs := sp.Set.tables(l, b)
+	ids, err := l.Select(b, x, tabs, disabled)
 	if err != nil {
 		return nil, err
 	}
-	ids := snap.IDs
-	changed := false
 	for _, iv := range ivs {
 		if len(iv.Force) == 0 {
 			continue
 		}
 		for r := 0; r < B*T; r++ {
-			if !iv.at(past + r%T) {
-				continue
+			if iv.at(past + r%T) {
+				copy(ids[(r*l.Groups+iv.Group)*l.K:], iv.Force)
 			}
-			copy(ids[(r*l.Groups+iv.Group)*l.K:], iv.Force)
-			changed = true
 		}
 	}
 	idShape := []int{B, T, l.K}
@@ -210,22 +207,18 @@ func (sp *Splice) run(l *Layer, b compute.Backend, t compute.Tensor, shape []int
 		if float32(id) != v || id < -1 || int(id) >= l.NumCodes {
 			return nil, fmt.Errorf("codebook %s: %s gave code id %g, outside [0, %d) (or -1 for none)", l.Hook, IDsHook(l.Hook), v, l.NumCodes)
 		}
-		if id != ids[i] {
-			ids[i], changed = id, true
-		}
+		ids[i] = id
 	}
-	out := snap.Out
-	if changed {
-		if out, err = l.Decode(ids, B*T); err != nil {
-			return nil, err
-		}
+	// The output is gathered where the activation lives: only the ids
+	// travel between the host and the device.
+	out, err := l.DecodeOn(b, ids, B*T, tabs)
+	if err != nil {
+		return nil, err
 	}
 	if past < sp.KeepFrom {
-		orig := b.ToHost(x)
-		w := l.Width()
 		for r := 0; r < B*T; r++ {
 			if past+r%T < sp.KeepFrom {
-				copy(out[r*w:(r+1)*w], orig[r*w:(r+1)*w])
+				b.CopyRowsInPlace(out, b.Rows(x, r, r+1), r)
 				for i := r * l.Groups * l.K; i < (r+1)*l.Groups*l.K; i++ {
 					ids[i] = -1 // nothing chosen there
 				}
@@ -245,5 +238,5 @@ func (sp *Splice) run(l *Layer, b compute.Backend, t compute.Tensor, shape []int
 		}
 	}
 	sp.seen[l.Hook] = past + T
-	return b.FromHost(out, t.Shape()...), nil
+	return b.Reshape(out, t.Shape()...), nil
 }

@@ -22,7 +22,8 @@ import (
 // one line per size: "sae-bench d x k batch dtype tok/s fraction", where
 // fraction is of the encoder GEMM's limit at 790 TFLOP/s (2·d·latents
 // FLOPs a token). Set LOUPE_SAE_BENCH=1 (scripts/gpu/sae-bench.sh does,
-// beside the PyTorch and sparsify trainers of scripts/gpu/bench_sae_torch.py).
+// beside the PyTorch and sparsify trainers of scripts/gpu/bench_sae_torch.py;
+// LOUPE_SAE_BENCH=quick leaves out fp32 at the 65,536-token batches).
 func TestGPUSpeed(t *testing.T) {
 	if os.Getenv("LOUPE_SAE_BENCH") == "" {
 		t.Skip("set LOUPE_SAE_BENCH=1 to measure (on a GPU machine: scripts/gpu/sae-bench.sh)")
@@ -30,11 +31,15 @@ func TestGPUSpeed(t *testing.T) {
 	b := gpuForTest(t)
 	type size struct{ d, x, k, n int }
 	sizes := []size{{576, 16, 32, 4096}, {576, 16, 32, 65536}, {4096, 16, 64, 4096}, {4096, 16, 64, 65536}}
-	if os.Getenv("LOUPE_SAE_BENCH") == "small" {
+	mode := os.Getenv("LOUPE_SAE_BENCH")
+	if mode == "small" {
 		sizes = sizes[:1]
 	}
 	for _, sz := range sizes {
 		for _, bf16 := range []bool{false, true} {
+			if mode == "quick" && !bf16 && sz.n > 4096 {
+				continue // quick: fp32 at the 4,096-token batches only
+			}
 			rate, err := benchTopK(b, sz.d, sz.x*sz.d, sz.k, sz.n, bf16)
 			dt := "fp32"
 			if bf16 {

@@ -12,7 +12,12 @@
 //	AfterUpdate constraints after each optimizer step (unit-norm decoder rows)
 //	State       the non-parameter state a resume needs (dead-latent counters)
 //
+// A DeviceModule (a GPU) keeps its parameters and Adam moments on the
+// device and does the update there; the trainer copies them to the host
+// only for checkpoints and at the end of a run.
+//
 // Everything is deterministic given the seeds: the same module, pipeline
 // and Config give bit-identical parameters whether a run went straight
-// through or was stopped and resumed from any checkpoint.
+// through or was stopped and resumed from any checkpoint (on the CPU; the
+// GPU's atomic gathers make a GPU run reproducible only to rounding).
 package train

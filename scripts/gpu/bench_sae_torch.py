@@ -42,14 +42,17 @@ def batches(n, d, count):
 
 
 def timed(step, xs, steps):
+    """Seconds per step: 3 warm-up steps, then up to `steps` steps or 4 s."""
     for i in range(3):
         step(xs[i % len(xs)])
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for i in range(steps):
-        step(xs[i % len(xs)])
+    done = 0
+    while done < steps and (done < 3 or time.perf_counter() - t0 < 4):
+        step(xs[done % len(xs)])
+        done += 1
     torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return (time.perf_counter() - t0) / done
 
 
 def plain(d, S, k, n, bf16):
@@ -78,7 +81,7 @@ def plain(d, S, k, n, bf16):
         opt.step()
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
-            W_dec /= W_dec.norm(dim=1, keepdim=True)
+            W_dec.div_(W_dec.norm(dim=1, keepdim=True))
 
     return step
 
@@ -140,14 +143,14 @@ def main():
             # has plain PyTorch at 4096-token batches only
             for bf16 in (False, True):
                 try:
-                    secs = timed(plain(d, S, k, n, bf16), xs, steps)
-                    report("torch", d, x, k, n, "bf16" if bf16 else "fp32", steps * n / secs)
+                    per = timed(plain(d, S, k, n, bf16), xs, steps)
+                    report("torch", d, x, k, n, "bf16" if bf16 else "fp32", n / per)
                 except torch.OutOfMemoryError as e:
                     print(f"sae-bench torch d={d} batch={n}: out of memory: {e}", flush=True)
                 torch.cuda.empty_cache()
         if which in ("sparsify", "all"):
-            secs = timed(sparsify_step(d, S, k, n), xs, steps)
-            report("sparsify", d, x, k, n, "bf16", steps * n / secs)
+            per = timed(sparsify_step(d, S, k, n), xs, steps)
+            report("sparsify", d, x, k, n, "bf16", n / per)
             torch.cuda.empty_cache()
         del xs
         torch.cuda.empty_cache()

@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 
 SHAPES = {
     # Llama-3-8B: 32 layers, d 4096, 32 heads / 8 KV heads, MLP 14336,
-    # vocab 128256. The context is raised to 64K: only the shapes matter.
+    # vocab 128256. The context is raised to 256K: only the shapes matter.
     "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, max_position_embeddings=65536,
+                      num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, max_position_embeddings=262144,
                       rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001),
     # SmolLM2-135M: 30 layers, d 576, 9 heads / 3 KV heads, MLP 1536, tied.
     "smollm2": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,

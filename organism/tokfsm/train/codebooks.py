@@ -64,25 +64,36 @@ class Codebook(nn.Module):
         if self.capture:
             self.captured = n.detach()
             return x
+        B, T = n.shape[0], n.shape[1]
         with torch.no_grad():
-            norms = torch.linalg.vector_norm(self.codes, dim=-1)  # [G, C]
-            sim = torch.einsum("btgd,gcd->btgc", n, self.codes) / norms
-            ids = sim.topk(self.k, dim=-1).indices  # [B, T, G, k]
+            # n . c/|c| ranks as the cosine similarity; one batched product
+            # per group, [G, B*T, C], so nothing waits on the host.
+            unit = self.codes / torch.linalg.vector_norm(self.codes, dim=-1, keepdim=True)
+            ng = n.reshape(B * T, self.groups, self.dim).transpose(0, 1)
+            sim = torch.bmm(ng, unit.transpose(1, 2))
+            if self.k == 1:
+                ids = sim.argmax(dim=-1, keepdim=True)
+            else:
+                ids = sim.topk(self.k, dim=-1).indices  # [G, B*T, k]
+            ids = ids.transpose(0, 1).reshape(B, T, self.groups, self.k)
             if self.force is not None:
                 ids = self.force(ids)
         self.last_ids = ids
         offset = (torch.arange(self.groups, device=x.device) * self.num_codes).view(1, 1, -1, 1)
-        blocked = ids < 0
         flat = self.codes.reshape(self.groups * self.num_codes, self.dim)
         chosen = F.embedding(ids.clamp(min=0) + offset, flat)  # [B, T, G, k, d]
-        if blocked.any():
-            chosen = chosen.masked_fill(blocked.unsqueeze(-1), 0.0)
+        if self.force is not None:  # only forced ids can be -1 (a blocked slot)
+            chosen = chosen.masked_fill((ids < 0).unsqueeze(-1), 0.0)
         out = chosen.sum(dim=-2) / self.k
         if self.training:
             self.mse = ((out - n.detach()) ** 2).sum(-1).mean(dim=(0, 1)).sum()
             with torch.no_grad():
-                for gi in range(self.groups):
-                    self.counts[gi] += torch.bincount(ids[:, :, gi].reshape(-1).clamp(min=0).cpu(), minlength=self.num_codes)
+                if self.counts.device != ids.device:
+                    self.counts = self.counts.to(ids.device)
+                # index_add_, not bincount: bincount reads the largest id
+                # back to the host, a sync per codebook per step on a GPU.
+                flat_ids = (ids.clamp(min=0) + offset).reshape(-1)
+                self.counts.view(-1).index_add_(0, flat_ids, torch.ones_like(flat_ids))
             # straight through: the value is out, the input gets out's gradient
             out = out + (n - n.detach())
         return out.reshape(*x.shape)
@@ -93,10 +104,10 @@ class Codebook(nn.Module):
                 "ln_eps": self.eps}
 
     def tensors(self):
-        out = {self.hook + ".codes": self.codes.detach().float().contiguous()}
+        out = {self.hook + ".codes": self.codes.detach().float().cpu().contiguous()}
         if self.layernorm:
-            out[self.hook + ".ln.weight"] = self.ln_weight.detach().float().contiguous()
-            out[self.hook + ".ln.bias"] = self.ln_bias.detach().float().contiguous()
+            out[self.hook + ".ln.weight"] = self.ln_weight.detach().float().cpu().contiguous()
+            out[self.hook + ".ln.bias"] = self.ln_bias.detach().float().cpu().contiguous()
         return out
 
 

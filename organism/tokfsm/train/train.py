@@ -14,16 +14,28 @@ weights trained together with the codebooks, batches of 512 sequences of
 128 tokens for 20000 steps on a GPU.
 
 This script is Loupe's own (codebooks.py holds the layer). It runs on a CPU
-in minutes, so it differs from the reference in scale, on purpose and said:
-  * --steps, --batch and --seq-len default far below the reference's;
-  * the model first trains --pretrain-steps without codebooks, then the
-    codebooks are inserted, each initialised from activations of a batch
-    (random rows, as the reference's dead-code replacement does), and the
-    whole model trains on with them (the reference trains with codebooks
-    from step 0 from random codes; it has k-means initialisation as an
-    option). Dead codes are replaced every --replace-every steps from the
-    current batch's inputs (the reference's replace_after_steps, 0 in its FSM
-    configuration).
+or a GPU (--device). Two ways to train, both said in metrics.json:
+  * --pretrain-steps 0 --code-init randn --replace-every 0 is the
+    reference's recipe: codebooks from the first step, codes drawn from
+    N(0, 1) (nn.Embedding's initialisation), no dead-code replacement,
+    AdamW with weight decay 0.01 on the codes only (the reference's
+    codebook_weight_decay; the model's weights have none, the Trainer's
+    default), constant learning rate; --seq-len 128 --batch 512 as there.
+    On a GPU the reference's scale is 20000 steps (1.3B tokens); --max-seconds
+    stops earlier and the model is saved (the step count is in metrics.json).
+  * the CPU recipe of the first committed model: the model first trains
+    --pretrain-steps without codebooks, then the codebooks are inserted, each
+    initialised from activations of a batch (--code-init data: random rows,
+    as the reference's dead-code replacement does), and the whole model
+    trains on with them; dead codes are replaced every --replace-every steps
+    from the current batch's inputs (the reference's replace_after_steps,
+    0 in its FSM configuration), not in the last 20% of the steps.
+On a GPU the forward runs under bf16 autocast (the weights, the codes and
+the saved files stay float32), the training sequences are drawn on the
+device, and nothing in a step waits on the host except the logging.
+Every --ap-every seconds (and at the end) the mean best-code average
+precision over the FSM's states is logged (Loupe's definition, computed
+here on the device; `loupe codebook eval` is the measure reported).
 Everything random is seeded (--seed).
 
 Writes to --out: config.json + model.safetensors (Hugging Face GPT-NeoX),
@@ -82,6 +94,30 @@ class FSM:
                 v //= self.base
         return torch.from_numpy(out[:, :seq_len])
 
+    def device_batches(self, gen, n, seq_len, device):
+        """Like batch, drawn on the device with torch generator gen."""
+        states = (seq_len + self.digits - 1) // self.digits
+        nxt = torch.tensor(self.next, device=device)
+        s = torch.randint(0, self.states, (n,), generator=gen, device=device)
+        cols = [torch.full((n,), self.bos, dtype=torch.long, device=device)]
+        place = torch.tensor([self.base ** (self.digits - 1 - d) for d in range(self.digits)], device=device)
+        for i in range(states):
+            if i > 0:
+                s = nxt[s, torch.randint(0, nxt.shape[1], (n,), generator=gen, device=device)]
+            cols.append((s.unsqueeze(1) // place) % self.base)
+        return torch.cat([c.view(n, -1) for c in cols], dim=1)[:, :seq_len]
+
+    def labels(self, x):
+        """The state each position completes ([B, T], -1 where none)."""
+        B, T = x.shape
+        lab = torch.full((B, T), -1, dtype=torch.long, device=x.device)
+        for end in range(self.digits, T, self.digits):
+            v = torch.zeros(B, dtype=torch.long, device=x.device)
+            for p in range(end - self.digits + 1, end + 1):
+                v = v * self.base + x[:, p]
+            lab[:, end] = v
+        return lab
+
     def transition_accuracy(self, seqs):
         """The reference's metric on generated sequences (BOS dropped)."""
         ok = total = 0
@@ -126,7 +162,7 @@ def init_from_data(model, cbs, batch):
         n = seen[cb.hook]
         rows = torch.randint(0, n.shape[0], (cb.groups, cb.num_codes))
         for g in range(cb.groups):
-            cb.codes[g] = n[rows[g], g] + 1e-3 * torch.randn(cb.num_codes, cb.dim)
+            cb.codes[g] = n[rows[g].to(n.device), g] + 1e-3 * torch.randn(cb.num_codes, cb.dim, device=n.device)
 
 
 @torch.no_grad()
@@ -137,30 +173,70 @@ def replace_dead(cb, n):
     for g in range(cb.groups):
         dead = (cb.counts[g] == 0).nonzero().flatten()
         if len(dead):
-            rows = torch.randint(0, n.shape[0], (len(dead),))
-            cb.codes[g, dead] = n[rows, g] + 1e-4 * n[rows, g].norm(dim=-1, keepdim=True) * torch.randn(len(dead), cb.dim)
+            rows = torch.randint(0, n.shape[0], (len(dead),), device=n.device)
+            new = n[rows, g]
+            cb.codes[g, dead] = new + 1e-4 * new.norm(dim=-1, keepdim=True) * torch.randn(len(dead), cb.dim, device=n.device)
             replaced += len(dead)
     cb.counts.zero_()
     return replaced
 
 
-def evaluate(model, fsm, rng, args, log):
-    model.eval()
+def set_mode(model, cbs, training):
+    """The codebooks are no submodules of the model: switch them too."""
+    model.train(training)
+    for cb in cbs:
+        cb.train(training)
+
+
+def evaluate(model, cbs, fsm, rng, args, device):
+    set_mode(model, cbs, False)
     with torch.no_grad():
-        x = fsm.batch(rng, 256, args.seq_len)
+        x = fsm.batch(rng, 256, args.seq_len).to(device)
         loss = model(x, labels=x).loss.item()
-        start = torch.full((32, 1), fsm.bos)
+        start = torch.full((32, 1), fsm.bos, device=device)
         gen = model.generate(start, attention_mask=torch.ones_like(start), max_length=args.seq_len, do_sample=True,
                              top_k=0, pad_token_id=fsm.bos, bos_token_id=fsm.bos, eos_token_id=None)
         acc = fsm.transition_accuracy(gen.tolist())
-    model.train()
+    set_mode(model, cbs, True)
     return loss, acc
+
+
+@torch.no_grad()
+def state_ap(model, cbs, fsm, x):
+    """Mean over states of the best code's average precision at detecting
+    the state a position completes (score 1 where the code is chosen), as
+    sae/codebook.MeasureStateAP defines it: recall*precision +
+    (1 - recall)*(positives / positions) for a binary score."""
+    set_mode(model, cbs, False)
+    model(x)
+    set_mode(model, cbs, True)
+    lab = fsm.labels(x)
+    keep = lab >= 0
+    states = lab[keep]  # [N]
+    N, S = states.numel(), fsm.states
+    total = torch.bincount(states, minlength=S).double()  # [S]
+    best = torch.zeros(S, dtype=torch.float64, device=x.device)
+    for cb in cbs:
+        ids = cb.last_ids[keep]  # [N, G, k]
+        for g in range(cb.groups):
+            for j in range(cb.k):
+                code = ids[:, g, j]
+                ok = code >= 0
+                hits = torch.bincount(code[ok] * S + states[ok], minlength=cb.num_codes * S).view(cb.num_codes, S).double()
+                fired = hits.sum(1, keepdim=True)
+                recall = hits / total.clamp(min=1)
+                prec = hits / fired.clamp(min=1)
+                ap = recall * prec + (1 - recall) * (total / N)
+                best = torch.maximum(best, ap.max(dim=0).values)
+    present = total > 0
+    return float(best[present].mean())
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fsm", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when there is one)")
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--pretrain-steps", type=int, default=1500)
@@ -168,6 +244,10 @@ def main():
     ap.add_argument("--codes", type=int, default=1000)
     ap.add_argument("--k", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--code-init", choices=["data", "randn"], default="data",
+                    help="codes from random inputs of a batch, or from N(0, 1) as the reference's nn.Embedding")
+    ap.add_argument("--codebook-weight-decay", type=float, default=0.01, help="AdamW weight decay of the codes (the reference's)")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay of the model's weights")
     ap.add_argument("--replace-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -175,23 +255,37 @@ def main():
     ap.add_argument("--init-codebooks", help="with --init DIR (a codebook run's OUT): continue from DIR's codebooks too")
     ap.add_argument("--max-seconds", type=float, default=0, help="stop the codebook phase after this long (0: no limit)")
     ap.add_argument("--pretrain-max-seconds", type=float, default=0, help="stop the plain phase after this long (0: no limit)")
+    ap.add_argument("--log-every", type=int, default=20, help="steps between log lines")
+    ap.add_argument("--ap-every", type=float, default=0, help="seconds between state-AP measures during training (0: only at the end)")
+    ap.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help="bf16 autocast (auto: on a GPU)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     rng = np.random.default_rng(args.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(args.seed)
     eval_rng = np.random.default_rng(args.seed + 1)
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "train.log"), "a")
+    t_start = time.time()
 
     def log(msg):
+        msg = f"[{time.time() - t_start:7.1f} s] {msg}"
         print(msg, flush=True)
         logf.write(msg + "\n")
         logf.flush()
 
     fsm = FSM(args.fsm)
+    ap_x = fsm.batch(np.random.default_rng(args.seed + 2), 256, args.seq_len).to(device)
     cfg = GPTNeoXConfig(vocab_size=fsm.base + 1, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
                         intermediate_size=512, rotary_emb_base=10000, bos_token_id=fsm.bos, eos_token_id=fsm.bos,
                         max_position_embeddings=args.seq_len)
@@ -203,19 +297,39 @@ def main():
         args.pretrain_steps = 0
     else:
         model = GPTNeoXForCausalLM(cfg)
+    model.to(device)
     model.train()
-    metrics = {"args": vars(args), "phases": []}
+    log(f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
+        f"bf16 autocast {amp}, torch {torch.__version__}")
+    metrics = {"args": vars(args), "device": str(device), "bf16_autocast": amp, "phases": [], "state_ap": []}
+
+    def batches(n):
+        """Training batches: on a GPU drawn there in blocks of 64."""
+        if device.type == "cpu":
+            while True:
+                yield fsm.batch(rng, n, args.seq_len)
+        while True:
+            block = fsm.device_batches(gen, 64 * n, args.seq_len, device)
+            yield from block.split(n)
 
     def run_phase(name, steps, cbs, max_seconds):
-        params = list(model.parameters()) + [p for cb in cbs for p in cb.parameters()]
-        opt = torch.optim.AdamW(params, lr=args.lr)
+        groups = [{"params": list(model.parameters()), "weight_decay": args.weight_decay}]
+        if cbs:
+            groups.append({"params": [p for cb in cbs for p in cb.parameters()], "weight_decay": args.codebook_weight_decay})
+        opt = torch.optim.AdamW(groups, lr=args.lr, **({"fused": True} if device.type == "cuda" else {}))
         t0 = time.time()
         tokens = 0
         last = {}
+        window = (t0, 0)
+        next_ap = t0 + args.ap_every if args.ap_every else float("inf")
+        data = batches(args.batch)
+        zero = torch.zeros((), device=device)
+        step = 0
         for step in range(1, steps + 1):
-            x = fsm.batch(rng, args.batch, args.seq_len)
-            out = model(x, labels=x)
-            mse = sum((cb.mse for cb in cbs), torch.zeros(()))
+            x = next(data)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                out = model(x, labels=x)
+            mse = sum((cb.mse for cb in cbs), zero)
             loss = out.loss + mse
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -225,18 +339,32 @@ def main():
             if cbs and args.replace_every and step % args.replace_every == 0 and not late:
                 seen = capture(model, cbs, x)
                 last["replaced"] = sum(replace_dead(cb, seen[cb.hook]) for cb in cbs)
-            elapsed = time.time() - t0
-            if step % 20 == 0 or step == steps:
+            if step % args.log_every == 0 or step == steps:
+                now = time.time()
+                rate = (tokens - window[1]) / max(now - window[0], 1e-9)
+                window = (now, tokens)
                 log(f"{name} step {step} loss {out.loss.item():.4f} mse {mse.item():.4f} "
-                    f"{tokens / elapsed:.0f} tok/s {last}")
-            if max_seconds and elapsed > max_seconds:
-                log(f"{name}: stopping at step {step}, {elapsed:.0f} s")
+                    f"{rate:.0f} tok/s (since the last line) {tokens / (now - t0):.0f} tok/s (phase) {last}")
+            if cbs and time.time() > next_ap:
+                a = state_ap(model, cbs, fsm, ap_x)
+                metrics["state_ap"].append({"step": step, "seconds": time.time() - t0, "tokens": tokens, "mean_best_code_ap": a})
+                log(f"{name} step {step}: mean best-code state AP {a:.4f}")
+                next_ap = time.time() + args.ap_every
+            if max_seconds and time.time() - t0 > max_seconds:
+                log(f"{name}: stopping at step {step}, {time.time() - t0:.0f} s (--max-seconds)")
                 break
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         elapsed = time.time() - t0
-        loss, acc = evaluate(model, fsm, eval_rng, args, log)
-        log(f"{name} done: {step} steps, {elapsed:.0f} s, {tokens / elapsed:.0f} tok/s, eval loss {loss:.4f}, transition accuracy {acc:.4f}")
-        metrics["phases"].append({"phase": name, "steps": step, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-                                  "eval_loss": loss, "transition_accuracy": acc})
+        loss, acc = evaluate(model, cbs, fsm, eval_rng, args, device)
+        rec = {"phase": name, "steps": step, "seconds": elapsed, "tokens": tokens, "tokens_per_s": tokens / elapsed,
+               "eval_loss": loss, "transition_accuracy": acc}
+        if cbs:
+            rec["mean_best_code_ap"] = state_ap(model, cbs, fsm, ap_x)
+        log(f"{name} done: {step} steps, {tokens} tokens, {elapsed:.0f} s, {tokens / elapsed:.0f} tok/s, "
+            f"eval loss {loss:.4f}, transition accuracy {acc:.4f}" +
+            (f", mean best-code state AP {rec['mean_best_code_ap']:.4f}" if cbs else ""))
+        metrics["phases"].append(rec)
 
     if args.pretrain_steps > 0:
         run_phase("pretrain", args.pretrain_steps, [], args.pretrain_max_seconds)
@@ -248,16 +376,19 @@ def main():
         return
     if args.init_codebooks:
         cbs = cbmod.load(args.init_codebooks)
+        for cb in cbs:
+            cb.to(device)
         cbmod.attach(model, cbs)
         log(f"continuing from the codebooks of {args.init_codebooks}")
     else:
         cbs = make_codebooks(cfg, args)
+        for cb in cbs:
+            cb.to(device)
         cbmod.attach(model, cbs)
-        model.eval()
-        init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len))
-    model.train()
-    for cb in cbs:
-        cb.train()
+        if args.code_init == "data":
+            model.eval()
+            init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len).to(device))
+    set_mode(model, cbs, True)
     run_phase("codebooks", args.steps, cbs, args.max_seconds)
 
     model.save_pretrained(args.out, safe_serialization=True)

@@ -7,9 +7,21 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
-var flashNames = []string{"flash_attn_f32_d128", "flash_attn_f32_d256",
-	"flash2_bf16_d64_1", "flash2_bf16_d64_2", "flash2_bf16_d128_1", "flash2_bf16_d128_2",
-	"flash2top_bf16_d64_1", "flash2top_bf16_d64_2", "flash2top_bf16_d128_1", "flash2top_bf16_d128_2"}
+// flashBuilds are the builds of flash.cu's flash2 (see flashVariant).
+var flashBuilds = []string{"2", "w4"}
+
+// flashNames are flash.cu's kernels.
+var flashNames = func() []string {
+	names := []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
+	for _, k := range []string{"flash2", "flash2top"} {
+		for _, d := range []int{64, 128} {
+			for _, b := range flashBuilds {
+				names = append(names, fmt.Sprintf("%s_bf16_d%d_%s", k, d, b))
+			}
+		}
+	}
+	return names
+}()
 
 const (
 	faRows = 32 // query rows per block (flash.cu's FA_ROWS)
@@ -33,20 +45,23 @@ const (
 func tcShared(dh int) int { return 2 * (dh + 8) * (f2Rows + 4*f2Keys) }
 
 func (b *Backend) setupFlash() error {
-	for name, need := range map[string]int{
-		"flash_attn_f32_d128": flashShared(128), "flash_attn_f32_d256": flashShared(256),
-		"flash2_bf16_d64_1": tcShared(64), "flash2_bf16_d64_2": tcShared(64),
-		"flash2_bf16_d128_1": tcShared(128), "flash2_bf16_d128_2": tcShared(128),
-		"flash2top_bf16_d64_1": tcShared(64), "flash2top_bf16_d64_2": tcShared(64),
-		"flash2top_bf16_d128_1": tcShared(128), "flash2top_bf16_d128_2": tcShared(128),
-	} {
-		if need <= 48<<10 {
+	need := map[string]int{"flash_attn_f32_d128": flashShared(128), "flash_attn_f32_d256": flashShared(256)}
+	for _, name := range flashNames {
+		if strings.HasPrefix(name, "flash2") {
+			need[name] = tcShared(64)
+			if strings.Contains(name, "_d128_") {
+				need[name] = tcShared(128)
+			}
+		}
+	}
+	for name, n := range need {
+		if n <= 48<<10 {
 			continue
 		}
-		if need > b.info.MaxSharedPerBlock {
-			return fmt.Errorf("cuda: %s needs %d bytes of shared memory per block; GPU %d allows %d", name, need, b.info.Index, b.info.MaxSharedPerBlock)
+		if n > b.info.MaxSharedPerBlock {
+			return fmt.Errorf("cuda: %s needs %d bytes of shared memory per block; GPU %d allows %d", name, n, b.info.Index, b.info.MaxSharedPerBlock)
 		}
-		if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, b.fn[name], funcAttrMaxDynamicShared, uintptr(need))); err != nil {
+		if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, b.fn[name], funcAttrMaxDynamicShared, uintptr(n))); err != nil {
 			return err
 		}
 	}
@@ -62,15 +77,25 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 		s.Hkv > 0 && s.H%s.Hkv == 0 && s.H/s.Hkv <= f2Rows
 }
 
-// flashVariant is flash2's build for a head dimension: _1 (one block per
-// multiprocessor, no register cap) or _2 (two blocks, 128 registers).
-// LOUPE_FLASH_OCC=1|2 overrides it, for measurements.
-func (b *Backend) flashVariant(dh int) string {
+// flashVariant is flash2's build for a head dimension, and its threads
+// per block: _2 (8 warps of 16 rows, two blocks per multiprocessor, 128
+// registers) or _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4
+// overrides the default, for measurements.
+func (b *Backend) flashVariant(dh int) (string, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		occ = "2" // faster at every size measured (RESULTS.md, fifth run)
+		// The fastest measured (RESULTS.md, seventh run): _w4 for d128
+		// (310 TFLOP/s at 32K against 266 for _2), _2 for d64.
+		occ = "w4"
+		if dh == 64 {
+			occ = "2"
+		}
 	}
-	return fmt.Sprintf("flash2_bf16_d%d_%s", dh, occ)
+	threads := 256
+	if occ == "w4" {
+		threads = 128
+	}
+	return fmt.Sprintf("flash2_bf16_d%d_%s", dh, occ), threads
 }
 
 // flashTCInto is the tensor-core flash attention (flash.cu's flash2) into
@@ -102,14 +127,14 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		lp = pArg(lse.ptr())
 	}
 	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), b.shadowPtr(zt), lp}
-	kernel := b.flashVariant(s.Dh)
+	kernel, threads := b.flashVariant(s.Dh)
 	if top != nil {
 		kernel = "flash2top" + strings.TrimPrefix(kernel, "flash2")
 		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
 	}
 	args = append(args, iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
-	b.launch(kernel, grid, [3]int{256, 1, 1}, tcShared(s.Dh), args...)
+	b.launch(kernel, grid, [3]int{threads, 1, 1}, tcShared(s.Dh), args...)
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

@@ -648,9 +648,11 @@ func (b *Backend) EntropyRows(x compute.Tensor) []float32 {
 }
 
 var (
-	_ compute.Backend     = (*Backend)(nil)
-	_ compute.Scoped      = (*Backend)(nil)
-	_ compute.WeightStore = (*Backend)(nil)
+	_ compute.Backend      = (*Backend)(nil)
+	_ compute.Scoped       = (*Backend)(nil)
+	_ compute.WeightStore  = (*Backend)(nil)
+	_ compute.DeviceMemory = (*Backend)(nil)
+	_ compute.SeqRowCopier = (*Backend)(nil)
 )
 
 // Synchronize waits for every operation queued so far and returns the

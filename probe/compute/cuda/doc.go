@@ -10,8 +10,10 @@
 // The shape of it:
 //   - One goroutine, locked to its OS thread, owns the CUDA context, the
 //     stream and the cuBLAS handle; every operation is handed to it
-//     (backend.go). Work on the stream is asynchronous; ToHost, the
-//     reductions and the end of a scope wait for it.
+//     (backend.go). Callers queue operations without waiting for it
+//     (LOUPE_CUDA_ASYNC=0 makes each wait), work on the stream is
+//     asynchronous, and ToHost, the reductions and the end of a scope
+//     wait for it.
 //   - Device memory comes from a caching pool (pool.go). Tensors made inside
 //     a scope (compute.Mark/Release: the probe makes a forward pass one
 //     scope and each block one inside it) go back to the pool when it ends;
@@ -25,12 +27,19 @@
 //   - Weights are kept in Options.WeightDType (bf16, f16 or f32); matrix
 //     products go to cuBLAS with fp32 accumulation; activations, norms,
 //     softmax, reductions and hook caches are float32 (DESIGN decisions 6
-//     and 7).
+//     and 7). In the 16-bit modes an activation that feeds a product is
+//     rounded once and the rounded copy kept beside it (shadow.go); the
+//     norm, SwiGLU and attention kernels write it as they write the
+//     float32 values, and a KV cache keeps its copy across passes.
 //   - Attention is the fused operation of compute.Attention (fused.go):
-//     flash-style kernels (fp32 in the f32 mode, tensor cores in the
-//     bf16/f16 modes), the full scores or pattern only when asked, and exact
-//     reductions by a second pass over the keys using each row's
-//     log-sum-exp.
+//     flash-style kernels (fp32 in the f32 mode; in the bf16/f16 modes
+//     flash.cu's flash2, FlashAttention-2 style on the tensor cores), the
+//     full scores or pattern only when asked, and exact reductions by a
+//     second pass over the keys using each row's log-sum-exp. In the 16-bit
+//     modes a request for only the top-1 key and the lse is answered by the
+//     tensor-core pass itself (long prompts).
+//   - profile.go times every kernel with CUDA events (ProfileStart/Stop),
+//     for finding where a pass spends its time.
 //
 // RESULTS.md has every figure measured on a GPU; scripts/gpu-test.sh runs
 // the GPU tests (the probe's own tests, through LOUPE_TEST_DEVICE=cuda).

@@ -129,7 +129,10 @@ extern "C" __global__ void flash_attn_f32_d256(const float* q, const float* k, c
 // them); both products run on the tensor cores (mma.sync m16n8k16, fp32
 // accumulators) and the online softmax runs in fp32 on the accumulators.
 //
-// Block: 8 warps, 128 rows, 16 a warp. The rows are (query position,
+// Block: 128 rows, in 8 warps of 16 rows (MT = 1) or 4 warps of 32 (MT =
+// 2, FlashAttention-2's split: each K and V fragment read from shared
+// memory serves two 16-row tiles, half the shared-memory traffic per
+// product, at twice the registers). The rows are (query position,
 // query head) pairs of one key/value head: the G = H/Hkv query heads that
 // share a key/value head sit side by side (row r is position i0 + r/G of
 // head kh*G + r%G), so one load of a key tile serves all of them (grouped-
@@ -146,7 +149,6 @@ extern "C" __global__ void flash_attn_f32_d256(const float* q, const float* k, c
 // memory so the 8 row addresses of each ldmatrix fall in distinct banks.
 #define F2_ROWS 128
 #define F2_KEYS 64
-#define F2_THREADS 256
 
 typedef unsigned short bf16_t;
 
@@ -185,22 +187,24 @@ __device__ __forceinline__ void ldsm_x4_t(u32& r0, u32& r1, u32& r2, u32& r3, u3
 // weight into top_idx and top_val [B, H, Tq] (the lowest key among equal
 // scores; key 0 and weight 0 for a row that sees no key): the top-1
 // reduction of the softmax this pass computes, at the cost of a compare
-// per score.
-template <int D, bool TOP1>
+// per score. MT is the 16-row tiles a warp owns (1 or 2).
+template <int D, bool TOP1, int MT>
 __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
                                        float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse,
                                        int* __restrict__ top_idx, float* __restrict__ top_val,
                                        int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window,
                                        const unsigned char* __restrict__ key_valid) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    constexpr int P = D + 8;   // row pitch in bf16 elements (16 bytes of padding)
-    constexpr int CH = D / 8;  // 16-byte chunks per row
-    bf16_t* qs = (bf16_t*)smem_raw;         // [F2_ROWS][P]
-    bf16_t* ks = qs + F2_ROWS * P;          // [2][F2_KEYS][P]
-    bf16_t* vs = ks + 2 * F2_KEYS * P;      // [2][F2_KEYS][P]
+    constexpr int NT = F2_ROWS / MT * 2; // threads: 32 per warp, 16*MT rows a warp
+    constexpr int WR = 16 * MT;          // rows a warp
+    constexpr int P = D + 8;             // row pitch in bf16 elements (16 bytes of padding)
+    constexpr int CH = D / 8;            // 16-byte chunks per row
+    bf16_t* qs = (bf16_t*)smem_raw;      // [F2_ROWS][P]
+    bf16_t* ks = qs + F2_ROWS * P;       // [2][F2_KEYS][P]
+    bf16_t* vs = ks + 2 * F2_KEYS * P;   // [2][F2_KEYS][P]
     const int G = H / Hkv;
-    const int NP = F2_ROWS / G;              // query positions per block
-    const int nRows = NP * G;                // rows in use (G need not divide 128)
+    const int NP = F2_ROWS / G;          // query positions per block
+    const int nRows = NP * G;            // rows in use (G need not divide 128)
     const int b = blockIdx.x / Hkv, kh = blockIdx.x % Hkv;
     const int nQT = gridDim.y;
     const int i0 = (nQT - 1 - (int)blockIdx.y) * NP; // heaviest tiles first
@@ -208,7 +212,7 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
     const i64 qstride = (i64)H * D, kstride = (i64)Hkv * D;
 
     // Q tile: row r is position i0 + r/G of head kh*G + r%G.
-    for (int e = tid; e < F2_ROWS * CH; e += F2_THREADS) {
+    for (int e = tid; e < F2_ROWS * CH; e += NT) {
         int r = e / CH, c = e % CH;
         int pos = i0 + r / G, head = kh * G + r % G;
         bool ok = r < nRows && pos < Tq;
@@ -225,7 +229,7 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
     auto load_kv = [&](int stage, int j0) {
         bf16_t* kd = ks + stage * F2_KEYS * P;
         bf16_t* vd = vs + stage * F2_KEYS * P;
-        for (int e = tid; e < F2_KEYS * CH; e += F2_THREADS) {
+        for (int e = tid; e < F2_KEYS * CH; e += NT) {
             int jj = e / CH, c = e % CH, j = j0 + jj;
             bool ok = j < Tk;
             i64 off = ok ? (i64)j * kstride + c * 8 : 0;
@@ -236,21 +240,35 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
     if (nT > 0) load_kv(0, jBeg);
     cp_commit();
 
-    // This thread's two rows (g and g+8 of the warp's 16).
-    const int rA = warp * 16 + g, rB = rA + 8;
-    const int posA = i0 + rA / G, posB = i0 + rB / G;
-    const int pA = past + posA, pB = past + posB;
-    const bool warpLive = warp * 16 < nRows && i0 + (warp * 16) / G < Tq;
-    const int warpPosMax = i0 + (min(warp * 16 + 15, nRows - 1)) / G;
+    // This thread's rows: g and g+8 of each of the warp's 16-row tiles.
+    int pRow[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        pRow[mt][0] = past + i0 + (warp * WR + mt * 16 + g) / G;
+        pRow[mt][1] = past + i0 + (warp * WR + mt * 16 + g + 8) / G;
+    }
+    const bool warpLive = warp * WR < nRows && i0 + (warp * WR) / G < Tq;
+    const int warpPosMax = i0 + (min(warp * WR + WR - 1, nRows - 1)) / G;
     const float sl2 = scale * 1.4426950408889634f; // scores to base-2 exponents
 
-    float o[D / 8][4];
+    float o[MT][D / 8][4];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
-    float bestS[2] = {NEG_INF, NEG_INF}; // TOP1: this thread's best score of each row, and its key
-    int bestJ[2] = {-1, -1};
-    const u32 qAddr = smem_addr(qs + (warp * 16 + (lane & 15)) * P + (lane >> 4) * 8);
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
+    float m[MT][2], l[MT][2];
+    float bestS[MT][2]; // TOP1: this thread's best score of each row, and its key
+    int bestJ[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            m[mt][r] = NEG_INF;
+            l[mt][r] = 0.f;
+            bestS[mt][r] = NEG_INF;
+            bestJ[mt][r] = -1;
+        }
+    const u32 qAddr = smem_addr(qs + (warp * WR + (lane & 15)) * P + (lane >> 4) * 8);
     // ldmatrix row addresses inside a key tile: K (non-transposed) and V
     // (transposed) fragments.
     const int kRow = (lane & 7) + ((lane >> 4) << 3), kCol = ((lane >> 3) & 1) * 8;
@@ -270,159 +288,181 @@ __device__ __forceinline__ void flash2(const bf16_t* __restrict__ q, const bf16_
             const bf16_t* kt = ks + st * F2_KEYS * P;
             const bf16_t* vt = vs + st * F2_KEYS * P;
             const u32 kAddr = smem_addr(kt + kRow * P + kCol), vAddr = smem_addr(vt + vRow * P + vCol);
-            // S = Q·Kᵀ for 16 rows × 64 keys: 8 tiles of 8 keys.
-            float s[8][4];
+            // S = Q·Kᵀ for WR rows × 64 keys: per 16-row tile, 8 tiles of 8 keys.
+            float s[MT][8][4];
 #pragma unroll
-            for (int n = 0; n < 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int n = 0; n < 8; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
             for (int kk = 0; kk < D / 16; kk++) {
-                u32 a0, a1, a2, a3;
-                ldsm_x4(a0, a1, a2, a3, qAddr + kk * 32);
+                u32 a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) ldsm_x4(a[mt][0], a[mt][1], a[mt][2], a[mt][3], qAddr + (mt * 16 * P + kk * 16) * 2);
 #pragma unroll
                 for (int np = 0; np < 4; np++) {
                     u32 b0, b1, b2, b3;
                     ldsm_x4(b0, b1, b2, b3, kAddr + (np * 16 * P + kk * 16) * 2);
-                    mma_bf16(s[2 * np], a0, a1, a2, a3, b0, b1);
-                    mma_bf16(s[2 * np + 1], a0, a1, a2, a3, b2, b3);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_bf16(s[mt][2 * np], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
+                        mma_bf16(s[mt][2 * np + 1], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b2, b3);
+                    }
                 }
             }
             const bool needMask = key_valid != 0 || window > 0 || j0 + F2_KEYS > Tk || (causal && j0 + F2_KEYS - 1 > past + i0);
-            if (needMask) {
 #pragma unroll
-                for (int n = 0; n < 8; n++) {
+            for (int mt = 0; mt < MT; mt++) {
+                if (needMask) {
 #pragma unroll
-                    for (int c = 0; c < 4; c++) {
-                        int j = j0 + n * 8 + 2 * t + (c & 1);
-                        int p = c < 2 ? pA : pB;
-                        bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) &&
-                                  (key_valid == 0 || key_valid[(i64)b * Tk + j]);
-                        if (!ok) s[n][c] = NEG_INF;
-                    }
-                }
-            }
-            if (TOP1) {
-                // Keys rise with n and c within a thread, and tile by tile,
-                // so a strict > keeps the lowest key of equal scores.
+                    for (int n = 0; n < 8; n++) {
 #pragma unroll
-                for (int n = 0; n < 8; n++) {
-#pragma unroll
-                    for (int c = 0; c < 4; c++) {
-                        int r = c >> 1;
-                        if (s[n][c] > bestS[r]) {
-                            bestS[r] = s[n][c];
-                            bestJ[r] = j0 + n * 8 + 2 * t + (c & 1);
+                        for (int c = 0; c < 4; c++) {
+                            int j = j0 + n * 8 + 2 * t + (c & 1);
+                            int p = pRow[mt][c >> 1];
+                            bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) &&
+                                      (key_valid == 0 || key_valid[(i64)b * Tk + j]);
+                            if (!ok) s[mt][n][c] = NEG_INF;
                         }
                     }
                 }
-            }
-            float mx[2] = {NEG_INF, NEG_INF};
+                if (TOP1) {
+                    // Keys rise with n and c within a thread, and tile by
+                    // tile, so a strict > keeps the lowest key of equal scores.
 #pragma unroll
-            for (int n = 0; n < 8; n++) {
-                mx[0] = fmaxf(mx[0], fmaxf(s[n][0], s[n][1]));
-                mx[1] = fmaxf(mx[1], fmaxf(s[n][2], s[n][3]));
-            }
-            float mo[2]; // -max in base-2 exponent units, 0 for a row with no key yet
+                    for (int n = 0; n < 8; n++) {
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
-                float mNew = fmaxf(m[r], mx[r]);
-                float mUse = mNew == NEG_INF ? 0.f : mNew;
-                float corr = exp2f((m[r] - mUse) * sl2); // 0 when m was -Inf
-                m[r] = mNew;
-                mo[r] = -mUse * sl2;
-                l[r] *= corr;
-#pragma unroll
-                for (int n = 0; n < D / 8; n++) {
-                    o[n][2 * r] *= corr;
-                    o[n][2 * r + 1] *= corr;
+                        for (int c = 0; c < 4; c++) {
+                            int r = c >> 1;
+                            if (s[mt][n][c] > bestS[mt][r]) {
+                                bestS[mt][r] = s[mt][n][c];
+                                bestJ[mt][r] = j0 + n * 8 + 2 * t + (c & 1);
+                            }
+                        }
+                    }
                 }
-            }
+                float mx[2] = {NEG_INF, NEG_INF};
 #pragma unroll
-            for (int n = 0; n < 8; n++) {
-                s[n][0] = exp2f(fmaf(s[n][0], sl2, mo[0]));
-                s[n][1] = exp2f(fmaf(s[n][1], sl2, mo[0]));
-                s[n][2] = exp2f(fmaf(s[n][2], sl2, mo[1]));
-                s[n][3] = exp2f(fmaf(s[n][3], sl2, mo[1]));
-                l[0] += s[n][0] + s[n][1]; // this thread's part of the row sum
-                l[1] += s[n][2] + s[n][3];
+                for (int n = 0; n < 8; n++) {
+                    mx[0] = fmaxf(mx[0], fmaxf(s[mt][n][0], s[mt][n][1]));
+                    mx[1] = fmaxf(mx[1], fmaxf(s[mt][n][2], s[mt][n][3]));
+                }
+                float mo[2]; // -max in base-2 exponent units, 0 for a row with no key yet
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
+                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
+                    float mNew = fmaxf(m[mt][r], mx[r]);
+                    float mUse = mNew == NEG_INF ? 0.f : mNew;
+                    float corr = exp2f((m[mt][r] - mUse) * sl2); // 0 when m was -Inf
+                    m[mt][r] = mNew;
+                    mo[r] = -mUse * sl2;
+                    l[mt][r] *= corr;
+#pragma unroll
+                    for (int n = 0; n < D / 8; n++) {
+                        o[mt][n][2 * r] *= corr;
+                        o[mt][n][2 * r + 1] *= corr;
+                    }
+                }
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+                    s[mt][n][0] = exp2f(fmaf(s[mt][n][0], sl2, mo[0]));
+                    s[mt][n][1] = exp2f(fmaf(s[mt][n][1], sl2, mo[0]));
+                    s[mt][n][2] = exp2f(fmaf(s[mt][n][2], sl2, mo[1]));
+                    s[mt][n][3] = exp2f(fmaf(s[mt][n][3], sl2, mo[1]));
+                    l[mt][0] += s[mt][n][0] + s[mt][n][1]; // this thread's part of the row sum
+                    l[mt][1] += s[mt][n][2] + s[mt][n][3];
+                }
             }
             // O += P·V: 4 steps of 16 keys; P's accumulators are the A operand.
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                u32 a0 = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-                u32 a1 = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-                u32 a2 = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-                u32 a3 = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                u32 a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    a[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    a[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    a[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    a[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                }
 #pragma unroll
                 for (int dp = 0; dp < D / 16; dp++) {
                     u32 b0, b1, b2, b3;
                     ldsm_x4_t(b0, b1, b2, b3, vAddr + (kk * 16 * P + dp * 16) * 2);
-                    mma_bf16(o[2 * dp], a0, a1, a2, a3, b0, b1);
-                    mma_bf16(o[2 * dp + 1], a0, a1, a2, a3, b2, b3);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_bf16(o[mt][2 * dp], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b0, b1);
+                        mma_bf16(o[mt][2 * dp + 1], a[mt][0], a[mt][1], a[mt][2], a[mt][3], b2, b3);
+                    }
                 }
             }
         }
         __syncthreads(); // the stage is refilled next iteration
     }
     cp_wait<0>(); // (no copy may be left in flight at exit, also when nT is 0)
-    const float LN2 = 0.6931471805599453f;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffff, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffff, l[r], 2);
-        if (TOP1) {
+    for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-            for (int o = 1; o <= 2; o <<= 1) {
-                float os = __shfl_xor_sync(0xffffffff, bestS[r], o);
-                int oj = __shfl_xor_sync(0xffffffff, bestJ[r], o);
-                if (os > bestS[r] || (os == bestS[r] && oj >= 0 && (bestJ[r] < 0 || oj < bestJ[r]))) {
-                    bestS[r] = os;
-                    bestJ[r] = oj;
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffff, lr, 1);
+            lr += __shfl_xor_sync(0xffffffff, lr, 2);
+            float bs = bestS[mt][r];
+            int bj = bestJ[mt][r];
+            if (TOP1) {
+#pragma unroll
+                for (int sh = 1; sh <= 2; sh <<= 1) {
+                    float os = __shfl_xor_sync(0xffffffff, bs, sh);
+                    int oj = __shfl_xor_sync(0xffffffff, bj, sh);
+                    if (os > bs || (os == bs && oj >= 0 && (bj < 0 || oj < bj))) {
+                        bs = os;
+                        bj = oj;
+                    }
                 }
             }
-        }
-        int row = r == 0 ? rA : rB, pos = r == 0 ? posA : posB;
-        if (row >= nRows || pos >= Tq) continue;
-        int head = kh * G + row % G;
-        float inv = l[r] > 0.f ? 1.f / l[r] : 0.f;
-        i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * D;
+            int row = warp * WR + mt * 16 + g + 8 * r, pos = i0 + row / G;
+            if (row >= nRows || pos >= Tq) continue;
+            int head = kh * G + row % G;
+            float inv = lr > 0.f ? 1.f / lr : 0.f;
+            i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * D;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            float x0 = o[n][2 * r] * inv, x1 = o[n][2 * r + 1] * inv;
-            *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
-            if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
-        }
-        i64 hr = ((i64)b * H + head) * Tq + pos;
-        if (lse != 0 && t == 0) lse[hr] = l[r] > 0.f ? m[r] * scale + logf(l[r]) : NEG_INF;
-        if (TOP1 && t == 0) {
-            bool any = l[r] > 0.f && bestJ[r] >= 0;
-            top_idx[hr] = any ? bestJ[r] : 0;
-            top_val[hr] = any ? exp2f((bestS[r] - m[r]) * sl2) / l[r] : 0.f;
+            for (int n = 0; n < D / 8; n++) {
+                float x0 = o[mt][n][2 * r] * inv, x1 = o[mt][n][2 * r + 1] * inv;
+                *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
+                if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
+            }
+            i64 hr = ((i64)b * H + head) * Tq + pos;
+            if (lse != 0 && t == 0) lse[hr] = lr > 0.f ? m[mt][r] * scale + logf(lr) : NEG_INF;
+            if (TOP1 && t == 0) {
+                bool any = lr > 0.f && bj >= 0;
+                top_idx[hr] = any ? bj : 0;
+                top_val[hr] = any ? exp2f((bs - m[mt][r]) * sl2) / lr : 0.f;
+            }
         }
     }
-    (void)LN2;
 }
 
-// Two builds of each: two blocks per multiprocessor (at most 128
-// registers a thread) and one (up to 255); LOUPE_FLASH_OCC picks one for
-// measurements, flashVariant says which is the default. flash2top is the
-// build with the top-1 reduction.
-#define FLASH2(D, NB)                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(F2_THREADS, NB)                                                         \
-        flash2_bf16_d##D##_##NB(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,     \
-                                int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window, \
-                                const unsigned char* key_valid) {                                                        \
-        flash2<D, false>(q, k, v, z, zh, lse, 0, 0, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);     \
-    }                                                                                                                    \
-    extern "C" __global__ void __launch_bounds__(F2_THREADS, NB)                                                         \
-        flash2top_bf16_d##D##_##NB(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,  \
-                                   int* top_idx, float* top_val, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,  \
-                                   int past, int causal, int window, const unsigned char* key_valid) {                   \
-        flash2<D, true>(q, k, v, z, zh, lse, top_idx, top_val, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window,      \
-                        key_valid);                                                                                      \
+// Builds, by name suffix: _2 two blocks of 8 warps per multiprocessor
+// (128 registers), _w4 FlashAttention-2's 4 warps of 32 rows, two blocks
+// (up to 255 registers). LOUPE_FLASH_OCC picks one for measurements;
+// flashVariant says which is the default. flash2top is each build with
+// the top-1 reduction. (A build of one 8-warp block per multiprocessor,
+// measured slower than both at every size, RESULTS.md, is gone.)
+#define FLASH2(D, SUF, MT, NB)                                                                                           \
+    extern "C" __global__ void __launch_bounds__(F2_ROWS / MT * 2, NB)                                                   \
+        flash2_bf16_d##D##_##SUF(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,     \
+                                 int Tq, int Tk, int Tcap, int H, int Hkv, float scale, int past, int causal, int window, \
+                                 const unsigned char* key_valid) {                                                        \
+        flash2<D, false, MT>(q, k, v, z, zh, lse, 0, 0, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);  \
+    }                                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(F2_ROWS / MT * 2, NB)                                                   \
+        flash2top_bf16_d##D##_##SUF(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse,  \
+                                    int* top_idx, float* top_val, int Tq, int Tk, int Tcap, int H, int Hkv, float scale,  \
+                                    int past, int causal, int window, const unsigned char* key_valid) {                   \
+        flash2<D, true, MT>(q, k, v, z, zh, lse, top_idx, top_val, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window,   \
+                            key_valid);                                                                                   \
     }
-FLASH2(64, 1)
-FLASH2(64, 2)
-FLASH2(128, 1)
-FLASH2(128, 2)
+FLASH2(64, 2, 1, 2)
+FLASH2(64, w4, 2, 2)
+FLASH2(128, 2, 1, 2)
+FLASH2(128, w4, 2, 2)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -492,7 +493,7 @@ var gpu16 struct {
 // The tensor-core flash kernel of the bf16 mode against the CPU's
 // attention on the same inputs rounded to bf16: its products are bf16 x
 // bf16 with fp32 accumulation, the weights P rounded to bf16 before P·V.
-// Both builds of the kernel (one and two blocks per multiprocessor) run,
+// Every build of the kernel (flashBuilds) runs,
 // each on fresh inputs so that a stale output buffer cannot pass.
 func TestTensorCoreFlashAttention(t *testing.T) {
 	g := testGPU16(t)
@@ -516,7 +517,7 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 		{"chunk after a past", compute.AttnShape{B: 1, Tq: 100, Tk: 356, Tcap: 400, H: 4, Hkv: 1, Dh: 128}, compute.AttnMask{Causal: true, Past: 256}},
 		{"window", compute.AttnShape{B: 1, Tq: 190, Tk: 190, Tcap: 190, H: 2, Hkv: 1, Dh: 64}, compute.AttnMask{Causal: true, Window: 50}},
 	} {
-		for _, occ := range []string{"1", "2"} {
+		for _, occ := range flashBuilds {
 			g.do(func() { g.flashOcc = occ })
 			s := tc.s
 			q := bf(randVec(rng, s.B*s.Tq*s.H*s.Dh))
@@ -545,7 +546,7 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 			// unchanged to the bit; the same key except where the CPU's two
 			// best weights are within 1e-2 (bf16 products cannot order
 			// them); weights and lse to 1e-2.
-			for _, rows := range [][]int{nil, {0, s.Tq - 1}} {
+			for _, rows := range [][]int{nil, slices.Compact([]int{0, s.Tq - 1})} {
 				spec := compute.AttnSpec{TopK: 1, LSE: true, Rows: rows}
 				gq, gk, gv := g.FromHost(q, s.B*s.Tq, s.H*s.Dh), g.FromHost(k, s.B*s.Tcap, s.Hkv*s.Dh), g.FromHost(v, s.B*s.Tcap, s.Hkv*s.Dh)
 				gr := g.Attention(gq, gk, gv, s, scale, tc.mask, spec)
@@ -600,7 +601,7 @@ func testGPU16(t *testing.T) *Backend {
 // (scripts/gpu-test.sh bench): the bf16 mode's fused attention alone on
 // the prefill shapes of Llama-3-8B (32 query heads, 8 key/value heads,
 // head dimension 128, causal) at 2K, 8K and 32K tokens and of SmolLM2
-// (64 x 256, 9/3 heads, 64), for both builds of the kernel. One JSON line
+// (64 x 256, 9/3 heads, 64), for every build of the kernel. One JSON line
 // each: the whole operation (rounding q, k, v to bf16 included) by wall
 // time over repeated calls, and the kernel alone from CUDA events.
 // scripts/gpu/bench_attn_torch.py measures PyTorch's sdpa on the same
@@ -625,7 +626,7 @@ func TestAttentionSpeed(t *testing.T) {
 		scale := float32(1 / math.Sqrt(float64(s.Dh)))
 		mask := compute.AttnMask{Causal: true}
 		flops := 4 * float64(s.B) * float64(s.H) * float64(s.Tq) * float64(s.Tk) * float64(s.Dh) / 2
-		for _, occ := range []string{"1", "2"} {
+		for _, occ := range flashBuilds {
 			g.do(func() { g.flashOcc = occ })
 			run := func() {
 				inner := g.Mark()

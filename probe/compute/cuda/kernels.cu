@@ -378,21 +378,24 @@ extern "C" __global__ void entropy_rows(const float* x, float* out, int cols) {
 // rotary: rotate-half RoPE in place on x [rows, heads*head_dim], pairs
 // (i, i+rot/2) of each head, row r at position pos[r]; the angle in float32
 // as PyTorch computes it.
+// rotary: one thread per (row, pair index i): the angle's sine and cosine
+// once, applied to pair (i, i + rot/2) of every head of the row (the same
+// values per element as computing them per head).
 extern "C" __global__ void rotary(float* x, const int* pos, const float* inv_freq, int rows, int heads, int head_dim, int rot) {
     int half = rot / 2;
-    i64 total = (i64)rows * heads * half;
+    i64 total = (i64)rows * half;
     for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < total; e += (i64)gridDim.x * blockDim.x) {
         int i = e % half;
-        i64 rh = e / half;
-        int h = rh % heads;
-        i64 r = rh / heads;
+        i64 r = e / half;
         float a = (float)pos[r] * inv_freq[i];
         float s, c;
         sincosf(a, &s, &c);
-        float* v = x + r * (i64)heads * head_dim + (i64)h * head_dim;
-        float x1 = v[i], x2 = v[i + half];
-        v[i] = x1 * c - x2 * s;
-        v[i + half] = x2 * c + x1 * s;
+        float* v = x + r * (i64)heads * head_dim + i;
+        for (int h = 0; h < heads; h++, v += head_dim) {
+            float x1 = v[0], x2 = v[half];
+            v[0] = x1 * c - x2 * s;
+            v[half] = x2 * c + x1 * s;
+        }
     }
 }
 

@@ -309,8 +309,8 @@ func (b *Backend) RotaryInPlace(x compute.Tensor, heads, headDim, rotDim int, po
 		t := b.get(x)
 		b.dropShadow(t.buf)
 		rows, _ := rowsCols(t)
-		n := rows * heads * (rotDim / 2)
-		if n == 0 || b.err != nil {
+		n := rows * (rotDim / 2) // threads: one per (row, pair), looping over the heads
+		if n == 0 || heads == 0 || b.err != nil {
 			return
 		}
 		p := b.uploadInts(pos)

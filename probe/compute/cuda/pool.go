@@ -376,3 +376,16 @@ func (b *Backend) TrimPool() {
 		b.trimPool()
 	})
 }
+
+// FreeBytes is what the GPU can still give this backend: the driver's free
+// memory plus the pool's cached blocks (compute.DeviceMemory).
+func (b *Backend) FreeBytes() uint64 {
+	var free uint64
+	b.do(func() {
+		b.adoptOrphans()
+		var f, total uint64
+		call(b.d.cuMemGetInfo, uintptr(unsafe.Pointer(&f)), uintptr(unsafe.Pointer(&total)))
+		free = f + uint64(b.pool.reserved-b.pool.inUse)
+	})
+	return free
+}

@@ -20,8 +20,6 @@ typedef unsigned long long u64;
 #define ST_DEAD 5     // dead latents after this step's update
 #define ST_SPARSE 6   // standard: Σ f·‖d_j‖
 #define ST_MEAN2 7    // Σ_i (Σ_r y_ri)² / n
-#define ST_MINKEPT 8  // BatchTopK: the smallest kept pre-activation (as u32 bits in slot 8's low word)
-#define ST_KEPT 9     // BatchTopK: kept count
 #define ST_N 12
 
 __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
@@ -174,13 +172,15 @@ __device__ int block_find_bin(const u32* hist, int nb, u32 want, u32* before, u3
     return *shb;
 }
 
-// sae_topk: for each row of pre [n, S], the k largest positive (allowed)
+// sae_topk: for each row of pre [n, S] (plus bias [S] when given: the
+// encoder GEMM then need not add b_enc), the k largest positive (allowed)
 // values: idx/val [n, k], padded with −1/0 when fewer are positive. ka_dev,
 // when set, caps k at ka_dev's dead count (AuxK: k = min(AuxK, dead)), and
 // the kernel does nothing when no latent is dead. st[ST_L0] counts the kept
 // pairs (main selection only). 1024 threads a block, one row at a time.
-extern "C" __global__ void __launch_bounds__(1024) sae_topk(const float* pre, i64 n, int S, int kmax, const unsigned char* allow,
-                                                            const double* stdead, int* idx, float* val, double* l0) {
+extern "C" __global__ void __launch_bounds__(1024) sae_topk(const float* pre, const float* bias, i64 n, int S, int kmax,
+                                                            const unsigned char* allow, const double* stdead, int* idx, float* val,
+                                                            double* l0) {
     __shared__ u32 hist[2048];
     __shared__ u32 sh[32];
     __shared__ int shb;
@@ -205,7 +205,7 @@ extern "C" __global__ void __launch_bounds__(1024) sae_topk(const float* pre, i6
                 int j = j0 + threadIdx.x;
                 u32 bin = 0xffffffffu;
                 if (j < S) {
-                    u32 key = key_of(p[j], allow, j);
+                    u32 key = key_of(bias ? p[j] + bias[j] : p[j], allow, j);
                     if (key != 0 && (key & mask) == prefix) bin = (key >> shf) & (nb - 1);
                 }
                 // lanes with the same bin add once (values cluster in few bins)
@@ -230,7 +230,7 @@ extern "C" __global__ void __launch_bounds__(1024) sae_topk(const float* pre, i6
         if (threadIdx.x == 0) { cgt = 0; ceq = 0; }
         __syncthreads();
         for (int j = threadIdx.x; j < S; j += blockDim.x) {
-            float v = p[j];
+            float v = bias ? p[j] + bias[j] : p[j];
             u32 key = key_of(v, allow, j);
             if (key == 0) continue;
             if (key > T) {

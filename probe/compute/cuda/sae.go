@@ -43,14 +43,12 @@ const (
 	stDead
 	stSparse
 	stMean2
-	stMinKept
-	stKept
 	stN = 12
 )
 
 // SAEConfig describes the SAE a SAETrainer trains: the architecture, the
-// sizes and the loss and optimizer hyperparameters (the sae package's
-// TrainConfig and Adam, with its defaults already applied).
+// sizes and the loss hyperparameters (the sae package's TrainConfig, its
+// defaults applied). Adam's come with each Update.
 type SAEConfig struct {
 	Arch             string // standard, topk, batchtopk, jumprelu or matryoshka
 	DIn, DSAE, DOut  int
@@ -147,8 +145,7 @@ type SAETrainer struct {
 	state, hist, minKept    *dbuf
 	thrInit, ones, colY, st *dbuf
 
-	all   []*dbuf
-	stats [stN]float64
+	all []*dbuf // every allocation, for Close
 }
 
 const (
@@ -491,16 +488,25 @@ func (t *SAETrainer) checkState(s *SAEState) error {
 	return nil
 }
 
-// tensorPtr gives the device address of a float32 activation tensor of
-// rows×width on this backend.
-func (t *SAETrainer) tensorPtr(x compute.Tensor, rows, width int, what string) (uintptr, error) {
+// checkTensor checks that x is a float32 activation tensor of rows×width
+// on this backend. Its address is read later, on the owner goroutine
+// (devicePtr in Step's do), where every operation queued before has run:
+// operations are queued without waiting, so a tensor just produced may
+// not be placed yet when Step is called.
+func (t *SAETrainer) checkTensor(x compute.Tensor, rows, width int, what string) error {
 	ct, ok := x.(*Tensor)
 	if !ok {
-		return 0, fmt.Errorf("cuda: SAE step: the %s is a %T tensor, not one of this GPU's", what, x)
+		return fmt.Errorf("cuda: SAE step: the %s is a %T tensor, not one of this GPU's", what, x)
 	}
 	if ct.dt != compute.F32 || ct.numel() != rows*width {
-		return 0, fmt.Errorf("cuda: SAE step: the %s is %s %v, want float32 of %d×%d", what, ct.dt, ct.shape, rows, width)
+		return fmt.Errorf("cuda: SAE step: the %s is %s %v, want float32 of %d×%d", what, ct.dt, ct.shape, rows, width)
 	}
+	return nil
+}
+
+// devicePtr is a checked tensor's device address, on the owner goroutine.
+func devicePtr(x compute.Tensor, what string) (uintptr, error) {
+	ct := x.(*Tensor)
 	if ct.buf.dead || ct.buf.failed {
 		return 0, fmt.Errorf("cuda: SAE step: the %s tensor was freed or never allocated", what)
 	}
@@ -522,11 +528,11 @@ func (t *SAETrainer) Step(x, y []float32, dx, dy compute.Tensor, rows int) (SAES
 	var err error
 	switch {
 	case dx != nil:
-		if xp, err = t.tensorPtr(dx, rows, c.DIn, "input batch"); err != nil {
+		if err = t.checkTensor(dx, rows, c.DIn, "input batch"); err != nil {
 			return SAEStats{}, err
 		}
 		if dy != nil {
-			if yp, err = t.tensorPtr(dy, rows, c.DOut, "target batch"); err != nil {
+			if err = t.checkTensor(dy, rows, c.DOut, "target batch"); err != nil {
 				return SAEStats{}, err
 			}
 		}
@@ -539,6 +545,14 @@ func (t *SAETrainer) Step(x, y []float32, dx, dy compute.Tensor, rows int) (SAES
 	var out SAEStats
 	t.b.do(func() {
 		b := t.b
+		if dx != nil {
+			if xp, err = devicePtr(dx, "input batch"); err == nil && dy != nil {
+				yp, err = devicePtr(dy, "target batch")
+			}
+			if err != nil {
+				return
+			}
+		}
 		if dx == nil {
 			xp = t.x.p()
 			b.upload(xp, unsafe.Pointer(&x[0]), 4*len(x))
@@ -578,12 +592,18 @@ func (t *SAETrainer) step(xp, yp uintptr, n int) {
 	chunks := min(64, max(1, n/64))
 	t.launch("sae_colsum", [3]int{(d + 255) / 256, chunks, 1}, block256, 0, pArg(t.yn.p()), lArg(n), iArg(d), pArg(t.colY.p()))
 	t.launch("sae_mean2", [3]int{1, 1, 1}, block256, 0, pArg(t.colY.p()), iArg(d), lArg(n), pArg(t.st.p()))
-	// pre = in·W_encᵀ + b_enc
-	t.launch("sae_bias_rows", grid1(n*S), block256, 0, pArg(t.pre.p()), pArg(t.params[1].p()), lArg(n), iArg(S))
+	// pre = in·W_encᵀ (+ b_enc: added here for the dense path; TopK's
+	// selection adds it as it reads, which saves writing and re-reading the
+	// [rows, latents] matrix once)
+	beta := float32(0)
+	if t.arch != archTopK {
+		t.launch("sae_bias_rows", grid1(n*S), block256, 0, pArg(t.pre.p()), pArg(t.params[1].p()), lArg(n), iArg(S))
+		beta = 1
+	}
 	if c.BF16 {
-		t.gemm(false, true, n, S, din, 1, t.in16.p(), din, t.enc16.p(), din, compute.BF16, 1, t.pre.p(), S)
+		t.gemm(false, true, n, S, din, 1, t.in16.p(), din, t.enc16.p(), din, compute.BF16, beta, t.pre.p(), S)
 	} else {
-		t.gemm(false, true, n, S, din, 1, t.in.p(), din, t.params[0].p(), din, compute.F32, 1, t.pre.p(), S)
+		t.gemm(false, true, n, S, din, 1, t.in.p(), din, t.params[0].p(), din, compute.F32, beta, t.pre.p(), S)
 	}
 	if t.arch == archTopK {
 		t.sparseStep(n)
@@ -606,7 +626,7 @@ func (t *SAETrainer) sparseStep(n int) {
 	c := t.cfg
 	S, din, d, k := c.DSAE, c.DIn, c.DOut, c.K
 	st := t.st.p()
-	t.launch("sae_topk", rowsGrid(n), [3]int{1024, 1, 1}, 0, pArg(t.pre.p()), lArg(n), iArg(S), iArg(k), 0, 0,
+	t.launch("sae_topk", rowsGrid(n), [3]int{1024, 1, 1}, 0, pArg(t.pre.p()), pArg(t.params[1].p()), lArg(n), iArg(S), iArg(k), 0, 0,
 		pArg(t.idx.p()), pArg(t.val.p()), pArg(st+8*stL0))
 	W, bf := t.params[2].p(), 0
 	if t.dec16 != nil {
@@ -653,7 +673,11 @@ func (t *SAETrainer) auxSelect(n int, W uintptr, bf int) {
 	S, d := c.DSAE, c.DOut
 	aux := t.auxK()
 	st := t.st.p()
-	t.launch("sae_topk", rowsGrid(n), [3]int{1024, 1, 1}, 0, pArg(t.pre.p()), lArg(n), iArg(S), iArg(aux), pArg(t.dead.p()), pArg(st),
+	var bias uintptr // the dense path's pre-activations hold b_enc already
+	if t.arch == archTopK {
+		bias = t.params[1].p()
+	}
+	t.launch("sae_topk", rowsGrid(n), [3]int{1024, 1, 1}, 0, pArg(t.pre.p()), pArg(bias), lArg(n), iArg(S), iArg(aux), pArg(t.dead.p()), pArg(st),
 		pArg(t.aidx.p()), pArg(t.aval.p()), 0)
 	scale := float32(2 / float64(n))
 	t.launch("sae_decode", rowsGrid(n), block256, 4*(d+2*aux), pArg(t.aidx.p()), pArg(t.aval.p()), iArg(aux), pArg(W), iArg(bf),

@@ -358,3 +358,83 @@ func TestDotNT(t *testing.T) {
 		}
 	}
 }
+
+// Tiles.Mul is the packed-panel product its comment states, for every
+// micro-kernel, with beta 0 (overwrite) and 1 (accumulate).
+func TestTiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	old := best
+	defer func() { best = old }()
+	for _, im := range available {
+		best = im
+		tl := Tile()
+		for _, k := range []int{1, 7, 64, 240} {
+			a := make([]float32, k*tl.MR)
+			b := make([]float32, k*tl.NR)
+			for i := range a {
+				a[i] = float32(rng.NormFloat64())
+			}
+			for i := range b {
+				b[i] = float32(rng.NormFloat64())
+			}
+			ldc := tl.NR + 3
+			c := make([]float32, tl.MR*ldc)
+			for i := range c {
+				c[i] = float32(rng.NormFloat64())
+			}
+			for _, beta := range []float32{0, 1} {
+				orig := append([]float32(nil), c...)
+				tl.Mul(k, a, b, c, ldc, 0.5, beta)
+				for i := 0; i < tl.MR; i++ {
+					for j := 0; j < ldc; j++ {
+						want := float64(orig[i*ldc+j])
+						if j < tl.NR {
+							var s float64
+							for p := 0; p < k; p++ {
+								s += float64(a[p*tl.MR+i]) * float64(b[p*tl.NR+j])
+							}
+							want = 0.5*s + float64(beta)*want
+						}
+						if d := math.Abs(float64(c[i*ldc+j]) - want); d > 1e-4*(1+math.Abs(want)) {
+							t.Fatalf("%s k=%d beta=%g: C[%d][%d] = %g, want %g", im.name, k, beta, i, j, c[i*ldc+j], want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Transpose moves every element where it belongs, for every
+// implementation, shapes with and without whole groups of eight.
+func TestTranspose(t *testing.T) {
+	old := best
+	defer func() { best = old }()
+	for _, im := range available {
+		best = im
+		for _, sh := range [][2]int{{1, 1}, {3, 5}, {8, 8}, {12, 64}, {13, 70}, {32, 64}, {64, 32}, {37, 9}} {
+			rows, cols := sh[0], sh[1]
+			ld, ldd := cols+3, rows+5
+			src := make([]float32, rows*ld)
+			for i := range src {
+				src[i] = float32(i)
+			}
+			dst := make([]float32, cols*ldd)
+			for i := range dst {
+				dst[i] = -1
+			}
+			Transpose(rows, cols, src, ld, dst, ldd)
+			for j := 0; j < cols; j++ {
+				for i := 0; i < ldd; i++ {
+					want := float32(-1)
+					if i < rows {
+						want = src[i*ld+j]
+					}
+					if dst[j*ldd+i] != want {
+						t.Fatalf("%s %d×%d: dst[%d][%d] = %g, want %g", im.name, rows, cols, j, i, dst[j*ldd+i], want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -51,6 +51,10 @@ type kernels struct {
 	maxStep, expStep int
 	max              func(x *float32, n int) float32
 	expShiftSum      func(x *float32, n int, m float32) float32
+	// lanes is the width of the column loops (0: none).
+	lanes          int
+	colMax         func(x *float32, n, stride int, m *float32)
+	colExpShiftSum func(x *float32, n, stride int, shift, sum *float32)
 }
 
 // impl is chosen once, at start-up, from the CPU's features.
@@ -95,4 +99,59 @@ func ExpShiftSum(x []float32, m float32) float32 {
 		sum += e
 	}
 	return sum
+}
+
+// ColMax sets m[c] = max(m[c], x[p·stride+c]) for rows p < n and columns
+// c < len(m): the per-query maxima of a block of scores laid out with the
+// queries along a row (NaNs are not expected).
+func ColMax(x []float32, n, stride int, m []float32) {
+	w := len(m)
+	if n <= 0 || w == 0 {
+		return
+	}
+	_ = x[(n-1)*stride+w-1] // one bounds check for the loops below
+	c := 0
+	if impl.colMax != nil {
+		for ; c+impl.lanes <= w; c += impl.lanes {
+			impl.colMax(&x[c], n, stride, &m[c])
+		}
+	}
+	for ; c < w; c++ {
+		v := m[c]
+		for p := 0; p < n; p++ {
+			v = max(v, x[p*stride+c])
+		}
+		m[c] = v
+	}
+}
+
+// ColExpShiftSum sets x[p·stride+c] = e^(x[p·stride+c] − shift[c]) for rows
+// p < n and columns c < len(shift), and adds each column's new values to
+// sum[c] (at least len(shift) long). Special values as ExpShiftSum's.
+func ColExpShiftSum(x []float32, n, stride int, shift, sum []float32) {
+	w := len(shift)
+	if n <= 0 || w == 0 {
+		return
+	}
+	_ = x[(n-1)*stride+w-1]
+	_ = sum[w-1]
+	c := 0
+	if impl.colExpShiftSum != nil {
+		for ; c+impl.lanes <= w; c += impl.lanes {
+			impl.colExpShiftSum(&x[c], n, stride, &shift[c], &sum[c])
+		}
+	}
+	for ; c < w; c++ {
+		var t float32
+		for p := 0; p < n; p++ {
+			d := x[p*stride+c] - shift[c]
+			e := float32(0)
+			if d >= -87.33654 {
+				e = Exp(d)
+			}
+			x[p*stride+c] = e
+			t += e
+		}
+		sum[c] += t
+	}
 }

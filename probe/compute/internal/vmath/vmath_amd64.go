@@ -18,9 +18,23 @@ func maxAVX2(x *float32, n int) float32
 //go:noescape
 func expShiftSumAVX2(x *float32, n int, m float32) float32
 
+//go:noescape
+func colMaxAVX512(x *float32, n, stride int, m *float32)
+
+//go:noescape
+func colExpShiftSumAVX512(x *float32, n, stride int, shift, sum *float32)
+
+//go:noescape
+func colMaxAVX2(x *float32, n, stride int, m *float32)
+
+//go:noescape
+func colExpShiftSumAVX2(x *float32, n, stride int, shift, sum *float32)
+
 var (
-	kernAVX512 = kernels{name: "avx512", maxStep: 32, expStep: 32, max: maxAVX512, expShiftSum: expShiftSumAVX512}
-	kernAVX2   = kernels{name: "avx2", maxStep: 16, expStep: 8, max: maxAVX2, expShiftSum: expShiftSumAVX2}
+	kernAVX512 = kernels{name: "avx512", maxStep: 32, expStep: 32, max: maxAVX512, expShiftSum: expShiftSumAVX512,
+		lanes: 16, colMax: colMaxAVX512, colExpShiftSum: colExpShiftSumAVX512}
+	kernAVX2 = kernels{name: "avx2", maxStep: 16, expStep: 8, max: maxAVX2, expShiftSum: expShiftSumAVX2,
+		lanes: 8, colMax: colMaxAVX2, colExpShiftSum: colExpShiftSumAVX2}
 )
 
 func init() {

@@ -1,0 +1,163 @@
+package codebook
+
+import (
+	"context"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/loupe-dev/loupe/probe"
+	"github.com/loupe-dev/loupe/probe/compute"
+	"github.com/loupe-dev/loupe/probe/compute/cuda"
+)
+
+// gpuTokFSM loads the TokFSM model on a GPU (weights in dtype dt), or skips:
+// the GPU tests run only with LOUPE_TEST_DEVICE=cuda (scripts/gpu-test.sh).
+func gpuTokFSM(t *testing.T, dt compute.DType) *Model {
+	t.Helper()
+	if os.Getenv("LOUPE_TEST_DEVICE") != "cuda" {
+		t.Skip("needs LOUPE_TEST_DEVICE=cuda (scripts/gpu-test.sh)")
+	}
+	g, err := cuda.New(cuda.Options{WeightDType: dt})
+	if err != nil {
+		t.Skipf("no usable GPU: %v", err)
+	}
+	t.Cleanup(func() { g.Close() })
+	m, err := LoadModel(tokfsmDir, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// The codebook layer runs on the GPU backend: the TokFSM model with its
+// codebooks on the GPU (f32 weights) gives PyTorch's logits to 1e-4 and the
+// same code ids at every codebook, with and without interventions, as the
+// CPU test does against the same committed reference.
+func TestTokFSMModelOnGPUMatchesPyTorch(t *testing.T) {
+	m := gpuTokFSM(t, compute.F32)
+	_, ref := loadTokFSM(t)
+	sp, err := NewSplice(m.Set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainst(t, m, runSplice(t, m, ref.Tokens, sp), ref.Clean.Logits, ref.Clean.IDs)
+	iv := ref.Intervention
+	sp, err = NewSplice(m.Set,
+		Intervention{Hook: iv.Force.Hook, Positions: []int{iv.Force.Position}, Force: []int32{iv.Force.Code}},
+		Intervention{Hook: iv.Disable.Hook, Group: iv.Disable.Group, Disable: iv.Disable.Codes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAgainst(t, m, runSplice(t, m, ref.Tokens, sp), iv.Logits, iv.IDs)
+}
+
+// A KV-cached generation with codes forced and disabled gives the same
+// tokens on the GPU as on the CPU, and the codebook forward's time on each
+// is logged (never asserted).
+func TestTokFSMGenerationOnGPUEqualsCPU(t *testing.T) {
+	gm := gpuTokFSM(t, compute.F32)
+	cm, ref := loadTokFSM(t)
+	prompt := ref.Tokens[0][:9]
+	ivs := []Intervention{
+		{Hook: "blocks.1.hook_mlp_out", Positions: []int{len(prompt) + 1, len(prompt) + 3}, Force: []int32{7}},
+		{Hook: "blocks.0.attn.hook_z", Group: 1, Positions: []int{len(prompt) + 2}, Disable: []int32{0, 1, 2, 3}},
+	}
+	gen := func(m *Model) []int {
+		sp, err := NewSplice(m.Set, ivs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := m.Generate(context.Background(), prompt, probe.GenerateOptions{MaxTokens: 24, Hooks: &probe.Hooks{Edit: sp.Edits()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if g, c := gen(gm), gen(cm); !slices.Equal(g, c) {
+		t.Errorf("generation with codes forced: GPU %v, CPU %v", g, c)
+	}
+	batch := make([][]int, 32)
+	for i := range batch {
+		batch[i] = ref.Tokens[i%len(ref.Tokens)]
+	}
+	for _, m := range []*Model{gm, cm} {
+		sp, _ := NewSplice(m.Set)
+		runSplice(t, m, batch, sp) // warm-up
+		start := time.Now()
+		const n = 5
+		for range n {
+			sp, _ := NewSplice(m.Set)
+			runSplice(t, m, batch, sp)
+		}
+		t.Logf("%s: forward with 8 codebooks, %d x %d tokens: %.2f ms", m.Backend().Name(), len(batch), len(batch[0]),
+			float64(time.Since(start).Microseconds())/1000/n)
+	}
+}
+
+// In the GPU's bf16 weight mode the codes chosen are nearly all the f32
+// ones (a near tie can flip); the agreement is logged, and the logits stay
+// within bf16 rounding of PyTorch's f32 ones.
+func TestTokFSMModelOnGPUBF16(t *testing.T) {
+	m := gpuTokFSM(t, compute.BF16)
+	_, ref := loadTokFSM(t)
+	sp, err := NewSplice(m.Set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runSplice(t, m, ref.Tokens, sp)
+	d := maxAbs(r.Logits, ref.Clean.Logits)
+	same, all := 0, 0
+	for _, l := range m.Set.Layers {
+		for i, v := range r.Cache[IDsHook(l.Hook)].Data {
+			all++
+			if int32(v) == ref.Clean.IDs[l.Hook][i] {
+				same++
+			}
+		}
+	}
+	t.Logf("bf16 weights: max |logit diff| vs PyTorch f32 %.3g, code ids equal %d of %d", d, same, all)
+	if d > 0.5 || same < all*9/10 {
+		t.Errorf("bf16 weights: logits differ by %g, %d of %d ids equal", d, same, all)
+	}
+}
+
+// The layer alone on the GPU against the PyTorch transcription of the
+// reference (testdata/layer_ref.json): the same ids, outputs to 1e-5.
+func TestLayerOnGPUMatchesReference(t *testing.T) {
+	if os.Getenv("LOUPE_TEST_DEVICE") != "cuda" {
+		t.Skip("needs LOUPE_TEST_DEVICE=cuda (scripts/gpu-test.sh)")
+	}
+	g, err := cuda.New(cuda.Options{WeightDType: compute.F32})
+	if err != nil {
+		t.Skipf("no usable GPU: %v", err)
+	}
+	defer g.Close()
+	for _, c := range loadRefs(t) {
+		l := c.layer()
+		var disabled func(int, int) []int32
+		if len(c.Disable) > 0 {
+			disabled = func(int, int) []int32 { return c.Disable }
+		}
+		ids, err := l.Select(g, g.FromHost(c.X, c.Rows, l.Width()), nil, disabled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Forced != nil {
+			ids = c.Forced
+		}
+		if !slices.Equal(ids, c.WantIDs) {
+			t.Errorf("%s: ids\n got %v\nwant %v", c.Name, ids, c.WantIDs)
+			continue
+		}
+		out, err := l.DecodeOn(g, ids, c.Rows, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbs(g.ToHost(out), c.WantOut); d > 1e-5 {
+			t.Errorf("%s: output differs from the reference by %g (tolerance 1e-5)", c.Name, d)
+		}
+	}
+}
