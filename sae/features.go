@@ -112,7 +112,7 @@ func Features(ctx context.Context, s *SAE, d *Data, cfg FeatureConfig) (*Feature
 		sp.add(s.Encode(ch.X, ch.Rows), ch.Rows, s.DSAE)
 		n += int64(ch.Rows)
 	}
-	per := src.RowsPerContext()
+	per, first := src.RowsPerContext(), src.FirstPosition()
 	rows := len(sp.start) - 1
 	// group the (row, value) pairs by latent
 	count := make([]int, s.DSAE+1)
@@ -138,7 +138,7 @@ func Features(ctx context.Context, s *SAE, d *Data, cfg FeatureConfig) (*Feature
 	}
 	tok := d.Model.Tokenizer
 	window := func(latent int, row int) (int, int, int, []int32, []string, []float32) {
-		c, pos := row/per, row%per+1 // +1: the context's BOS position was skipped
+		c, pos := row/per, row%per+first // the context's first positions (BOS) give no rows
 		ctxt := ctxs[c]
 		lo, hi := max(0, pos-cfg.Window), min(len(ctxt), pos+cfg.Window+1)
 		ids := append([]int32(nil), ctxt[lo:hi]...)
@@ -146,8 +146,8 @@ func Features(ctx context.Context, s *SAE, d *Data, cfg FeatureConfig) (*Feature
 		acts := make([]float32, len(ids))
 		for i, id := range ids {
 			texts[i] = tok.TokenText(int(id))
-			if q := lo + i; q >= 1 {
-				acts[i] = sp.value(c*per+q-1, int32(latent))
+			if q := lo + i; q >= first {
+				acts[i] = sp.value(c*per+q-first, int32(latent))
 			}
 		}
 		return c, pos, lo, ids, texts, acts

@@ -95,6 +95,7 @@ func (g *GPUTrainable) Backward(b *activations.Batch, step int) (train.Stats, er
 	if tw := b.TWidth; (tw != 0 && tw != s.DOut) || (tw == 0 && s.DOut != s.DIn) {
 		return nil, fmt.Errorf("sae: targets have %d features, the SAE writes %d", tw, s.DOut)
 	}
+	g.dev.SetThresholdMomentum(g.Cfg.thresholdMomentum(step))
 	st, err := g.dev.Step(b.X, b.Y, b.DX, b.DY, b.Rows)
 	if err != nil {
 		return nil, fmt.Errorf("sae: GPU step: %w", err)

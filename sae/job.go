@@ -100,8 +100,13 @@ func Train(ctx context.Context, pipe *activations.Pipeline, sp TrainSpec) (*SAE,
 		tn[i] = v * s.OutScale
 	}
 	copy(s.BDec, GeometricMedian(tn, n, dOut, 100))
-	tr := NewTrainable(s, sp.Loss)
 	steps := sp.Steps()
+	if (sp.Arch == BatchTopK || sp.Arch == Matryoshka) && sp.Loss.ThresholdAverageFrom == 0 {
+		// the inference threshold: the mean batch minimum over the last
+		// fifth of the steps (TrainConfig.ThresholdAverageFrom says why)
+		sp.Loss.ThresholdAverageFrom = max(1, steps-max(1, steps/5))
+	}
+	tr := NewTrainable(s, sp.Loss)
 	sched := train.Schedule{LR: sp.LR, Total: steps, Warmup: sp.Warmup, Decay: sp.Decay}
 	if sched.LR == 0 {
 		sched.LR = 1e-3
@@ -117,9 +122,9 @@ func Train(ctx context.Context, pipe *activations.Pipeline, sp TrainSpec) (*SAE,
 	if sp.CheckpointEvery > 0 {
 		every = int(max(1, sp.CheckpointEvery/int64(sp.BatchRows)))
 	}
-	meta := fmt.Sprintf("sae arch=%s groups=%v d_in=%d d_sae=%d d_out=%d k=%d tokens=%d batch=%d lr=%g seed=%d normalize=%v loss=%+v hook=%s target=%s model=%s data=%s ctx=%d",
+	meta := fmt.Sprintf("sae arch=%s groups=%v d_in=%d d_sae=%d d_out=%d k=%d tokens=%d batch=%d lr=%g seed=%d normalize=%v loss=%+v hook=%s target=%s model=%s data=%s ctx=%d exclude_first=%d",
 		sp.Arch, s.Groups, dIn, sp.DSAE, dOut, sp.K, sp.Tokens, sp.BatchRows, sched.LR, sp.Seed, sp.Normalize, tr.Cfg,
-		sp.Meta.HookName, sp.Meta.TargetHookName, sp.Meta.ModelName, sp.Meta.DatasetPath, sp.Meta.ContextSize)
+		sp.Meta.HookName, sp.Meta.TargetHookName, sp.Meta.ModelName, sp.Meta.DatasetPath, sp.Meta.ContextSize, sp.Meta.ExcludeFirst)
 	tc := train.Config{Schedule: sched, Checkpoint: sp.Checkpoint, CheckpointEvery: every, Meta: meta, Progress: sp.Progress, OnStep: sp.OnStep}
 	var mod train.Module = tr
 	if sp.GPU != nil {

@@ -28,8 +28,31 @@ type TrainConfig struct {
 	// smaller runs should set it).
 	DeadWindow int64
 	// ThresholdMomentum is the EMA momentum of BatchTopK's learned
-	// threshold (default 0.99).
+	// threshold (default 0.99, SAELens's topk_threshold_lr of 0.01).
 	ThresholdMomentum float64
+	// ThresholdAverageFrom, when positive, is the step from which
+	// BatchTopK's threshold is the plain mean of every later batch's
+	// smallest kept activation instead of the EMA (0: the EMA throughout).
+	// Bussmann et al. (2024) define the inference threshold as the average
+	// of that minimum over batches; an EMA of time constant 1/(1−momentum)
+	// = 100 steps started at the first batch is still dominated by the
+	// untrained SAE's values in a run of a few hundred steps, and its
+	// threshold then keeps far fewer (or, started at 0 as SAELens's,
+	// far more) than K latents a token at inference. Train sets it to the
+	// start of the last fifth of the steps, where the weights have nearly
+	// settled.
+	ThresholdAverageFrom int
+}
+
+// thresholdMomentum is the weight of the old threshold at step: the EMA's
+// momentum, or from ThresholdAverageFrom on 1 − 1/(steps averaged), so
+// that the threshold is the running mean of the minima since then (0 at
+// the first averaged step: the threshold restarts from that batch).
+func (c *TrainConfig) thresholdMomentum(step int) float64 {
+	if c.ThresholdAverageFrom > 0 && step >= c.ThresholdAverageFrom {
+		return 1 - 1/float64(step-c.ThresholdAverageFrom+1)
+	}
+	return c.ThresholdMomentum
 }
 
 func (c *TrainConfig) defaults(s *SAE) {
@@ -66,6 +89,7 @@ type Trainable struct {
 	logThr, gLogThr       []float32 // JumpReLU trains log θ
 	sinceFired            []int64
 	thrInit               bool // BatchTopK: the threshold has a first value
+	step                  int  // the step Backward is computing
 
 	// per-batch workspace
 	in, pre, f, df, tr []float32
@@ -219,6 +243,7 @@ func (t *Trainable) Backward(b *activations.Batch, step int) (train.Stats, error
 		return nil, fmt.Errorf("sae: targets have %d features, the SAE writes %d", yw, s.DOut)
 	}
 	n := b.Rows
+	t.step = step
 	t.in = grow(t.in, n*s.DIn)
 	t.pre = grow(t.pre, n*s.DSAE)
 	s.preActs(b.X, n, t.in, t.pre)
@@ -687,9 +712,9 @@ func (t *Trainable) selectBatchTopK(n int) {
 		t.rowStart = append(t.rowStart, len(t.ent))
 	}
 	if len(t.ent) > 0 {
-		m := float32(t.Cfg.ThresholdMomentum)
+		m := float32(t.Cfg.thresholdMomentum(t.step))
 		th := minKept
-		if t.thrInit {
+		if t.thrInit && m != 0 {
 			th = m*s.Threshold[0] + (1-m)*minKept
 		}
 		for j := range s.Threshold {

@@ -23,9 +23,17 @@ type Data struct {
 	DatasetPath string
 	// Docs are the documents; the last HeldOut fraction (default 5%, at least
 	// one document when there are two or more) is kept for evaluation.
-	Docs           []string
-	HeldOut        float64
-	ContextSize    int
+	Docs        []string
+	HeldOut     float64
+	ContextSize int
+	// ExcludeFirst leaves out the first ExcludeFirst tokens after BOS of
+	// every context, in training, evaluation and the spliced-in losses, as
+	// the BOS itself always is (0: only BOS). Some models give the first
+	// tokens of a sequence massive activations (attention sinks; Sun et al.
+	// 2024, "Massive activations in large language models"): on SmolLM2
+	// they reach squared norms 10^4 times the median and dominate FVU's
+	// denominator.
+	ExcludeFirst   int
 	Hook           activations.HookPoint
 	Target         *activations.HookPoint
 	SeqsPerForward int
@@ -54,17 +62,20 @@ func (d *Data) sourceUnique(docs []string, tokens, unique int64) (*activations.M
 	if unique > 0 && unique < tokens {
 		tokens = unique
 	}
-	if d.ContextSize < 2 {
-		return nil, nil, 0, fmt.Errorf("sae: context size %d is too short", d.ContextSize)
+	if d.ExcludeFirst < 0 {
+		return nil, nil, 0, fmt.Errorf("sae: cannot exclude %d tokens after BOS", d.ExcludeFirst)
 	}
-	per := int64(d.ContextSize - 1) // the BOS position is skipped
+	if d.ContextSize < 2+d.ExcludeFirst {
+		return nil, nil, 0, fmt.Errorf("sae: context size %d is too short to leave out BOS and %d more tokens", d.ContextSize, d.ExcludeFirst)
+	}
+	per := int64(d.ContextSize - 1 - d.ExcludeFirst) // BOS and the excluded positions give no rows
 	n := int((tokens + per - 1) / per)
 	ctxs, epochs, err := activations.Contexts(d.Model.Tokenizer, docs, d.ContextSize, n, true)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	src, err := activations.NewModelSource(d.Model.Model, activations.ModelConfig{Hook: d.Hook, Target: d.Target,
-		Contexts: ctxs, SeqsPerForward: d.SeqsPerForward, SkipFirst: true})
+		Contexts: ctxs, SeqsPerForward: d.SeqsPerForward, SkipFirst: true, Skip: 1 + d.ExcludeFirst})
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -72,7 +83,8 @@ func (d *Data) sourceUnique(docs []string, tokens, unique int64) (*activations.M
 }
 
 func (d *Data) metadata() Metadata {
-	m := Metadata{ModelName: d.ModelName, HookName: d.Hook.Name, ContextSize: d.ContextSize, PrependBOS: true, DatasetPath: d.DatasetPath}
+	m := Metadata{ModelName: d.ModelName, HookName: d.Hook.Name, ContextSize: d.ContextSize, PrependBOS: true, DatasetPath: d.DatasetPath,
+		ExcludeFirst: d.ExcludeFirst}
 	if d.Hook.Head >= 0 {
 		h := d.Hook.Head
 		m.HookHeadIndex = &h
@@ -96,6 +108,7 @@ type Report struct {
 	TokensPerSec   float64     `json:"train_tokens_per_second,omitempty"`
 	CorpusEpochs   int         `json:"corpus_epochs,omitempty"`
 	EvalTokens     int64       `json:"eval_tokens"`
+	ExcludeFirst   int         `json:"excluded_tokens_after_bos"`
 	L0             float64     `json:"l0"`
 	FVU            float64     `json:"fvu"`
 	MSE            float64     `json:"mse"`
@@ -244,12 +257,12 @@ func EvalRun(ctx context.Context, s *SAE, d *Data, evalTokens int64, downstreamC
 		return nil, err
 	}
 	rep := &evalReport{Report: Report{Arch: s.Arch, DIn: s.DIn, DSAE: s.DSAE, K: s.K, Hook: d.Hook.String(),
-		TrainTokens: s.Meta.TokensSeen, EvalTokens: m.Tokens, L0: m.L0, FVU: m.FVU, MSE: m.MSE, Cosine: m.Cosine,
+		TrainTokens: s.Meta.TokensSeen, EvalTokens: m.Tokens, ExcludeFirst: d.ExcludeFirst, L0: m.L0, FVU: m.FVU, MSE: m.MSE, Cosine: m.Cosine,
 		RelativeBias: m.RelativeBias, DeadFraction: m.Dead, Histogram: m.Histogram, HistogramDead: m.DeadCount,
 		HistogramRange: [2]float64{HistLo, 0}}, density: m.Density}
 	if downstreamContexts > 0 {
 		n := min(downstreamContexts, len(ctxs))
-		ds, err := EvaluateDownstream(ctx, d.Model.Model, s, d.Hook, d.Target, ctxs[:n], 2, 1)
+		ds, err := EvaluateDownstream(ctx, d.Model.Model, s, d.Hook, d.Target, ctxs[:n], 2, 1+d.ExcludeFirst)
 		if err != nil {
 			return nil, err
 		}

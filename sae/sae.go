@@ -72,6 +72,9 @@ type Metadata struct {
 	ContextSize    int    `json:"context_size"`
 	PrependBOS     bool   `json:"prepend_bos"`
 	DatasetPath    string `json:"dataset_path"`
+	// ExcludeFirst is how many tokens after BOS each context left out
+	// (Data.ExcludeFirst; 0, and absent from cfg.json, for BOS only).
+	ExcludeFirst int `json:"exclude_first_tokens_after_bos,omitempty"`
 	// TokensSeen counts the training tokens.
 	TokensSeen int64 `json:"training_tokens"`
 }

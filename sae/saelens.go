@@ -63,6 +63,8 @@ type loupeCfg struct {
 	K              int    `json:"k,omitempty"`
 	Groups         []int  `json:"matryoshka_groups,omitempty"`
 	TrainingTokens int64  `json:"training_tokens"`
+	// ExcludeFirst: the tokens after BOS that training left out.
+	ExcludeFirst int `json:"exclude_first_tokens_after_bos,omitempty"`
 }
 
 // saelensArch names the SAELens inference class for an SAE: BatchTopK and
@@ -149,7 +151,7 @@ func (s *SAE) Export(dir string, density []float64) error {
 		Metadata: saelensMeta{ModelName: s.Meta.ModelName, HookName: s.Meta.HookName, HookHeadIndex: s.Meta.HookHeadIndex,
 			HookNameOut: s.Meta.TargetHookName, ContextSize: s.Meta.ContextSize, PrependBOS: s.Meta.PrependBOS,
 			DatasetPath: s.Meta.DatasetPath, SAELensVersion: SAELensVersion, SAELensTrainingVersion: "loupe"},
-		Loupe: &loupeCfg{TrainedArch: string(s.Arch), K: s.K, Groups: s.Groups, TrainingTokens: s.Meta.TokensSeen}}
+		Loupe: &loupeCfg{TrainedArch: string(s.Arch), K: s.K, Groups: s.Groups, TrainingTokens: s.Meta.TokensSeen, ExcludeFirst: s.Meta.ExcludeFirst}}
 	if arch == "topk" {
 		k := s.K
 		cfg.K = &k
@@ -299,7 +301,7 @@ func loadSAELens(dir string, raw []byte) (*SAE, error) {
 		s.Meta.TargetHookName = cfg.HookNameOut
 	}
 	if cfg.Loupe != nil {
-		s.Meta.TokensSeen = cfg.Loupe.TrainingTokens
+		s.Meta.TokensSeen, s.Meta.ExcludeFirst = cfg.Loupe.TrainingTokens, cfg.Loupe.ExcludeFirst
 		if a, err := ParseArch(cfg.Loupe.TrainedArch); err == nil && (a == BatchTopK || a == Matryoshka) && s.Arch == JumpReLU {
 			s.Arch, s.K, s.Groups = a, cfg.Loupe.K, cfg.Loupe.Groups
 		}

@@ -44,6 +44,7 @@ type saeDataFlags struct {
 	corpus        string
 	ctxSize, seqs int
 	organismDocs  int
+	excludeFirst  int
 }
 
 func (f *saeDataFlags) register(fs *flag.FlagSet) {
@@ -51,6 +52,8 @@ func (f *saeDataFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.corpus, "corpus", "", "a text corpus: plain text (documents split by blank lines) or JSON lines with a \"text\" field (default for the organism: its own synthetic corpus; scripts/fetch-fortunes.sh fetches a real one)")
 	fs.IntVar(&f.ctxSize, "ctx", 128, "tokens per context, BOS included (the BOS position is not trained on)")
 	fs.IntVar(&f.seqs, "seqs", 8, "contexts per forward pass")
+	f.excludeFirst = -1
+	fs.IntVar(&f.excludeFirst, "exclude-first", -1, "also leave out the first N tokens after BOS of every context, in training and evaluation, where some models put massive attention-sink activations (sae train: default 0, only BOS is left out; sae eval/features: default what the SAE was trained with)")
 	fs.IntVar(&f.organismDocs, "organism-docs", 20000, "documents of the organism's synthetic corpus, when no --corpus is given")
 }
 
@@ -172,7 +175,7 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 		progress = env.stderr
 	}
 	rc := sae.RunConfig{
-		Data: sae.Data{Model: m, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize,
+		Data: sae.Data{Model: m, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize, ExcludeFirst: max(df.excludeFirst, 0),
 			Hook: h, Target: tgt, SeqsPerForward: df.seqs},
 		Spec: sae.TrainSpec{Arch: arch, DSAE: *expansion * dIn, K: *k, Tokens: *tokens, BatchRows: *batch, LR: *lr,
 			Seed: *seed, Normalize: true, CheckpointEvery: *every, Resume: *resume, Progress: progress,
@@ -300,7 +303,12 @@ func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {
 		m.Close()
 		return nil, nil, fmt.Errorf("%s: the SAE reads %d features, hook %s of %s has %d", dir, s.DIn, h, name, w)
 	}
-	return s, &sae.Data{Model: m, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize, Hook: h, Target: tgt, SeqsPerForward: df.seqs}, nil
+	excl := df.excludeFirst
+	if excl < 0 {
+		excl = s.Meta.ExcludeFirst
+	}
+	return s, &sae.Data{Model: m, ModelName: name, DatasetPath: dataset, Docs: docs, ContextSize: df.ctxSize, ExcludeFirst: excl,
+		Hook: h, Target: tgt, SeqsPerForward: df.seqs}, nil
 }
 
 func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {

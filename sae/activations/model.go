@@ -76,6 +76,18 @@ type ModelConfig struct {
 	// SkipFirst drops each context's first position (the BOS token, whose
 	// residual stream is an outlier that SAEs usually leave out).
 	SkipFirst bool
+	// Skip, when larger, drops each context's first Skip positions: the
+	// BOS and the first tokens after it, where some models put massive
+	// activations (attention sinks) whose norms dwarf every other token's.
+	Skip int
+}
+
+// skipped is how many leading positions of each context give no row.
+func (c *ModelConfig) skipped() int {
+	if c.SkipFirst {
+		return max(c.Skip, 1)
+	}
+	return max(c.Skip, 0)
 }
 
 // ModelSource streams activations from a model's forward pass over token
@@ -118,8 +130,11 @@ func NewModelSource(m *probe.Model, cfg ModelConfig) (*ModelSource, error) {
 			return nil, fmt.Errorf("activations: context %d has %d tokens, context 0 has %d", i, len(c), n)
 		}
 	}
-	if cfg.SkipFirst && n < 2 {
-		return nil, fmt.Errorf("activations: contexts of %d token leave nothing after skipping the first", n)
+	if cfg.Skip < 0 {
+		return nil, fmt.Errorf("activations: cannot skip %d positions", cfg.Skip)
+	}
+	if k := cfg.skipped(); n <= k {
+		return nil, fmt.Errorf("activations: contexts of %d tokens leave nothing after skipping the first %d", n, k)
 	}
 	if s.cfg.SeqsPerForward <= 0 {
 		s.cfg.SeqsPerForward = 8
@@ -137,13 +152,10 @@ func (s *ModelSource) Cursor() int64    { return s.cursor }
 func (s *ModelSource) Chunks() int64 { return s.nChunks }
 
 // RowsPerContext is how many rows each context gives.
-func (s *ModelSource) RowsPerContext() int {
-	n := len(s.cfg.Contexts[0])
-	if s.cfg.SkipFirst {
-		n--
-	}
-	return n
-}
+func (s *ModelSource) RowsPerContext() int { return len(s.cfg.Contexts[0]) - s.cfg.skipped() }
+
+// FirstPosition is the context position of each context's first row.
+func (s *ModelSource) FirstPosition() int { return s.cfg.skipped() }
 
 func (s *ModelSource) Seek(_ context.Context, c int64) error {
 	if c < 0 {
@@ -160,10 +172,7 @@ func (s *ModelSource) Next(ctx context.Context) (*Chunk, error) {
 		return nil, err
 	}
 	T := len(batch[0])
-	first := 0
-	if s.cfg.SkipFirst {
-		first = 1
-	}
+	first := s.cfg.skipped()
 	rows := len(batch) * (T - first)
 	ch := &Chunk{Rows: rows, X: make([]float32, 0, rows*s.w), Tokens: make([]int32, 0, rows)}
 	if s.tw > 0 {
@@ -251,11 +260,8 @@ func (s *ModelSource) MaxChunkRows() int { return s.cfg.SeqsPerForward * s.RowsP
 func (s *ModelSource) NextInto(ctx context.Context, x, y compute.Tensor, off int) (int, error) {
 	batch := s.chunkTokens()
 	T := len(batch[0])
-	first := 0
-	if s.cfg.SkipFirst {
-		first = 1
-	}
-	var keep []int // the rows kept: every position but the first of each context
+	first := s.cfg.skipped()
+	var keep []int // the rows kept: every position but the skipped ones of each context
 	if first > 0 {
 		for b := range batch {
 			for t := first; t < T; t++ {

@@ -513,6 +513,12 @@ func devicePtr(x compute.Tensor, what string) (uintptr, error) {
 	return ct.ptr(), nil
 }
 
+// SetThresholdMomentum sets the weight m of the old BatchTopK threshold
+// for the steps that follow (th = m·th + (1 − m)·minKept): the sae
+// package varies it from step to step (an EMA, then a running mean). Call
+// it between steps.
+func (t *SAETrainer) SetThresholdMomentum(m float64) { t.cfg.ThresholdMomentum = m }
+
 // Step computes a batch's loss and every gradient (the state of the dead
 // counters and BatchTopK's threshold moves too, as on the CPU). The batch
 // is x (rows×DIn) and, for a transcoder, y (rows×DOut): host slices, or
