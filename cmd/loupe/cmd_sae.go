@@ -60,6 +60,9 @@ func (f *saeDataFlags) register(fs *flag.FlagSet) {
 // load opens the model and reads the corpus: the model, its name, the
 // documents and the dataset's description.
 func (f *saeDataFlags) load() (*probe.Loaded, string, []string, string, error) {
+	if f.excludeFirst < -1 {
+		return nil, "", nil, "", fmt.Errorf("%w: --exclude-first %d: want 0 or more tokens", errUsage, f.excludeFirst)
+	}
 	var docs []string
 	dataset := f.corpus
 	switch {

@@ -107,6 +107,8 @@ func TestSAEBadInput(t *testing.T) {
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--corpus", empty, "--out", out}, 1, "empty.txt"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--device", "nosuch", "--out", out}, 2, "--device"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--resume", "--out", out}, 1, "no checkpoint"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--exclude-first", "-3", "--out", out}, 2, "--exclude-first -3"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--ctx", "4", "--exclude-first", "3", "--out", out}, 1, "too short"},
 		{[]string{"sae", "eval", filepath.Join(dir, "nothing")}, 1, "nothing"},
 	} {
 		code, o, e := runCLI(t, tc.args...)
