@@ -28,6 +28,13 @@ func (p *Patcher) RunCut(ctx context.Context, cut []Edge) (float64, error) {
 // pass of k copies costs the arithmetic of k passes but not their
 // per-pass overheads, and it fills a GPU that one small batch leaves idle.
 func (p *Patcher) RunCuts(ctx context.Context, cuts [][]Edge) ([]float64, error) {
+	return p.runCuts(ctx, cuts, nil)
+}
+
+// runCuts is RunCuts, resumed at pre's block when pre is not nil: every cut
+// set must then leave the blocks before it as pre found them (no edge into
+// them that pre's pass did not cut).
+func (p *Patcher) runCuts(ctx context.Context, cuts [][]Edge, pre *prefix) ([]float64, error) {
 	c := p.m.Config
 	intos := make([]map[Node][]Node, len(cuts))
 	for k, cut := range cuts {
@@ -41,17 +48,28 @@ func (p *Patcher) RunCuts(ctx context.Context, cuts [][]Edge) ([]float64, error)
 	}
 	sums := make([]float64, len(cuts))
 	n := 0
-	for _, ch := range p.chunks {
+	for ci, ch := range p.chunks {
 		in := make([][]int, 0, len(cuts)*len(ch.clean))
 		for range cuts {
 			in = append(in, ch.clean...)
 		}
-		r, err := p.m.Forward(ctx, in, probe.Options{Hooks: &probe.Hooks{Edit: p.cutEdits(ch, intos)}, Logits: probe.LogitsLast})
+		opt := probe.Options{Logits: probe.LogitsLast}
+		var known map[string][]float32
+		if pre != nil {
+			known = pre.chunks[ci]
+			opt.From = &probe.Resume{Layer: pre.layer, Resid: tile(known[pre.start()], len(cuts))}
+		}
+		opt.Hooks = &probe.Hooks{Edit: p.cutEdits(ch, intos, known)}
+		r, err := p.m.Forward(ctx, in, opt)
 		if err != nil {
 			return nil, err
 		}
 		p.Runs += len(cuts)
 		p.Forwards++
+		p.BlockRuns += len(cuts) * c.Layers
+		if pre != nil {
+			p.BlockRuns -= len(cuts) * pre.layer
+		}
 		for i, lp := range logProbs(r) {
 			sums[i/len(ch.clean)] += p.score(ch, i%len(ch.clean), lp)
 		}
@@ -61,6 +79,79 @@ func (p *Patcher) RunCuts(ctx context.Context, cuts [][]Edge) ([]float64, error)
 		sums[k] /= float64(n)
 	}
 	return sums, nil
+}
+
+// tile repeats v k times (v itself when k is 1).
+func tile(v []float32, k int) []float32 {
+	if k == 1 {
+		return v
+	}
+	out := make([]float32, 0, k*len(v))
+	for range k {
+		out = append(out, v...)
+	}
+	return out
+}
+
+// prefix is what a set of cuts leaves of a pass before block layer: per
+// chunk, the residual stream entering the block and every node's output
+// before it, from one pass with those cuts. A pass whose cuts all reach
+// block layer or later can resume there (probe.Options.From) and run only
+// the blocks the cuts change.
+type prefix struct {
+	layer  int
+	chunks []map[string][]float32
+}
+
+func (pre *prefix) start() string { return fmt.Sprintf("blocks.%d.hook_resid_pre", pre.layer) }
+
+// prefixHooks are the hooks a prefix at block layer keeps.
+func prefixHooks(layer int) []string {
+	hooks := []string{fmt.Sprintf("blocks.%d.hook_resid_pre", layer), "blocks.0.hook_resid_pre"}
+	for l := 0; l < layer; l++ {
+		hooks = append(hooks, fmt.Sprintf("blocks.%d.attn.hook_result", l), fmt.Sprintf("blocks.%d.hook_mlp_out", l))
+	}
+	return hooks
+}
+
+// makePrefix runs the clean prompts with cut and keeps their prefix at
+// block layer.
+func (p *Patcher) makePrefix(ctx context.Context, cut []Edge, layer int) (*prefix, error) {
+	into := map[Node][]Node{}
+	for _, e := range cut {
+		into[e.To] = append(into[e.To], e.From)
+	}
+	pre := &prefix{layer: layer}
+	hooks := prefixHooks(layer)
+	for _, ch := range p.chunks {
+		r, err := p.m.Forward(ctx, ch.clean, probe.Options{Logits: probe.LogitsNone,
+			Hooks: &probe.Hooks{Cache: hooks, Edit: p.cutEdits(ch, []map[Node][]Node{into}, nil)}})
+		if err != nil {
+			return nil, err
+		}
+		p.Runs++
+		p.Forwards++
+		p.BlockRuns += p.m.Config.Layers
+		kept := map[string][]float32{}
+		for _, h := range hooks {
+			a := r.Cache[h]
+			if a == nil {
+				return nil, fmt.Errorf("acdc: prefix at block %d: %s not cached", layer, h)
+			}
+			kept[h] = a.Data
+		}
+		pre.chunks = append(pre.chunks, kept)
+	}
+	return pre, nil
+}
+
+// recvLayer is the block in which an edge into v is cut: v's own, and for
+// the logits the last block (its hook_resid_post).
+func recvLayer(c probe.Config, v Node) int {
+	if v.Kind == NodeLogits {
+		return c.Layers - 1
+	}
+	return v.Layer
 }
 
 // cutEdits builds one chunk's edits for a pass that stacks len(intos)
@@ -75,10 +166,13 @@ func (p *Patcher) RunCuts(ctx context.Context, cuts [][]Edge) ([]float64, error)
 // edges instead of the thousands cut; it is used when it is the shorter
 // and the model's stream is such a sum (sumOK: no norm after a block's
 // output, see NewPatcher).
-func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node) []probe.Edit {
+func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string][]float32) []probe.Edit {
 	c := p.m.Config
 	D, H := c.DModel, c.Heads
-	cur := map[string][]float32{} // this run's outputs by hook name
+	// This run's outputs by hook name, every copy's rows; known holds, for
+	// one copy (the same in all), those of the blocks a resumed pass does
+	// not run.
+	cur := map[string][]float32{}
 	// term is one ± (corrupted − actual) of a hook's slice.
 	type term struct {
 		hook   string
@@ -146,6 +240,9 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node) []probe.Edit {
 				continue
 			}
 			recorded[t.hook] = true
+			if known[t.hook] != nil {
+				continue // a block the pass does not run
+			}
 			name := t.hook
 			edits = append(edits, probe.Edit{Hook: name, Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
 				cur[name] = b.ToHost(t)
@@ -170,13 +267,21 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node) []probe.Edit {
 				rows := len(x) / r.width / copies // rows of one copy
 				for _, tm := range r.terms {
 					now, corr := cur[tm.hook], ch.corruptRun.Cache[tm.hook]
+					perCopy := false // now's rows are one copy's
+					if v := known[tm.hook]; v != nil {
+						now, perCopy = v, true
+					}
 					if now == nil || corr == nil {
 						return nil, fmt.Errorf("cut into %s: %s not seen", hook, tm.hook)
 					}
 					for i := 0; i < rows; i++ {
 						R := r.k*rows + i
 						dst := x[R*r.width+r.off:][:D]
-						a, b := now[R*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
+						ai := R
+						if perCopy {
+							ai = i
+						}
+						a, b := now[ai*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
 						for d := range dst {
 							dst[d] += tm.sign * (b[d] - a[d])
 						}
@@ -323,6 +428,7 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 // cut.
 type greedy struct {
 	p         *Patcher
+	pre       *prefix // the blocks before pre.layer as the cuts so far leave them
 	threshold float64
 	cut       []Edge
 	isCut     map[Edge]bool
@@ -336,12 +442,35 @@ func (g *greedy) cutFor(es []Edge) {
 	for _, e := range es {
 		if !g.isCut[e] {
 			g.cut, g.isCut[e] = append(g.cut, e), true
+			if g.pre != nil && recvLayer(g.p.m.Config, e.To) < g.pre.layer {
+				g.pre = nil // the cut changes a block the prefix kept
+			}
 		}
 	}
 }
 
+// prefixFor gives a prefix for a pass whose new cuts reach block layer
+// and later, made once and kept while the cuts before that block stay as
+// they are; nil at block 0 (nothing to skip) or when resuming is off.
+func (g *greedy) prefixFor(ctx context.Context, layer int) (*prefix, error) {
+	if layer <= 0 || g.p.noResume {
+		return nil, nil
+	}
+	if g.pre == nil || g.pre.layer != layer {
+		pre, err := g.p.makePrefix(ctx, g.cut, layer)
+		if err != nil {
+			return nil, err
+		}
+		g.pre = pre
+	}
+	return g.pre, nil
+}
+
 // run decides units (groups of edges) in order: a unit is cut for good
 // when cutting it as well moves the distance by less than the threshold.
+// Each pass resumes at the block of the earliest receiver it cuts into
+// (ACDC visits receivers from the last back, so the blocks before it run
+// as one pass already found them; see prefix).
 // It speculates that the next k units are all cut (most are): copy j of a
 // pass cuts the first j+1 of them. Reading the copies in order replays the
 // one-at-a-time decisions exactly up to the first unit kept; the copies
@@ -361,7 +490,19 @@ func (g *greedy) run(ctx context.Context, units [][]Edge) ([]bool, error) {
 			acc = append(acc, units[next+j]...)
 			sets[j] = slices.Clip(slices.Clone(acc))
 		}
-		ms, err := g.p.RunCuts(ctx, sets)
+		// Blocks before the earliest new cut's receiver run as the cuts so
+		// far leave them: resume after them.
+		start := g.p.m.Config.Layers
+		for _, u := range units[next : next+k] {
+			for _, e := range u {
+				start = min(start, recvLayer(g.p.m.Config, e.To))
+			}
+		}
+		pre, err := g.prefixFor(ctx, start)
+		if err != nil {
+			return nil, err
+		}
+		ms, err := g.p.runCuts(ctx, sets, pre)
 		if err != nil {
 			return nil, err
 		}

@@ -133,3 +133,37 @@ func TestACDCNodesFirst(t *testing.T) {
 		}
 	}
 }
+
+// ACDC resuming each pass at the earliest block its new cuts reach (the
+// blocks before it kept from one pass) finds what passes from the
+// embeddings find, edges only and nodes first.
+func TestACDCResumedEqualsFull(t *testing.T) {
+	m, prompts := toyIOI(t, 8)
+	ctx := context.Background()
+	for _, nodes := range []bool{false, true} {
+		var res [2]*ACDCResult
+		var passes, blocks [2]int
+		for i, resume := range []bool{false, true} {
+			p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: KL, ACDCNodes: nodes, ACDCBatch: 3, Batch: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.noResume = !resume
+			if res[i], err = p.ACDC(ctx, 0.05); err != nil {
+				t.Fatal(err)
+			}
+			passes[i], blocks[i] = p.Forwards, p.BlockRuns
+		}
+		t.Logf("nodes first %v: %d edges kept; from the embeddings %d passes running %d blocks, resumed %d passes running %d blocks",
+			nodes, len(res[0].Kept), passes[0], blocks[0], passes[1], blocks[1])
+		if blocks[1] >= blocks[0] {
+			t.Errorf("resuming ran %d blocks, from the embeddings %d", blocks[1], blocks[0])
+		}
+		if !slices.Equal(res[0].Kept, res[1].Kept) || !slices.Equal(res[0].Pruned, res[1].Pruned) {
+			t.Errorf("nodes first %v: resumed keeps %v (pruned %v), full %v (pruned %v)", nodes, res[1].Kept, res[1].Pruned, res[0].Kept, res[0].Pruned)
+		}
+		if math.Abs(res[0].Metric-res[1].Metric) > 1e-6 {
+			t.Errorf("nodes first %v: distance resumed %.8f, full %.8f", nodes, res[1].Metric, res[0].Metric)
+		}
+	}
+}

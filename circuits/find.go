@@ -49,13 +49,14 @@ type Found struct {
 	Sweep      []*ACDCResult    // ACDC's threshold sweep
 	Wall       time.Duration
 	Runs       int // forward passes
+	BlockRuns  int // blocks those passes ran (resumed passes run fewer)
 	Clean      float64
 	Corrupt    float64
 }
 
 // Find runs one method on a task's prompts.
 func Find(ctx context.Context, p *Patcher, prompts []Prompt, opt FindOptions) (*Found, error) {
-	start, runs0 := time.Now(), p.Runs
+	start, runs0, blocks0 := time.Now(), p.Runs, p.BlockRuns
 	c := p.m.Config
 	f := &Found{Method: opt.Method, Clean: p.Clean, Corrupt: p.Corrupt}
 	cut := opt.NodeCut
@@ -143,10 +144,11 @@ func Find(ctx context.Context, p *Patcher, prompts []Prompt, opt FindOptions) (*
 		}
 		f.NodeScores, f.EdgeScores, f.Nodes, f.Edges = res.NodeScores, res.EdgeScores, res.Nodes, nil
 		p.Runs += res.Passes
+		p.BlockRuns += res.Passes * c.Layers
 	default:
 		return nil, fmt.Errorf("unknown method %q (want one of %v)", opt.Method, Methods)
 	}
-	f.Wall, f.Runs = time.Since(start), p.Runs-runs0
+	f.Wall, f.Runs, f.BlockRuns = time.Since(start), p.Runs-runs0, p.BlockRuns-blocks0
 	return f, nil
 }
 

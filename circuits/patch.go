@@ -185,12 +185,18 @@ type Patcher struct {
 	// that stacks k of ACDC's edge tests counts k); Forwards counts the
 	// forward passes that made them.
 	Runs, Forwards int
+	// BlockRuns counts the blocks those passes ran, each copy of the
+	// prompts counted (a resumed pass runs fewer): their arithmetic.
+	BlockRuns int
 	// Progress, when set, hears how far the long loops are (node scores,
 	// edge scans, ACDC's edges).
 	Progress func(stage string, done, total int)
 	// sumOK says that the residual stream is the sum of the nodes' writes
 	// (embed, hook_result, hook_mlp_out), checked on the runs.
 	sumOK bool
+	// noResume makes ACDC and Patch run every pass from the embeddings
+	// (tests).
+	noResume bool
 }
 
 func (p *Patcher) progress(stage string, done, total int) {
@@ -385,20 +391,27 @@ func (p *Patcher) Effect(m float64, dir Direction) float64 {
 }
 
 // runEdits runs every chunk's clean (noising) or corrupted (denoising)
-// prompts with the edits edits(c) returns and gives the mean metric.
-func (p *Patcher) runEdits(ctx context.Context, base Direction, edits func(c *chunk) []probe.Edit) (float64, error) {
+// prompts with the edits edits(c) returns and gives the mean metric. When
+// from > 0 the edits change nothing before block from, so each pass
+// resumes there on that run's cached stream (probe.Options.From).
+func (p *Patcher) runEdits(ctx context.Context, base Direction, from int, edits func(c *chunk) []probe.Edit) (float64, error) {
 	sum, n := 0.0, 0
 	for _, c := range p.chunks {
-		in := c.clean
+		in, run := c.clean, c.cleanRun
 		if base == Denoising {
-			in = c.corrupt
+			in, run = c.corrupt, c.corruptRun
 		}
-		r, err := p.m.Forward(ctx, in, probe.Options{Hooks: &probe.Hooks{Edit: edits(c)}, Logits: probe.LogitsLast})
+		opt := probe.Options{Hooks: &probe.Hooks{Edit: edits(c)}, Logits: probe.LogitsLast}
+		if from > 0 {
+			opt.From = &probe.Resume{Layer: from, Resid: run.Cache[fmt.Sprintf("blocks.%d.hook_resid_pre", from)].Data}
+		}
+		r, err := p.m.Forward(ctx, in, opt)
 		if err != nil {
 			return 0, err
 		}
 		p.Runs++
 		p.Forwards++
+		p.BlockRuns += p.m.Config.Layers - from
 		for i, lp := range logProbs(r) {
 			sum += p.score(c, i, lp)
 			n++
@@ -415,7 +428,21 @@ func (p *Patcher) Patch(ctx context.Context, dir Direction, nodes ...Node) (metr
 			return 0, 0, err
 		}
 	}
-	m, err := p.runEdits(ctx, dir, func(c *chunk) []probe.Edit {
+	// A patched pass runs as the unpatched one up to the earliest block a
+	// node is in: resume there.
+	from := p.m.Config.Layers - 1
+	for _, n := range nodes {
+		switch n.Kind {
+		case NodeHead, NodeMLP, NodeResid:
+			from = min(from, n.Layer)
+		default:
+			from = 0
+		}
+	}
+	if p.noResume {
+		from = 0
+	}
+	m, err := p.runEdits(ctx, dir, max(from, 0), func(c *chunk) []probe.Edit {
 		src := c.corruptRun
 		if dir == Denoising {
 			src = c.cleanRun

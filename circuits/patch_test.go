@@ -100,3 +100,35 @@ func TestPathPatchingEqualsEdgeCut(t *testing.T) {
 		t.Errorf("no edge matters: the test would pass on anything")
 	}
 }
+
+// Patching a node resumes the pass at the node's block on the cached
+// stream; every node's effect equals that of a pass from the embeddings.
+func TestPatchResumedEqualsFull(t *testing.T) {
+	m, prompts := toyIOI(t, 12)
+	ctx := context.Background()
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff, Batch: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := append(Components(m.Config), ResidNode(2, -1), ResidNode(1, 3))
+	for _, dir := range []Direction{Noising, Denoising} {
+		p.noResume = false
+		b0 := p.BlockRuns
+		resumed, err := p.PatchEach(ctx, dir, nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b1 := p.BlockRuns
+		p.noResume = true
+		full, err := p.PatchEach(ctx, dir, nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range nodes {
+			if math.Abs(resumed[i]-full[i]) > 1e-6 {
+				t.Errorf("%v %s: resumed %.8f, from the embeddings %.8f", dir, n, resumed[i], full[i])
+			}
+		}
+		t.Logf("%v: %d blocks resumed, %d from the embeddings", dir, b1-b0, p.BlockRuns-b1)
+	}
+}

@@ -104,7 +104,8 @@ def main():
                           "ratio_median": round(statistics.median(rs), 3),
                           "ratio_min": round(min(rs), 3), "ratio_max": round(max(rs), 3),
                           "loupe_median_tokens_per_s": round(statistics.median(loupe_all[T]), 1),
-                          "torch": torch.__version__, "threads": a.threads}), flush=True)
+                          "torch": torch.__version__, "threads": a.threads,
+                          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}), flush=True)
 
 
 if __name__ == "__main__":

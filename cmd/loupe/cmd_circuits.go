@@ -199,6 +199,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fig("wall_s", found.Wall.Seconds())
 	fig("forward_passes", float64(found.Runs))
+	fig("block_runs", float64(found.BlockRuns))
 	fig("clean_metric", found.Clean)
 	fig("corrupt_metric", found.Corrupt)
 	var score *circuits.Score
@@ -305,7 +306,8 @@ func circuitRows(f *circuits.Found, task string, cfg probe.Config) []store.Circu
 }
 
 func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.Score, metric circuits.Metric, edgesGiven bool) {
-	fmt.Fprintf(env.stdout, "%s: clean %s %.4g, corrupted %.4g; %d forward passes in %.2fs\n", f.Method, metric, f.Clean, f.Corrupt, f.Runs, f.Wall.Seconds())
+	fmt.Fprintf(env.stdout, "%s: clean %s %.4g, corrupted %.4g; %d forward passes (%d blocks run, of %d blocks each) in %.2fs\n",
+		f.Method, metric, f.Clean, f.Corrupt, f.Runs, f.BlockRuns, cfg.Layers, f.Wall.Seconds())
 	var names []string
 	for _, n := range f.Nodes {
 		names = append(names, n.String())

@@ -2,6 +2,7 @@ package codebook
 
 import (
 	"context"
+	"math"
 	"os"
 	"slices"
 	"testing"
@@ -97,9 +98,13 @@ func TestTokFSMGenerationOnGPUEqualsCPU(t *testing.T) {
 	}
 }
 
-// In the GPU's bf16 weight mode the codes chosen are nearly all the f32
-// ones (a near tie can flip); the agreement is logged, and the logits stay
-// within bf16 rounding of PyTorch's f32 ones.
+// In the GPU's bf16 weight mode nearly every code chosen is the f32 one: a
+// code flips only where two codes' similarities tie within bf16's rounding
+// (on the H200, 1 December 2026: 3186 of 3200 ids equal). The logits are
+// logged, not bounded: with k = 1 a flipped code replaces the whole
+// activation, so one flip moves that position's logits, and through
+// attention the later ones', by O(1) (1.58 at most in that run), which no
+// rounding bound describes.
 func TestTokFSMModelOnGPUBF16(t *testing.T) {
 	m := gpuTokFSM(t, compute.BF16)
 	_, ref := loadTokFSM(t)
@@ -119,8 +124,8 @@ func TestTokFSMModelOnGPUBF16(t *testing.T) {
 		}
 	}
 	t.Logf("bf16 weights: max |logit diff| vs PyTorch f32 %.3g, code ids equal %d of %d", d, same, all)
-	if d > 0.5 || same < all*9/10 {
-		t.Errorf("bf16 weights: logits differ by %g, %d of %d ids equal", d, same, all)
+	if math.IsNaN(d) || math.IsInf(d, 0) || same < all*99/100 {
+		t.Errorf("bf16 weights: logits differ by %g, %d of %d ids equal (want 99%%)", d, same, all)
 	}
 }
 

@@ -16,5 +16,5 @@ out="${1:-${OUT:-.}/sae-smollm2-gpu}"
 "$LOUPE" sae train --model "$GGUF" --corpus "$CORPUS" --device "${DEVICE:-cuda}" --weight-dtype f32 --train-dtype f32 \
   --hook "${HOOK:-blocks.15.hook_resid_post}" --arch topk --k "${K:-32}" --expansion "${EXPANSION:-8}" \
   --tokens "${TOKENS:-8000000}" --batch "${BATCH:-1024}" --lr "${LR:-1e-3}" \
-  --ctx 256 --seqs 32 --eval-tokens "${EVAL_TOKENS:-32768}" --eval-contexts "${EVAL_CONTEXTS:-64}" --seed 1 --quiet --out "$out"
+  --ctx 256 --seqs 32 --eval-tokens "${EVAL_TOKENS:-8192}" --eval-contexts "${EVAL_CONTEXTS:-64}" --seed 1 --quiet --out "$out"
 cat "$out/eval.json"
