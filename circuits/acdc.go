@@ -382,7 +382,7 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 				res.Pruned = append(res.Pruned, u)
 			}
 		}
-		g.stage, g.total, g.seen = fmt.Sprintf("acdc %g", threshold), len(Edges(c)), 0
+		g.stage, g.total, g.seen = fmt.Sprintf("acdc %g, %d of %d nodes left", threshold, len(comps)-len(res.Pruned), len(comps)), len(Edges(c)), 0
 	}
 	for i := len(nodes) - 1; i >= 1; i-- {
 		v := nodes[i]
