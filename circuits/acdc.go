@@ -299,7 +299,7 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 		rs := byHook[hook]
 		edits = append(edits, probe.Edit{Hook: hook, Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
 			x := b.ToHost(t)
-			width := rs[0].width // one hook, one width
+			width := rs[0].width            // one hook, one width
 			rows := len(x) / width / copies // rows of one copy
 			n := rows * D
 			byCopy := map[int][]recv{}
