@@ -179,19 +179,21 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 		stride int // floats per row of the hook's value
 		lo     int // the slice's first column
 		sign   float32
+		sender int // the sender's place in forward order; -1 for the whole stream
 	}
 	type recv struct {
-		hook  string // where v reads its input
-		width int    // floats per row there
-		off   int    // v's columns
-		k     int    // the copy
-		terms []term
+		hook    string // where v reads its input
+		width   int    // floats per row there
+		off     int    // v's columns
+		k       int    // the copy
+		senders int    // how many nodes come before v
+		terms   []term
 	}
 	out := func(u Node) term {
 		if u.Kind == NodeHead {
-			return term{outName(u), H * D, u.Head * D, 1}
+			return term{outName(u), H * D, u.Head * D, 1, senderIndex(c, u)}
 		}
-		return term{outName(u), D, 0, 1}
+		return term{outName(u), D, 0, 1, senderIndex(c, u)}
 	}
 	var rs []recv
 	for k, into := range intos {
@@ -211,8 +213,9 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 				continue
 			}
 			all := sendersOf(c, v)
+			r.senders = len(all)
 			if p.sumOK && 2*len(us) > len(all) {
-				r.terms = append(r.terms, term{stream, D, 0, 1})
+				r.terms = append(r.terms, term{stream, D, 0, 1, -1})
 				isCut := map[Node]bool{}
 				for _, u := range us {
 					isCut[u] = true
@@ -258,32 +261,97 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 		}
 		byHook[r.hook] = append(byHook[r.hook], r)
 	}
+	// Each receiver's input moves by Σ sign·(corrupted − actual) over its
+	// terms. The senders' differences are computed once per pass, one row
+	// of rows·D per sender in forward order (diffs, per copy), and a
+	// block's receivers take theirs in one matrix product
+	// (coefficients [receivers, senders] × differences [senders, rows·D]):
+	// a receiver can have hundreds of terms, and summing them one by one
+	// cost more than the forward pass.
 	copies := len(intos)
+	nodes := 1 + c.Layers*(H+1)
+	diffs := make([][]float32, copies)
+	filled := make([][]bool, copies)
+	// rowDiff gives (corrupted − actual) of term tm in copy k, rows × D.
+	rowDiff := func(tm term, k, rows int, into []float32) error {
+		now, corr := cur[tm.hook], ch.corruptRun.Cache[tm.hook]
+		perCopy := false // now's rows are one copy's
+		if v := known[tm.hook]; v != nil {
+			now, perCopy = v, true
+		}
+		if now == nil || corr == nil {
+			return fmt.Errorf("cut: %s not seen", tm.hook)
+		}
+		for i := 0; i < rows; i++ {
+			ai := k*rows + i
+			if perCopy {
+				ai = i
+			}
+			a, b := now[ai*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
+			dst := into[i*D:][:D]
+			for d := range dst {
+				dst[d] = b[d] - a[d]
+			}
+		}
+		return nil
+	}
 	for _, hook := range hooks {
 		rs := byHook[hook]
 		edits = append(edits, probe.Edit{Hook: hook, Fn: func(b compute.Backend, _ string, t compute.Tensor, _ []int) (compute.Tensor, error) {
 			x := b.ToHost(t)
+			width := rs[0].width            // one hook, one width
+			rows := len(x) / width / copies // rows of one copy
+			n := rows * D
+			byCopy := map[int][]recv{}
 			for _, r := range rs {
-				rows := len(x) / r.width / copies // rows of one copy
-				for _, tm := range r.terms {
-					now, corr := cur[tm.hook], ch.corruptRun.Cache[tm.hook]
-					perCopy := false // now's rows are one copy's
-					if v := known[tm.hook]; v != nil {
-						now, perCopy = v, true
-					}
-					if now == nil || corr == nil {
-						return nil, fmt.Errorf("cut into %s: %s not seen", hook, tm.hook)
-					}
-					for i := 0; i < rows; i++ {
-						R := r.k*rows + i
-						dst := x[R*r.width+r.off:][:D]
-						ai := R
-						if perCopy {
-							ai = i
+				byCopy[r.k] = append(byCopy[r.k], r)
+			}
+			stream := make([]float32, n)
+			for k, group := range byCopy {
+				U := 0
+				for _, r := range group {
+					U = max(U, r.senders)
+				}
+				coef := make([]float32, len(group)*U)
+				any := false
+				for gi, r := range group {
+					for _, tm := range r.terms {
+						if tm.sender < 0 {
+							// The whole stream: added here, one per receiver.
+							if err := rowDiff(tm, k, rows, stream); err != nil {
+								return nil, fmt.Errorf("cut into %s: %w", hook, err)
+							}
+							for i := 0; i < rows; i++ {
+								dst := x[(k*rows+i)*width+r.off:][:D]
+								for d, v := range stream[i*D : (i+1)*D] {
+									dst[d] += tm.sign * v
+								}
+							}
+							continue
 						}
-						a, b := now[ai*tm.stride+tm.lo:][:D], corr.Data[i*tm.stride+tm.lo:][:D]
-						for d := range dst {
-							dst[d] += tm.sign * (b[d] - a[d])
+						if diffs[k] == nil {
+							diffs[k], filled[k] = make([]float32, nodes*n), make([]bool, nodes)
+						}
+						if !filled[k][tm.sender] {
+							if err := rowDiff(tm, k, rows, diffs[k][tm.sender*n:(tm.sender+1)*n]); err != nil {
+								return nil, fmt.Errorf("cut into %s: %w", hook, err)
+							}
+							filled[k][tm.sender] = true
+						}
+						coef[gi*U+tm.sender] += tm.sign
+						any = true
+					}
+				}
+				if !any {
+					continue
+				}
+				delta := make([]float32, len(group)*n)
+				compute.HostMulNN(len(group), n, U, 1, coef, U, diffs[k], n, 0, delta, n)
+				for gi, r := range group {
+					for i := 0; i < rows; i++ {
+						dst := x[(k*rows+i)*width+r.off:][:D]
+						for d, v := range delta[gi*n+i*D : gi*n+(i+1)*D] {
+							dst[d] += v
 						}
 					}
 				}
@@ -292,6 +360,18 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 		}})
 	}
 	return edits
+}
+
+// senderIndex is u's place among the nodes in forward order (the
+// embeddings first, then each block's heads and its MLP).
+func senderIndex(c probe.Config, u Node) int {
+	switch u.Kind {
+	case NodeHead:
+		return 1 + u.Layer*(c.Heads+1) + u.Head
+	case NodeMLP:
+		return 1 + u.Layer*(c.Heads+1) + c.Heads
+	}
+	return 0
 }
 
 // sendersOf lists the nodes computed before v, in forward order.
@@ -382,7 +462,7 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 				res.Pruned = append(res.Pruned, u)
 			}
 		}
-		g.stage, g.total, g.seen = fmt.Sprintf("acdc %g", threshold), len(Edges(c)), 0
+		g.stage, g.total, g.seen = fmt.Sprintf("acdc %g, %d of %d nodes left", threshold, len(comps)-len(res.Pruned), len(comps)), len(Edges(c)), 0
 	}
 	for i := len(nodes) - 1; i >= 1; i-- {
 		v := nodes[i]

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/loupe-dev/loupe/probe"
 )
 
 // The SAE method's scoring equals a numpy transcription of the paper's code
@@ -49,44 +47,30 @@ func TestSAEScoringMatchesReference(t *testing.T) {
 	}
 }
 
-// The SAE method end to end (package sae's standard SAE, the paper's
-// hyperparameters) on the toy IOI model and the organism's induction task,
-// over several seeds (the paper averages 10 trials). The floors are above
-// chance and below what it reaches (RESULTS.md): a broken pipeline lands
-// near 0.5.
+// The SAE method end to end (the paper's autoencoder and hyperparameters)
+// on the organism's induction task, over two seeds (the paper averages 10
+// trials). The floor is above chance and below what it reaches
+// (RESULTS.md: 0.720 ± 0.077 over 10 seeds): a broken pipeline lands near
+// 0.5. On the toy IOI model the method is near chance (0.563 ± 0.068), so
+// no floor there could tell a broken pipeline from a working one; the
+// planted model checks it exactly (TestMethodsOnPlantedModel).
 func TestSAEMethod(t *testing.T) {
 	ctx := context.Background()
-	for _, c := range []struct {
-		name  string
-		load  func(testing.TB) (*probe.Model, []Prompt, []Node)
-		floor float64
-		seeds int
-	}{
-		{"toy IOI", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
-			m, p := toyIOI(t, 48)
-			return m, p, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
-		}, 0.6, 4},
-		{"organism induction", func(t testing.TB) (*probe.Model, []Prompt, []Node) {
-			m, p := organismInduction(t, 24)
-			return m, p, organismInductionHeads
-		}, 0.55, 1},
-	} {
-		m, prompts, truth := c.load(t)
-		var aucs []float64
-		start := time.Now()
-		for seed := uint64(1); seed <= uint64(c.seeds); seed++ {
-			cfg := SAEDefaults()
-			cfg.Seed = seed
-			res, err := SAECircuit(ctx, m, prompts, cfg, TrainSAE)
-			if err != nil {
-				t.Fatal(err)
-			}
-			aucs = append(aucs, NodeAUC(heads(Components(m.Config)), res.NodeScores, truth))
+	m, prompts := organismInduction(t, 24)
+	var aucs []float64
+	start := time.Now()
+	for seed := uint64(1); seed <= 2; seed++ {
+		cfg := SAEDefaults()
+		cfg.Seed = seed
+		res, err := SAECircuit(ctx, m, prompts, cfg, TrainPaperSAE)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("%s: SAE node AUC %.3f ± %.3f over %d seeds %v, %.1f s per run", c.name, mean(aucs), std(aucs), c.seeds, aucs, time.Since(start).Seconds()/float64(c.seeds))
-		if mean(aucs) < c.floor {
-			t.Errorf("%s: mean SAE node AUC %.3f, want >= %.2f", c.name, mean(aucs), c.floor)
-		}
+		aucs = append(aucs, NodeAUC(heads(Components(m.Config)), res.NodeScores, organismInductionHeads))
+	}
+	t.Logf("organism induction: SAE node AUC %.3f ± %.3f over 2 seeds %v, %.1f s per run", mean(aucs), std(aucs), aucs, time.Since(start).Seconds()/2)
+	if mean(aucs) < 0.6 {
+		t.Errorf("mean SAE node AUC %.3f, want >= 0.6", mean(aucs))
 	}
 }
 

@@ -298,7 +298,15 @@ func circuitRows(f *circuits.Found, task string, cfg probe.Config) []store.Circu
 			Layer: -1, Head: -1, Score: s, InCircuit: inE[e]})
 	}
 	for _, r := range f.Sweep {
-		d, _ := json.Marshal(map[string]any{"threshold": r.Threshold, "edges": len(r.Kept), "metric": r.Metric, "forward_passes": r.Runs, "wall_s": r.Wall.Seconds()})
+		info := map[string]any{"threshold": r.Threshold, "edges": len(r.Kept), "metric": r.Metric, "forward_passes": r.Runs, "wall_s": r.Wall.Seconds()}
+		if r.Pruned != nil {
+			var names []string
+			for _, n := range r.Pruned {
+				names = append(names, n.String())
+			}
+			info["pruned_nodes"] = names // the node pass's cuts (--acdc-nodes)
+		}
+		d, _ := json.Marshal(info)
 		rows = append(rows, store.CircuitRow{Method: f.Method, Task: task, Kind: store.CircuitFigure, Node: "sweep_edges",
 			Layer: -1, Head: -1, Score: float64(len(r.Kept)), Details: d})
 	}
@@ -315,9 +323,13 @@ func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.
 	fmt.Fprintf(env.stdout, "circuit: %d nodes (%s), %d edges\n", len(f.Nodes), strings.Join(names, " "), len(f.Edges))
 	if len(f.Sweep) > 0 {
 		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "threshold\tedges\tnodes\tdistance")
+		fmt.Fprintln(tw, "threshold\tedges\tnodes\tdistance\tnodes pruned first\tpasses\twall")
 		for _, r := range f.Sweep {
-			fmt.Fprintf(tw, "%g\t%d\t%d\t%.4g\n", r.Threshold, len(r.Kept), len(circuits.NodesOf(r.Kept)), r.Metric)
+			pruned := "-"
+			if r.Pruned != nil {
+				pruned = strconv.Itoa(len(r.Pruned))
+			}
+			fmt.Fprintf(tw, "%g\t%d\t%d\t%.4g\t%s\t%d\t%.1fs\n", r.Threshold, len(r.Kept), len(circuits.NodesOf(r.Kept)), r.Metric, pruned, r.Runs, r.Wall.Seconds())
 		}
 		tw.Flush()
 	}
