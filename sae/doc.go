@@ -3,7 +3,9 @@
 //
 // Architectures (Arch): standard (ReLU, L1 penalty weighted by decoder-row
 // norms), TopK (with the AuxK loss for dead latents), BatchTopK (exported
-// as JumpReLU with its learned threshold), JumpReLU (rectangle-kernel
+// as JumpReLU with its learned threshold: the mean over the last fifth of
+// the training steps of the smallest activation each batch kept, see
+// TrainConfig.ThresholdAverageFrom), JumpReLU (rectangle-kernel
 // pseudo-derivatives for the threshold, L0 penalty) and Matryoshka
 // BatchTopK. A transcoder is any of them reading one hook and predicting
 // another (DOut, the target's width, may differ from DIn).
@@ -22,7 +24,13 @@
 // SAELens's W_enc is its transpose), Dec is [DSAE, DOut] (SAELens's W_dec).
 // Training sees activations scaled by InScale (so that E|x| = sqrt(DIn))
 // and targets by OutScale; Export folds both into the weights, so the
-// written SAE takes raw activations.
+// written SAE takes raw activations. Each context's BOS position gives no
+// rows, and Data.ExcludeFirst leaves out the tokens after it too (massive
+// first-token activations; RESULTS.md).
+//
+// saelens_compare_test.go and scripts/sae-batchtopk-saelens.sh train
+// BatchTopK and Matryoshka next to SAELens's own training SAEs on the same
+// exported batches.
 //
 // The SAELens v6 folder (cfg.json, sae_weights.safetensors,
 // sparsity.safetensors) is Loupe's own on-disk format (DESIGN decision 10);
