@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/loupe-dev/loupe/organism"
-	"github.com/loupe-dev/loupe/organism/corpus"
 	"github.com/loupe-dev/loupe/sae/activations"
 	"github.com/loupe-dev/loupe/sae/train"
 )
@@ -22,15 +20,7 @@ import (
 // the evaluation (tokens counted without those positions), eval.json and
 // the exported cfg.json.
 func TestBatchTopKExcludeFirstResumes(t *testing.T) {
-	m, err := organism.Load(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := corpus.New(3)
-	docs := make([]string, 200)
-	for i := range docs {
-		docs[i] = g.Document()
-	}
+	m, docs := organismDocs(t)
 	mk := func(out string, resume bool, onStep func(int, train.Stats)) RunConfig {
 		return RunConfig{
 			Data: Data{Model: m, ModelName: "organism", Docs: docs, ContextSize: 19, ExcludeFirst: 2,
@@ -48,7 +38,7 @@ func TestBatchTopKExcludeFirstResumes(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(a, WeightsFile))
 	b := filepath.Join(dir, "b")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, _, err = TrainRun(ctx, mk(b, false, func(step int, _ train.Stats) {
+	_, _, err := TrainRun(ctx, mk(b, false, func(step int, _ train.Stats) {
 		if step == 21 { // averaging runs from step 20 (0-based) of 24
 			cancel()
 		}

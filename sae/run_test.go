@@ -10,6 +10,7 @@ import (
 
 	"github.com/loupe-dev/loupe/organism"
 	"github.com/loupe-dev/loupe/organism/corpus"
+	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/sae/activations"
 	"github.com/loupe-dev/loupe/sae/train"
 )
@@ -19,15 +20,7 @@ import (
 // cancelled context and resumed from the checkpoint that left writes the
 // same weights, bit for bit, as a run that was never stopped.
 func TestTrainRunResumesBitIdentically(t *testing.T) {
-	m, err := organism.Load(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := corpus.New(3)
-	docs := make([]string, 200)
-	for i := range docs {
-		docs[i] = g.Document()
-	}
+	m, docs := organismDocs(t)
 	mk := func(out string, resume bool, onStep func(int, train.Stats)) RunConfig {
 		return RunConfig{
 			Data: Data{Model: m, ModelName: "organism", Docs: docs, ContextSize: 17,
@@ -45,7 +38,7 @@ func TestTrainRunResumesBitIdentically(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(a, WeightsFile))
 	b := filepath.Join(dir, "b")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, _, err = TrainRun(ctx, mk(b, false, func(step int, _ train.Stats) {
+	_, _, err := TrainRun(ctx, mk(b, false, func(step int, _ train.Stats) {
 		if step == 13 {
 			cancel()
 		}
@@ -63,4 +56,20 @@ func TestTrainRunResumesBitIdentically(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("the resumed run's weights differ from the uninterrupted run's")
 	}
+}
+
+// organismDocs loads the embedded organism and 200 documents of its
+// synthetic corpus (seed 3), what the whole-pipeline tests train on.
+func organismDocs(t *testing.T) (*probe.Loaded, []string) {
+	t.Helper()
+	m, err := organism.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := corpus.New(3)
+	docs := make([]string, 200)
+	for i := range docs {
+		docs[i] = g.Document()
+	}
+	return m, docs
 }

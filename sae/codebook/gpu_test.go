@@ -40,19 +40,7 @@ func gpuTokFSM(t *testing.T, dt compute.DType) *Model {
 func TestTokFSMModelOnGPUMatchesPyTorch(t *testing.T) {
 	m := gpuTokFSM(t, compute.F32)
 	_, ref := loadTokFSM(t)
-	sp, err := NewSplice(m.Set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkAgainst(t, m, runSplice(t, m, ref.Tokens, sp), ref.Clean.Logits, ref.Clean.IDs)
-	iv := ref.Intervention
-	sp, err = NewSplice(m.Set,
-		Intervention{Hook: iv.Force.Hook, Positions: []int{iv.Force.Position}, Force: []int32{iv.Force.Code}},
-		Intervention{Hook: iv.Disable.Hook, Group: iv.Disable.Group, Disable: iv.Disable.Codes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkAgainst(t, m, runSplice(t, m, ref.Tokens, sp), iv.Logits, iv.IDs)
+	checkTokFSMReference(t, m, ref)
 }
 
 // A KV-cached generation with codes forced and disabled gives the same

@@ -96,6 +96,14 @@ func checkAgainst(t *testing.T, m *Model, r *probe.Result, logits []float32, ids
 // 1e-4, the same code ids at every codebook, with and without interventions.
 func TestTokFSMModelMatchesPyTorch(t *testing.T) {
 	m, ref := loadTokFSM(t)
+	checkTokFSMReference(t, m, ref)
+}
+
+// checkTokFSMReference runs the TokFSM model with its codebooks, clean and
+// with the reference's forced and disabled codes, and checks both against
+// the PyTorch reference (logits to 1e-4, code ids equal).
+func checkTokFSMReference(t *testing.T, m *Model, ref *modelRef) {
+	t.Helper()
 	sp, err := NewSplice(m.Set)
 	if err != nil {
 		t.Fatal(err)
