@@ -258,9 +258,19 @@ def main():
     ap.add_argument("--log-every", type=int, default=20, help="steps between log lines")
     ap.add_argument("--ap-every", type=float, default=0, help="seconds between state-AP measures during training (0: only at the end)")
     ap.add_argument("--amp", choices=["auto", "bf16", "off"], default="auto", help="bf16 autocast (auto: on a GPU)")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="off",
+                    help="torch.compile the forward and loss (auto: on a GPU); the same numbers, fewer kernels")
+    ap.add_argument("--resume", help="continue a run of this script from its OUT: model, codebooks, AdamW state, "
+                    "step count and dead-code counts (a folder saved with --save-optimizer)")
+    ap.add_argument("--save-optimizer", action="store_true", help="also write optimizer.pt and resume.json, for --resume")
+    ap.add_argument("--replace-stop", type=float, default=0.8,
+                    help="no dead-code replacement after this fraction of the steps or of --max-seconds "
+                         "(1: replace to the end, for a run that another --resume continues)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.resume:
+        args.init = args.init_codebooks = args.resume
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -312,30 +322,61 @@ def main():
             block = fsm.device_batches(gen, 64 * n, args.seq_len, device)
             yield from block.split(n)
 
-    def run_phase(name, steps, cbs, max_seconds):
+    compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
+    metrics["compiled"] = compiled
+
+    def forward_loss(x, cbs):
+        """The step's forward: task loss plus the codebooks' reconstruction
+        error (whose gradient reaches only the codes)."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(x, labels=x)
+        mse = sum((cb.mse for cb in cbs), torch.zeros((), device=device))
+        return out.loss + mse, out.loss, mse
+
+    def run_phase(name, steps, cbs, max_seconds, resume=None):
         groups = [{"params": list(model.parameters()), "weight_decay": args.weight_decay}]
         if cbs:
             groups.append({"params": [p for cb in cbs for p in cb.parameters()], "weight_decay": args.codebook_weight_decay})
         opt = torch.optim.AdamW(groups, lr=args.lr, **({"fused": True} if device.type == "cuda" else {}))
+        before = 0  # steps of the runs this one continues
+        if resume:
+            opt.load_state_dict(torch.load(os.path.join(resume, "optimizer.pt"), map_location=device))
+            with open(os.path.join(resume, "resume.json")) as f:
+                state = json.load(f)
+            before = state["steps"]
+            counts = torch.load(os.path.join(resume, "counts.pt"), map_location=device)
+            for cb in cbs:
+                cb.counts = counts[cb.hook].to(device)
+            log(f"resuming {resume}: {before} steps before, AdamW state and dead-code counts restored")
+        # One graph for the model with its codebook hooks (checked: no graph
+        # breaks); the codebooks' attribute writes (mse, ids, counts) are
+        # replayed by dynamo. The first step compiles.
+        fwd = torch.compile(forward_loss) if compiled else forward_loss
         t0 = time.time()
         tokens = 0
         last = {}
         window = (t0, 0)
         next_ap = t0 + args.ap_every if args.ap_every else float("inf")
         data = batches(args.batch)
-        zero = torch.zeros((), device=device)
         step = 0
+        first = None  # seconds of the first step (with compilation)
         for step in range(1, steps + 1):
             x = next(data)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(x, labels=x)
-            mse = sum((cb.mse for cb in cbs), zero)
-            loss = out.loss + mse
+            loss, ce, mse = fwd(x, cbs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if first is None:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                first = time.time() - t0
+                log(f"{name}: first step {first:.1f} s" + (" (torch.compile)" if compiled else ""))
+                # the rate excludes the first step (compilation, warm-up)
+                t_rate, tokens_rate = time.time(), tokens + x.numel()
+                window = (t_rate, tokens_rate)
             tokens += x.numel()
-            late = step >= steps * 0.8 or (max_seconds and time.time() - t0 > 0.8 * max_seconds)
+            stop = args.replace_stop
+            late = step >= steps * stop or (max_seconds and time.time() - t0 > stop * max_seconds)
             if cbs and args.replace_every and step % args.replace_every == 0 and not late:
                 seen = capture(model, cbs, x)
                 last["replaced"] = sum(replace_dead(cb, seen[cb.hook]) for cb in cbs)
@@ -343,12 +384,14 @@ def main():
                 now = time.time()
                 rate = (tokens - window[1]) / max(now - window[0], 1e-9)
                 window = (now, tokens)
-                log(f"{name} step {step} loss {out.loss.item():.4f} mse {mse.item():.4f} "
-                    f"{rate:.0f} tok/s (since the last line) {tokens / (now - t0):.0f} tok/s (phase) {last}")
+                log(f"{name} step {step} (in all {before + step}) loss {ce.item():.4f} mse {mse.item():.4f} "
+                    f"{rate:.0f} tok/s (since the last line) "
+                    f"{(tokens - tokens_rate) / max(now - t_rate, 1e-9):.0f} tok/s (phase, after the first step) {last}")
             if cbs and time.time() > next_ap:
                 a = state_ap(model, cbs, fsm, ap_x)
-                metrics["state_ap"].append({"step": step, "seconds": time.time() - t0, "tokens": tokens, "mean_best_code_ap": a})
-                log(f"{name} step {step}: mean best-code state AP {a:.4f}")
+                metrics["state_ap"].append({"step": step, "total_steps": before + step, "seconds": time.time() - t0,
+                                            "tokens": tokens, "mean_best_code_ap": a})
+                log(f"{name} step {step} (in all {before + step}): mean best-code state AP {a:.4f}")
                 next_ap = time.time() + args.ap_every
             if max_seconds and time.time() - t0 > max_seconds:
                 log(f"{name}: stopping at step {step}, {time.time() - t0:.0f} s (--max-seconds)")
@@ -356,15 +399,24 @@ def main():
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.time() - t0
+        rate = (tokens - tokens_rate) / max(time.time() - t_rate, 1e-9) if step > 1 else tokens / elapsed
         loss, acc = evaluate(model, cbs, fsm, eval_rng, args, device)
-        rec = {"phase": name, "steps": step, "seconds": elapsed, "tokens": tokens, "tokens_per_s": tokens / elapsed,
+        rec = {"phase": name, "steps": step, "steps_before": before, "total_steps": before + step,
+               "seconds": elapsed, "first_step_seconds": first, "tokens": tokens, "tokens_per_s": tokens / elapsed,
+               "tokens_per_s_after_first_step": rate, "compiled": compiled,
                "eval_loss": loss, "transition_accuracy": acc}
         if cbs:
             rec["mean_best_code_ap"] = state_ap(model, cbs, fsm, ap_x)
-        log(f"{name} done: {step} steps, {tokens} tokens, {elapsed:.0f} s, {tokens / elapsed:.0f} tok/s, "
+        log(f"{name} done: {step} steps ({before + step} in all), {tokens} tokens, {elapsed:.0f} s, "
+            f"{tokens / elapsed:.0f} tok/s ({rate:.0f} after the first step), "
             f"eval loss {loss:.4f}, transition accuracy {acc:.4f}" +
             (f", mean best-code state AP {rec['mean_best_code_ap']:.4f}" if cbs else ""))
         metrics["phases"].append(rec)
+        if args.save_optimizer and cbs:
+            torch.save(opt.state_dict(), os.path.join(args.out, "optimizer.pt"))
+            torch.save({cb.hook: cb.counts for cb in cbs}, os.path.join(args.out, "counts.pt"))
+            with open(os.path.join(args.out, "resume.json"), "w") as f:
+                json.dump({"steps": before + step}, f)
 
     if args.pretrain_steps > 0:
         run_phase("pretrain", args.pretrain_steps, [], args.pretrain_max_seconds)
@@ -389,7 +441,7 @@ def main():
             model.eval()
             init_from_data(model, cbs, fsm.batch(rng, 512, args.seq_len).to(device))
     set_mode(model, cbs, True)
-    run_phase("codebooks", args.steps, cbs, args.max_seconds)
+    run_phase("codebooks", args.steps, cbs, args.max_seconds, resume=args.resume)
 
     model.save_pretrained(args.out, safe_serialization=True)
     cbmod.save(cbs, args.out)
