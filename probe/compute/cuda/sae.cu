@@ -126,17 +126,11 @@ __device__ __forceinline__ u32 key_of(float v, const unsigned char* allow, i64 j
 __constant__ int rs_shift[3] = {20, 9, 0};
 __constant__ int rs_bits[3] = {11, 11, 9};
 
-// block_find_bin: over nb histogram bins, finds B with count(bins > B) <
-// want <= count(bins >= B) and returns B; *before gets count(bins > B) and
-// *total the sum of all bins. Needs blockDim.x == 1024 and nb <= 2048.
-__device__ int block_find_bin(const u32* hist, int nb, u32 want, u32* before, u32* total, u32* sh, int* shb) {
-    int t = threadIdx.x;
-    int per = (nb + 1023) / 1024;
-    // thread t holds descending ranks [t·per, (t+1)·per): bin nb−1−rank
-    u32 s = 0;
-    for (int q = t * per; q < (t + 1) * per && q < nb; q++) s += hist[nb - 1 - q];
-    // inclusive scan over threads
-    int w = t >> 5, l = t & 31;
+// block_scan_incl: the inclusive prefix sum of s over the 1024 threads of
+// the block, in thread order. sh holds 32 words of scratch; on return
+// sh[31] is the block's total. Every thread of the block must call it.
+__device__ u32 block_scan_incl(u32 s, u32* sh) {
+    int t = threadIdx.x, w = t >> 5, l = t & 31;
     u32 v = s;
     for (int o = 1; o < 32; o <<= 1) {
         u32 u = __shfl_up_sync(0xffffffff, v, o);
@@ -153,7 +147,19 @@ __device__ int block_find_bin(const u32* hist, int nb, u32 want, u32* before, u3
         sh[l] = x; // inclusive warp totals
     }
     __syncthreads();
-    u32 incl = v + (w > 0 ? sh[w - 1] : 0);
+    return v + (w > 0 ? sh[w - 1] : 0);
+}
+
+// block_find_bin: over nb histogram bins, finds B with count(bins > B) <
+// want <= count(bins >= B) and returns B; *before gets count(bins > B) and
+// *total the sum of all bins. Needs blockDim.x == 1024 and nb <= 2048.
+__device__ int block_find_bin(const u32* hist, int nb, u32 want, u32* before, u32* total, u32* sh, int* shb) {
+    int t = threadIdx.x;
+    int per = (nb + 1023) / 1024;
+    // thread t holds descending ranks [t·per, (t+1)·per): bin nb−1−rank
+    u32 s = 0;
+    for (int q = t * per; q < (t + 1) * per && q < nb; q++) s += hist[nb - 1 - q];
+    u32 incl = block_scan_incl(s, sh);
     u32 excl = incl - s;
     if (t == 1023) *total = incl;
     if (excl < want && want <= incl) {
@@ -348,24 +354,7 @@ extern "C" __global__ void sae_scan(const u32* counts, int S, u32* starts, u32* 
     int lo = min(S, t * per), hi = min(S, lo + per);
     u32 s = 0;
     for (int j = lo; j < hi; j++) s += counts[j];
-    int w = t >> 5, l = t & 31;
-    u32 v = s;
-    for (int o = 1; o < 32; o <<= 1) {
-        u32 u = __shfl_up_sync(0xffffffff, v, o);
-        if (l >= o) v += u;
-    }
-    if (l == 31) sh[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        u32 x = sh[l];
-        for (int o = 1; o < 32; o <<= 1) {
-            u32 u = __shfl_up_sync(0xffffffff, x, o);
-            if (l >= o) x += u;
-        }
-        sh[l] = x;
-    }
-    __syncthreads();
-    u32 run = v - s + (w > 0 ? sh[w - 1] : 0);
+    u32 run = block_scan_incl(s, sh) - s;
     for (int j = lo; j < hi; j++) {
         starts[j] = run;
         fill[j] = run;
