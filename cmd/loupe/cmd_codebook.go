@@ -117,6 +117,7 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 	evalContexts := fs.Int("eval-contexts", 8, "held-out contexts for CE loss, KL and code usage (0: skip)")
 	out := fs.String("out", "", "output folder")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	hostStep := fs.Bool("host-step", false, "choose each step's codes on the host even with --device cuda (by default where the model runs)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -145,7 +146,8 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 		},
 		Site: *hook, PerHead: *perHead, NumCodes: *codes, K: *k, Reduce: codebook.Reduce(*reduce),
 		TrainTokens: *tokens, UniqueTokens: *unique, BatchRows: *batch, LR: *lr, Seed: *seed, ReplaceEvery: *replace,
-		Out: *out, CheckpointEvery: *every, Resume: *resume, Progress: progress, EvalContexts: *evalContexts}
+		Out: *out, CheckpointEvery: *every, Resume: *resume, Progress: progress, EvalContexts: *evalContexts,
+		HostStep: *hostStep}
 	_, rep, err := codebook.TrainRun(ctx, rc)
 	if err != nil {
 		return err
@@ -158,8 +160,8 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 func printCodebookReport(w io.Writer, r *codebook.Report) {
 	fmt.Fprintf(w, "codebook at %s: %d group(s) x %d codes, k %d\n", r.Site, r.Groups, r.NumCodes, r.K)
 	if r.TrainTokens > 0 {
-		fmt.Fprintf(w, "  trained on %d tokens (%.0f tok/s, %.1f s): train MSE %.4g  FVU %.4f  replaced codes %d\n",
-			r.TrainTokens, r.TokensPerSec, r.TrainSeconds, r.FinalMSE, r.FinalFVU, r.ReplacedCodes)
+		fmt.Fprintf(w, "  trained on %d tokens (%.0f tok/s, %.1f s, codes chosen on %s): train MSE %.4g  FVU %.4f  replaced codes %d\n",
+			r.TrainTokens, r.TokensPerSec, r.TrainSeconds, r.StepDevice, r.FinalMSE, r.FinalFVU, r.ReplacedCodes)
 	}
 	if e := r.Eval; e != nil {
 		fmt.Fprintf(w, "  held-out (%d predictions): CE clean %.4f  with codes %.4f  zero-ablated %.4f  CE loss recovered %.4f  KL %.4f  dead %.1f%%\n",

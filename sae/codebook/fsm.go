@@ -217,6 +217,17 @@ func MeasureStateAP(ctx context.Context, m *Model, ev *StateEval, neuronHooks st
 }
 
 // SteerResult is the outcome of forcing states' codes.
+//
+// Two measures. The paper's (the reference's tutorials/tokfsm.ipynb): the
+// Jensen-Shannon divergence between the steered next-token distribution
+// and b's own (the clean run on b's prompt), over the whole vocabulary,
+// normalised by the divergence between a's and b's clean distributions:
+// 0 when the model acts as if in b, 1 when steering does nothing.
+// NextToken counts the trials whose steered next-token distribution is
+// closer (JS) to b's than to a's. Success, stricter and Loupe's own, asks
+// that the most likely next state, over both of its digits, be one of b's
+// out-neighbours (the codes are forced at the prompt's last position only,
+// so the second digit's position reads a's history as well).
 type SteerResult struct {
 	Sites    []string
 	Trials   int
@@ -224,10 +235,39 @@ type SteerResult struct {
 	MassOnB  float64 // mean probability of b's out-neighbours
 	Baseline int     // the same count without the intervention
 	CleanA   int     // trials where, unsteered, the most likely next state is one of a's
+	// NextToken: trials whose steered next-token distribution is closer
+	// to b's than to a's (unsteered it is a's own: never).
+	NextToken int
+	// JSToB and JSAB are the mean JS divergences (nats) of the steered
+	// next-token distribution from b's, and of a's clean one from b's.
+	JSToB, JSAB float64
 }
 
 // Rate is Success / Trials.
 func (r *SteerResult) Rate() float64 { return float64(r.Success) / float64(max(r.Trials, 1)) }
+
+// NextTokenRate is NextToken / Trials.
+func (r *SteerResult) NextTokenRate() float64 {
+	return float64(r.NextToken) / float64(max(r.Trials, 1))
+}
+
+// NormalizedJS is the paper's figure: JSToB / JSAB.
+func (r *SteerResult) NormalizedJS() float64 { return r.JSToB / max(r.JSAB, 1e-300) }
+
+// jsDivergence is the Jensen-Shannon divergence of p and q in nats.
+func jsDivergence(p, q []float64) float64 {
+	d := 0.0
+	for i := range p {
+		m := 0.5 * (p[i] + q[i])
+		if p[i] > 0 {
+			d += 0.5 * p[i] * math.Log(p[i]/m)
+		}
+		if q[i] > 0 {
+			d += 0.5 * q[i] * math.Log(q[i]/m)
+		}
+	}
+	return d
+}
 
 // promptTo is BOS then the digits of a random walk of length states that
 // ends at state end (drawn backwards through the machine's in-edges).
@@ -245,10 +285,11 @@ func promptTo(f *tokfsm.FSM, prev [][]int, rng *rand.Rand, end, length int) []in
 
 // nextStateProbs gives the model's distribution over the next state after
 // prompt (which ends a state): P(d1)·P(d2 | d1) from two forwards, with sp
-// (made fresh per forward by mk) spliced in.
-func nextStateProbs(ctx context.Context, m *Model, f *tokfsm.FSM, prompt []int, mk func() (*Splice, error)) ([]float64, error) {
+// (made fresh per forward by mk) spliced in; and its next-token
+// distribution over the whole vocabulary.
+func nextStateProbs(ctx context.Context, m *Model, f *tokfsm.FSM, prompt []int, mk func() (*Splice, error)) (states, next []float64, err error) {
 	if f.Digits != 2 {
-		return nil, fmt.Errorf("steering measures two-digit states; this machine writes %d digits", f.Digits)
+		return nil, nil, fmt.Errorf("steering measures two-digit states; this machine writes %d digits", f.Digits)
 	}
 	batch := make([][]int, f.Base)
 	for d := range f.Base {
@@ -256,11 +297,11 @@ func nextStateProbs(ctx context.Context, m *Model, f *tokfsm.FSM, prompt []int, 
 	}
 	sp, err := mk()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r, err := m.Forward(ctx, batch, probe.Options{Hooks: &probe.Hooks{Edit: sp.Edits()}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	probs := make([]float64, f.States)
 	p1 := softmax(r.LogitsAt(0, len(prompt)-1)[:f.Base])
@@ -272,7 +313,7 @@ func nextStateProbs(ctx context.Context, m *Model, f *tokfsm.FSM, prompt []int, 
 			}
 		}
 	}
-	return probs, nil
+	return probs, softmax(r.LogitsAt(0, len(prompt)-1)), nil
 }
 
 // Steer measures, over trials pairs of states (a, b) whose out-neighbours
@@ -301,13 +342,15 @@ func Steer(ctx context.Context, m *Model, f *tokfsm.FSM, sites []string, trials,
 		}
 		pa := promptTo(f, prev, rng, a, promptStates)
 		pb := promptTo(f, prev, rng, b, promptStates)
-		// The codes b's prompt chooses at its last position.
+		// The codes b's prompt chooses at its last position, and its
+		// next-token distribution.
 		sp, _ := NewSplice(m.Set)
-		r, err := m.Forward(ctx, [][]int{pb}, probe.Options{Logits: probe.LogitsNone,
+		r, err := m.Forward(ctx, [][]int{pb}, probe.Options{Logits: probe.LogitsLast,
 			Hooks: &probe.Hooks{Edit: sp.Edits(), Cache: []string{"*" + IDsSuffix}}})
 		if err != nil {
 			return nil, err
 		}
+		nextB := softmax(r.LogitsAt(0, len(pb)-1))
 		var ivs []Intervention
 		for _, site := range sites {
 			l := m.Set.Layer(site)
@@ -321,15 +364,22 @@ func Steer(ctx context.Context, m *Model, f *tokfsm.FSM, sites []string, trials,
 				ivs = append(ivs, Intervention{Hook: site, Group: g, Positions: []int{len(pa) - 1}, Force: force})
 			}
 		}
-		steered, err := nextStateProbs(ctx, m, f, pa, func() (*Splice, error) { return NewSplice(m.Set, ivs...) })
+		steered, nextSteered, err := nextStateProbs(ctx, m, f, pa, func() (*Splice, error) { return NewSplice(m.Set, ivs...) })
 		if err != nil {
 			return nil, err
 		}
-		clean, err := nextStateProbs(ctx, m, f, pa, plain)
+		clean, nextA, err := nextStateProbs(ctx, m, f, pa, plain)
 		if err != nil {
 			return nil, err
 		}
 		res.Trials++
+		toB, toA, ab := jsDivergence(nextSteered, nextB), jsDivergence(nextSteered, nextA), jsDivergence(nextA, nextB)
+		res.JSToB += toB / float64(trials)
+		res.JSAB += ab / float64(trials)
+		if toB < toA {
+			res.NextToken++
+		}
+
 		top, ctop := argmax(steered), argmax(clean)
 		if f.Allowed(b, top) {
 			res.Success++
@@ -420,6 +470,11 @@ type SteerRow struct {
 	MassOnB  float64  `json:"mean_mass_on_target_transitions"`
 	Baseline float64  `json:"unsteered_rate"`
 	CleanA   float64  `json:"unsteered_follows_own_state"`
+	// The paper's measure on the next token (SteerResult).
+	NextTokenRate float64 `json:"next_token_closer_to_target_rate"`
+	NormalizedJS  float64 `json:"normalized_js_divergence"`
+	JSToB         float64 `json:"mean_js_steered_to_target"`
+	JSAB          float64 `json:"mean_js_clean_to_target"`
 }
 
 // EvaluateTokFSM measures the state average precision of codes and neurons
@@ -468,7 +523,8 @@ func EvaluateTokFSM(ctx context.Context, m *Model, f *tokfsm.FSM, seqs, trials i
 		}
 		n := float64(r.Trials)
 		rep.Steering = append(rep.Steering, SteerRow{Name: g.name, Sites: g.sites, Trials: r.Trials, Rate: r.Rate(),
-			MassOnB: r.MassOnB, Baseline: float64(r.Baseline) / n, CleanA: float64(r.CleanA) / n})
+			MassOnB: r.MassOnB, Baseline: float64(r.Baseline) / n, CleanA: float64(r.CleanA) / n,
+			NextTokenRate: r.NextTokenRate(), NormalizedJS: r.NormalizedJS(), JSToB: r.JSToB, JSAB: r.JSAB})
 	}
 	return rep, nil
 }
@@ -481,8 +537,14 @@ func (r *TokFSMReport) Print(w io.Writer) {
 		r.MeanCodeAP, r.PaperCodeAP, r.MeanCodePrecision, r.MeanCodeRecall)
 	fmt.Fprintf(w, "    best single neuron (%s) %.3f   %.3f\n", r.NeuronHooks, r.MeanNeuronAP, r.PaperNeuronAP)
 	fmt.Fprintf(w, "steering: force the codes of state b at the last position of a prompt ending in a\n")
+	fmt.Fprintf(w, "  next state over two digits (Loupe's): most likely next state one of b's out-neighbours\n")
 	for _, s := range r.Steering {
 		fmt.Fprintf(w, "  %-34s success %5.1f%% (%d trials)  mass on b's transitions %.3f  unsteered: follows b %4.1f%%, follows a %5.1f%%\n",
 			s.Name, 100*s.Rate, s.Trials, s.MassOnB, 100*s.Baseline, 100*s.CleanA)
+	}
+	fmt.Fprintf(w, "  next token (the paper's): JS divergence to b's next-token distribution, normalised by a's to b's (0: as if in b, 1: no effect)\n")
+	for _, s := range r.Steering {
+		fmt.Fprintf(w, "  %-34s normalised JS %.3f (%.4f / %.4f nats)  closer to b than to a in %5.1f%% of trials\n",
+			s.Name, s.NormalizedJS, s.JSToB, s.JSAB, 100*s.NextTokenRate)
 	}
 }

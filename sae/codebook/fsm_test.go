@@ -9,12 +9,17 @@ import (
 )
 
 // The TokFSM measures on the shipped model (its figures, with more
-// sequences and trials, are in organism/tokfsm/model/README.md). What is
-// asserted is what the shipped model does, not the paper's figures, which
-// it does not reach (see the README): codes and neurons detect states far
-// above chance (the base rate of a state is about 0.01), and forcing the
-// codes of another state steers the next state in at least 15% of trials,
-// five times or more the unsteered rate.
+// sequences and trials, are in organism/tokfsm/model/README.md). The
+// state AP asserted is what the shipped model does, not the paper's 0.971,
+// which it does not reach (see the README): codes and neurons detect states
+// far above chance (the base rate of a state is about 0.01). Steering, on
+// the paper's measure (the next-token distribution, as the reference's
+// tutorial measures it): forcing every codebook's codes of another state
+// makes the next-token distribution closer to that state's than to the
+// model's own in at least 80% of trials (the target), and the
+// normalised JS divergence falls below 0.2. On Loupe's stricter two-digit
+// measure it steers the next state in at least 15% of trials, five times or
+// more the unsteered rate.
 func TestTokFSMStateCodesAndSteering(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TokFSM measures take a few seconds")
@@ -53,6 +58,12 @@ func TestTokFSMStateCodesAndSteering(t *testing.T) {
 	t.Logf("steering with every codebook: %d of %d trials, unsteered %d, unsteered follows its own state %d", r.Success, r.Trials, r.Baseline, r.CleanA)
 	if r.Rate() < 0.15 || r.Success < 5*max(r.Baseline, 1) {
 		t.Errorf("forcing every codebook's codes steered %d of %d trials (unsteered %d): want >= 15%% and 5x the unsteered count", r.Success, r.Trials, r.Baseline)
+	}
+	t.Logf("next token (the paper's measure): closer to the target state's in %d of %d trials, normalised JS %.3f",
+		r.NextToken, r.Trials, r.NormalizedJS())
+	if r.NextTokenRate() < 0.8 || r.NormalizedJS() > 0.2 {
+		t.Errorf("forcing every codebook's codes: next-token distribution closer to the target's in %d of %d trials, normalised JS %.3f: want >= 80%% and <= 0.2",
+			r.NextToken, r.Trials, r.NormalizedJS())
 	}
 	if r.CleanA < r.Trials*8/10 {
 		t.Errorf("unsteered, the model follows its own state in %d of %d trials: the model is not the trained one", r.CleanA, r.Trials)

@@ -87,6 +87,11 @@ type RunConfig struct {
 	Progress        io.Writer
 
 	EvalContexts int
+
+	// HostStep chooses the codes of each training step on the host even
+	// when the model runs on a GPU (by default they are chosen where the
+	// model runs); for comparing the two.
+	HostStep bool
 }
 
 // CheckpointFile is the checkpoint's name in the output folder.
@@ -101,6 +106,7 @@ type Report struct {
 	TrainTokens   int64   `json:"train_tokens,omitempty"`
 	TrainSeconds  float64 `json:"train_seconds,omitempty"`
 	TokensPerSec  float64 `json:"train_tokens_per_second,omitempty"`
+	StepDevice    string  `json:"step_device,omitempty"` // where each step chose its codes
 	FinalMSE      float64 `json:"final_train_mse,omitempty"`
 	FinalFVU      float64 `json:"final_train_fvu,omitempty"`
 	ReplacedCodes int64   `json:"replaced_codes,omitempty"`
@@ -208,6 +214,9 @@ func TrainRun(ctx context.Context, rc RunConfig) (*Set, *Report, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if !rc.HostStep {
+		tr.SetBackend(rc.Model.Backend())
+	}
 	steps := int((rc.TrainTokens + int64(rc.BatchRows) - 1) / int64(rc.BatchRows))
 	lr := rc.LR
 	if lr == 0 {
@@ -238,7 +247,7 @@ func TrainRun(ctx context.Context, rc RunConfig) (*Set, *Report, error) {
 	set := &Set{Layers: []*Layer{tr.Export()}, Meta: map[string]any{"model": rc.ModelName, "dataset": rc.DatasetPath,
 		"context_size": rc.ContextSize, "train_tokens": t.Tokens(), "seed": rc.Seed, "trained_by": "loupe codebook train"}}
 	rep := &Report{Site: rc.Site, Groups: groups, NumCodes: rc.NumCodes, K: rc.K, TrainTokens: t.Tokens(), TrainSeconds: secs,
-		TokensPerSec: float64(t.Tokens()) / secs, ReplacedCodes: tr.replaced}
+		TokensPerSec: float64(t.Tokens()) / secs, ReplacedCodes: tr.replaced, StepDevice: tr.Backend().Name()}
 	rep.FinalMSE, _ = t.Last().Get("mse")
 	rep.FinalFVU, _ = t.Last().Get("fvu")
 	if rc.EvalContexts > 0 {

@@ -24,6 +24,12 @@ import (
 // Dead codes (chosen by no row for ReplaceEvery steps) are replaced by
 // random rows of the latest batch, with a little noise, as the reference's
 // replace_dead_codes does; their Adam moments are kept.
+//
+// The choice of codes (the similarities to every code, a matrix product
+// of rows x codes x width, and their top k: nearly all of a step's work)
+// runs on the backend given to SetBackend, a GPU when the model runs on
+// one; only the ids come back. The gradient (rows x k x width) and Adam
+// stay on the host, where the codes live.
 type Trainable struct {
 	L            *Layer
 	Scale        float32
@@ -55,6 +61,12 @@ func NewTrainable(l *Layer, scale float32, replaceEvery int, seed uint64) (*Trai
 	return t, nil
 }
 
+// SetBackend makes the step choose its codes on b (the CPU by default).
+func (t *Trainable) SetBackend(b compute.Backend) { t.b = b }
+
+// Backend is where the step chooses its codes.
+func (t *Trainable) Backend() compute.Backend { return t.b }
+
 // Params is the code table.
 func (t *Trainable) Params() []*train.Param { return []*train.Param{&t.param} }
 
@@ -71,10 +83,21 @@ func (t *Trainable) Backward(bt *activations.Batch, step int) (train.Stats, erro
 		x[i] = v * t.Scale
 	}
 	t.last = x
-	s, err := l.Apply(t.b, t.b.FromHost(x, n, w), nil)
+	// The codes change every step: their tables are this scope's
+	// temporaries, uploaded afresh.
+	sc := compute.Mark(t.b)
+	ids, err := l.Select(t.b, t.b.FromHost(x, n, w), nil, nil)
+	if rerr := compute.Release(t.b, sc); err == nil && rerr != nil {
+		err = fmt.Errorf("codebook %s: the step's code choice: %w", l.Hook, rerr)
+	}
 	if err != nil {
 		return nil, err
 	}
+	out, err := l.Decode(ids, n)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapped{Out: out, IDs: ids}
 	clear(t.param.Grad)
 	coef := float32(2) / float32(n)
 	if l.Reduce == Mean {

@@ -38,7 +38,25 @@ timeout $((SEG1_S + 120)) "$PY" "$dir/train.py" "${common[@]}" "${seg1[@]}" --ou
   --replace-stop 1 --compile off >"$out/seg1.log" 2>&1
 echo "segment 1: exit $?" >>"$out/seg1.log"
 final=/tmp/seg1
+# The codebook layer's Go GPU tests (codebook.test.xz or .gz in DIR, when
+# there) run beside segment 2's compilation, which is CPU work; they end
+# within about a minute, so only the first of segment 2's rate windows
+# shares the GPU with them.
+g=
+if [ -e "$dir/codebook.test.xz" ] || [ -e "$dir/codebook.test.gz" ]; then
+  (
+    if [ -e "$dir/codebook.test.xz" ]; then
+      "$PY" -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" "$dir/codebook.test.xz" /tmp/codebook.test
+    else
+      gunzip -c "$dir/codebook.test.gz" >/tmp/codebook.test
+    fi && chmod +x /tmp/codebook.test &&
+      cd sae/codebook && LOUPE_CACHE=/tmp/loupe-cache LOUPE_TEST_DEVICE=cuda timeout 120 /tmp/codebook.test -test.run 'GPU' -test.v -test.count=1
+    echo "go tests: exit $?"
+  ) >"$out/gotest.log" 2>&1 &
+  g=$!
+fi
 if [ -s /tmp/seg1/resume.json ]; then
+  s2start=$SECONDS
   timeout $((SEG2_S + 150)) "$PY" "$dir/train.py" "${common[@]}" --resume /tmp/seg1 --out /tmp/seg2 \
     --max-seconds "$SEG2_S" --compile "${COMPILE:-on}" >"$out/seg2.log" 2>&1
   echo "segment 2: exit $?" >>"$out/seg2.log"
@@ -47,14 +65,18 @@ if [ -s /tmp/seg1/resume.json ]; then
   else
     echo "segment 2 failed; eager instead" >>"$out/seg2.log"
     rm -rf /tmp/seg2
-    timeout $((SEG2_S - 60 + 120)) "$PY" "$dir/train.py" "${common[@]}" --resume /tmp/seg1 --out /tmp/seg2 \
-      --max-seconds $((SEG2_S - 60)) --compile off >"$out/seg2-eager.log" 2>&1
+    left=$((SEG2_S - (SECONDS - s2start)))  # the same end as planned
+    [ "$left" -lt 30 ] && left=30
+    timeout $((left + 120)) "$PY" "$dir/train.py" "${common[@]}" --resume /tmp/seg1 --out /tmp/seg2 \
+      --max-seconds "$left" --compile off >"$out/seg2-eager.log" 2>&1
     echo "segment 2 (eager): exit $?" >>"$out/seg2-eager.log"
     [ -s /tmp/seg2/resume.json ] && final=/tmp/seg2
   fi
 fi
+[ -n "$g" ] && wait "$g"
 mv "$final/optimizer.pt" "$final/counts.pt" "$out/" 2>/dev/null
 cp "$final/resume.json" "$out/" 2>/dev/null
 tar czf "$out/final.tgz" -C "$(dirname "$final")" "$(basename "$final")"
 grep -h "first step\|done:\|exit\|state AP\|device\|failed" "$out"/seg*.log
+grep -h "^--- \|^ok\|FAIL\|exit" "$out/gotest.log" 2>/dev/null
 ls -la "$out"
