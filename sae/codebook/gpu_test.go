@@ -3,6 +3,7 @@ package codebook
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
@@ -200,5 +201,57 @@ func TestTrainStepOnGPUEqualsHost(t *testing.T) {
 	}
 	if gp.Backend().Name() == h.Backend().Name() {
 		t.Fatalf("both steps ran on %s", h.Backend().Name())
+	}
+}
+
+// BenchmarkTrainStep is one frozen-model training step's Backward (the code
+// choice, the output and the gradient) at the SmolLM2 codebook's shape
+// (scripts/codebook-smollm2.sh: 1024 rows of 576 features, 4608 codes,
+// k 32) on random codes and rows: the codes chosen on the host, and, with
+// LOUPE_TEST_DEVICE=cuda, on the GPU, side by side in one run.
+func BenchmarkTrainStep(b *testing.B) {
+	const n, d, C, k = 1024, 576, 4608, 32
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, n*d)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	codes := make([]float32, C*d)
+	for i := range codes {
+		codes[i] = float32(rng.NormFloat64())
+	}
+	backends := map[string]compute.Backend{"host": nil}
+	names := []string{"host"}
+	if os.Getenv("LOUPE_TEST_DEVICE") == "cuda" {
+		g, err := cuda.New(cuda.Options{WeightDType: compute.F32})
+		if err != nil {
+			b.Fatalf("no usable GPU: %v", err)
+		}
+		defer g.Close()
+		backends["gpu"] = g
+		names = append(names, "gpu")
+	}
+	for _, on := range names {
+		b.Run("codes-on-"+on, func(b *testing.B) {
+			l := &Layer{Hook: "blocks.15.hook_resid_post", Groups: 1, Dim: d, NumCodes: C, K: k, Reduce: Mean, Codes: slices.Clone(codes)}
+			tr, err := NewTrainable(l, 1, 0, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if g := backends[on]; g != nil {
+				tr.SetBackend(g)
+			}
+			bt := &activations.Batch{Rows: n, Width: d, X: x}
+			if _, err := tr.Backward(bt, 1); err != nil { // warm-up (kernel compilation)
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := tr.Backward(bt, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "rows/s")
+		})
 	}
 }

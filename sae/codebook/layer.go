@@ -105,6 +105,17 @@ type Tables struct {
 // change while the tables are in use. On a GPU, tables made inside a
 // forward pass are that pass's temporaries.
 func (l *Layer) Tables(b compute.Backend) *Tables {
+	t := l.selectTables(b)
+	rows := l.Groups * l.NumCodes
+	table := make([]float32, (rows+1)*l.Dim)
+	copy(table, l.Codes)
+	t.table = b.FromHost(table, rows+1, l.Dim)
+	return t
+}
+
+// selectTables are the tables Select reads (the unit codes and the layer
+// norm), without the code table that only decoding on b needs.
+func (l *Layer) selectTables(b compute.Backend) *Tables {
 	t := &Tables{b: b}
 	unit := l.unitCodes()
 	for g := 0; g < l.Groups; g++ {
@@ -114,10 +125,6 @@ func (l *Layer) Tables(b compute.Backend) *Tables {
 			t.lnB = append(t.lnB, b.FromHost(l.LNBias[g*l.Dim:(g+1)*l.Dim], l.Dim))
 		}
 	}
-	rows := l.Groups * l.NumCodes
-	table := make([]float32, (rows+1)*l.Dim)
-	copy(table, l.Codes)
-	t.table = b.FromHost(table, rows+1, l.Dim)
 	return t
 }
 
@@ -130,7 +137,7 @@ func (l *Layer) Select(b compute.Backend, x compute.Tensor, tabs *Tables, disabl
 		return nil, fmt.Errorf("codebook %s: activation is %v, the codebook reads %d features (%d groups of %d)", l.Hook, sh, l.Width(), l.Groups, l.Dim)
 	}
 	if tabs == nil || tabs.b != b {
-		tabs = l.Tables(b)
+		tabs = l.selectTables(b)
 	}
 	rows := sh[0]
 	ids := make([]int32, rows*l.Groups*l.K)
