@@ -239,7 +239,7 @@ type SAEResult struct {
 	EdgeNodeScores map[Node]float64
 	// Nodes are the heads scoring at least half the top head's score
 	// (Loupe's cut: the paper ranks, it does not cut).
-	Nodes  []Node
+	Nodes []Node
 	Codes []int // [examples, heads], positives first
 	// Silent counts the (example, head) rows on which every latent is
 	// zero: they all take code 0.
