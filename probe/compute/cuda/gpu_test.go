@@ -85,6 +85,13 @@ func TestOpsMatchCPU(t *testing.T) {
 	gb, cb := both(bias, N)
 	check("Linear", g.Linear(gx, gw, gb), c.Linear(cx, cw, cb), 1e-4)
 	check("Linear no bias", g.Linear(gx, gw, nil), c.Linear(cx, cw, nil), 1e-4)
+	res := randVec(rng, M*N)
+	gres, cres := both(res, M, N)
+	check("LinearAdd", g.LinearAdd(gx, gw, gb, gres), compute.LinearAdd(c, cx, cw, cb, cres), 1e-4)
+	check("LinearAdd no bias", g.LinearAdd(gx, gw, nil, gres), compute.LinearAdd(c, cx, cw, nil, cres), 1e-4)
+	if d := maxAbsDiff(g.ToHost(gres), res); d != 0 {
+		t.Errorf("LinearAdd changed its residual (%g)", d)
+	}
 	y := randVec(rng, M*K)
 	gy, cy := both(y, M, K)
 	check("Add", g.Add(gx, gy), c.Add(cx, cy), 0)
@@ -265,6 +272,13 @@ func TestHalfWeights(t *testing.T) {
 		got := g.ToHost(g.Linear(g.FromHost(x, M, K), gw, nil))
 		if d := maxAbsDiff(got, want); d > 1e-3 {
 			t.Errorf("%s Linear: max diff %g from the product of rounded operands", dt, d)
+		}
+		// The residual add as the product's epilogue (cuBLASLt's C).
+		r := randVec(rng, M*N)
+		wantR := c.ToHost(c.Add(c.FromHost(r, M, N), c.FromHost(want, M, N)))
+		gotR := g.ToHost(g.LinearAdd(g.FromHost(x, M, K), gw, nil, g.FromHost(r, M, N)))
+		if d := maxAbsDiff(gotR, wantR); d > 1e-3 {
+			t.Errorf("%s LinearAdd: max diff %g from r + the product of rounded operands", dt, d)
 		}
 		// Rounding itself: relative error within half an ulp.
 		ulp := map[compute.DType]float64{compute.BF16: 1.0 / 128, compute.F16: 1.0 / 1024}[dt]
@@ -516,6 +530,12 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 		{"decode batch G=4", compute.AttnShape{B: 5, Tq: 1, Tk: 77, Tcap: 90, H: 32, Hkv: 8, Dh: 128}, compute.AttnMask{Causal: true, Past: 76}},
 		{"chunk after a past", compute.AttnShape{B: 1, Tq: 100, Tk: 356, Tcap: 400, H: 4, Hkv: 1, Dh: 128}, compute.AttnMask{Causal: true, Past: 256}},
 		{"window", compute.AttnShape{B: 1, Tq: 190, Tk: 190, Tcap: 190, H: 2, Hkv: 1, Dh: 64}, compute.AttnMask{Causal: true, Window: 50}},
+		// flash3 (build wg) runs head dimension 128 only: its own
+		// padding, window, non-causal and G = 1 cases.
+		{"padding d128 G=4", compute.AttnShape{B: 2, Tq: 300, Tk: 300, Tcap: 300, H: 8, Hkv: 2, Dh: 128}, compute.AttnMask{Causal: true, KeyValid: padMask(2, 300, []int{0, 170})}},
+		{"window d128", compute.AttnShape{B: 1, Tq: 400, Tk: 400, Tcap: 400, H: 4, Hkv: 1, Dh: 128}, compute.AttnMask{Causal: true, Window: 150}},
+		{"not causal d128", compute.AttnShape{B: 1, Tq: 65, Tk: 300, Tcap: 300, H: 2, Hkv: 2, Dh: 128}, compute.AttnMask{}},
+		{"long causal d128 G=1", compute.AttnShape{B: 1, Tq: 513, Tk: 513, Tcap: 513, H: 2, Hkv: 2, Dh: 128}, compute.AttnMask{Causal: true}},
 	} {
 		for _, occ := range flashBuilds {
 			g.do(func() { g.flashOcc = occ })
@@ -587,6 +607,24 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 	}
 }
 
+// On a Hopper GPU the wgmma attention kernel must compile (NVRTC, sm_90a)
+// and load; elsewhere it says why it is absent. Also reports whether the
+// products go through cuBLASLt.
+func TestFlash3Available(t *testing.T) {
+	g := testGPU16(t)
+	var err error
+	var lt bool
+	g.do(func() { err, lt = g.flash3Err, g.lt != nil })
+	t.Logf("cuBLASLt in use: %v", lt)
+	if g.info.Major == 9 && g.info.Minor == 0 {
+		if err != nil {
+			t.Fatalf("flash3 on an sm_90 GPU: %v", err)
+		}
+		return
+	}
+	t.Logf("no flash3 here: %v", err)
+}
+
 func testGPU16(t *testing.T) *Backend {
 	t.Helper()
 	testGPU(t)
@@ -656,7 +694,7 @@ func TestAttentionSpeed(t *testing.T) {
 			}
 			kms := 0.0
 			for _, p := range prof {
-				if strings.HasPrefix(p.Name, "flash2") {
+				if strings.HasPrefix(p.Name, "flash2") || strings.HasPrefix(p.Name, "flash3") {
 					kms += p.MS
 				}
 			}
