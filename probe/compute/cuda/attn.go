@@ -16,8 +16,9 @@ var flashBuilds = []string{"2", "w4", "wg"}
 // memory: the Q tile and two stages of K and V tiles of 128 rows × 128
 // bf16, plus 1024 bytes to align the swizzled tiles.
 const (
-	flash3Kernel = "flash3_bf16_d128"
-	f3Shared     = 2*128*128*(1+4) + 1024
+	flash3Kernel  = "flash3_bf16_d128"
+	f3Shared      = 2*128*128*(1+4) + 1024
+	f3TilesShared = 2*128*128*3 + 1024 // flash3_tiles: one Q, K and V tile
 )
 
 // flashNames are flash.cu's kernels.

@@ -243,17 +243,23 @@ func (b *Backend) setupFlash3() error {
 	if err := b.d.check("cuModuleLoadData flash3", call(b.d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&bin[0])))); err != nil {
 		return err
 	}
-	cn := cString(flash3Kernel)
-	if err := b.d.check("cuModuleGetFunction "+flash3Kernel, call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), mod, uintptr(unsafe.Pointer(&cn[0])))); err != nil {
-		return err
+	fns := map[string]uintptr{}
+	for name, shared := range map[string]int{flash3Kernel: f3Shared, "flash3_tiles": f3TilesShared} {
+		cn := cString(name)
+		if err := b.d.check("cuModuleGetFunction "+name, call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), mod, uintptr(unsafe.Pointer(&cn[0])))); err != nil {
+			return err
+		}
+		if shared > b.info.MaxSharedPerBlock {
+			return fmt.Errorf("cuda: %s needs %d bytes of shared memory per block; GPU %d allows %d", name, shared, b.info.Index, b.info.MaxSharedPerBlock)
+		}
+		if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicShared, uintptr(shared))); err != nil {
+			return err
+		}
+		fns[name] = f
 	}
-	if f3Shared > b.info.MaxSharedPerBlock {
-		return fmt.Errorf("cuda: %s needs %d bytes of shared memory per block; GPU %d allows %d", flash3Kernel, f3Shared, b.info.Index, b.info.MaxSharedPerBlock)
+	for name, f := range fns {
+		b.fn[name] = f
 	}
-	if err := b.d.check("cuFuncSetAttribute "+flash3Kernel, call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicShared, uintptr(f3Shared))); err != nil {
-		return err
-	}
-	b.fn[flash3Kernel] = f
 	return nil
 }
 

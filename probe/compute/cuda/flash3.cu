@@ -258,3 +258,79 @@ extern "C" __global__ void __launch_bounds__(256, 1)
         if (lse != 0 && t == 0) lse[((i64)b * H + head) * Tq + pos] = lr > 0.f ? m[r] * scale + logf(lr) : NEG_INF;
     }
 }
+
+// flash3_tiles checks flash3's pieces alone (gpu_test.go's
+// TestFlash3Tiles): for one block of 128 rows, S = Q·Kᵀ [128 × 128] by
+// the swizzled descriptors of the Q and K tiles, and O = P·V [128 × 128]
+// with P (given, bf16 [128 × 128 keys]) packed into A fragments from
+// registers and V through its N-major descriptor: the same loads,
+// descriptors and fragment maps as the kernel, without the softmax.
+extern "C" __global__ void __launch_bounds__(256, 1)
+    flash3_tiles(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ p,
+                 const bf16_t* __restrict__ v, float* __restrict__ s_out, float* __restrict__ o_out) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    const u32 qS = base, kS = base + 2 * F3_PANEL_Q, vS = kS + 2 * F3_PANEL_K;
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    for (int e = tid; e < 128 * 16; e += 256) {
+        int r = e >> 4, c = e & 15;
+        u32 o = (c >> 3) * F3_PANEL_K + sw128(r, c & 7);
+        cp_async16(qS + o, q + r * 128 + c * 8, 16);
+        cp_async16(kS + o, k + r * 128 + c * 8, 16);
+        cp_async16(vS + o, v + r * 128 + c * 8, 16);
+    }
+    cp_commit();
+    cp_wait<0>();
+    fence_async();
+    __syncthreads();
+    const u32 qW = qS + wg * 64 * 128;
+    float s[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) s[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+        u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
+        u64 db = desc_sw128(kS + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
+        wgmma_ss_n128(s, da, db, kk > 0);
+    }
+    wg_commit();
+    wg_wait0();
+    reg_fence<64>(s);
+    const int R0 = wg * 64 + warp * 16 + g;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) s_out[(R0 + 8 * (c >> 1)) * 128 + n * 8 + 2 * t + (c & 1)] = s[4 * n + c];
+    }
+    // P's A fragments straight from p, as flash3 packs them from S.
+    u32 pa[32];
+    const unsigned short* pr0 = p + R0 * 128;
+    const unsigned short* pr1 = p + (R0 + 8) * 128;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        int col = n * 8 + 2 * t;
+        // s[4n], s[4n+1]: row R0; s[4n+2], s[4n+3]: row R0 + 8.
+        u32 lo = (u32)pr0[col] | ((u32)pr0[col + 1] << 16);
+        u32 hi = (u32)pr1[col] | ((u32)pr1[col + 1] << 16);
+        pa[2 * n] = lo;
+        pa[2 * n + 1] = hi;
+    }
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) o[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+        u64 db = desc_sw128(vS + kk * 16 * 128, F3_PANEL_K, 1024);
+        wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+    }
+    wg_commit();
+    wg_wait0();
+    reg_fence<64>(o);
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) o_out[(R0 + 8 * (c >> 1)) * 128 + n * 8 + 2 * t + (c & 1)] = o[4 * n + c];
+    }
+}

@@ -625,6 +625,71 @@ func TestFlash3Available(t *testing.T) {
 	t.Logf("no flash3 here: %v", err)
 }
 
+// flash3's pieces alone (flash3.cu's flash3_tiles), against float64
+// products of the same bf16 values: S = Q·Kᵀ through the swizzled Q and K
+// descriptors, O = P·V through P's register fragments and V's N-major
+// descriptor. A wrong descriptor or fragment map shows here as a large
+// error in one of the two, which flash3's own test cannot tell apart.
+func TestFlash3Tiles(t *testing.T) {
+	g := testGPU16(t)
+	if g.info.Major != 9 || g.info.Minor != 0 {
+		t.Skip("flash3 is for sm_90 GPUs")
+	}
+	rng := rand.New(rand.NewPCG(21, 22))
+	const n = 128
+	mat := func() []float32 { return g.ToHost(g.FromHostAs(compute.BF16, randVec(rng, n*n), n, n)) }
+	q, k, p, v := mat(), mat(), mat(), mat()
+	up := func(x []float32) compute.Tensor { return g.FromHostAs(compute.BF16, x, n, n) }
+	qt, kt, pt, vt := up(q), up(k), up(p), up(v)
+	var sOut, oOut []float32
+	g.do(func() {
+		so, oo := g.newTensor(compute.F32, n, n), g.newTensor(compute.F32, n, n)
+		g.launch("flash3_tiles", [3]int{1, 1, 1}, [3]int{256, 1, 1}, f3TilesShared,
+			pArg(qt.(*Tensor).ptr()), pArg(kt.(*Tensor).ptr()), pArg(pt.(*Tensor).ptr()), pArg(vt.(*Tensor).ptr()), pArg(so.ptr()), pArg(oo.ptr()))
+		sOut, oOut = g.downloadFloats(so), g.downloadFloats(oo)
+	})
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		got  []float32
+		ref  func(i, j int) float64
+	}{
+		{"S = Q·Kᵀ", sOut, func(i, j int) float64 {
+			d := 0.0
+			for x := 0; x < n; x++ {
+				d += float64(q[i*n+x]) * float64(k[j*n+x])
+			}
+			return d
+		}},
+		{"O = P·V", oOut, func(i, j int) float64 {
+			d := 0.0
+			for x := 0; x < n; x++ {
+				d += float64(p[i*n+x]) * float64(v[x*n+j])
+			}
+			return d
+		}},
+	} {
+		worst, wi, wj := 0.0, 0, 0
+		for i := 0; i < n; i++ {
+			for j := 0; j < n; j++ {
+				e := math.Abs(float64(c.got[i*n+j]) - c.ref(i, j))
+				if math.IsNaN(e) || e > worst {
+					worst, wi, wj = e, i, j
+					if math.IsNaN(e) {
+						worst = math.Inf(1)
+					}
+				}
+			}
+		}
+		t.Logf("%s: max |wgmma - float64| %.3g at [%d %d] (%g vs %g)", c.name, worst, wi, wj, c.got[wi*n+wj], c.ref(wi, wj))
+		if worst > 1e-3 {
+			t.Errorf("%s: off by %g at [%d %d]", c.name, worst, wi, wj)
+		}
+	}
+}
+
 func testGPU16(t *testing.T) *Backend {
 	t.Helper()
 	testGPU(t)
