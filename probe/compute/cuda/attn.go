@@ -26,7 +26,7 @@ var flashNames = func() []string {
 	names := []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
 	for _, k := range []string{"flash2", "flash2top"} {
 		for _, d := range []int{64, 128} {
-			for _, b := range flashBuilds {
+			for _, b := range flashBuilds[:2] { // flash2's builds ("wg" is flash3)
 				names = append(names, fmt.Sprintf("%s_bf16_d%d_%s", k, d, b))
 			}
 		}
