@@ -13,11 +13,11 @@ import (
 var flashBuilds = []string{"2", "w4", "wg"}
 
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
-// memory: the Q tile and two stages of K and V tiles of 128 rows × 128
-// bf16, plus 1024 bytes to align the swizzled tiles.
+// memory: the Q tile, two stages of K tiles and three of V tiles, each
+// 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles.
 const (
 	flash3Kernel  = "flash3_bf16_d128"
-	f3Shared      = 2*128*128*(1+4) + 1024
+	f3Shared      = 2*128*128*(1+2+3) + 1024
 	f3TilesShared = 2*128*128*3 + 1024 // flash3_tiles: one Q, K and V tile
 )
 

@@ -17,8 +17,9 @@
 //
 // Block: two warpgroups (256 threads), 64 rows each, 128 rows in all (G
 // query heads side by side per position, as in flash2); key tiles of 128
-// in two cp.async stages (the next tile loads while this one is used).
-// One block per multiprocessor (160 KB of shared memory).
+// brought by cp.async one tile ahead (K in two stages, V in three: see
+// the kernel's schedule). One block per multiprocessor (193 KB of shared
+// memory).
 //
 // Descriptors (PTX ISA, "Matrix Descriptor Format"): bits 0-13 the start
 // address / 16, 16-29 the leading-dimension byte offset / 16, 32-45 the
@@ -64,12 +65,21 @@ __device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
 // reg_fence keeps the compiler from touching accumulators before the
 // wgmma that writes them has been waited for.
 template <int N>
 __device__ __forceinline__ void reg_fence(float* r) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+// reg_fence_u32 is reg_fence for A fragments: an asynchronous wgmma reads
+// its register operand after issue, so the registers must stay this
+// value (not be reused for anything else) until the wait.
+template <int N>
+__device__ __forceinline__ void reg_fence_u32(u32* r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
 }
 __device__ __forceinline__ u64 desc_sw128(u32 addr, u32 lbo, u32 sbo) {
     return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo >> 4) & 0x3FFF) << 16) | ((u64)((sbo >> 4) & 0x3FFF) << 32) |
@@ -96,7 +106,72 @@ __device__ __forceinline__ void wgmma_rs_n128(float* d, u32 a0, u32 a1, u32 a2, 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(accumulate));
 }
 
+// ex2 is 2^x by the special-function unit alone (denormal results flush
+// to zero: they are weights below 1e-38, zero in bf16 P either way).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// softmax_tile masks S (keys from j0) where needed, updates this thread's
+// two rows' running max m and sum l, and turns S into P = exp(S - m) in
+// bf16 A fragments (pa). corr receives each row's rescale factor
+// exp(m_old - m_new) for the output accumulated so far.
+__device__ __forceinline__ void softmax_tile(float* s, u32* pa, float* m, float* l, float* corr, int j0, int t,
+                                             const int* pRow, bool needMask, int Tk, int causal, int window,
+                                             const unsigned char* __restrict__ kv_valid, float sl2) {
+    if (needMask) {
+#pragma unroll
+        for (int n = 0; n < 16; n++) {
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                int j = j0 + n * 8 + 2 * t + (c & 1);
+                int p = pRow[c >> 1];
+                bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) && (kv_valid == 0 || kv_valid[j]);
+                if (!ok) s[4 * n + c] = NEG_INF;
+            }
+        }
+    }
+    float mx[2] = {NEG_INF, NEG_INF};
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[4 * n], s[4 * n + 1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[4 * n + 2], s[4 * n + 3]));
+    }
+    float mo[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
+        float mNew = fmaxf(m[r], mx[r]);
+        float mUse = mNew == NEG_INF ? 0.f : mNew; // a row with no key yet
+        corr[r] = exp2f((m[r] - mUse) * sl2);      // 0 when m was -Inf
+        m[r] = mNew;
+        mo[r] = -mUse * sl2;
+        l[r] *= corr[r];
+    }
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        float p0 = ex2(fmaf(s[4 * n], sl2, mo[0])), p1 = ex2(fmaf(s[4 * n + 1], sl2, mo[0]));
+        float p2 = ex2(fmaf(s[4 * n + 2], sl2, mo[1])), p3 = ex2(fmaf(s[4 * n + 3], sl2, mo[1]));
+        l[0] += p0 + p1;
+        l[1] += p2 + p3;
+        pa[2 * n] = pack_bf16(p0, p1);
+        pa[2 * n + 1] = pack_bf16(p2, p3);
+    }
+}
+
 // flash3_bf16_d128: see the top of the file. Arguments as flash2's.
+//
+// The schedule overlaps the softmax with the tensor cores inside each
+// warpgroup (FlashAttention-3's intra-warpgroup pipelining): iteration
+// it issues S_it = Q·K_itᵀ and then O += P_{it-1}·V_{it-1} without
+// waiting for the second, waits for S_it only, and runs tile it's softmax
+// while P_{it-1}·V_{it-1} is on the tensor cores; O is rescaled once that
+// product is done. So V is one tile behind K: K tiles go through two
+// shared-memory stages, V tiles through three (tile it+1 loads while
+// V_{it-1} is still being read), and one barrier per tile suffices.
 extern "C" __global__ void __launch_bounds__(256, 1)
     flash3_bf16_d128(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
                      float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk, int Tcap,
@@ -105,8 +180,8 @@ extern "C" __global__ void __launch_bounds__(256, 1)
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u; // swizzle atoms need 1024-byte alignment
     const u32 qS = base;                                        // 2 panels of F3_PANEL_Q
-    auto kS = [&](int st) { return base + 2 * F3_PANEL_Q + st * 4 * F3_PANEL_K; };
-    auto vS = [&](int st) { return base + 2 * F3_PANEL_Q + st * 4 * F3_PANEL_K + 2 * F3_PANEL_K; };
+    auto kS = [&](int st) { return base + 2 * F3_PANEL_Q + st * 2 * F3_PANEL_K; };         // 2 stages
+    auto vS = [&](int st) { return base + 2 * F3_PANEL_Q + (4 + st * 2) * F3_PANEL_K; };   // 3 stages
     const int G = H / Hkv;
     const int NP = F3_ROWS / G;
     const int nRows = NP * G;
@@ -114,6 +189,7 @@ extern "C" __global__ void __launch_bounds__(256, 1)
     const int i0 = (gridDim.y - 1 - (int)blockIdx.y) * NP; // heaviest tiles first
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const i64 qstride = (i64)H * F3_D, kstride = (i64)Hkv * F3_D;
+    const unsigned char* kv_valid = key_valid == 0 ? 0 : key_valid + (i64)b * Tk;
 
     for (int e = tid; e < F3_ROWS * 16; e += 256) {
         int r = e >> 4, c = e & 15;
@@ -129,8 +205,9 @@ extern "C" __global__ void __launch_bounds__(256, 1)
     const int nT = jEnd > jBeg ? (jEnd - jBeg + F3_KEYS - 1) / F3_KEYS : 0;
     const bf16_t* kb = k + (i64)b * Tcap * kstride + (i64)kh * F3_D;
     const bf16_t* vb = v + (i64)b * Tcap * kstride + (i64)kh * F3_D;
-    auto load_kv = [&](int st, int j0) {
-        const u32 kd = kS(st), vd = vS(st);
+    auto load_kv = [&](int it) {
+        const int j0 = jBeg + it * F3_KEYS;
+        const u32 kd = kS(it & 1), vd = vS(it % 3);
         for (int e = tid; e < F3_KEYS * 16; e += 256) {
             int jj = e >> 4, c = e & 15, j = j0 + jj;
             bool ok = j < Tk;
@@ -140,30 +217,27 @@ extern "C" __global__ void __launch_bounds__(256, 1)
             cp_async16(vd + o, vb + off, ok ? 16 : 0);
         }
     };
-    if (nT > 0) load_kv(0, jBeg);
+    if (nT > 0) load_kv(0);
     cp_commit();
 
     const int R0 = wg * 64 + warp * 16 + g; // this thread's rows: R0 and R0 + 8
-    int pRow[2] = {past + i0 + R0 / G, past + i0 + (R0 + 8) / G};
+    const int pRow[2] = {past + i0 + R0 / G, past + i0 + (R0 + 8) / G};
     const float sl2 = scale * 1.4426950408889634f;
     float o[64];
 #pragma unroll
     for (int i = 0; i < 64; i++) o[i] = 0.f;
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
     const u32 qW = qS + wg * 64 * 128; // this warpgroup's 64 rows, in each panel
+    u32 pa[32];                        // P of the previous tile, the A operand of its P·V
 
     for (int it = 0; it < nT; it++) {
-        const int j0 = jBeg + it * F3_KEYS, st = it & 1;
-        if (it + 1 < nT) {
-            load_kv(st ^ 1, j0 + F3_KEYS);
-            cp_commit();
-            cp_wait<1>();
-        } else {
-            cp_wait<0>();
-        }
+        const int j0 = jBeg + it * F3_KEYS;
+        cp_wait<0>(); // K_it (and V_it) are in
         fence_async();
-        __syncthreads();
-        const u32 kT = kS(st), vT = vS(st);
+        __syncthreads(); // every warp is done with K_{it-1} and V_{it-2}: their stages refill now
+        if (it + 1 < nT) load_kv(it + 1);
+        cp_commit();
+        const u32 kT = kS(it & 1);
         float s[64];
 #pragma unroll
         for (int i = 0; i < 64; i++) s[i] = 0.f;
@@ -175,58 +249,40 @@ extern "C" __global__ void __launch_bounds__(256, 1)
             wgmma_ss_n128(s, da, db, kk > 0);
         }
         wg_commit();
-        wg_wait0();
+        if (it > 0) {
+            const u32 vT = vS((it - 1) % 3);
+            reg_fence<64>(o);
+#pragma unroll
+            for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+            }
+            wg_commit();
+            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+        } else {
+            wg_wait0();
+        }
         reg_fence<64>(s);
-
         const bool needMask = key_valid != 0 || window > 0 || j0 + F3_KEYS > Tk || (causal && j0 + F3_KEYS - 1 > past + i0);
-        if (needMask) {
-#pragma unroll
-            for (int n = 0; n < 16; n++) {
-#pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    int j = j0 + n * 8 + 2 * t + (c & 1);
-                    int p = pRow[c >> 1];
-                    bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) &&
-                              (key_valid == 0 || key_valid[(i64)b * Tk + j]);
-                    if (!ok) s[4 * n + c] = NEG_INF;
-                }
-            }
-        }
-        float mx[2] = {NEG_INF, NEG_INF};
+        u32 pn[32];
+        float corr[2];
+        softmax_tile(s, pn, m, l, corr, j0, t, pRow, needMask, Tk, causal, window, kv_valid, sl2);
+        wg_wait0(); // P_{it-1}·V_{it-1} done: O may be rescaled, pa reused
+        reg_fence<64>(o);
+        reg_fence_u32<32>(pa); // (pa was live until here: its registers held the product's A)
 #pragma unroll
         for (int n = 0; n < 16; n++) {
-            mx[0] = fmaxf(mx[0], fmaxf(s[4 * n], s[4 * n + 1]));
-            mx[1] = fmaxf(mx[1], fmaxf(s[4 * n + 2], s[4 * n + 3]));
-        }
-        float mo[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
-            float mNew = fmaxf(m[r], mx[r]);
-            float mUse = mNew == NEG_INF ? 0.f : mNew;
-            float corr = exp2f((m[r] - mUse) * sl2);
-            m[r] = mNew;
-            mo[r] = -mUse * sl2;
-            l[r] *= corr;
-#pragma unroll
-            for (int n = 0; n < 16; n++) {
-                o[4 * n + 2 * r] *= corr;
-                o[4 * n + 2 * r + 1] *= corr;
-            }
+            o[4 * n] *= corr[0];
+            o[4 * n + 1] *= corr[0];
+            o[4 * n + 2] *= corr[1];
+            o[4 * n + 3] *= corr[1];
         }
 #pragma unroll
-        for (int n = 0; n < 16; n++) {
-            s[4 * n] = exp2f(fmaf(s[4 * n], sl2, mo[0]));
-            s[4 * n + 1] = exp2f(fmaf(s[4 * n + 1], sl2, mo[0]));
-            s[4 * n + 2] = exp2f(fmaf(s[4 * n + 2], sl2, mo[1]));
-            s[4 * n + 3] = exp2f(fmaf(s[4 * n + 3], sl2, mo[1]));
-            l[0] += s[4 * n] + s[4 * n + 1];
-            l[1] += s[4 * n + 2] + s[4 * n + 3];
-        }
-        u32 pa[32];
-#pragma unroll
-        for (int i = 0; i < 32; i++) pa[i] = pack_bf16(s[2 * i], s[2 * i + 1]);
+        for (int i = 0; i < 32; i++) pa[i] = pn[i];
+    }
+    if (nT > 0) {
+        // The last tile's P·V.
+        const u32 vT = vS((nT - 1) % 3);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < F3_KEYS / 16; kk++) {
@@ -236,7 +292,6 @@ extern "C" __global__ void __launch_bounds__(256, 1)
         wg_commit();
         wg_wait0();
         reg_fence<64>(o);
-        __syncthreads(); // the stage is refilled next iteration
     }
     cp_wait<0>();
 #pragma unroll
