@@ -2,7 +2,9 @@ package circuits
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -55,11 +57,12 @@ func (p *Patcher) runCuts(ctx context.Context, cuts [][]Edge, pre *prefix) ([]fl
 		}
 		opt := probe.Options{Logits: probe.LogitsLast}
 		var known map[string][]float32
+		var kd *senderDiffs
 		if pre != nil {
-			known = pre.chunks[ci]
+			known, kd = pre.chunks[ci], pre.diffs[ci]
 			opt.From = &probe.Resume{Layer: pre.layer, Resid: tile(known[pre.start()], len(cuts))}
 		}
-		opt.Hooks = &probe.Hooks{Edit: p.cutEdits(ch, intos, known)}
+		opt.Hooks = &probe.Hooks{Edit: p.cutEdits(ch, intos, known, kd)}
 		r, err := p.m.Forward(ctx, in, opt)
 		if err != nil {
 			return nil, err
@@ -70,8 +73,8 @@ func (p *Patcher) runCuts(ctx context.Context, cuts [][]Edge, pre *prefix) ([]fl
 		if pre != nil {
 			p.BlockRuns -= len(cuts) * pre.layer
 		}
-		for i, lp := range logProbs(r) {
-			sums[i/len(ch.clean)] += p.score(ch, i%len(ch.clean), lp)
+		for i, v := range p.scores(ch, r) {
+			sums[i/len(ch.clean)] += v
 		}
 		n += len(ch.clean)
 	}
@@ -101,6 +104,18 @@ func tile(v []float32, k int) []float32 {
 type prefix struct {
 	layer  int
 	chunks []map[string][]float32
+	// diffs caches, per chunk, the (corrupted − actual) rows of the
+	// senders before block layer: they are the same in every pass and
+	// every copy that resumes from this prefix.
+	diffs []*senderDiffs
+}
+
+// senderDiffs is a [senders, rows·D] matrix of (corrupted − actual), one
+// row per sender in forward order, filled as senders are first needed
+// (the rows not filled are zero).
+type senderDiffs struct {
+	m      []float32
+	filled []bool
 }
 
 func (pre *prefix) start() string { return fmt.Sprintf("blocks.%d.hook_resid_pre", pre.layer) }
@@ -125,7 +140,7 @@ func (p *Patcher) makePrefix(ctx context.Context, cut []Edge, layer int) (*prefi
 	hooks := prefixHooks(layer)
 	for _, ch := range p.chunks {
 		r, err := p.m.Forward(ctx, ch.clean, probe.Options{Logits: probe.LogitsNone,
-			Hooks: &probe.Hooks{Cache: hooks, Edit: p.cutEdits(ch, []map[Node][]Node{into}, nil)}})
+			Hooks: &probe.Hooks{Cache: hooks, Edit: p.cutEdits(ch, []map[Node][]Node{into}, nil, nil)}})
 		if err != nil {
 			return nil, err
 		}
@@ -141,6 +156,7 @@ func (p *Patcher) makePrefix(ctx context.Context, cut []Edge, layer int) (*prefi
 			kept[h] = a.Data
 		}
 		pre.chunks = append(pre.chunks, kept)
+		pre.diffs = append(pre.diffs, &senderDiffs{})
 	}
 	return pre, nil
 }
@@ -166,7 +182,10 @@ func recvLayer(c probe.Config, v Node) int {
 // edges instead of the thousands cut; it is used when it is the shorter
 // and the model's stream is such a sum (sumOK: no norm after a block's
 // output, see NewPatcher).
-func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string][]float32) []probe.Edit {
+//
+// known and kd, for a pass resumed from a prefix, are the prefix's values
+// for this chunk and its cache of the known senders' differences.
+func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string][]float32, kd *senderDiffs) []probe.Edit {
 	c := p.m.Config
 	D, H := c.DModel, c.Heads
 	// This run's outputs by hook name, every copy's rows; known holds, for
@@ -262,16 +281,17 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 		byHook[r.hook] = append(byHook[r.hook], r)
 	}
 	// Each receiver's input moves by Σ sign·(corrupted − actual) over its
-	// terms. The senders' differences are computed once per pass, one row
-	// of rows·D per sender in forward order (diffs, per copy), and a
-	// block's receivers take theirs in one matrix product
+	// terms. A block's receivers take theirs in matrix products
 	// (coefficients [receivers, senders] × differences [senders, rows·D]):
 	// a receiver can have hundreds of terms, and summing them one by one
-	// cost more than the forward pass.
+	// cost more than the forward pass. The differences of senders before
+	// a resumed pass's first block are the same in every copy and every
+	// pass from that prefix, so they come from the prefix's cache (kd),
+	// computed once; those of the senders this pass runs are computed once
+	// per pass and copy (run), for the few senders used.
 	copies := len(intos)
 	nodes := 1 + c.Layers*(H+1)
-	diffs := make([][]float32, copies)
-	filled := make([][]bool, copies)
+	run := make([]map[int][]float32, copies)
 	// rowDiff gives (corrupted − actual) of term tm in copy k, rows × D.
 	rowDiff := func(tm term, k, rows int, into []float32) error {
 		now, corr := cur[tm.hook], ch.corruptRun.Cache[tm.hook]
@@ -306,14 +326,34 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 			for _, r := range rs {
 				byCopy[r.k] = append(byCopy[r.k], r)
 			}
+			U := 0 // senders of the latest receiver here
+			for _, r := range rs {
+				U = max(U, r.senders)
+			}
+			// One row of coefficients per (copy, receiver), copies in
+			// order: the known senders' part of every copy is one matrix
+			// product over the prefix's cache (a GEMM, not a GEMV per
+			// copy), the run senders' part one per copy.
+			ks := slices.Sorted(maps.Keys(byCopy))
+			base := map[int]int{}
+			total := 0
+			for _, k := range ks {
+				base[k] = total
+				total += len(byCopy[k])
+			}
+			var coefKnown []float32 // [total, U] over kd's rows
+			delta := make([]float32, total*n)
 			stream := make([]float32, n)
-			for k, group := range byCopy {
-				U := 0
-				for _, r := range group {
-					U = max(U, r.senders)
+			any := false
+			for _, k := range ks {
+				group := byCopy[k]
+				var runSenders []int    // the senders this pass runs, in first use
+				runCol := map[int]int{} // sender → its column in the run product
+				type use struct {
+					gi, sender int
+					sign       float32
 				}
-				coef := make([]float32, len(group)*U)
-				any := false
+				var runUses []use
 				for gi, r := range group {
 					for _, tm := range r.terms {
 						if tm.sender < 0 {
@@ -329,29 +369,65 @@ func (p *Patcher) cutEdits(ch *chunk, intos []map[Node][]Node, known map[string]
 							}
 							continue
 						}
-						if diffs[k] == nil {
-							diffs[k], filled[k] = make([]float32, nodes*n), make([]bool, nodes)
+						any = true
+						if known[tm.hook] != nil && kd != nil {
+							if kd.m == nil {
+								kd.m, kd.filled = make([]float32, nodes*n), make([]bool, nodes)
+							}
+							if !kd.filled[tm.sender] {
+								if err := rowDiff(tm, 0, rows, kd.m[tm.sender*n:(tm.sender+1)*n]); err != nil {
+									return nil, fmt.Errorf("cut into %s: %w", hook, err)
+								}
+								kd.filled[tm.sender] = true
+							}
+							if coefKnown == nil {
+								coefKnown = make([]float32, total*U)
+							}
+							coefKnown[(base[k]+gi)*U+tm.sender] += tm.sign
+							continue
 						}
-						if !filled[k][tm.sender] {
-							if err := rowDiff(tm, k, rows, diffs[k][tm.sender*n:(tm.sender+1)*n]); err != nil {
+						if run[k] == nil {
+							run[k] = map[int][]float32{}
+						}
+						if run[k][tm.sender] == nil {
+							d := make([]float32, n)
+							if err := rowDiff(tm, k, rows, d); err != nil {
 								return nil, fmt.Errorf("cut into %s: %w", hook, err)
 							}
-							filled[k][tm.sender] = true
+							run[k][tm.sender] = d
 						}
-						coef[gi*U+tm.sender] += tm.sign
-						any = true
+						if _, ok := runCol[tm.sender]; !ok {
+							runCol[tm.sender] = len(runSenders)
+							runSenders = append(runSenders, tm.sender)
+						}
+						runUses = append(runUses, use{gi, tm.sender, tm.sign})
 					}
 				}
-				if !any {
-					continue
+				if runUses != nil {
+					R := len(runSenders)
+					coef, mat := make([]float32, len(group)*R), make([]float32, 0, R*n)
+					for _, u := range runUses {
+						coef[u.gi*R+runCol[u.sender]] += u.sign
+					}
+					for _, sd := range runSenders {
+						mat = append(mat, run[k][sd]...)
+					}
+					compute.HostMulNN(len(group), n, R, 1, coef, R, mat, n, 0, delta[base[k]*n:], n)
 				}
-				delta := make([]float32, len(group)*n)
-				compute.HostMulNN(len(group), n, U, 1, coef, U, diffs[k], n, 0, delta, n)
-				for gi, r := range group {
+			}
+			if !any {
+				return b.FromHost(x, t.Shape()...), nil // the whole-stream terms only
+			}
+			if coefKnown != nil {
+				compute.HostMulNN(total, n, U, 1, coefKnown, U, kd.m, n, 1, delta, n)
+			}
+			for _, k := range ks {
+				for gi, r := range byCopy[k] {
+					d := delta[(base[k]+gi)*n:][:n]
 					for i := 0; i < rows; i++ {
 						dst := x[(k*rows+i)*width+r.off:][:D]
-						for d, v := range delta[gi*n+i*D : gi*n+(i+1)*D] {
-							dst[d] += v
+						for j, v := range d[i*D : (i+1)*D] {
+							dst[j] += v
 						}
 					}
 				}
@@ -403,8 +479,19 @@ type ACDCResult struct {
 	Metric    float64 // the circuit's distance from the clean run
 	Pruned    []Node  // with ACDCNodes: the nodes the node pass cut
 	Runs      int
-	Wall      time.Duration
+	// Tests counts the edge (and node) tests a forward pass decided;
+	// Decided counts the edges decided: those cut (by a test, by the node
+	// pass, or as the inputs of a receiver left with no outgoing edge) and
+	// those an edge test kept.
+	Tests, Decided int
+	// Partial says ACDC stopped at PatchOptions.ACDCStopAfter: Kept is
+	// then every edge it had not cut, the undecided ones included.
+	Partial bool
+	Wall    time.Duration
 }
+
+// errStopped is how the greedy loop says that ACDCStopAfter has passed.
+var errStopped = errors.New("acdc: time limit reached")
 
 // distance is what ACDC keeps small: KL(clean ‖ run), or for the other
 // metrics how far the run falls below the clean score.
@@ -436,6 +523,9 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 	if err != nil {
 		return nil, err
 	}
+	if p.opt.ACDCStopAfter > 0 && p.stopAt.IsZero() {
+		p.stopAt = time.Now().Add(p.opt.ACDCStopAfter)
+	}
 	g := &greedy{p: p, threshold: threshold, cur: p.distance(m), isCut: map[Edge]bool{},
 		stage: fmt.Sprintf("acdc %g", threshold), total: len(Edges(c))}
 	res := &ACDCResult{Threshold: threshold}
@@ -454,6 +544,9 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 		}
 		g.stage, g.total = fmt.Sprintf("acdc nodes %g", threshold), len(units)
 		cutNodes, err := g.run(ctx, units)
+		if errors.Is(err, errStopped) {
+			return g.result(res, start, runs0, true), nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -464,6 +557,7 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 		}
 		g.stage, g.total, g.seen = fmt.Sprintf("acdc %g, %d of %d nodes left", threshold, len(comps)-len(res.Pruned), len(comps)), len(Edges(c)), 0
 	}
+	g.edgePass = true
 	for i := len(nodes) - 1; i >= 1; i-- {
 		v := nodes[i]
 		live := v.Kind == NodeLogits
@@ -489,11 +583,24 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 			p.progress(g.stage, g.seen, g.total)
 			continue
 		}
-		if _, err := g.run(ctx, units); err != nil {
+		_, err := g.run(ctx, units)
+		if errors.Is(err, errStopped) {
+			return g.result(res, start, runs0, true), nil
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
-	res.Metric, res.Runs = g.cur, p.Runs-runs0
+	return g.result(res, start, runs0, false), nil
+}
+
+// result fills res from the search's state: the edges not cut (on an
+// embed → logits path) are the circuit, and partial says the search
+// stopped before deciding them all.
+func (g *greedy) result(res *ACDCResult, start time.Time, runs0 int, partial bool) *ACDCResult {
+	c := g.p.m.Config
+	res.Metric, res.Runs, res.Tests, res.Decided, res.Partial = g.cur, g.p.Runs-runs0, g.tests, len(g.cut)+g.kept, partial
+	res.Kept = nil
 	for _, e := range Edges(c) {
 		if !g.isCut[e] {
 			res.Kept = append(res.Kept, e)
@@ -501,7 +608,7 @@ func (p *Patcher) ACDC(ctx context.Context, threshold float64) (*ACDCResult, err
 	}
 	res.Kept = connected(res.Kept)
 	res.Wall = time.Since(start)
-	return res, nil
+	return res
 }
 
 // greedy is ACDC's state: the edges cut so far and the distance with them
@@ -516,6 +623,17 @@ type greedy struct {
 	stage     string
 	seen      int
 	total     int
+	tests     int  // tests a pass decided
+	edgePass  bool // the units are single edges (not the node pass)
+	kept      int  // edges the edge pass tested and kept
+}
+
+// stopped says whether ACDC's time is up (or, in tests, its test budget).
+func (g *greedy) stopped() bool {
+	if g.p.stopAfterTests > 0 {
+		return g.tests >= g.p.stopAfterTests
+	}
+	return !g.p.stopAt.IsZero() && time.Now().After(g.p.stopAt)
 }
 
 func (g *greedy) cutFor(es []Edge) {
@@ -563,6 +681,9 @@ func (g *greedy) run(ctx context.Context, units [][]Edge) ([]bool, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if g.stopped() {
+			return cutUnit, errStopped
+		}
 		k := min(spec, len(units)-next)
 		sets := make([][]Edge, k)
 		acc := slices.Clone(g.cut)
@@ -590,10 +711,14 @@ func (g *greedy) run(ctx context.Context, units [][]Edge) ([]bool, error) {
 			i := next
 			next++
 			g.seen++
+			g.tests++
 			if d := g.p.distance(m); d-g.cur < g.threshold {
 				g.cutFor(units[i])
 				g.cur, cutUnit[i] = d, true
 				continue
+			}
+			if g.edgePass {
+				g.kept++
 			}
 			break // unit i is kept: the later copies cut it
 		}
@@ -660,6 +785,9 @@ func (p *Patcher) ACDCSweep(ctx context.Context, thresholds []float64) ([]*ACDCR
 			return nil, fmt.Errorf("acdc at threshold %g: %w", t, err)
 		}
 		out = append(out, r)
+		if r.Partial {
+			break // the time limit is the whole sweep's
+		}
 	}
 	return out, nil
 }

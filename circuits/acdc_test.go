@@ -167,3 +167,65 @@ func TestACDCResumedEqualsFull(t *testing.T) {
 		}
 	}
 }
+
+// ACDC stopped early is the full search's first decisions: every edge the
+// full search keeps is still kept, every edge the stopped one cut is cut
+// by the full one too, its counts add up, and a sweep ends at the stop.
+// (The clock is replaced by a test budget, so nothing depends on wall
+// time.)
+func TestACDCStoppedIsAPrefix(t *testing.T) {
+	m, prompts := toyIOI(t, 8)
+	ctx := context.Background()
+	full, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: KL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := full.ACDC(ctx, 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Partial || ref.Decided != len(Edges(m.Config)) {
+		t.Fatalf("the full search: partial %v, %d of %d edges decided", ref.Partial, ref.Decided, len(Edges(m.Config)))
+	}
+	for _, batch := range []int{1, 4} {
+		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: KL, ACDCBatch: batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.stopAfterTests = ref.Tests / 3
+		sweep, err := p.ACDCSweep(ctx, []float64{0.05, 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sweep) != 1 || !sweep[0].Partial {
+			t.Fatalf("batch %d: the sweep ran %d thresholds, first partial %v: want it to stop at the first", batch, len(sweep), sweep[0].Partial)
+		}
+		r := sweep[0]
+		// Tests are checked between passes, so a pass of k may overrun.
+		if r.Tests < p.stopAfterTests || r.Tests >= p.stopAfterTests+batch {
+			t.Errorf("batch %d: %d tests, budget %d", batch, r.Tests, p.stopAfterTests)
+		}
+		if r.Decided <= r.Tests || r.Decided >= ref.Decided {
+			t.Errorf("batch %d: %d edges decided by %d tests (the full search %d)", batch, r.Decided, r.Tests, ref.Decided)
+		}
+		kept := map[Edge]bool{}
+		for _, e := range r.Kept {
+			kept[e] = true
+		}
+		for _, e := range ref.Kept {
+			if !kept[e] {
+				t.Errorf("batch %d: the full search keeps %v, the stopped one cut it", batch, e)
+			}
+		}
+		if len(r.Kept) <= len(ref.Kept) {
+			t.Errorf("batch %d: stopped after %d of %d tests yet keeps %d edges, the full search %d", batch, r.Tests, ref.Tests, len(r.Kept), len(ref.Kept))
+		}
+		f, err := Find(ctx, p, prompts, FindOptions{Method: "acdc", Thresholds: []float64{0.05}, Threshold: 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !f.Partial || len(f.Sweep) != 1 || len(f.Edges) != len(r.Kept) {
+			t.Errorf("batch %d: Find: partial %v, %d thresholds, %d edges: want the partial circuit of %d", batch, f.Partial, len(f.Sweep), len(f.Edges), len(r.Kept))
+		}
+	}
+}

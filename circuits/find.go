@@ -52,6 +52,11 @@ type Found struct {
 	BlockRuns  int // blocks those passes ran (resumed passes run fewer)
 	Clean      float64
 	Corrupt    float64
+	// Partial says ACDC stopped at its time limit (PatchOptions.
+	// ACDCStopAfter): the last threshold of Sweep is partial (its Kept
+	// holds every edge not yet decided) and the thresholds after it were
+	// not run.
+	Partial bool
 }
 
 // Find runs one method on a task's prompts.
@@ -113,7 +118,11 @@ func Find(ctx context.Context, p *Patcher, prompts []Prompt, opt FindOptions) (*
 			}
 		}
 		pick := sweep[len(sweep)/2]
-		if opt.Threshold > 0 {
+		if last := sweep[len(sweep)-1]; last.Partial {
+			// Stopped: the circuit is the partial one, the thresholds
+			// not reached are not run.
+			f.Partial, pick = true, last
+		} else if opt.Threshold > 0 {
 			pick = nil
 			for _, r := range sweep {
 				if r.Threshold == opt.Threshold {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/loupe-dev/loupe/probe"
 	"github.com/loupe-dev/loupe/probe/compute"
@@ -161,6 +164,13 @@ type PatchOptions struct {
 	// ACDCNodes makes ACDC decide whole nodes first, then the edges among
 	// the nodes left (see Patcher.ACDC).
 	ACDCNodes bool
+	// ACDCStopAfter, when positive, stops ACDC that long after its first
+	// edge test (a pass in flight finishes): the circuit is then the graph
+	// as it stands, every edge not yet decided kept, and the result says
+	// it is partial (ACDCResult.Partial). ACDC is an anytime search (it
+	// only ever cuts), so this is a circuit, if a larger one; what it is
+	// for is a bounded run that still yields a throughput and a circuit.
+	ACDCStopAfter time.Duration
 }
 
 // chunk is a batch of pairs with both runs cached.
@@ -171,6 +181,7 @@ type chunk struct {
 	corruptRun     *probe.Result
 	cleanLogits    [][]float64 // per prompt, last position, log-probabilities
 	corruptLogits  [][]float64
+	cleanProbs     [][]float64 // exp(cleanLogits), for the KL metric
 }
 
 // Patcher patches a model between the prompts of a task.
@@ -197,6 +208,12 @@ type Patcher struct {
 	// noResume makes ACDC and Patch run every pass from the embeddings
 	// (tests).
 	noResume bool
+	// stopAt is when ACDC stops (ACDCStopAfter from its first test; zero:
+	// never), shared by every threshold of a sweep.
+	stopAt time.Time
+	// stopAfterTests stops ACDC after that many tests in place of the
+	// clock (tests: a partial run that does not depend on wall time).
+	stopAfterTests int
 }
 
 func (p *Patcher) progress(stage string, done, total int) {
@@ -243,6 +260,13 @@ func NewPatcher(ctx context.Context, m *probe.Model, prompts []Prompt, opt Patch
 		}
 		c.cleanLogits = logProbs(c.cleanRun)
 		c.corruptLogits = logProbs(c.corruptRun)
+		for _, l := range c.cleanLogits {
+			pr := make([]float64, len(l))
+			for v, x := range l {
+				pr[v] = math.Exp(x)
+			}
+			c.cleanProbs = append(c.cleanProbs, pr)
+		}
 		p.chunks = append(p.chunks, c)
 	}
 	clean, corrupt := 0.0, 0.0
@@ -319,7 +343,9 @@ func logProbs(r *probe.Result) [][]float64 {
 		lg := r.LogitsAt(b, -1)
 		mx := math.Inf(-1)
 		for _, v := range lg {
-			mx = math.Max(mx, float64(v))
+			if f := float64(v); f > mx {
+				mx = f
+			}
 		}
 		s := 0.0
 		for _, v := range lg {
@@ -332,6 +358,84 @@ func logProbs(r *probe.Result) [][]float64 {
 		}
 		out[b] = row
 	}
+	return out
+}
+
+// scores is the metric of every row of r, row b being prompt b mod
+// len(c.prompts) of chunk c (r may stack copies of the chunk), computed
+// from the last position's logits without materialising their
+// log-probabilities, rows in parallel: with a large vocabulary this is
+// much of an ACDC pass once the forward runs on a GPU. It equals score on
+// logProbs(r) to rounding.
+func (p *Patcher) scores(c *chunk, r *probe.Result) []float64 {
+	out := make([]float64, r.Batch)
+	one := func(b int) {
+		i := b % len(c.prompts)
+		lg := r.LogitsAt(b, -1)
+		mx := math.Inf(-1)
+		for _, v := range lg {
+			if f := float64(v); f > mx {
+				mx = f
+			}
+		}
+		e := 0.0
+		for _, v := range lg {
+			e += math.Exp(float64(v) - mx)
+		}
+		lse := mx + math.Log(e)
+		q := c.prompts[i]
+		lp := func(a int) float64 { return float64(lg[a]) - lse }
+		switch p.opt.Metric {
+		case LogitDiff:
+			s := 0.0
+			for _, a := range q.Answers {
+				s += lp(a)
+			}
+			s /= float64(len(q.Answers))
+			if len(q.Wrong) > 0 {
+				w := 0.0
+				for _, a := range q.Wrong {
+					w += lp(a)
+				}
+				s -= w / float64(len(q.Wrong))
+			}
+			out[b] = s
+		case Prob:
+			s := 0.0
+			for _, a := range q.Answers {
+				s += math.Exp(lp(a))
+			}
+			for _, a := range q.Wrong {
+				s -= math.Exp(lp(a))
+			}
+			out[b] = s
+		case KL:
+			// As score computes it, term by term, so that the clean run's
+			// own logits give exactly 0.
+			ref, pr := c.cleanLogits[i], c.cleanProbs[i]
+			s := 0.0
+			for v, pv := range pr {
+				if pv > 0 {
+					s += pv * (ref[v] - (float64(lg[v]) - lse))
+				}
+			}
+			out[b] = s
+		default:
+			out[b] = math.NaN()
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), r.Batch)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := w; b < r.Batch; b += workers {
+				one(b)
+			}
+		}()
+	}
+	wg.Wait()
 	return out
 }
 
@@ -412,8 +516,8 @@ func (p *Patcher) runEdits(ctx context.Context, base Direction, from int, edits 
 		p.Runs++
 		p.Forwards++
 		p.BlockRuns += p.m.Config.Layers - from
-		for i, lp := range logProbs(r) {
-			sum += p.score(c, i, lp)
+		for _, v := range p.scores(c, r) {
+			sum += v
 			n++
 		}
 	}

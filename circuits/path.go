@@ -57,8 +57,8 @@ func (p *Patcher) PathPatch(ctx context.Context, sender, receiver Node) (metric,
 			}
 			p.Runs++
 		}
-		for i, lp := range logProbs(r) {
-			sum += p.score(ch, i, lp)
+		for _, v := range p.scores(ch, r) {
+			sum += v
 			n++
 		}
 	}

@@ -83,21 +83,32 @@ func TestSAESeeds(t *testing.T) {
 	}
 	ctx := context.Background()
 	m, prompts := toyIOI(t, 48)
+	// The toy model's true edges, as the table's (exhaustive path patching).
+	lp, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff, err := lp.EdgeEffects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toyEdges := TruthEdges(eff, 0.05)
 	om, oprompts := organismInduction(t, 24)
 	for _, c := range []struct {
 		name    string
 		m       *probe.Model
 		prompts []Prompt
 		truth   []Node
+		edges   []Edge // nil: no edge truth
 	}{
-		{"toy IOI", m, prompts, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}},
-		{"organism induction", om, oprompts, organismInductionHeads},
+		{"toy IOI", m, prompts, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}, toyEdges},
+		{"organism induction", om, oprompts, organismInductionHeads, nil},
 	} {
 		for _, tr := range []struct {
 			name  string
 			train func(context.Context, []float32, int, int, SAEConfig) (func([]float32, int) []float32, error)
 		}{{"paper's SAE", TrainPaperSAE}, {"sae.Standard", TrainSAE}} {
-			var aucs, edgeNode []float64
+			var aucs, edgeNode, edgeAUC, prec, rec []float64
 			start := time.Now()
 			for seed := uint64(1); seed <= 10; seed++ {
 				cfg := SAEDefaults()
@@ -109,9 +120,15 @@ func TestSAESeeds(t *testing.T) {
 				hs := heads(Components(c.m.Config))
 				aucs = append(aucs, NodeAUC(hs, res.NodeScores, c.truth))
 				edgeNode = append(edgeNode, NodeAUC(hs, res.EdgeNodeScores, c.truth))
+				_, p, r := Rates(res.Nodes, c.truth, len(hs))
+				prec, rec = append(prec, p), append(rec, r)
+				if c.edges != nil {
+					edgeAUC = append(edgeAUC, EdgeAUC(Edges(c.m.Config), res.EdgeScores, c.edges))
+				}
 			}
-			t.Logf("%s, %s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f) over 10 seeds, %.1f s per run; %.3f",
-				c.name, tr.name, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), time.Since(start).Seconds()/10, aucs)
+			t.Logf("%s, %s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f), edge AUC %.3f ± %.3f, precision %.3f ± %.3f, recall %.3f ± %.3f over 10 seeds, %.1f s per run; %.3f",
+				c.name, tr.name, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), mean(edgeAUC), std(edgeAUC), mean(prec), std(prec), mean(rec), std(rec),
+				time.Since(start).Seconds()/10, aucs)
 		}
 	}
 }

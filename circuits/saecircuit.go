@@ -124,8 +124,15 @@ func HeadFeatures(ctx context.Context, m *probe.Model, prompts [][]int, batch in
 // returns [n, latents] activations) to each row's argmax latent, the first
 // one on ties, as numpy's argmax.
 func Codes(encode func(x []float32, n int) []float32, feats []float32, n, latents int) []int {
-	acts := encode(feats, n)
-	codes := make([]int, n)
+	codes, _ := argmaxCodes(encode(feats, n), n, latents)
+	return codes
+}
+
+// argmaxCodes is each row's argmax latent and the number of rows whose
+// every latent is zero (ReLU off): their code is latent 0, numpy's argmax
+// of a zero row, one code shared by every head the SAE leaves silent.
+func argmaxCodes(acts []float32, n, latents int) (codes []int, silent int) {
+	codes = make([]int, n)
 	for i := range codes {
 		row := acts[i*latents : (i+1)*latents]
 		best := 0
@@ -135,8 +142,11 @@ func Codes(encode func(x []float32, n int) []float32, feats []float32, n, latent
 			}
 		}
 		codes[i] = best
+		if row[best] <= 0 {
+			silent++
+		}
 	}
-	return codes
+	return codes, silent
 }
 
 // SAENodeScores counts, for each head, the codes seen on positive examples
@@ -229,8 +239,11 @@ type SAEResult struct {
 	EdgeNodeScores map[Node]float64
 	// Nodes are the heads scoring at least half the top head's score
 	// (Loupe's cut: the paper ranks, it does not cut).
-	Nodes  []Node
-	Codes  []int // [examples, heads], positives first
+	Nodes []Node
+	Codes []int // [examples, heads], positives first
+	// Silent counts the (example, head) rows on which every latent is
+	// zero: they all take code 0.
+	Silent int
 	Train  []int // the examples the SAE was trained on
 	Passes int   // forward passes made (for the features)
 }
@@ -270,7 +283,7 @@ func SAECircuit(ctx context.Context, m *probe.Model, prompts []Prompt, cfg SAECo
 	if err != nil {
 		return nil, fmt.Errorf("sae method: %w", err)
 	}
-	codes := Codes(enc, feats, E*H, cfg.Latents)
+	codes, silent := argmaxCodes(enc(feats, E*H), E*H, cfg.Latents)
 	positive := make([]bool, E)
 	for i := range prompts {
 		positive[i] = true
@@ -279,7 +292,7 @@ func SAECircuit(ctx context.Context, m *probe.Model, prompts []Prompt, cfg SAECo
 	edge := SAEEdgeScores(codes, H, positive)
 	edgeNode := SAEEdgeNodeScores(edge, H, H*H/2)
 	res := &SAEResult{NodeScores: map[Node]float64{}, EdgeScores: map[Edge]float64{}, EdgeNodeScores: map[Node]float64{},
-		Codes: codes, Train: perm, Passes: (E + batch - 1) / batch}
+		Codes: codes, Silent: silent, Train: perm, Passes: (E + batch - 1) / batch}
 	head := func(i int) Node { return HeadNode(i/c.Heads, i%c.Heads) }
 	for i := 0; i < H; i++ {
 		res.NodeScores[head(i)] = node[i]

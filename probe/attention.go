@@ -73,6 +73,9 @@ func (p *pass) attend(i int, q, k, v tensor, Hkv int) tensor {
 	if p.hooks.active(p.name(i, "attn.hook_result")) {
 		return p.attnOutFromResults(i, z)
 	}
+	if p.oResid != nil {
+		return compute.LinearAdd(b, z, ly.wo, ly.bo, p.oResid)
+	}
 	return b.Linear(z, ly.wo, ly.bo)
 }
 

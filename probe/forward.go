@@ -104,6 +104,10 @@ type pass struct {
 	// only B integers come back).
 	greedy bool
 	argmax []int
+	// oResid, when set, is the residual that the attention's output
+	// projection adds in its own product (compute.LinearAdd): attention
+	// then returns resid_mid, not attn_out (llama.go's fused residuals).
+	oResid tensor
 }
 
 // Forward runs a batch of token-id sequences. Sequences of different

@@ -19,7 +19,8 @@ import (
 // (scripts/gpu/make_random_model.py) and prints one JSON line each:
 // LOUPE_BENCH_8B and LOUPE_BENCH_SMOL name the model folders;
 // LOUPE_BENCH_PARTS (default "prefill,decode,smol,profile") picks the
-// workloads. "profile" adds, for the 2K prefill and SmolLM2, one pass
+// workloads ("prefill" includes the 8 x 1024 batch). "profile"
+// adds, for the 2K and 8K prefills and SmolLM2, one pass
 // profiled by kernel (CUDA events around every launch: "kind":"profile"
 // lines, the GPU milliseconds per kernel name).
 func TestGPUSpeed(t *testing.T) {
@@ -100,9 +101,18 @@ func TestGPUSpeed(t *testing.T) {
 			}
 			sec := timed(2, pass)
 			emit(map[string]any{"kind": "prefill", "model": "llama3-8b", "B": 1, "T": T, "seconds": sec, "tokens_per_s": float64(T) / sec})
-			if T == 2048 {
+			if T == 2048 || T == 8192 {
 				profile("llama3-8b", T, pass)
 			}
+		}
+		if want("prefill") {
+			// The batched prefill: 8 sequences of 1024.
+			ids := randIDs(8, 1024, V)
+			sec := timed(2, func() {
+				_, err := m.Forward(ctx, ids, Options{Logits: LogitsLast})
+				must(err)
+			})
+			emit(map[string]any{"kind": "prefill", "model": "llama3-8b", "B": 8, "T": 1024, "seconds": sec, "tokens_per_s": 8 * 1024 / sec})
 		}
 		for _, B := range []int{1, 32} {
 			if !want("decode") {

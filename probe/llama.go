@@ -1,6 +1,10 @@
 package probe
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
 
 // The Llama family: Llama 1-3, Mistral, Qwen2, Qwen3, Phi-3, SmolLM.
 //
@@ -75,14 +79,39 @@ func (p *pass) llamaBlock(i int, x tensor) tensor {
 	eps := float32(m.Config.NormEps)
 	x = p.hook(i, "hook_resid_pre", x, p.resid())
 	n1 := p.hook(i, "ln1.hook_normalized", b.RMSNorm(x, ly.ln1W, eps), p.resid())
-	attnOut := p.hook(i, "hook_attn_out", p.attentionIn(i, x, func(t tensor) tensor { return b.RMSNorm(t, ly.ln1W, eps) }, n1), p.resid())
-	mid := p.hook(i, "hook_resid_mid", b.Add(x, attnOut), p.resid())
+	norm1 := func(t tensor) tensor { return b.RMSNorm(t, ly.ln1W, eps) }
+	var mid tensor
+	if p.fusesResidual(i, "hook_attn_out") && !p.hooks.edits(p.name(i, "hook_attn_in")) && !p.hooks.active(p.name(i, "attn.hook_result")) {
+		// Nothing reads attn_out: the output projection adds x itself.
+		p.oResid = x
+		mid = p.attentionIn(i, x, norm1, n1)
+		p.oResid = nil
+	} else {
+		attnOut := p.hook(i, "hook_attn_out", p.attentionIn(i, x, norm1, n1), p.resid())
+		mid = b.Add(x, attnOut)
+	}
+	mid = p.hook(i, "hook_resid_mid", mid, p.resid())
 	n2 := p.hook(i, "ln2.hook_normalized", b.RMSNorm(p.mlpIn(i, mid), ly.ln2W, eps), p.resid())
 	gate := p.hook(i, "mlp.hook_pre", b.Linear(n2, ly.wGate, nil), p.mlpShape())
 	up := p.hook(i, "mlp.hook_pre_linear", b.Linear(n2, ly.wUp, nil), p.mlpShape())
 	post := p.hook(i, "mlp.hook_post", b.SwiGLU(gate, up), p.mlpShape())
+	if p.fusesResidual(i, "hook_mlp_out") {
+		return p.hook(i, "hook_resid_post", compute.LinearAdd(b, post, ly.wDown, nil, mid), p.resid())
+	}
 	mlpOut := p.hook(i, "hook_mlp_out", b.Linear(post, ly.wDown, nil), p.resid())
 	return p.hook(i, "hook_resid_post", b.Add(mid, mlpOut), p.resid())
+}
+
+// fusesResidual says whether block i may add a sublayer's output to the
+// residual stream inside its output product (compute.LinearAdder): only on
+// a backend that has it, and only when no hook reads or edits the
+// sublayer's output (the hook point suffix), which then never exists on
+// its own. Backends without it (the CPU) run the separate add.
+func (p *pass) fusesResidual(i int, suffix string) bool {
+	if _, ok := p.b.(compute.LinearAdder); !ok {
+		return false
+	}
+	return !p.hooks.active(p.name(i, suffix))
 }
 
 func (p *pass) llamaFinal(x tensor) tensor {

@@ -84,6 +84,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	truth := fs.String("truth", "", "the true circuit, comma-separated: heads L.H and edges FROM->TO (L.H, mlpL, embed, logits): prints node ROC AUC, precision and recall, and edge ROC AUC when edges are given")
 	acdcBatch := fs.Int("acdc-batch", 1, "acdc: edge tests per forward pass (copies of the prompts, each with its own cuts; same result, fewer passes: good on a GPU)")
 	acdcNodes := fs.Bool("acdc-nodes", false, "acdc: decide whole nodes first, then the edges among the nodes left (one pass per node plus one per remaining edge)")
+	acdcStop := fs.Duration("acdc-stop-after", 0, "acdc: stop this long after the first edge test and write the circuit as it stands, every undecided edge kept, marked partial (0: run to the end)")
 	logPath := fs.String("log", "", "also append progress lines (each stage's start and every 5% of it, with the time) to this file: for runs with no terminal")
 	var dev deviceFlags
 	dev.register(fs)
@@ -118,9 +119,12 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	opt := circuits.FindOptions{Method: *method, NodeCut: *cut, EdgeScan: *edges, Threshold: *threshold,
-		Patch: circuits.PatchOptions{Metric: metric, HeadSite: *site, Batch: *batch, ACDCBatch: *acdcBatch, ACDCNodes: *acdcNodes}}
+		Patch: circuits.PatchOptions{Metric: metric, HeadSite: *site, Batch: *batch, ACDCBatch: *acdcBatch, ACDCNodes: *acdcNodes, ACDCStopAfter: *acdcStop}}
 	if *acdcBatch < 1 {
 		return fmt.Errorf("%w: --acdc-batch must be at least 1", errUsage)
+	}
+	if *acdcStop < 0 {
+		return fmt.Errorf("%w: --acdc-stop-after must not be negative", errUsage)
 	}
 	switch *method {
 	case "patching", "acdc":
@@ -202,6 +206,9 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	fig("block_runs", float64(found.BlockRuns))
 	fig("clean_metric", found.Clean)
 	fig("corrupt_metric", found.Corrupt)
+	if found.Partial {
+		fig("partial", 1)
+	}
 	var score *circuits.Score
 	if truthHeads != nil || truthEdges != nil {
 		if truthHeads == nil { // edges alone: their heads are the true heads
@@ -298,7 +305,11 @@ func circuitRows(f *circuits.Found, task string, cfg probe.Config) []store.Circu
 			Layer: -1, Head: -1, Score: s, InCircuit: inE[e]})
 	}
 	for _, r := range f.Sweep {
-		info := map[string]any{"threshold": r.Threshold, "edges": len(r.Kept), "metric": r.Metric, "forward_passes": r.Runs, "wall_s": r.Wall.Seconds()}
+		info := map[string]any{"threshold": r.Threshold, "edges": len(r.Kept), "metric": r.Metric, "forward_passes": r.Runs, "wall_s": r.Wall.Seconds(),
+			"tests": r.Tests, "decided": r.Decided, "graph_edges": len(circuits.Edges(cfg))}
+		if r.Partial {
+			info["partial"] = true
+		}
 		if r.Pruned != nil {
 			var names []string
 			for _, n := range r.Pruned {
@@ -323,15 +334,21 @@ func printCircuit(env *cliEnv, f *circuits.Found, cfg probe.Config, s *circuits.
 	fmt.Fprintf(env.stdout, "circuit: %d nodes (%s), %d edges\n", len(f.Nodes), strings.Join(names, " "), len(f.Edges))
 	if len(f.Sweep) > 0 {
 		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "threshold\tedges\tnodes\tdistance\tnodes pruned first\tpasses\twall")
+		fmt.Fprintln(tw, "threshold\tedges\tnodes\tdistance\tnodes pruned first\tpasses\ttests\ttests/s\twall")
 		for _, r := range f.Sweep {
 			pruned := "-"
 			if r.Pruned != nil {
 				pruned = strconv.Itoa(len(r.Pruned))
 			}
-			fmt.Fprintf(tw, "%g\t%d\t%d\t%.4g\t%s\t%d\t%.1fs\n", r.Threshold, len(r.Kept), len(circuits.NodesOf(r.Kept)), r.Metric, pruned, r.Runs, r.Wall.Seconds())
+			fmt.Fprintf(tw, "%g\t%d\t%d\t%.4g\t%s\t%d\t%d\t%.2f\t%.1fs\n", r.Threshold, len(r.Kept), len(circuits.NodesOf(r.Kept)), r.Metric, pruned, r.Runs,
+				r.Tests, float64(r.Tests)/r.Wall.Seconds(), r.Wall.Seconds())
 		}
 		tw.Flush()
+		if last := f.Sweep[len(f.Sweep)-1]; f.Partial {
+			total := len(circuits.Edges(cfg))
+			fmt.Fprintf(env.stdout, "partial: stopped at the time limit at threshold %g with %d of %d edges decided (%.1f%%); the circuit keeps every undecided edge\n",
+				last.Threshold, last.Decided, total, 100*float64(last.Decided)/float64(total))
+		}
 	}
 	if s != nil {
 		fmt.Fprintf(env.stdout, "against the given heads: node ROC AUC %.3f, precision %.3f, recall %.3f\n", s.NodeAUC, s.Precision, s.Recall)

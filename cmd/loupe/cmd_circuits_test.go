@@ -66,6 +66,47 @@ func TestCircuitsCommand(t *testing.T) {
 	}
 }
 
+// ACDC stopped by --acdc-stop-after writes the circuit as it stands,
+// marked partial, with its test counts. The limit is 1 ns, past before
+// the first test on any machine, so the outcome does not depend on speed.
+func TestCircuitsFindACDCStopped(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join("..", "..", "circuits", "testdata", "ioimodel")
+	out := filepath.Join(dir, "acdc.arrow")
+	code, stdout, stderr := runCLI(t, "circuits", "find", "--method", "acdc", "--model", model, "--device", "cpu",
+		"--task", filepath.Join(model, "task.jsonl"), "--pairs", "4", "--thresholds", "0.02,0.2", "--acdc-stop-after", "1ns", "--out", out)
+	if code != 0 {
+		t.Fatalf("find: exit %d: %s %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "partial: stopped at the time limit at threshold 0.02 with 0 of 118 edges decided") {
+		t.Errorf("stdout %q", stdout)
+	}
+	tr, err := store.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rows, err := tr.ReadCircuit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial, sweeps := false, 0
+	for _, r := range rows {
+		if r.Kind == store.CircuitFigure && r.Node == "partial" && r.Score == 1 {
+			partial = true
+		}
+		if r.Kind == store.CircuitFigure && r.Node == "sweep_edges" {
+			sweeps++
+			if !strings.Contains(string(r.Details), `"partial":true`) || !strings.Contains(string(r.Details), `"tests":0`) {
+				t.Errorf("sweep details %s", r.Details)
+			}
+		}
+	}
+	if !partial || sweeps != 1 {
+		t.Errorf("partial figure %v, %d sweep rows (want 1: the sweep ends at the stop)", partial, sweeps)
+	}
+}
+
 // Edge truth from the command line: ACDC (nodes first, batched) on the toy
 // IOI model, scored against edges given with --truth.
 func TestCircuitsFindEdgeTruth(t *testing.T) {
@@ -124,6 +165,7 @@ func TestCircuitsCommandErrors(t *testing.T) {
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "2.1->1.0"}, 2, "not computed before"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--truth", "embed->x"}, 2, "embed->x"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--acdc-batch", "0"}, 2, "--acdc-batch"},
+		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--acdc-stop-after", "-1s"}, 2, "--acdc-stop-after"},
 		{[]string{"circuits", "find", "--method", "sae", "--task", good, "--sae-arch", "vae"}, 2, "vae"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--metric", "joy"}, 2, "joy"},
 		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},

@@ -50,6 +50,9 @@ def main():
             ids = torch.randint(0, V, (1, T), device="cuda")
             t = timed(lambda: m(ids, logits_to_keep=1, use_cache=False))
             emit(kind="prefill", model="llama3-8b", B=1, T=T, seconds=t, tokens_per_s=T / t)
+        ids = torch.randint(0, V, (8, 1024), device="cuda")
+        t = timed(lambda: m(ids, logits_to_keep=1, use_cache=False))
+        emit(kind="prefill", model="llama3-8b", B=8, T=1024, seconds=t, tokens_per_s=8 * 1024 / t)
         for B in (1, 32):
             ids = torch.randint(0, V, (B, 128), device="cuda")
             n = 64

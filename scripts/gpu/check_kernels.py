@@ -40,7 +40,10 @@ def main():
         prog = ctypes.c_void_p()
         assert n.nvrtcCreateProgram(ctypes.byref(prog), src, (name + ".cu").encode(), 0, None, None) == 0
         # The same options as probe/compute/cuda/module.go.
-        opts = [b"--gpu-architecture=sm_90", b"--std=c++17", b"-default-device"]
+        arch = os.environ.get("LOUPE_ARCH", "sm_90a" if name == "flash3" else "sm_90")
+        opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17", b"-default-device"]
+        if os.environ.get("LOUPE_PTXAS_V"):
+            opts.append(b"--ptxas-options=-v")
         arr = (ctypes.c_char_p * len(opts))(*opts)
         r = n.nvrtcCompileProgram(prog, len(opts), arr)
         size = ctypes.c_size_t()

@@ -36,6 +36,7 @@ type nvrtcAPI struct {
 
 type cublasAPI struct {
 	path                                          string
+	ltPath                                        string // libcublasLt beside it (or its soname)
 	create, setStream, version, gemmEx, setMath   uintptr
 	gemmStridedBatchedEx, setWorkspace, errString uintptr
 }
@@ -130,6 +131,7 @@ func loadCUBLAS() (*cublasAPI, error) {
 			"cublasSetMathMode": &c.setMath, "cublasGemmStridedBatchedEx": &c.gemmStridedBatchedEx,
 			"cublasSetWorkspace_v2": &c.setWorkspace, "cublasGetStatusString": &c.errString,
 		})
+		c.ltPath = ltCompanion(path)
 	})
 	if cublasErr != nil {
 		return nil, cublasErr

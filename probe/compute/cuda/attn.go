@@ -7,15 +7,26 @@ import (
 	"github.com/loupe-dev/loupe/probe/compute"
 )
 
-// flashBuilds are the builds of flash.cu's flash2 (see flashVariant).
-var flashBuilds = []string{"2", "w4"}
+// flashBuilds are the builds of the tensor-core attention (see
+// flashVariant): flash.cu's flash2 _2 and _w4, and "wg", flash3.cu's
+// wgmma kernel (Hopper, head dimension 128; flash2 elsewhere).
+var flashBuilds = []string{"2", "w4", "wg"}
+
+// flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
+// memory: the Q tile, two stages of K tiles and three of V tiles, each
+// 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles.
+const (
+	flash3Kernel  = "flash3_bf16_d128"
+	f3Shared      = 2*128*128*(1+2+3) + 1024
+	f3TilesShared = 2*128*128*3 + 1024 // flash3_tiles: one Q, K and V tile
+)
 
 // flashNames are flash.cu's kernels.
 var flashNames = func() []string {
 	names := []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
 	for _, k := range []string{"flash2", "flash2top"} {
 		for _, d := range []int{64, 128} {
-			for _, b := range flashBuilds {
+			for _, b := range flashBuilds[:2] { // flash2's builds ("wg" is flash3)
 				names = append(names, fmt.Sprintf("%s_bf16_d%d_%s", k, d, b))
 			}
 		}
@@ -77,25 +88,42 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 		s.Hkv > 0 && s.H%s.Hkv == 0 && s.H/s.Hkv <= f2Rows
 }
 
-// flashVariant is flash2's build for a head dimension, and its threads
-// per block: _2 (8 warps of 16 rows, two blocks per multiprocessor, 128
-// registers) or _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4
-// overrides the default, for measurements.
-func (b *Backend) flashVariant(dh int) (string, int) {
+// flashVariant is the tensor-core attention kernel for a head dimension,
+// its threads per block and dynamic shared memory: flash3 (build "wg":
+// two warpgroups on wgmma, Hopper and head dimension 128 only), flash2 _2
+// (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
+// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg overrides
+// the default, for measurements. top asks for the build with the top-1
+// reduction, which flash3 does not have.
+func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		// The fastest measured (RESULTS.md, seventh run): _w4 for d128
-		// (310 TFLOP/s at 32K against 266 for _2), _2 for d64.
+		// The fastest measured (RESULTS.md): flash3 where it runs, else
+		// _w4 for d128 (310 TFLOP/s at 32K against 266 for _2), _2 for
+		// d64.
+		occ = "wg"
+		if dh == 64 {
+			occ = "2"
+		}
+	}
+	if occ == "wg" && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
 		occ = "w4"
 		if dh == 64 {
 			occ = "2"
 		}
 	}
+	if occ == "wg" {
+		return flash3Kernel, 256, f3Shared
+	}
 	threads := 256
 	if occ == "w4" {
 		threads = 128
 	}
-	return fmt.Sprintf("flash2_bf16_d%d_%s", dh, occ), threads
+	name := "flash2"
+	if top {
+		name = "flash2top"
+	}
+	return fmt.Sprintf("%s_bf16_d%d_%s", name, dh, occ), threads, tcShared(dh)
 }
 
 // flashTCInto is the tensor-core flash attention (flash.cu's flash2) into
@@ -126,15 +154,28 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 	if lse != nil {
 		lp = pArg(lse.ptr())
 	}
-	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), pArg(zt.ptr()), b.shadowPtr(zt), lp}
-	kernel, threads := b.flashVariant(s.Dh)
+	tail := []uint64{iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
+		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk)}
+	zp, zh := pArg(zt.ptr()), b.shadowPtr(zt)
 	if top != nil {
-		kernel = "flash2top" + strings.TrimPrefix(kernel, "flash2")
+		if plain, threads, shmem := b.flashVariant(s.Dh, false); plain == flash3Kernel {
+			// z must not depend on what the hooks ask (fused.go): it comes
+			// from flash3, as in a pass without reductions, and flash2top's
+			// own z goes to scratch.
+			args := append([]uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, 0}, tail...)
+			b.launch(plain, grid, [3]int{threads, 1, 1}, shmem, args...)
+			scratch := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
+			defer b.releaseTemp(scratch.buf)
+			zp, zh = pArg(scratch.ptr()), 0
+		}
+	}
+	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, lp}
+	kernel, threads, shmem := b.flashVariant(s.Dh, top != nil)
+	if top != nil {
 		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
 	}
-	args = append(args, iArg(s.Tq), iArg(s.Tk), iArg(s.Tcap), iArg(s.H), iArg(s.Hkv),
-		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk))
-	b.launch(kernel, grid, [3]int{threads, 1, 1}, tcShared(s.Dh), args...)
+	args = append(args, tail...)
+	b.launch(kernel, grid, [3]int{threads, 1, 1}, shmem, args...)
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

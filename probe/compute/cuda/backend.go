@@ -53,6 +53,8 @@ type Backend struct {
 	argp              [32]uintptr
 	dev               int32
 	prof              *profiler // nil unless ProfileStart was called
+	lt                *ltState  // nil when cuBLASLt is not there (products go to GemmEx)
+	flash3Err         error     // why flash3 is not loaded (nil when it is)
 }
 
 // Tensor is a tensor in GPU memory.
@@ -193,6 +195,7 @@ func (b *Backend) setup() error {
 	if r := call(b.cb.setStream, b.blas, b.stream); r != 0 {
 		return fmt.Errorf("cuda: cublasSetStream: status %d (%s)", r, b.blasStatus(r))
 	}
+	b.setupLt()
 	arch := b.info.Major*10 + b.info.Minor
 	for _, m := range []struct{ name, src string }{{"kernels", kernelSource}, {"flash", flashSource}} {
 		bin, err := compile(m.name, m.src, arch)
@@ -219,7 +222,45 @@ func (b *Backend) setup() error {
 			return fmt.Errorf("cuda: kernel %s missing from the compiled modules", name)
 		}
 	}
+	if arch == 90 {
+		// Hopper: the wgmma attention kernel, for sm_90a alone. Not
+		// having it is no error (flash2 does the same work, slower);
+		// flash3Err says why, for the tests.
+		b.flash3Err = b.setupFlash3()
+	} else {
+		b.flash3Err = fmt.Errorf("cuda: flash3 needs an sm_90 GPU (Hopper), this is sm_%d", arch)
+	}
 	return b.setupFlash()
+}
+
+// setupFlash3 compiles and loads flash3.cu for sm_90a.
+func (b *Backend) setupFlash3() error {
+	bin, err := compileFor("flash3", flash3Source, "90a")
+	if err != nil {
+		return err
+	}
+	var mod, f uintptr
+	if err := b.d.check("cuModuleLoadData flash3", call(b.d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&bin[0])))); err != nil {
+		return err
+	}
+	fns := map[string]uintptr{}
+	for name, shared := range map[string]int{flash3Kernel: f3Shared, "flash3_tiles": f3TilesShared} {
+		cn := cString(name)
+		if err := b.d.check("cuModuleGetFunction "+name, call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), mod, uintptr(unsafe.Pointer(&cn[0])))); err != nil {
+			return err
+		}
+		if shared > b.info.MaxSharedPerBlock {
+			return fmt.Errorf("cuda: %s needs %d bytes of shared memory per block; GPU %d allows %d", name, shared, b.info.Index, b.info.MaxSharedPerBlock)
+		}
+		if err := b.d.check("cuFuncSetAttribute "+name, call(b.d.cuFuncSetAttribute, f, funcAttrMaxDynamicShared, uintptr(shared))); err != nil {
+			return err
+		}
+		fns[name] = f
+	}
+	for name, f := range fns {
+		b.fn[name] = f
+	}
+	return nil
 }
 
 func (b *Backend) blasStatus(r uint32) string {
@@ -233,6 +274,7 @@ func (b *Backend) blasStatus(r uint32) string {
 func (b *Backend) teardown() {
 	call(b.d.cuStreamSynchronize, b.stream)
 	b.trimPool()
+	b.teardownLt()
 	call(b.d.cuDevicePrimaryCtxRelease, uintptr(b.dev))
 }
 
@@ -502,16 +544,34 @@ const computeF32 = 68 // CUBLAS_COMPUTE_32F: float32 accumulation, no TF32
 // gemmNT computes c[M,N] = alpha·a[M,K]·w[N,K]ᵀ + beta·c with a and w of
 // the same dtype, c float32 (row-major; cuBLAS sees the transposes).
 func (b *Backend) gemmNT(m, n, k int, a, w uintptr, lda, ldw int, dt compute.DType, c uintptr, ldc int, beta float32) {
+	b.gemmNTC(m, n, k, a, w, lda, ldw, dt, c, c, ldc, beta)
+}
+
+// gemmNTC computes d[M,N] = a[M,K]·w[N,K]ᵀ + beta·c, c and d float32 of
+// the same layout (c may be d): through cuBLASLt, whose epilogue reads c
+// and writes d in the product's own pass, else GemmEx (after copying c
+// into d when they differ).
+func (b *Backend) gemmNTC(m, n, k int, a, w uintptr, lda, ldw int, dt compute.DType, c, d uintptr, ldc int, beta float32) {
 	if b.err != nil || m == 0 || n == 0 {
 		return
 	}
-	alpha := float32(1)
 	if b.prof != nil {
-		defer b.prof.span(b, fmt.Sprintf("gemm %s M=%d N=%d K=%d", dt, m, n, k))()
+		label := fmt.Sprintf("gemm %s M=%d N=%d K=%d", dt, m, n, k)
+		if beta != 0 && c != d {
+			label += " +C"
+		}
+		defer b.prof.span(b, label)()
 	}
+	if b.gemmLt(m, n, k, a, w, lda, ldw, dt, c, d, ldc, beta) {
+		return
+	}
+	if beta != 0 && c != d {
+		b.copyDtoD(d, c, 4*m*ldc)
+	}
+	alpha := float32(1)
 	r := call(b.cb.gemmEx, b.blas, 1, 0, uintptr(n), uintptr(m), uintptr(k),
 		uintptr(unsafe.Pointer(&alpha)), w, cudaType(dt), uintptr(ldw), a, cudaType(dt), uintptr(lda),
-		uintptr(unsafe.Pointer(&beta)), c, 0, uintptr(ldc), computeF32, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT = -1
+		uintptr(unsafe.Pointer(&beta)), d, 0, uintptr(ldc), computeF32, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT = -1
 	if r != 0 {
 		b.fail(fmt.Errorf("cuda: cublasGemmEx %dx%dx%d %s: status %d (%s)", m, n, k, dt, r, b.blasStatus(r)))
 	}

@@ -85,6 +85,13 @@ func TestOpsMatchCPU(t *testing.T) {
 	gb, cb := both(bias, N)
 	check("Linear", g.Linear(gx, gw, gb), c.Linear(cx, cw, cb), 1e-4)
 	check("Linear no bias", g.Linear(gx, gw, nil), c.Linear(cx, cw, nil), 1e-4)
+	res := randVec(rng, M*N)
+	gres, cres := both(res, M, N)
+	check("LinearAdd", g.LinearAdd(gx, gw, gb, gres), compute.LinearAdd(c, cx, cw, cb, cres), 1e-4)
+	check("LinearAdd no bias", g.LinearAdd(gx, gw, nil, gres), compute.LinearAdd(c, cx, cw, nil, cres), 1e-4)
+	if d := maxAbsDiff(g.ToHost(gres), res); d != 0 {
+		t.Errorf("LinearAdd changed its residual (%g)", d)
+	}
 	y := randVec(rng, M*K)
 	gy, cy := both(y, M, K)
 	check("Add", g.Add(gx, gy), c.Add(cx, cy), 0)
@@ -265,6 +272,13 @@ func TestHalfWeights(t *testing.T) {
 		got := g.ToHost(g.Linear(g.FromHost(x, M, K), gw, nil))
 		if d := maxAbsDiff(got, want); d > 1e-3 {
 			t.Errorf("%s Linear: max diff %g from the product of rounded operands", dt, d)
+		}
+		// The residual add as the product's epilogue (cuBLASLt's C).
+		r := randVec(rng, M*N)
+		wantR := c.ToHost(c.Add(c.FromHost(r, M, N), c.FromHost(want, M, N)))
+		gotR := g.ToHost(g.LinearAdd(g.FromHost(x, M, K), gw, nil, g.FromHost(r, M, N)))
+		if d := maxAbsDiff(gotR, wantR); d > 1e-3 {
+			t.Errorf("%s LinearAdd: max diff %g from r + the product of rounded operands", dt, d)
 		}
 		// Rounding itself: relative error within half an ulp.
 		ulp := map[compute.DType]float64{compute.BF16: 1.0 / 128, compute.F16: 1.0 / 1024}[dt]
@@ -516,6 +530,12 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 		{"decode batch G=4", compute.AttnShape{B: 5, Tq: 1, Tk: 77, Tcap: 90, H: 32, Hkv: 8, Dh: 128}, compute.AttnMask{Causal: true, Past: 76}},
 		{"chunk after a past", compute.AttnShape{B: 1, Tq: 100, Tk: 356, Tcap: 400, H: 4, Hkv: 1, Dh: 128}, compute.AttnMask{Causal: true, Past: 256}},
 		{"window", compute.AttnShape{B: 1, Tq: 190, Tk: 190, Tcap: 190, H: 2, Hkv: 1, Dh: 64}, compute.AttnMask{Causal: true, Window: 50}},
+		// flash3 (build wg) runs head dimension 128 only: its own
+		// padding, window, non-causal and G = 1 cases.
+		{"padding d128 G=4", compute.AttnShape{B: 2, Tq: 300, Tk: 300, Tcap: 300, H: 8, Hkv: 2, Dh: 128}, compute.AttnMask{Causal: true, KeyValid: padMask(2, 300, []int{0, 170})}},
+		{"window d128", compute.AttnShape{B: 1, Tq: 400, Tk: 400, Tcap: 400, H: 4, Hkv: 1, Dh: 128}, compute.AttnMask{Causal: true, Window: 150}},
+		{"not causal d128", compute.AttnShape{B: 1, Tq: 65, Tk: 300, Tcap: 300, H: 2, Hkv: 2, Dh: 128}, compute.AttnMask{}},
+		{"long causal d128 G=1", compute.AttnShape{B: 1, Tq: 513, Tk: 513, Tcap: 513, H: 2, Hkv: 2, Dh: 128}, compute.AttnMask{Causal: true}},
 	} {
 		for _, occ := range flashBuilds {
 			g.do(func() { g.flashOcc = occ })
@@ -584,6 +604,89 @@ func TestTensorCoreFlashAttention(t *testing.T) {
 	g.do(func() { g.flashOcc = "" })
 	if err := g.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// On a Hopper GPU the wgmma attention kernel must compile (NVRTC, sm_90a)
+// and load; elsewhere it says why it is absent. Also reports whether the
+// products go through cuBLASLt.
+func TestFlash3Available(t *testing.T) {
+	g := testGPU16(t)
+	var err error
+	var lt bool
+	g.do(func() { err, lt = g.flash3Err, g.lt != nil })
+	t.Logf("cuBLASLt in use: %v", lt)
+	if g.info.Major == 9 && g.info.Minor == 0 {
+		if err != nil {
+			t.Fatalf("flash3 on an sm_90 GPU: %v", err)
+		}
+		return
+	}
+	t.Logf("no flash3 here: %v", err)
+}
+
+// flash3's pieces alone (flash3.cu's flash3_tiles), against float64
+// products of the same bf16 values: S = Q·Kᵀ through the swizzled Q and K
+// descriptors, O = P·V through P's register fragments and V's N-major
+// descriptor. A wrong descriptor or fragment map shows here as a large
+// error in one of the two, which flash3's own test cannot tell apart.
+func TestFlash3Tiles(t *testing.T) {
+	g := testGPU16(t)
+	if g.info.Major != 9 || g.info.Minor != 0 {
+		t.Skip("flash3 is for sm_90 GPUs")
+	}
+	rng := rand.New(rand.NewPCG(21, 22))
+	const n = 128
+	mat := func() []float32 { return g.ToHost(g.FromHostAs(compute.BF16, randVec(rng, n*n), n, n)) }
+	q, k, p, v := mat(), mat(), mat(), mat()
+	up := func(x []float32) compute.Tensor { return g.FromHostAs(compute.BF16, x, n, n) }
+	qt, kt, pt, vt := up(q), up(k), up(p), up(v)
+	var sOut, oOut []float32
+	g.do(func() {
+		so, oo := g.newTensor(compute.F32, n, n), g.newTensor(compute.F32, n, n)
+		g.launch("flash3_tiles", [3]int{1, 1, 1}, [3]int{256, 1, 1}, f3TilesShared,
+			pArg(qt.(*Tensor).ptr()), pArg(kt.(*Tensor).ptr()), pArg(pt.(*Tensor).ptr()), pArg(vt.(*Tensor).ptr()), pArg(so.ptr()), pArg(oo.ptr()))
+		sOut, oOut = g.downloadFloats(so), g.downloadFloats(oo)
+	})
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		got  []float32
+		ref  func(i, j int) float64
+	}{
+		{"S = Q·Kᵀ", sOut, func(i, j int) float64 {
+			d := 0.0
+			for x := 0; x < n; x++ {
+				d += float64(q[i*n+x]) * float64(k[j*n+x])
+			}
+			return d
+		}},
+		{"O = P·V", oOut, func(i, j int) float64 {
+			d := 0.0
+			for x := 0; x < n; x++ {
+				d += float64(p[i*n+x]) * float64(v[x*n+j])
+			}
+			return d
+		}},
+	} {
+		worst, wi, wj := 0.0, 0, 0
+		for i := 0; i < n; i++ {
+			for j := 0; j < n; j++ {
+				e := math.Abs(float64(c.got[i*n+j]) - c.ref(i, j))
+				if math.IsNaN(e) || e > worst {
+					worst, wi, wj = e, i, j
+					if math.IsNaN(e) {
+						worst = math.Inf(1)
+					}
+				}
+			}
+		}
+		t.Logf("%s: max |wgmma - float64| %.3g at [%d %d] (%g vs %g)", c.name, worst, wi, wj, c.got[wi*n+wj], c.ref(wi, wj))
+		if worst > 1e-3 {
+			t.Errorf("%s: off by %g at [%d %d]", c.name, worst, wi, wj)
+		}
 	}
 }
 
@@ -656,7 +759,7 @@ func TestAttentionSpeed(t *testing.T) {
 			}
 			kms := 0.0
 			for _, p := range prof {
-				if strings.HasPrefix(p.Name, "flash2") {
+				if strings.HasPrefix(p.Name, "flash2") || strings.HasPrefix(p.Name, "flash3") {
 					kms += p.MS
 				}
 			}

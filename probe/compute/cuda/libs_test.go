@@ -115,4 +115,7 @@ func TestKernelsCompile(t *testing.T) {
 			}
 		}
 	}
+	if bin, err := compileFor("flash3", flash3Source, "90a"); err != nil || len(bin) == 0 {
+		t.Fatalf("flash3 for sm_90a: %d bytes, %v", len(bin), err)
+	}
 }

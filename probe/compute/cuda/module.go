@@ -19,6 +19,11 @@ var kernelSource string
 //go:embed flash.cu
 var flashSource string
 
+// flash3Source is the Hopper attention kernel, compiled for sm_90a alone.
+//
+//go:embed flash3.cu
+var flash3Source string
+
 // cacheDir is where compiled kernels are kept: $LOUPE_CACHE/cuda, else the
 // user cache folder's loupe/cuda.
 func cacheDir() string {
@@ -36,6 +41,12 @@ func cacheDir() string {
 // (and then cached: written to a temporary file and renamed, so a reader
 // never sees half a file).
 func compile(name, src string, arch int) ([]byte, error) {
+	return compileFor(name, src, fmt.Sprint(arch))
+}
+
+// compileFor is compile for the target sm_<target> ("90", or "90a" for
+// the Hopper-only instructions: wgmma, setmaxnreg).
+func compileFor(name, src, target string) ([]byte, error) {
 	n, err := loadNVRTC()
 	if err != nil {
 		return nil, err
@@ -43,14 +54,14 @@ func compile(name, src string, arch int) ([]byte, error) {
 	var major, minor int32
 	call(n.version, uintptr(unsafe.Pointer(&major)), uintptr(unsafe.Pointer(&minor)))
 	// No fast math: the fp32 mode must match the CPU and transformers.
-	opts := []string{fmt.Sprintf("--gpu-architecture=sm_%d", arch), "--std=c++17", "-default-device"}
+	opts := []string{"--gpu-architecture=sm_" + target, "--std=c++17", "-default-device"}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00nvrtc %d.%d\x00%v\x00", src, major, minor, opts)
 	key := hex.EncodeToString(h.Sum(nil))[:24]
 	dir := cacheDir()
 	path := ""
 	if dir != "" {
-		path = filepath.Join(dir, fmt.Sprintf("%s-sm%d-%s.cubin", name, arch, key))
+		path = filepath.Join(dir, fmt.Sprintf("%s-sm%s-%s.cubin", name, target, key))
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return b, nil
 		}
@@ -74,7 +85,7 @@ func compile(name, src string, arch int) ([]byte, error) {
 		call(n.logSize, prog, uintptr(unsafe.Pointer(&size)))
 		log := make([]byte, size+1)
 		call(n.log, prog, uintptr(unsafe.Pointer(&log[0])))
-		return nil, fmt.Errorf("cuda: NVRTC (%s) failed to compile %s for sm_%d: %s\n%s", n.path, name, arch, goString(nvrtcErrString(n, r)), goString(uintptr(unsafe.Pointer(&log[0]))))
+		return nil, fmt.Errorf("cuda: NVRTC (%s) failed to compile %s for sm_%s: %s\n%s", n.path, name, target, goString(nvrtcErrString(n, r)), goString(uintptr(unsafe.Pointer(&log[0]))))
 	}
 	var size uintptr
 	if r := call(n.cubinSize, prog, uintptr(unsafe.Pointer(&size))); r != 0 || size == 0 {

@@ -166,6 +166,39 @@ func (b *Backend) Linear(x, w, bias compute.Tensor) compute.Tensor {
 	})
 }
 
+// LinearAdd is r + x·wᵀ + bias (compute.LinearAdder): the product writes
+// r plus itself, with the add as cuBLASLt's epilogue (beta = 1, C = r),
+// so the residual stream is read once, by the product. The bias, when
+// there is one, is added after.
+func (b *Backend) LinearAdd(x, w, bias, r compute.Tensor) compute.Tensor {
+	xt, wt, rt := tensorOf("LinearAdd", x), tensorOf("LinearAdd", w), tensorOf("LinearAdd", r)
+	mustF32("LinearAdd (input)", xt)
+	mustF32("LinearAdd (residual)", rt)
+	m, k := rowsCols(xt)
+	if len(wt.shape) != 2 || wt.shape[1] != k {
+		panic(fmt.Sprintf("cuda: LinearAdd x %v · wᵀ %v", xt.shape, wt.shape))
+	}
+	n := wt.shape[0]
+	if rt.numel() != m*n {
+		panic(fmt.Sprintf("cuda: LinearAdd residual %v for a [%d %d] product", rt.shape, m, n))
+	}
+	return b.produce(compute.F32, []int{m, n}, func(out *Tensor) {
+		xt, wt, rt := b.get(x), b.get(w), b.get(r)
+		a := xt
+		if wt.dt != compute.F32 {
+			a = b.rounded(xt, wt.dt)
+		}
+		b.gemmNTC(m, n, k, a.ptr(), wt.ptr(), k, k, wt.dt, rt.ptr(), out.ptr(), n, 1)
+		if bias != nil {
+			bt, tmp := b.f32(b.get(bias))
+			b.launch("add_bcast", grid1(m*n), block256, 0, pArg(out.ptr()), pArg(bt.ptr()), lArg(m*n), iArg(n))
+			if tmp {
+				b.releaseTemp(bt.buf)
+			}
+		}
+	})
+}
+
 func (b *Backend) Add(x, y compute.Tensor) compute.Tensor {
 	xt, yt := tensorOf("Add", x), tensorOf("Add", y)
 	mustF32("Add", xt, yt)

@@ -1,0 +1,391 @@
+// FlashAttention-3-style attention for Hopper (sm_90a only; compiled as
+// its own module for that target, flash.cu's flash2 serves every other
+// GPU and shape). Same contract as flash2 (flash.cu): bf16 q, k, v; z in
+// float32 and bf16; each row's log-sum-exp; causal, grouped-query rows
+// packed G to a position, a KV cache (Tcap), left padding, a window.
+//
+// What differs from flash2 is where the products run: warpgroup matrix
+// products (wgmma.mma_async m64n128k16, bf16 in, fp32 accumulators), the
+// B operand (K for S = Q·Kᵀ, V for O = P·V) and for S also A (Q) read by
+// the tensor cores straight from shared memory through matrix
+// descriptors, instead of ldmatrix into registers and mma.sync per warp.
+// P stays in registers as the A operand of P·V. Shared memory holds
+// every tile in the 128-byte swizzled layout the descriptors name: a tile
+// of R rows × 128 bf16 is two panels (d 0-63, d 64-127) of R rows × 128
+// bytes, and the 16-byte chunk c of row r sits at chunk c ^ (r mod 8), so
+// that the tensor cores' reads of 8 rows fall in distinct banks.
+//
+// Block: two warpgroups (256 threads), 64 rows each, 128 rows in all (G
+// query heads side by side per position, as in flash2); key tiles of 128
+// brought by cp.async one tile ahead (K in two stages, V in three: see
+// the kernel's schedule). One block per multiprocessor (193 KB of shared
+// memory).
+//
+// Descriptors (PTX ISA, "Matrix Descriptor Format"): bits 0-13 the start
+// address / 16, 16-29 the leading-dimension byte offset / 16, 32-45 the
+// stride byte offset / 16, 62-63 the swizzle mode (1 = 128 bytes).
+//   - Q and K (K-major: the reduction dimension d is contiguous): stride
+//     offset 1024 (from one 8-row group to the next); a k-step of 16
+//     elements moves the start by 32 bytes inside a panel, and steps 4-7
+//     start at the second panel; the leading offset is unused.
+//   - V as P·V's B operand (N-major: d, the output column, is
+//     contiguous): stride offset 1024 (8 keys, the next group along the
+//     reduction), leading offset one panel (d 0-63 to d 64-127); a k-step
+//     of 16 keys moves the start by 16 rows (2048 bytes).
+// The accumulator fragment of m64nNk16 is mma.sync's m16n8 one repeated:
+// warp w of the warpgroup holds rows 16w + lane/4 (+8), d[4n..4n+3] the
+// columns 8n + 2(lane%4) (+1); P's A fragment per 16 keys is packed from
+// two such column blocks exactly as in flash2.
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef long long i64;
+typedef unsigned short bf16_t;
+#define NEG_INF __int_as_float(0xff800000)
+#define F3_ROWS 128
+#define F3_KEYS 128
+#define F3_D 128
+#define F3_PANEL_Q (F3_ROWS * 128) // bytes of one panel of the Q tile
+#define F3_PANEL_K (F3_KEYS * 128) // bytes of one panel of a K or V tile
+
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+__device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+// fence_async makes this thread's shared-memory writes (the cp.async
+// copies it waited for) visible to the tensor cores' async proxy.
+__device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+__device__ __forceinline__ void wg_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); }
+// reg_fence keeps the compiler from touching accumulators before the
+// wgmma that writes them has been waited for.
+template <int N>
+__device__ __forceinline__ void reg_fence(float* r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+// reg_fence_u32 is reg_fence for A fragments: an asynchronous wgmma reads
+// its register operand after issue, so the registers must stay this
+// value (not be reused for anything else) until the wait.
+template <int N>
+__device__ __forceinline__ void reg_fence_u32(u32* r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
+__device__ __forceinline__ u64 desc_sw128(u32 addr, u32 lbo, u32 sbo) {
+    return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo >> 4) & 0x3FFF) << 16) | ((u64)((sbo >> 4) & 0x3FFF) << 32) |
+           ((u64)1 << 62);
+}
+// sw128 is the byte offset of 16-byte chunk c (0-7) of row r in a panel.
+__device__ __forceinline__ u32 sw128(int r, int c) { return (u32)(r * 128 + ((c ^ (r & 7)) << 4)); }
+
+// wgmma_ss_n128: D (+)= A·Bᵀ for a 64×128 tile, A and B from shared
+// memory (both K-major). wgmma_rs_n128: D (+)= A·B with A from registers
+// and B N-major (transposed) from shared memory. accumulate 0 ignores D.
+__device__ __forceinline__ void wgmma_ss_n128(float* d, u64 da, u64 db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_rs_n128(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 db, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(accumulate));
+}
+
+// ex2 is 2^x by the special-function unit alone (denormal results flush
+// to zero: they are weights below 1e-38, zero in bf16 P either way).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// softmax_tile masks S (keys from j0) where needed, updates this thread's
+// two rows' running max m and sum l, and turns S into P = exp(S - m) in
+// bf16 A fragments (pa). corr receives each row's rescale factor
+// exp(m_old - m_new) for the output accumulated so far.
+__device__ __forceinline__ void softmax_tile(float* s, u32* pa, float* m, float* l, float* corr, int j0, int t,
+                                             const int* pRow, bool needMask, int Tk, int causal, int window,
+                                             const unsigned char* __restrict__ kv_valid, float sl2) {
+    if (needMask) {
+#pragma unroll
+        for (int n = 0; n < 16; n++) {
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                int j = j0 + n * 8 + 2 * t + (c & 1);
+                int p = pRow[c >> 1];
+                bool ok = j < Tk && (!causal || j <= p) && (window <= 0 || p - j < window) && (kv_valid == 0 || kv_valid[j]);
+                if (!ok) s[4 * n + c] = NEG_INF;
+            }
+        }
+    }
+    float mx[2] = {NEG_INF, NEG_INF};
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[4 * n], s[4 * n + 1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[4 * n + 2], s[4 * n + 3]));
+    }
+    float mo[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
+        float mNew = fmaxf(m[r], mx[r]);
+        float mUse = mNew == NEG_INF ? 0.f : mNew; // a row with no key yet
+        corr[r] = exp2f((m[r] - mUse) * sl2);      // 0 when m was -Inf
+        m[r] = mNew;
+        mo[r] = -mUse * sl2;
+        l[r] *= corr[r];
+    }
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        float p0 = ex2(fmaf(s[4 * n], sl2, mo[0])), p1 = ex2(fmaf(s[4 * n + 1], sl2, mo[0]));
+        float p2 = ex2(fmaf(s[4 * n + 2], sl2, mo[1])), p3 = ex2(fmaf(s[4 * n + 3], sl2, mo[1]));
+        l[0] += p0 + p1;
+        l[1] += p2 + p3;
+        pa[2 * n] = pack_bf16(p0, p1);
+        pa[2 * n + 1] = pack_bf16(p2, p3);
+    }
+}
+
+// flash3_bf16_d128: see the top of the file. Arguments as flash2's.
+//
+// The schedule overlaps the softmax with the tensor cores inside each
+// warpgroup (FlashAttention-3's intra-warpgroup pipelining): iteration
+// it issues S_it = Q·K_itᵀ and then O += P_{it-1}·V_{it-1} without
+// waiting for the second, waits for S_it only, and runs tile it's softmax
+// while P_{it-1}·V_{it-1} is on the tensor cores; O is rescaled once that
+// product is done. So V is one tile behind K: K tiles go through two
+// shared-memory stages, V tiles through three (tile it+1 loads while
+// V_{it-1} is still being read), and one barrier per tile suffices.
+extern "C" __global__ void __launch_bounds__(256, 1)
+    flash3_bf16_d128(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
+                     float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk, int Tcap,
+                     int H, int Hkv, float scale, int past, int causal, int window,
+                     const unsigned char* __restrict__ key_valid) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u; // swizzle atoms need 1024-byte alignment
+    const u32 qS = base;                                        // 2 panels of F3_PANEL_Q
+    auto kS = [&](int st) { return base + 2 * F3_PANEL_Q + st * 2 * F3_PANEL_K; };         // 2 stages
+    auto vS = [&](int st) { return base + 2 * F3_PANEL_Q + (4 + st * 2) * F3_PANEL_K; };   // 3 stages
+    const int G = H / Hkv;
+    const int NP = F3_ROWS / G;
+    const int nRows = NP * G;
+    const int b = blockIdx.x / Hkv, kh = blockIdx.x % Hkv;
+    const int i0 = (gridDim.y - 1 - (int)blockIdx.y) * NP; // heaviest tiles first
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const i64 qstride = (i64)H * F3_D, kstride = (i64)Hkv * F3_D;
+    const unsigned char* kv_valid = key_valid == 0 ? 0 : key_valid + (i64)b * Tk;
+
+    for (int e = tid; e < F3_ROWS * 16; e += 256) {
+        int r = e >> 4, c = e & 15;
+        int pos = i0 + r / G, head = kh * G + r % G;
+        bool ok = r < nRows && pos < Tq;
+        const bf16_t* src = ok ? q + ((i64)b * Tq + pos) * qstride + (i64)head * F3_D + c * 8 : q;
+        cp_async16(qS + (c >> 3) * F3_PANEL_Q + sw128(r, c & 7), src, ok ? 16 : 0);
+    }
+    const int posMax = min(i0 + NP, Tq) - 1;
+    const int jEnd = causal ? min(Tk, past + posMax + 1) : Tk;
+    int jBeg = window > 0 ? max(0, past + i0 - window + 1) : 0;
+    jBeg = jBeg / F3_KEYS * F3_KEYS;
+    const int nT = jEnd > jBeg ? (jEnd - jBeg + F3_KEYS - 1) / F3_KEYS : 0;
+    const bf16_t* kb = k + (i64)b * Tcap * kstride + (i64)kh * F3_D;
+    const bf16_t* vb = v + (i64)b * Tcap * kstride + (i64)kh * F3_D;
+    auto load_kv = [&](int it) {
+        const int j0 = jBeg + it * F3_KEYS;
+        const u32 kd = kS(it & 1), vd = vS(it % 3);
+        for (int e = tid; e < F3_KEYS * 16; e += 256) {
+            int jj = e >> 4, c = e & 15, j = j0 + jj;
+            bool ok = j < Tk;
+            i64 off = ok ? (i64)j * kstride + c * 8 : 0;
+            u32 o = (c >> 3) * F3_PANEL_K + sw128(jj, c & 7);
+            cp_async16(kd + o, kb + off, ok ? 16 : 0);
+            cp_async16(vd + o, vb + off, ok ? 16 : 0);
+        }
+    };
+    if (nT > 0) load_kv(0);
+    cp_commit();
+
+    const int R0 = wg * 64 + warp * 16 + g; // this thread's rows: R0 and R0 + 8
+    const int pRow[2] = {past + i0 + R0 / G, past + i0 + (R0 + 8) / G};
+    const float sl2 = scale * 1.4426950408889634f;
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) o[i] = 0.f;
+    float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
+    const u32 qW = qS + wg * 64 * 128; // this warpgroup's 64 rows, in each panel
+    u32 pa[32];                        // P of the previous tile, the A operand of its P·V
+
+    for (int it = 0; it < nT; it++) {
+        const int j0 = jBeg + it * F3_KEYS;
+        cp_wait<0>(); // K_it (and V_it) are in
+        fence_async();
+        __syncthreads(); // every warp is done with K_{it-1} and V_{it-2}: their stages refill now
+        if (it + 1 < nT) load_kv(it + 1);
+        cp_commit();
+        const u32 kT = kS(it & 1);
+        float s[64];
+#pragma unroll
+        for (int i = 0; i < 64; i++) s[i] = 0.f;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < F3_D / 16; kk++) {
+            u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
+            u64 db = desc_sw128(kT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
+            wgmma_ss_n128(s, da, db, kk > 0);
+        }
+        wg_commit();
+        if (it > 0) {
+            const u32 vT = vS((it - 1) % 3);
+            reg_fence<64>(o);
+#pragma unroll
+            for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+            }
+            wg_commit();
+            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+        } else {
+            wg_wait0();
+        }
+        reg_fence<64>(s);
+        const bool needMask = key_valid != 0 || window > 0 || j0 + F3_KEYS > Tk || (causal && j0 + F3_KEYS - 1 > past + i0);
+        u32 pn[32];
+        float corr[2];
+        softmax_tile(s, pn, m, l, corr, j0, t, pRow, needMask, Tk, causal, window, kv_valid, sl2);
+        wg_wait0(); // P_{it-1}·V_{it-1} done: O may be rescaled, pa reused
+        reg_fence<64>(o);
+        reg_fence_u32<32>(pa); // (pa was live until here: its registers held the product's A)
+#pragma unroll
+        for (int n = 0; n < 16; n++) {
+            o[4 * n] *= corr[0];
+            o[4 * n + 1] *= corr[0];
+            o[4 * n + 2] *= corr[1];
+            o[4 * n + 3] *= corr[1];
+        }
+#pragma unroll
+        for (int i = 0; i < 32; i++) pa[i] = pn[i];
+    }
+    if (nT > 0) {
+        // The last tile's P·V.
+        const u32 vT = vS((nT - 1) % 3);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+            u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+            wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+        }
+        wg_commit();
+        wg_wait0();
+        reg_fence<64>(o);
+    }
+    cp_wait<0>();
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffff, lr, 1);
+        lr += __shfl_xor_sync(0xffffffff, lr, 2);
+        int row = R0 + 8 * r, pos = i0 + row / G;
+        if (row >= nRows || pos >= Tq) continue;
+        int head = kh * G + row % G;
+        float inv = lr > 0.f ? 1.f / lr : 0.f;
+        i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * F3_D;
+#pragma unroll
+        for (int n = 0; n < 16; n++) {
+            float x0 = o[4 * n + 2 * r] * inv, x1 = o[4 * n + 2 * r + 1] * inv;
+            *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
+            if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
+        }
+        if (lse != 0 && t == 0) lse[((i64)b * H + head) * Tq + pos] = lr > 0.f ? m[r] * scale + logf(lr) : NEG_INF;
+    }
+}
+
+// flash3_tiles checks flash3's pieces alone (gpu_test.go's
+// TestFlash3Tiles): for one block of 128 rows, S = Q·Kᵀ [128 × 128] by
+// the swizzled descriptors of the Q and K tiles, and O = P·V [128 × 128]
+// with P (given, bf16 [128 × 128 keys]) packed into A fragments from
+// registers and V through its N-major descriptor: the same loads,
+// descriptors and fragment maps as the kernel, without the softmax.
+extern "C" __global__ void __launch_bounds__(256, 1)
+    flash3_tiles(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ p,
+                 const bf16_t* __restrict__ v, float* __restrict__ s_out, float* __restrict__ o_out) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    const u32 qS = base, kS = base + 2 * F3_PANEL_Q, vS = kS + 2 * F3_PANEL_K;
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    for (int e = tid; e < 128 * 16; e += 256) {
+        int r = e >> 4, c = e & 15;
+        u32 o = (c >> 3) * F3_PANEL_K + sw128(r, c & 7);
+        cp_async16(qS + o, q + r * 128 + c * 8, 16);
+        cp_async16(kS + o, k + r * 128 + c * 8, 16);
+        cp_async16(vS + o, v + r * 128 + c * 8, 16);
+    }
+    cp_commit();
+    cp_wait<0>();
+    fence_async();
+    __syncthreads();
+    const u32 qW = qS + wg * 64 * 128;
+    float s[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) s[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+        u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
+        u64 db = desc_sw128(kS + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
+        wgmma_ss_n128(s, da, db, kk > 0);
+    }
+    wg_commit();
+    wg_wait0();
+    reg_fence<64>(s);
+    const int R0 = wg * 64 + warp * 16 + g;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) s_out[(R0 + 8 * (c >> 1)) * 128 + n * 8 + 2 * t + (c & 1)] = s[4 * n + c];
+    }
+    // P's A fragments straight from p, as flash3 packs them from S.
+    u32 pa[32];
+    const unsigned short* pr0 = p + R0 * 128;
+    const unsigned short* pr1 = p + (R0 + 8) * 128;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        int col = n * 8 + 2 * t;
+        // s[4n], s[4n+1]: row R0; s[4n+2], s[4n+3]: row R0 + 8.
+        u32 lo = (u32)pr0[col] | ((u32)pr0[col + 1] << 16);
+        u32 hi = (u32)pr1[col] | ((u32)pr1[col + 1] << 16);
+        pa[2 * n] = lo;
+        pa[2 * n + 1] = hi;
+    }
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) o[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+        u64 db = desc_sw128(vS + kk * 16 * 128, F3_PANEL_K, 1024);
+        wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+    }
+    wg_commit();
+    wg_wait0();
+    reg_fence<64>(o);
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) o_out[(R0 + 8 * (c >> 1)) * 128 + n * 8 + 2 * t + (c & 1)] = o[4 * n + c];
+    }
+}
