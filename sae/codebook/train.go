@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 	"github.com/loupe-dev/loupe/sae/activations"
@@ -93,44 +96,91 @@ func (t *Trainable) Backward(bt *activations.Batch, step int) (train.Stats, erro
 	if err != nil {
 		return nil, err
 	}
-	out, err := l.Decode(ids, n)
-	if err != nil {
-		return nil, err
+	for _, id := range ids {
+		if id < -1 || int(id) >= l.NumCodes {
+			return nil, fmt.Errorf("codebook %s: code id %d out of range [0, %d) (or -1 for none)", l.Hook, id, l.NumCodes)
+		}
 	}
-	s := &Snapped{Out: out, IDs: ids}
 	clear(t.param.Grad)
 	coef := float32(2) / float32(n)
+	scale := float32(1)
 	if l.Reduce == Mean {
 		coef /= float32(l.K)
+		scale = 1 / float32(l.K)
 	}
-	var sse, ss float64
 	mean := make([]float64, w)
 	for r := 0; r < n; r++ {
 		for d := 0; d < w; d++ {
 			mean[d] += float64(x[r*w+d]) / float64(n)
 		}
 	}
-	for r := 0; r < n; r++ {
-		for g := 0; g < l.Groups; g++ {
-			lo := r*w + g*l.Dim
-			diff := make([]float32, l.Dim)
-			for d := range diff {
-				diff[d] = s.Out[lo+d] - x[lo+d]
-				sse += float64(diff[d]) * float64(diff[d])
-				c := float64(x[lo+d]) - mean[g*l.Dim+d]
-				ss += c * c
-			}
-			for _, id := range s.IDs[(r*l.Groups+g)*l.K : (r*l.Groups+g+1)*l.K] {
-				if id < 0 {
-					continue
+	// diff = out − x per row, out the mean (or sum) of the row's codes;
+	// rows in fixed blocks over the cores, each block's sums kept apart and
+	// added in block order, so the figures do not depend on the core count.
+	diff := make([]float32, n*w)
+	blocks := (n + stepBlock - 1) / stepBlock
+	sse, ss := make([]float64, blocks), make([]float64, blocks)
+	parallelFor(blocks, func(bk int) {
+		for r := bk * stepBlock; r < min(n, (bk+1)*stepBlock); r++ {
+			for g := 0; g < l.Groups; g++ {
+				lo := r*w + g*l.Dim
+				dst := diff[lo : lo+l.Dim]
+				for _, id := range ids[(r*l.Groups+g)*l.K : (r*l.Groups+g+1)*l.K] {
+					if id < 0 {
+						continue
+					}
+					for d, v := range l.Code(g, int(id)) {
+						dst[d] += v
+					}
 				}
-				t.used[g*l.NumCodes+int(id)]++
-				gr := t.param.Grad[(g*l.NumCodes+int(id))*l.Dim:]
-				for d, v := range diff {
+				for d := range dst {
+					dst[d] = float32(dst[d]*scale) - x[lo+d] // rounded as the output was
+					sse[bk] += float64(dst[d]) * float64(dst[d])
+					c := float64(x[lo+d]) - mean[g*l.Dim+d]
+					ss[bk] += c * c
+				}
+			}
+		}
+	})
+	// The gradient of each code is coef Σ diff over the rows that chose it,
+	// in row order (as one loop over the rows would add them): the rows are
+	// listed per code, and the codes shared out over the cores.
+	codes := l.Groups * l.NumCodes
+	start := make([]int32, codes+1)
+	for i, id := range ids {
+		if id >= 0 {
+			start[(i/l.K)%l.Groups*l.NumCodes+int(id)+1]++
+		}
+	}
+	for c := 0; c < codes; c++ {
+		t.used[c] += int64(start[c+1])
+		start[c+1] += start[c]
+	}
+	rowsOf := make([]int32, start[codes])
+	fill := slices.Clone(start[:codes])
+	for i, id := range ids {
+		if id >= 0 {
+			c := (i/l.K)%l.Groups*l.NumCodes + int(id)
+			rowsOf[fill[c]] = int32(i / l.K / l.Groups)
+			fill[c]++
+		}
+	}
+	parallelFor((codes+stepBlock-1)/stepBlock, func(bk int) {
+		for c := bk * stepBlock; c < min(codes, (bk+1)*stepBlock); c++ {
+			g := c / l.NumCodes
+			gr := t.param.Grad[c*l.Dim : (c+1)*l.Dim]
+			for _, r := range rowsOf[start[c]:start[c+1]] {
+				lo := int(r)*w + g*l.Dim
+				for d, v := range diff[lo : lo+l.Dim] {
 					gr[d] += coef * v
 				}
 			}
 		}
+	})
+	var sseAll, ssAll float64
+	for bk := range sse {
+		sseAll += sse[bk]
+		ssAll += ss[bk]
 	}
 	t.since++
 	dead := 0
@@ -139,8 +189,34 @@ func (t *Trainable) Backward(bt *activations.Batch, step int) (train.Stats, erro
 			dead++
 		}
 	}
-	return train.Stats{{Name: "mse", Value: sse / float64(n)}, {Name: "fvu", Value: sse / max(ss, 1e-30)},
+	return train.Stats{{Name: "mse", Value: sseAll / float64(n)}, {Name: "fvu", Value: sseAll / max(ssAll, 1e-30)},
 		{Name: "dead", Value: float64(dead) / float64(len(t.used))}, {Name: "replaced", Value: float64(t.replaced)}}, nil
+}
+
+// stepBlock is the rows (and codes) per task of a step's parallel loops.
+const stepBlock = 64
+
+// parallelFor runs f(0..n-1) over the cores; each call is independent.
+func parallelFor(n int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // AfterUpdate replaces dead codes every ReplaceEvery steps.
