@@ -33,6 +33,14 @@ or a GPU (--device). Two ways to train, both said in metrics.json:
 On a GPU the forward runs under bf16 autocast (the weights, the codes and
 the saved files stay float32), the training sequences are drawn on the
 device, and nothing in a step waits on the host except the logging.
+--compile on (or auto: on a GPU) runs the step's forward and loss through
+torch.compile: one graph with the codebook hooks (no graph breaks), the
+same arithmetic (on the CPU the first steps' losses agree with eager's to
+1e-4, the code counts exactly), 1.97x eager's tokens/s on an H200; the first
+step compiles (36 s there). --save-optimizer writes the AdamW state, the
+step count and the dead-code counts beside the model, and --resume DIR
+continues such a run exactly where it stopped (scripts/gpu/tokfsm-long.sh
+chains an eager and a compiled segment so).
 Every --ap-every seconds (and at the end) the mean best-code average
 precision over the FSM's states is logged (Loupe's definition, computed
 here on the device; `loupe codebook eval` is the measure reported).
