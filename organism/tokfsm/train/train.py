@@ -36,7 +36,7 @@ device, and nothing in a step waits on the host except the logging.
 --compile on (or auto: on a GPU) runs the step's forward and loss through
 torch.compile: one graph with the codebook hooks (no graph breaks), the
 same arithmetic (on the CPU four steps' losses agree with eager's to
-3e-4, the codes chosen drifting apart slowly), 1.97x eager's tokens/s on an H200; the first
+3e-4: fused kernels round differently), 1.97x eager's tokens/s on an H200; the first
 step compiles (36 s there). --save-optimizer writes the AdamW state, the
 step count and the dead-code counts beside the model, and --resume DIR
 continues such a run exactly where it stopped (scripts/gpu/tokfsm-long.sh
