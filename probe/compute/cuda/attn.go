@@ -8,16 +8,19 @@ import (
 )
 
 // flashBuilds are the builds of the tensor-core attention (see
-// flashVariant): flash.cu's flash2 _2 and _w4, and "wg", flash3.cu's
-// wgmma kernel (Hopper, head dimension 128; flash2 elsewhere).
-var flashBuilds = []string{"2", "w4", "wg"}
+// flashVariant): flash.cu's flash2 _2 and _w4, and "wg" and "wg2",
+// flash3.cu's wgmma kernel (Hopper, head dimension 128; flash2 elsewhere).
+var flashBuilds = []string{"2", "w4", "wg", "wg2"}
 
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
-// memory: the Q tile, two stages of K tiles and three of V tiles, each
-// 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles.
+// memory: the Q tile, three stages of K tiles and three of V tiles, each
+// 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles (225
+// KB, a Hopper block's limit). Build "wg2" (flash3's _s2) keeps two K
+// stages and loads one tile ahead instead of two, for measurements.
 const (
 	flash3Kernel  = "flash3_bf16_d128"
-	f3Shared      = 2*128*128*(1+2+3) + 1024
+	f3Shared      = 2*128*128*(1+3+3) + 1024
+	f3Shared2     = 2*128*128*(1+2+3) + 1024
 	f3TilesShared = 2*128*128*3 + 1024 // flash3_tiles: one Q, K and V tile
 )
 
@@ -26,7 +29,7 @@ var flashNames = func() []string {
 	names := []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
 	for _, k := range []string{"flash2", "flash2top"} {
 		for _, d := range []int{64, 128} {
-			for _, b := range flashBuilds[:2] { // flash2's builds ("wg" is flash3)
+			for _, b := range flashBuilds[:2] { // flash2's builds ("wg", "wg2" are flash3)
 				names = append(names, fmt.Sprintf("%s_bf16_d%d_%s", k, d, b))
 			}
 		}
@@ -92,9 +95,10 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 // its threads per block and dynamic shared memory: flash3 (build "wg":
 // two warpgroups on wgmma, Hopper and head dimension 128 only), flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
-// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg overrides
-// the default, for measurements. top asks for the build with the top-1
-// reduction, which flash3 does not have.
+// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2
+// overrides the default, for measurements (wg2: flash3 loading one tile
+// ahead). top asks for the build with the top-1 reduction, which flash3
+// does not have.
 func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
@@ -106,14 +110,17 @@ func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
 			occ = "2"
 		}
 	}
-	if occ == "wg" && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
+	if (occ == "wg" || occ == "wg2") && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
 		occ = "w4"
 		if dh == 64 {
 			occ = "2"
 		}
 	}
-	if occ == "wg" {
+	switch occ {
+	case "wg":
 		return flash3Kernel, 256, f3Shared
+	case "wg2":
+		return flash3Kernel + "_s2", 256, f3Shared2
 	}
 	threads := 256
 	if occ == "w4" {
