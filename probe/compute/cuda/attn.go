@@ -15,8 +15,8 @@ var flashBuilds = []string{"2", "w4", "wg", "wg2"}
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
 // memory: the Q tile, three stages of K tiles and three of V tiles, each
 // 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles (225
-// KB, a Hopper block's limit). Build "wg2" (flash3's _s2) keeps two K
-// stages and loads one tile ahead instead of two, for measurements.
+// KB, a Hopper block's limit). The default build ping-pongs its two
+// warpgroups; "wg2" (flash3's _s2) runs them in step with two K stages.
 const (
 	flash3Kernel  = "flash3_bf16_d128"
 	f3Shared      = 2*128*128*(1+3+3) + 1024
@@ -93,12 +93,12 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 
 // flashVariant is the tensor-core attention kernel for a head dimension,
 // its threads per block and dynamic shared memory: flash3 (build "wg":
-// two warpgroups on wgmma, Hopper and head dimension 128 only), flash2 _2
+// two warpgroups on wgmma taking turns at the tensor cores, Hopper and
+// head dimension 128 only; "wg2" the same in step), flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
 // _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2
-// overrides the default, for measurements (wg2: flash3 loading one tile
-// ahead). top asks for the build with the top-1 reduction, which flash3
-// does not have.
+// overrides the default, for measurements. top asks for the build with
+// the top-1 reduction, which flash3 does not have.
 func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
@@ -165,7 +165,7 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk)}
 	zp, zh := pArg(zt.ptr()), b.shadowPtr(zt)
 	if top != nil {
-		if plain, threads, shmem := b.flashVariant(s.Dh, false); plain == flash3Kernel {
+		if plain, threads, shmem := b.flashVariant(s.Dh, false); strings.HasPrefix(plain, "flash3") {
 			// z must not depend on what the hooks ask (fused.go): it comes
 			// from flash3, as in a pass without reductions, and flash2top's
 			// own z goes to scratch.
