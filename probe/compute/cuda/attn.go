@@ -15,8 +15,9 @@ var flashBuilds = []string{"2", "w4", "wg", "wg2"}
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
 // memory: the Q tile, three stages of K tiles and three of V tiles, each
 // 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles (225
-// KB, a Hopper block's limit). The default build ping-pongs its two
-// warpgroups; "wg2" (flash3's _s2) runs them in step with two K stages.
+// KB, a Hopper block's limit): build "wg", loading two tiles ahead.
+// f3Shared2 is build "wg2" (flash3's _s2), one tile ahead with two K
+// stages (193 KB), the default: as fast or faster (RESULTS.md, run 12).
 const (
 	flash3Kernel  = "flash3_bf16_d128"
 	f3Shared      = 2*128*128*(1+3+3) + 1024
@@ -92,9 +93,9 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 }
 
 // flashVariant is the tensor-core attention kernel for a head dimension,
-// its threads per block and dynamic shared memory: flash3 (build "wg":
-// two warpgroups on wgmma taking turns at the tensor cores, Hopper and
-// head dimension 128 only; "wg2" the same in step), flash2 _2
+// its threads per block and dynamic shared memory: flash3 (builds "wg2"
+// and "wg": two warpgroups on wgmma, Hopper and head dimension 128 only,
+// loading one or two tiles ahead), flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
 // _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2
 // overrides the default, for measurements. top asks for the build with
@@ -102,10 +103,10 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		// The fastest measured (RESULTS.md): flash3 where it runs, else
-		// _w4 for d128 (310 TFLOP/s at 32K against 266 for _2), _2 for
-		// d64.
-		occ = "wg"
+		// The fastest measured (RESULTS.md): flash3 _s2 where it runs
+		// (387-423 TFLOP/s at 8K-32K), else _w4 for d128 (310 at 32K
+		// against 266 for _2), _2 for d64.
+		occ = "wg2"
 		if dh == 64 {
 			occ = "2"
 		}

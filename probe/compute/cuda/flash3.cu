@@ -106,43 +106,6 @@ __device__ __forceinline__ void wgmma_rs_n128(float* d, u32 a0, u32 a1, u32 a2, 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(accumulate));
 }
 
-// mbarriers (PTX "mbarrier"): the ping-pong build tracks each shared-memory
-// stage with a "full" barrier (every thread's cp.async copies of the tile
-// have landed: cp.async.mbarrier.arrive, 256 arrivals) and an "empty" one
-// (every thread is done reading it: 256 arrivals), instead of a barrier
-// of the whole block per tile, so that the two warpgroups need not run in
-// step.
-__device__ __forceinline__ void mbar_init(u32 addr, u32 count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(addr), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(u32 addr) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(addr) : "memory");
-}
-// mbar_arrive_cp arrives once this thread's earlier cp.async copies land.
-__device__ __forceinline__ void mbar_arrive_cp(u32 addr) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(addr) : "memory");
-}
-// mbar_wait waits for the completion of the barrier's phase of the given
-// parity.
-__device__ __forceinline__ void mbar_wait(u32 addr, u32 parity) {
-    u32 done = 0;
-    while (!done) {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(addr), "r"(parity)
-                     : "memory");
-    }
-}
-__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-// Named barriers 1 and 2 order the two warpgroups' turns at the tensor
-// cores (bar.sync waits for the other's bar.arrive); arrive_if arrives
-// only where on is set, without a branch (a branch around it, with
-// products in flight, makes ptxas serialize them).
-__device__ __forceinline__ void named_sync(u32 id) { asm volatile("bar.sync %0, 256;" ::"r"(id) : "memory"); }
-__device__ __forceinline__ void named_arrive_if(u32 id, u32 on) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.u32 p, %1, 0;\n@p bar.arrive %0, 256;\n}\n" ::"r"(id), "r"(on) : "memory");
-}
-
 // ex2 is 2^x by the special-function unit alone (denormal results flush
 // to zero: they are weights below 1e-38, zero in bf16 P either way).
 __device__ __forceinline__ float ex2(float x) {
@@ -211,12 +174,12 @@ __device__ __forceinline__ void softmax_tile(float* s, u32* pa, float* m, float*
 // and V_{it+KS-2} (K in KS stages, V in three), one cp.async group per
 // iteration, and waits for the group holding K_it and V_{it-1}; one
 // barrier per tile keeps a stage from being refilled while it is read.
-template <int KS, bool PP>
+template <int KS>
 __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
                                        float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk,
                                        int Tcap, int H, int Hkv, float scale, int past, int causal, int window,
                                        const unsigned char* __restrict__ key_valid) {
-    constexpr int DIST = PP ? 1 : KS - 1; // tiles the loads run ahead
+    constexpr int DIST = KS - 1; // tiles the loads run ahead
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u; // swizzle atoms need 1024-byte alignment
     const u32 qS = base;                                        // 2 panels of F3_PANEL_Q
@@ -258,27 +221,13 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
             cp_async16(dst + lso + i * 16 * 128, ok ? src + (i64)(j0 + 16 * i) * kstride : k, ok ? 16 : 0);
         }
     };
-    __shared__ __align__(8) unsigned long long pp_bar_mem[PP ? 12 : 1];
-    const u32 pp_bars = smem_addr(pp_bar_mem); // full K, full V, empty K, empty V: 3 each
-    if constexpr (PP) {
-        if (tid == 0) {
-            for (int i = 0; i < 12; i++) mbar_init(pp_bars + 8 * i, 256);
-        }
-        __syncthreads(); // the barriers exist before anyone arrives
-        if (nT > 0) load(kp, kS(0), 0);
-        mbar_arrive_cp(pp_bars); // full K, stage 0
-        cp_wait_all();           // Q (and K_0)
-        fence_async();
-        __syncthreads(); // Q in
-    } else {
-        if (nT > 0) load(kp, kS(0), 0);
-        cp_commit(); // the first group: Q and K_0
+    if (nT > 0) load(kp, kS(0), 0);
+    cp_commit(); // the first group: Q and K_0
 #pragma unroll
-        for (int x = 1; x < DIST; x++) { // groups: K_x and V_{x-1}
-            if (x < nT) load(kp, kS(x), x);
-            if (x - 1 < nT) load(vp, vS(x - 1), x - 1);
-            cp_commit();
-        }
+    for (int x = 1; x < DIST; x++) { // groups: K_x and V_{x-1}
+        if (x < nT) load(kp, kS(x), x);
+        if (x - 1 < nT) load(vp, vS(x - 1), x - 1);
+        cp_commit();
     }
 
     const int R0 = wg * 64 + warp * 16 + g; // this thread's rows: R0 and R0 + 8
@@ -290,13 +239,17 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
     const u32 qW = qS + wg * 64 * 128; // this warpgroup's 64 rows, in each panel
     u32 pa[32];                        // P of the previous tile, the A operand of its P·V
-    float s[64];                       // S of this tile
-    auto needMask = [&](int j0) {
-        return key_valid != 0 || window > 0 || j0 + F3_KEYS > Tk || (causal && j0 + F3_KEYS - 1 > past + i0);
-    };
-    // issue_s starts S = Q·K_xᵀ; issue_pv starts O += P·V_x from pa.
-    auto issue_s = [&](int x) {
-        const u32 kT = kS(x);
+
+    for (int it = 0; it < nT; it++) {
+        const int j0 = jBeg + it * F3_KEYS;
+        cp_wait<DIST - 1>(); // the group of K_it and V_{it-1} is in
+        fence_async();
+        __syncthreads(); // every warp is done with K_{it-1} and V_{it-2}: their stages refill now
+        if (it + DIST < nT) load(kp, kS(it + DIST), it + DIST);
+        if (it + DIST - 1 < nT) load(vp, vS(it + DIST - 1), it + DIST - 1);
+        cp_commit();
+        const u32 kT = kS(it);
+        float s[64];
 #pragma unroll
         for (int i = 0; i < 64; i++) s[i] = 0.f;
         wg_fence();
@@ -307,29 +260,27 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
             wgmma_ss_n128(s, da, db, kk > 0);
         }
         wg_commit();
-    };
-    auto issue_pv = [&](int x) {
-        const u32 vT = vS(x);
-        reg_fence<64>(o);
-        wg_fence();
+        if (it > 0) {
+            const u32 vT = vS(it - 1);
+            reg_fence<64>(o);
 #pragma unroll
-        for (int kk = 0; kk < F3_KEYS / 16; kk++) {
-            u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
-            wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+            for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
+            }
+            wg_commit();
+            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+        } else {
+            wg_wait0();
         }
-        wg_commit();
-    };
-    // softmax_then_rescale: tile x's softmax on s (its S product waited
-    // for), then, once the P·V in flight is done, O rescaled and P kept.
-    auto softmax_then_rescale = [&](int x) {
         reg_fence<64>(s);
-        const int j0 = jBeg + x * F3_KEYS;
+        const bool needMask = key_valid != 0 || window > 0 || j0 + F3_KEYS > Tk || (causal && j0 + F3_KEYS - 1 > past + i0);
         u32 pn[32];
         float corr[2];
-        softmax_tile(s, pn, m, l, corr, j0, t, pRow, needMask(j0), Tk, causal, window, kv_valid, sl2);
-        wg_wait0(); // the P·V in flight is done: O may be rescaled, pa reused
+        softmax_tile(s, pn, m, l, corr, j0, t, pRow, needMask, Tk, causal, window, kv_valid, sl2);
+        wg_wait0(); // P_{it-1}·V_{it-1} done: O may be rescaled, pa reused
         reg_fence<64>(o);
-        reg_fence_u32<32>(pa); // (pa was live until here: its registers held that product's A)
+        reg_fence_u32<32>(pa); // (pa was live until here: its registers held the product's A)
 #pragma unroll
         for (int n = 0; n < 16; n++) {
             o[4 * n] *= corr[0];
@@ -339,86 +290,23 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
         }
 #pragma unroll
         for (int i = 0; i < 32; i++) pa[i] = pn[i];
-    };
-
-    if constexpr (!PP) {
-        for (int it = 0; it < nT; it++) {
-            cp_wait<DIST - 1>(); // the group of K_it and V_{it-1} is in
-            fence_async();
-            __syncthreads(); // every warp is done with the stages that refill now
-            if (it + DIST < nT) load(kp, kS(it + DIST), it + DIST);
-            if (it + DIST - 1 < nT) load(vp, vS(it + DIST - 1), it + DIST - 1);
-            cp_commit();
-            // S_it and P_{it-1}·V_{it-1} on the tensor cores, then tile
-            // it's softmax while the second runs.
-            issue_s(it);
-            if (it > 0) {
-                issue_pv(it - 1);
-                wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
-            } else {
-                wg_wait0();
-            }
-            softmax_then_rescale(it);
+    }
+    cp_wait<0>();
+    if (nT > 0) {
+        // The last tile's P·V (its V may have come in the last group).
+        fence_async();
+        __syncthreads();
+        const u32 vT = vS(nT - 1);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+            u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+            wgmma_rs_n128(o, pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3], db, 1);
         }
-        cp_wait<0>();
-        if (nT > 0) {
-            // The last tile's P·V (its V may have come in the last group).
-            fence_async();
-            __syncthreads();
-            issue_pv(nT - 1);
-            wg_wait0();
-            reg_fence<64>(o);
-            reg_fence_u32<32>(pa);
-        }
-    } else {
-        // Ping-pong. Every thread still loads its part of each tile (K_{it+1}
-        // and V_it at the top of iteration it, after the stage's empty
-        // barrier says its last tile was read), but a warpgroup waits only
-        // for the full barriers of the tiles it reads, and the two take
-        // turns at the tensor cores (named barriers 1 and 2: warpgroup 0
-        // issues iteration it's products once warpgroup 1's S_{it-1} is
-        // done, and 1 issues it once 0's S_it is), so that each one's
-        // softmax runs while the other's products are on the tensor cores.
-        // (The arrive comes after the wait for S: between the issue and that
-        // wait, ptxas serializes the products, C7514.)
-        const u32 fullK = pp_bars, fullV = pp_bars + 24, emptyK = pp_bars + 48, emptyV = pp_bars + 72;
-        const u32 mine = 1 + wg, other = 2 - wg;
-        if (wg == 1 && nT > 0) named_arrive_if(1, 1); // warpgroup 0 goes first
-        for (int it = 0; it < nT; it++) {
-            if (it + 1 < nT) {
-                const int x = it + 1;
-                if (x >= 3) mbar_wait(emptyK + 8 * (x % 3), (x / 3 - 1) & 1);
-                load(kp, kS(x), x);
-                mbar_arrive_cp(fullK + 8 * (x % 3));
-            }
-            if (it >= 3) mbar_wait(emptyV + 8 * (it % 3), (it / 3 - 1) & 1);
-            load(vp, vS(it), it);
-            mbar_arrive_cp(fullV + 8 * (it % 3));
-            mbar_wait(fullK + 8 * (it % 3), (it / 3) & 1);
-            if (it > 0) mbar_wait(fullV + 8 * ((it - 1) % 3), ((it - 1) / 3) & 1);
-            fence_async();
-            named_sync(mine);
-            issue_s(it);
-            if (it > 0) issue_pv(it - 1);
-            if (it > 0) {
-                wg_wait1();
-            } else {
-                wg_wait0();
-            }
-            named_arrive_if(other, wg == 0 || it + 1 < nT); // (1's last arrive would have no taker)
-            mbar_arrive(emptyK + 8 * (it % 3)); // S_it is done with K_it
-            softmax_then_rescale(it);           // (waits for P_{it-1}·V_{it-1})
-            if (it > 0) mbar_arrive(emptyV + 8 * ((it - 1) % 3));
-        }
-        if (nT > 0) {
-            mbar_wait(fullV + 8 * ((nT - 1) % 3), ((nT - 1) / 3) & 1);
-            fence_async();
-            issue_pv(nT - 1);
-            wg_wait0();
-            reg_fence<64>(o);
-            reg_fence_u32<32>(pa);
-        }
-        cp_wait_all();
+        wg_commit();
+        wg_wait0();
+        reg_fence<64>(o);
+        reg_fence_u32<32>(pa);
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -440,19 +328,17 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
     }
 }
 
-// The builds: flash3_bf16_d128 ping-pongs its two warpgroups (warpgroup
-// 1 half an iteration behind, so that one's softmax runs while the other's
-// products are on the tensor cores; K and V in three stages: 225 KB of
-// shared memory, all that a Hopper block may have); flash3_bf16_d128_s2
-// runs them in step (K in two stages, 193 KB).
-#define FLASH3(NAME, KS, PP)                                                                                           \
+// The builds: flash3_bf16_d128 loads two tiles ahead (K in three stages:
+// 225 KB of shared memory, all that a Hopper block may have),
+// flash3_bf16_d128_s2 one tile ahead (K in two stages, 193 KB).
+#define FLASH3(NAME, KS)                                                                                               \
     extern "C" __global__ void __launch_bounds__(256, 1)                                                               \
         NAME(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse, int Tq, int Tk,       \
              int Tcap, int H, int Hkv, float scale, int past, int causal, int window, const unsigned char* key_valid) { \
-        flash3<KS, PP>(q, k, v, z, zh, lse, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);          \
+        flash3<KS>(q, k, v, z, zh, lse, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);              \
     }
-FLASH3(flash3_bf16_d128, 3, true)
-FLASH3(flash3_bf16_d128_s2, 2, false)
+FLASH3(flash3_bf16_d128, 3)
+FLASH3(flash3_bf16_d128_s2, 2)
 
 // flash3_tiles checks flash3's pieces alone (gpu_test.go's
 // TestFlash3Tiles): for one block of 128 rows, S = Q·Kᵀ [128 × 128] by
