@@ -8,16 +8,20 @@ import (
 )
 
 // flashBuilds are the builds of the tensor-core attention (see
-// flashVariant): flash.cu's flash2 _2 and _w4, and "wg", flash3.cu's
-// wgmma kernel (Hopper, head dimension 128; flash2 elsewhere).
-var flashBuilds = []string{"2", "w4", "wg"}
+// flashVariant): flash.cu's flash2 _2 and _w4, and "wg" and "wg2",
+// flash3.cu's wgmma kernel (Hopper, head dimension 128; flash2 elsewhere).
+var flashBuilds = []string{"2", "w4", "wg", "wg2"}
 
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
-// memory: the Q tile, two stages of K tiles and three of V tiles, each
-// 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles.
+// memory: the Q tile, three stages of K tiles and three of V tiles, each
+// 128 rows × 128 bf16, plus 1024 bytes to align the swizzled tiles (225
+// KB, a Hopper block's limit): build "wg", loading two tiles ahead.
+// f3Shared2 is build "wg2" (flash3's _s2), one tile ahead with two K
+// stages (193 KB), the default: as fast or faster (RESULTS.md, run 12).
 const (
 	flash3Kernel  = "flash3_bf16_d128"
-	f3Shared      = 2*128*128*(1+2+3) + 1024
+	f3Shared      = 2*128*128*(1+3+3) + 1024
+	f3Shared2     = 2*128*128*(1+2+3) + 1024
 	f3TilesShared = 2*128*128*3 + 1024 // flash3_tiles: one Q, K and V tile
 )
 
@@ -26,7 +30,7 @@ var flashNames = func() []string {
 	names := []string{"flash_attn_f32_d128", "flash_attn_f32_d256"}
 	for _, k := range []string{"flash2", "flash2top"} {
 		for _, d := range []int{64, 128} {
-			for _, b := range flashBuilds[:2] { // flash2's builds ("wg" is flash3)
+			for _, b := range flashBuilds[:2] { // flash2's builds ("wg", "wg2" are flash3)
 				names = append(names, fmt.Sprintf("%s_bf16_d%d_%s", k, d, b))
 			}
 		}
@@ -89,31 +93,35 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 }
 
 // flashVariant is the tensor-core attention kernel for a head dimension,
-// its threads per block and dynamic shared memory: flash3 (build "wg":
-// two warpgroups on wgmma, Hopper and head dimension 128 only), flash2 _2
+// its threads per block and dynamic shared memory: flash3 (builds "wg2"
+// and "wg": two warpgroups on wgmma, Hopper and head dimension 128 only,
+// loading one or two tiles ahead), flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
-// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg overrides
-// the default, for measurements. top asks for the build with the top-1
-// reduction, which flash3 does not have.
+// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2
+// overrides the default, for measurements. top asks for the build with
+// the top-1 reduction, which flash3 does not have.
 func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		// The fastest measured (RESULTS.md): flash3 where it runs, else
-		// _w4 for d128 (310 TFLOP/s at 32K against 266 for _2), _2 for
-		// d64.
-		occ = "wg"
+		// The fastest measured (RESULTS.md): flash3 _s2 where it runs
+		// (387-423 TFLOP/s at 8K-32K), else _w4 for d128 (310 at 32K
+		// against 266 for _2), _2 for d64.
+		occ = "wg2"
 		if dh == 64 {
 			occ = "2"
 		}
 	}
-	if occ == "wg" && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
+	if (occ == "wg" || occ == "wg2") && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
 		occ = "w4"
 		if dh == 64 {
 			occ = "2"
 		}
 	}
-	if occ == "wg" {
+	switch occ {
+	case "wg":
 		return flash3Kernel, 256, f3Shared
+	case "wg2":
+		return flash3Kernel + "_s2", 256, f3Shared2
 	}
 	threads := 256
 	if occ == "w4" {
@@ -158,7 +166,7 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk)}
 	zp, zh := pArg(zt.ptr()), b.shadowPtr(zt)
 	if top != nil {
-		if plain, threads, shmem := b.flashVariant(s.Dh, false); plain == flash3Kernel {
+		if plain, threads, shmem := b.flashVariant(s.Dh, false); strings.HasPrefix(plain, "flash3") {
 			// z must not depend on what the hooks ask (fused.go): it comes
 			// from flash3, as in a pass without reductions, and flash2top's
 			// own z goes to scratch.

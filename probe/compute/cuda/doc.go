@@ -25,15 +25,19 @@
 //     stack per backend: run one forward pass at a time on a backend (two
 //     goroutines' passes would close each other's scopes).
 //   - Weights are kept in Options.WeightDType (bf16, f16 or f32); matrix
-//     products go to cuBLAS with fp32 accumulation; activations, norms,
+//     products go to cuBLASLt (lt.go; cublasGemmEx where libcublasLt lacks
+//     the functions) with fp32 accumulation, and LinearAdd adds a residual
+//     in the product's epilogue (compute.LinearAdder: the Llama block's
+//     o_proj and down_proj when no hook reads their output); activations, norms,
 //     softmax, reductions and hook caches are float32 (DESIGN decisions 6
 //     and 7). In the 16-bit modes an activation that feeds a product is
 //     rounded once and the rounded copy kept beside it (shadow.go); the
-//     norm, SwiGLU and attention kernels write it as they write the
+//     norm, SwiGLU, RoPE and attention kernels write it as they write the
 //     float32 values, and a KV cache keeps its copy across passes.
 //   - Attention is the fused operation of compute.Attention (fused.go):
 //     flash-style kernels (fp32 in the f32 mode; in the bf16/f16 modes
-//     flash.cu's flash2, FlashAttention-2 style on the tensor cores), the
+//     flash.cu's flash2, FlashAttention-2 style on the tensor cores, and
+//     on Hopper for head dimension 128 flash3.cu's wgmma kernel), the
 //     full scores or pattern only when asked, and exact reductions by a
 //     second pass over the keys using each row's log-sum-exp. In the 16-bit
 //     modes a request for only the top-1 key and the lse is answered by the

@@ -162,26 +162,29 @@ __device__ __forceinline__ void softmax_tile(float* s, u32* pa, float* m, float*
     }
 }
 
-// flash3_bf16_d128: see the top of the file. Arguments as flash2's.
+// flash3: see the top of the file. Arguments as flash2's.
 //
 // The schedule overlaps the softmax with the tensor cores inside each
 // warpgroup (FlashAttention-3's intra-warpgroup pipelining): iteration
 // it issues S_it = Q·K_itᵀ and then O += P_{it-1}·V_{it-1} without
 // waiting for the second, waits for S_it only, and runs tile it's softmax
 // while P_{it-1}·V_{it-1} is on the tensor cores; O is rescaled once that
-// product is done. So V is one tile behind K: K tiles go through two
-// shared-memory stages, V tiles through three (tile it+1 loads while
-// V_{it-1} is still being read), and one barrier per tile suffices.
-extern "C" __global__ void __launch_bounds__(256, 1)
-    flash3_bf16_d128(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
-                     float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk, int Tcap,
-                     int H, int Hkv, float scale, int past, int causal, int window,
-                     const unsigned char* __restrict__ key_valid) {
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
+// product is done. V is therefore one tile behind K. Loads run KS - 1
+// tiles ahead: at the top of iteration it the block issues K_{it+KS-1}
+// and V_{it+KS-2} (K in KS stages, V in three), one cp.async group per
+// iteration, and waits for the group holding K_it and V_{it-1}; one
+// barrier per tile keeps a stage from being refilled while it is read.
+template <int KS>
+__device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ v,
+                                       float* __restrict__ z, bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk,
+                                       int Tcap, int H, int Hkv, float scale, int past, int causal, int window,
+                                       const unsigned char* __restrict__ key_valid) {
+    constexpr int DIST = KS - 1; // tiles the loads run ahead
+    extern __shared__ __align__(16) unsigned char smem_raw[];
     const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u; // swizzle atoms need 1024-byte alignment
     const u32 qS = base;                                        // 2 panels of F3_PANEL_Q
-    auto kS = [&](int st) { return base + 2 * F3_PANEL_Q + st * 2 * F3_PANEL_K; };         // 2 stages
-    auto vS = [&](int st) { return base + 2 * F3_PANEL_Q + (4 + st * 2) * F3_PANEL_K; };   // 3 stages
+    auto kS = [&](int x) { return base + 2 * F3_PANEL_Q + (x % KS) * 2 * F3_PANEL_K; };
+    auto vS = [&](int x) { return base + 2 * F3_PANEL_Q + (2 * KS + (x % 3) * 2) * F3_PANEL_K; };
     const int G = H / Hkv;
     const int NP = F3_ROWS / G;
     const int nRows = NP * G;
@@ -203,22 +206,29 @@ extern "C" __global__ void __launch_bounds__(256, 1)
     int jBeg = window > 0 ? max(0, past + i0 - window + 1) : 0;
     jBeg = jBeg / F3_KEYS * F3_KEYS;
     const int nT = jEnd > jBeg ? (jEnd - jBeg + F3_KEYS - 1) / F3_KEYS : 0;
-    const bf16_t* kb = k + (i64)b * Tcap * kstride + (i64)kh * F3_D;
-    const bf16_t* vb = v + (i64)b * Tcap * kstride + (i64)kh * F3_D;
-    auto load_kv = [&](int it) {
-        const int j0 = jBeg + it * F3_KEYS;
-        const u32 kd = kS(it & 1), vd = vS(it % 3);
-        for (int e = tid; e < F3_KEYS * 16; e += 256) {
-            int jj = e >> 4, c = e & 15, j = j0 + jj;
+    // This thread's part of a K or V tile: 16-byte chunk lc of rows
+    // lr + 16i (i < 8), the same swizzled column in every one of them.
+    const int lr = tid >> 4, lc = tid & 15;
+    const u32 lso = (lc >> 3) * F3_PANEL_K + sw128(lr, lc & 7);
+    const bf16_t* kp = k + (i64)b * Tcap * kstride + (i64)kh * F3_D + (i64)lr * kstride + lc * 8;
+    const bf16_t* vp = v + (i64)b * Tcap * kstride + (i64)kh * F3_D + (i64)lr * kstride + lc * 8;
+    auto load = [&](const bf16_t* src, u32 dst, int x) {
+        const int j0 = jBeg + x * F3_KEYS;
+#pragma unroll
+        for (int i = 0; i < F3_KEYS / 16; i++) {
+            int j = j0 + lr + 16 * i;
             bool ok = j < Tk;
-            i64 off = ok ? (i64)j * kstride + c * 8 : 0;
-            u32 o = (c >> 3) * F3_PANEL_K + sw128(jj, c & 7);
-            cp_async16(kd + o, kb + off, ok ? 16 : 0);
-            cp_async16(vd + o, vb + off, ok ? 16 : 0);
+            cp_async16(dst + lso + i * 16 * 128, ok ? src + (i64)(j0 + 16 * i) * kstride : k, ok ? 16 : 0);
         }
     };
-    if (nT > 0) load_kv(0);
-    cp_commit();
+    if (nT > 0) load(kp, kS(0), 0);
+    cp_commit(); // the first group: Q and K_0
+#pragma unroll
+    for (int x = 1; x < DIST; x++) { // groups: K_x and V_{x-1}
+        if (x < nT) load(kp, kS(x), x);
+        if (x - 1 < nT) load(vp, vS(x - 1), x - 1);
+        cp_commit();
+    }
 
     const int R0 = wg * 64 + warp * 16 + g; // this thread's rows: R0 and R0 + 8
     const int pRow[2] = {past + i0 + R0 / G, past + i0 + (R0 + 8) / G};
@@ -232,12 +242,13 @@ extern "C" __global__ void __launch_bounds__(256, 1)
 
     for (int it = 0; it < nT; it++) {
         const int j0 = jBeg + it * F3_KEYS;
-        cp_wait<0>(); // K_it (and V_it) are in
+        cp_wait<DIST - 1>(); // the group of K_it and V_{it-1} is in
         fence_async();
         __syncthreads(); // every warp is done with K_{it-1} and V_{it-2}: their stages refill now
-        if (it + 1 < nT) load_kv(it + 1);
+        if (it + DIST < nT) load(kp, kS(it + DIST), it + DIST);
+        if (it + DIST - 1 < nT) load(vp, vS(it + DIST - 1), it + DIST - 1);
         cp_commit();
-        const u32 kT = kS(it & 1);
+        const u32 kT = kS(it);
         float s[64];
 #pragma unroll
         for (int i = 0; i < 64; i++) s[i] = 0.f;
@@ -250,7 +261,7 @@ extern "C" __global__ void __launch_bounds__(256, 1)
         }
         wg_commit();
         if (it > 0) {
-            const u32 vT = vS((it - 1) % 3);
+            const u32 vT = vS(it - 1);
             reg_fence<64>(o);
 #pragma unroll
             for (int kk = 0; kk < F3_KEYS / 16; kk++) {
@@ -280,9 +291,12 @@ extern "C" __global__ void __launch_bounds__(256, 1)
 #pragma unroll
         for (int i = 0; i < 32; i++) pa[i] = pn[i];
     }
+    cp_wait<0>();
     if (nT > 0) {
-        // The last tile's P·V.
-        const u32 vT = vS((nT - 1) % 3);
+        // The last tile's P·V (its V may have come in the last group).
+        fence_async();
+        __syncthreads();
+        const u32 vT = vS(nT - 1);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < F3_KEYS / 16; kk++) {
@@ -292,8 +306,8 @@ extern "C" __global__ void __launch_bounds__(256, 1)
         wg_commit();
         wg_wait0();
         reg_fence<64>(o);
+        reg_fence_u32<32>(pa);
     }
-    cp_wait<0>();
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         float lr = l[r];
@@ -314,6 +328,18 @@ extern "C" __global__ void __launch_bounds__(256, 1)
     }
 }
 
+// The builds: flash3_bf16_d128 loads two tiles ahead (K in three stages:
+// 225 KB of shared memory, all that a Hopper block may have),
+// flash3_bf16_d128_s2 one tile ahead (K in two stages, 193 KB).
+#define FLASH3(NAME, KS)                                                                                               \
+    extern "C" __global__ void __launch_bounds__(256, 1)                                                               \
+        NAME(const bf16_t* q, const bf16_t* k, const bf16_t* v, float* z, bf16_t* zh, float* lse, int Tq, int Tk,       \
+             int Tcap, int H, int Hkv, float scale, int past, int causal, int window, const unsigned char* key_valid) { \
+        flash3<KS>(q, k, v, z, zh, lse, Tq, Tk, Tcap, H, Hkv, scale, past, causal, window, key_valid);              \
+    }
+FLASH3(flash3_bf16_d128, 3)
+FLASH3(flash3_bf16_d128_s2, 2)
+
 // flash3_tiles checks flash3's pieces alone (gpu_test.go's
 // TestFlash3Tiles): for one block of 128 rows, S = Q·Kᵀ [128 × 128] by
 // the swizzled descriptors of the Q and K tiles, and O = P·V [128 × 128]
@@ -323,8 +349,8 @@ extern "C" __global__ void __launch_bounds__(256, 1)
 extern "C" __global__ void __launch_bounds__(256, 1)
     flash3_tiles(const bf16_t* __restrict__ q, const bf16_t* __restrict__ k, const bf16_t* __restrict__ p,
                  const bf16_t* __restrict__ v, float* __restrict__ s_out, float* __restrict__ o_out) {
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    extern __shared__ __align__(16) unsigned char tiles_smem[];
+    const u32 base = (smem_addr(tiles_smem) + 1023u) & ~1023u;
     const u32 qS = base, kS = base + 2 * F3_PANEL_Q, vS = kS + 2 * F3_PANEL_K;
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, t = lane & 3;
     for (int e = tid; e < 128 * 16; e += 256) {

@@ -690,6 +690,48 @@ func TestFlash3Tiles(t *testing.T) {
 	}
 }
 
+// In the bf16 mode RoPE writes q's and k's bf16 copy (their shadow, what
+// attention reads) as it rotates: it must equal rounding the rotated
+// float32 values, to the bit; partial rotary writes none (the rest of
+// each head would be missing from it).
+func TestRotaryShadow(t *testing.T) {
+	g := testGPU16(t)
+	rng := rand.New(rand.NewPCG(31, 32))
+	const rows, heads, hd = 37, 3, 64
+	pos := make([]int, rows)
+	for i := range pos {
+		pos[i] = 5 * i
+	}
+	inv := make([]float32, hd/2)
+	for i := range inv {
+		inv[i] = float32(math.Pow(10000, -2*float64(i)/hd))
+	}
+	for _, rot := range []int{hd, hd / 2} {
+		x := g.FromHost(randVec(rng, rows*heads*hd), rows, heads*hd)
+		g.RotaryInPlace(x, heads, hd, rot, pos, inv)
+		host := g.ToHost(x)
+		var sh *buffer
+		g.do(func() { sh = shadowOf(x.(*Tensor), compute.BF16) })
+		if rot != hd {
+			if sh != nil {
+				t.Errorf("partial rotary (%d of %d) left a shadow", rot, hd)
+			}
+			continue
+		}
+		if sh == nil {
+			t.Fatal("full rotary wrote no bf16 copy")
+		}
+		got := g.ToHost(&Tensor{shape: []int{rows, heads * hd}, dt: compute.BF16, buf: sh})
+		want := g.ToHost(g.FromHostAs(compute.BF16, host, rows, heads*hd))
+		if d := maxAbsDiff(got, want); d != 0 {
+			t.Errorf("rotary's bf16 copy differs from rounding its output by %g", d)
+		}
+	}
+	if err := g.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func testGPU16(t *testing.T) *Backend {
 	t.Helper()
 	testGPU(t)

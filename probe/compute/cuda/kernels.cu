@@ -381,7 +381,10 @@ extern "C" __global__ void entropy_rows(const float* x, float* out, int cols) {
 // rotary: one thread per (row, pair index i): the angle's sine and cosine
 // once, applied to pair (i, i + rot/2) of every head of the row (the same
 // values per element as computing them per head).
-extern "C" __global__ void rotary(float* x, const int* pos, const float* inv_freq, int rows, int heads, int head_dim, int rot) {
+// rotary rotates pairs (i, i + rot/2) of each head's first rot dimensions
+// in place; with xh (full rotary only: rot == head_dim) it also writes the
+// rotated values' bf16 copy, x's shadow for attention's products.
+extern "C" __global__ void rotary(float* x, u16* xh, const int* pos, const float* inv_freq, int rows, int heads, int head_dim, int rot) {
     int half = rot / 2;
     i64 total = (i64)rows * half;
     for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < total; e += (i64)gridDim.x * blockDim.x) {
@@ -390,11 +393,16 @@ extern "C" __global__ void rotary(float* x, const int* pos, const float* inv_fre
         float a = (float)pos[r] * inv_freq[i];
         float s, c;
         sincosf(a, &s, &c);
-        float* v = x + r * (i64)heads * head_dim + i;
-        for (int h = 0; h < heads; h++, v += head_dim) {
-            float x1 = v[0], x2 = v[half];
-            v[0] = x1 * c - x2 * s;
-            v[half] = x2 * c + x1 * s;
+        i64 at = r * (i64)heads * head_dim + i;
+        for (int h = 0; h < heads; h++, at += head_dim) {
+            float x1 = x[at], x2 = x[at + half];
+            float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+            x[at] = y1;
+            x[at + half] = y2;
+            if (xh != 0) {
+                xh[at] = f32_to_bf16(y1);
+                xh[at + half] = f32_to_bf16(y2);
+            }
         }
     }
 }

@@ -346,9 +346,15 @@ func (b *Backend) RotaryInPlace(x compute.Tensor, heads, headDim, rotDim int, po
 		if n == 0 || heads == 0 || b.err != nil {
 			return
 		}
+		// With full rotary the kernel writes the bf16 copy attention
+		// reads (q and k's shadows) as it rotates: no separate rounding.
+		var xh uint64
+		if rotDim == headDim {
+			xh = b.shadowPtr(t)
+		}
 		p := b.uploadInts(pos)
 		f := b.uploadFloats(inv)
-		b.launch("rotary", grid1(n), block256, 0, pArg(t.ptr()), pArg(p.ptr), pArg(f.ptr), iArg(rows), iArg(heads), iArg(headDim), iArg(rotDim))
+		b.launch("rotary", grid1(n), block256, 0, pArg(t.ptr()), xh, pArg(p.ptr), pArg(f.ptr), iArg(rows), iArg(heads), iArg(headDim), iArg(rotDim))
 		b.releaseTemp(p)
 		b.releaseTemp(f)
 	})
