@@ -37,6 +37,8 @@ def main():
     for f in files:
         name = os.path.splitext(os.path.basename(f))[0]
         src = open(f, "rb").read()
+        if name.startswith("flash"):  # as module.go compiles them: tile.cuh in front
+            src = open(os.path.join(os.path.dirname(f), "tile.cuh"), "rb").read() + src
         prog = ctypes.c_void_p()
         assert n.nvrtcCreateProgram(ctypes.byref(prog), src, (name + ".cu").encode(), 0, None, None) == 0
         # The same options as probe/compute/cuda/module.go.

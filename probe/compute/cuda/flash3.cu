@@ -36,29 +36,12 @@
 // warp w of the warpgroup holds rows 16w + lane/4 (+8), d[4n..4n+3] the
 // columns 8n + 2(lane%4) (+1); P's A fragment per 16 keys is packed from
 // two such column blocks exactly as in flash2.
-typedef unsigned int u32;
-typedef unsigned long long u64;
-typedef long long i64;
-typedef unsigned short bf16_t;
-#define NEG_INF __int_as_float(0xff800000)
 #define F3_ROWS 128
 #define F3_KEYS 128
 #define F3_D 128
 #define F3_PANEL_Q (F3_ROWS * 128) // bytes of one panel of the Q tile
 #define F3_PANEL_K (F3_KEYS * 128) // bytes of one panel of a K or V tile
 
-__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
-    u32 r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-__device__ __forceinline__ u32 smem_addr(const void* p) { return (u32)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 // fence_async makes this thread's shared-memory writes (the cp.async
 // copies it waited for) visible to the tensor cores' async proxy.
 __device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }

@@ -16,13 +16,25 @@ import (
 //go:embed kernels.cu
 var kernelSource string
 
-//go:embed flash.cu
-var flashSource string
-
-// flash3Source is the Hopper attention kernel, compiled for sm_90a alone.
+// tileSource holds the types and tile-copy helpers both attention sources
+// use; each is compiled with it in front.
 //
+//go:embed tile.cuh
+var tileSource string
+
+//go:embed flash.cu
+var flashBody string
+
 //go:embed flash3.cu
-var flash3Source string
+var flash3Body string
+
+// flashSource is the attention module for every GPU (flash2 and the
+// float32 kernel); flash3Source is the Hopper attention kernel, compiled
+// for sm_90a alone.
+var (
+	flashSource  = tileSource + flashBody
+	flash3Source = tileSource + flash3Body
+)
 
 // cacheDir is where compiled kernels are kept: $LOUPE_CACHE/cuda, else the
 // user cache folder's loupe/cuda.
