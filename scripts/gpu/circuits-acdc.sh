@@ -46,4 +46,4 @@ run() {
 run toy-acdc 60 --model "$toy" --task "$toy/task.jsonl" --pairs 8
 [ -s "$out/ioi.jsonl" ] || "$loupe" circuits task ioi --model "$gguf" --n 32 --out "$out/ioi.jsonl" || exit 1
 run ioi-acdc-full $(( full_s + 40 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-stop-after "${full_s}s"
-[ "$nodes_s" -gt 0 ] && run ioi-acdc-nodes $(( nodes_s + 60 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-nodes --acdc-stop-after "${nodes_s}s"
+if [ "$nodes_s" -gt 0 ]; then run ioi-acdc-nodes $(( nodes_s + 60 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-nodes --acdc-stop-after "${nodes_s}s"; fi
