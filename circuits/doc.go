@@ -13,8 +13,9 @@
 //   - the graph of embeddings, heads, MLPs and logits with edges through the
 //     residual stream, edges cut through the probe's split-input hooks, and
 //     ACDC (Conmy et al. 2023) with threshold sweeps, its edge tests batched
-//     several to a forward pass, and an optional node-first pass for big
-//     graphs (graph.go, acdc.go);
+//     several to a forward pass, an optional node-first pass for big
+//     graphs, and a time limit after which the circuit is the graph as it
+//     stands (graph.go, acdc.go);
 //   - SAE circuit identification (O'Neill and Bui 2024) with the paper's own
 //     autoencoder (saepaper.go) or package sae's standard SAE in its place
 //     (saecircuit.go, saetrain.go);

@@ -74,7 +74,8 @@ func TestCircuitView(t *testing.T) {
 		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "0.1", To: "1.2", Layer: -1, Head: -1, Score: 0.3, InCircuit: true},
 		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "1.2", To: "logits", Layer: -1, Head: -1, Score: 0.5, InCircuit: true},
 		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitEdge, Node: "embed", To: "0.0", Layer: -1, Head: -1, Score: 0.01},
-		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitFigure, Node: "edge_auc", Layer: -1, Head: -1, Score: 0.875})
+		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitFigure, Node: "edge_auc", Layer: -1, Head: -1, Score: 0.875},
+		store.CircuitRow{Method: "acdc", Task: "ioi", Kind: store.CircuitFigure, Node: "partial", Layer: -1, Head: -1, Score: 1})
 	if err := w.WriteCircuit(rows); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestCircuitView(t *testing.T) {
 		t.Fatalf("opens on %q, want the circuit view", cur)
 	}
 	view := ansi.Strip(m.View())
-	for _, want := range []string{"Circuit: acdc on ioi", "edge auc 0.875", "L0", "L1", "mlp", "embed", "logits", "circuit edges", "1.2      → logits", "0.1      → 1.2"} {
+	for _, want := range []string{"Circuit: acdc on ioi", "edge auc 0.875", "partial (ACDC stopped", "L0", "L1", "mlp", "embed", "logits", "circuit edges", "1.2      → logits", "0.1      → 1.2"} {
 		if !strings.Contains(view, want) {
 			t.Errorf("view lacks %q:\n%s", want, view)
 		}

@@ -264,6 +264,10 @@ func figureText(fs []store.CircuitRow) string {
 			parts = append(parts, fmt.Sprintf("%s %.3f", strings.ReplaceAll(f.Node, "_", " "), f.Score))
 		case "wall_s":
 			parts = append(parts, fmt.Sprintf("%.1f s", f.Score))
+		case "partial":
+			if f.Score == 1 {
+				parts = append(parts, "partial (ACDC stopped at its time limit)")
+			}
 		}
 	}
 	if len(parts) == 0 {

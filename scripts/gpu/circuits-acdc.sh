@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's ACDC on a GPU, in one bounded call (about 230 s): from the
+# Issue 14's ACDC on a GPU, in one bounded call (about 200 s): from the
 # repository root, with a built loupe and the SmolLM2-135M GGUF,
 #
 #   LOUPE=path/to/loupe G=path/to/SmolLM2.gguf scripts/gpu/circuits-acdc.sh OUT_DIR
@@ -12,11 +12,12 @@
 #    on 16 IOI pairs at tau 0.05, stopped after FULL_S seconds
 #    (--acdc-stop-after): the circuit as it stands (every undecided edge
 #    kept, marked partial), the edge tests run and edges decided, so a run
-#    that does not finish still gives edge tests/s;
-# 3. the nodes-first search on the same pairs (--acdc-nodes), stopped
-#    after NODES_S seconds: on the CPU it finished in 7.9 CPU-minutes.
+#    that does not finish still gives edge tests/s. On the CPU the whole
+#    search took 26.7 CPU-minutes (6,740 edge tests; circuits/RESULTS.md);
+# 3. when NODES_S is above 0, the nodes-first search on the same pairs
+#    (--acdc-nodes), stopped after NODES_S seconds.
 # Each run writes OUT_DIR/NAME.{arrow,svg,log,progress}; summary.txt has
-# each run's table. DEVICE (cuda), BATCH (16), FULL_S (100), NODES_S (70)
+# each run's table. DEVICE (cuda), BATCH (16), FULL_S (170), NODES_S (0)
 # and PAIRS (16) may be set; DEVICE=cpu runs the same on the CPU.
 set -uo pipefail
 out=${1:?usage: circuits-acdc.sh OUT_DIR}
@@ -25,8 +26,8 @@ gguf=${G:?set G to the SmolLM2 GGUF}
 device=${DEVICE:-cuda}
 batch=${BATCH:-16}
 pairs=${PAIRS:-16}
-full_s=${FULL_S:-100}
-nodes_s=${NODES_S:-70}
+full_s=${FULL_S:-170}
+nodes_s=${NODES_S:-0}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 toy="$here/circuits/testdata/ioimodel"
 mkdir -p "$out"
@@ -44,5 +45,5 @@ run() {
 }
 run toy-acdc 60 --model "$toy" --task "$toy/task.jsonl" --pairs 8
 [ -s "$out/ioi.jsonl" ] || "$loupe" circuits task ioi --model "$gguf" --n 32 --out "$out/ioi.jsonl" || exit 1
-run ioi-acdc-full $(( full_s + 60 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-stop-after "${full_s}s"
-run ioi-acdc-nodes $(( nodes_s + 60 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-nodes --acdc-stop-after "${nodes_s}s"
+run ioi-acdc-full $(( full_s + 40 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-stop-after "${full_s}s"
+if [ "$nodes_s" -gt 0 ]; then run ioi-acdc-nodes $(( nodes_s + 60 )) --model "$gguf" --task "$out/ioi.jsonl" --pairs "$pairs" --acdc-nodes --acdc-stop-after "${nodes_s}s"; fi
