@@ -141,8 +141,18 @@ func TestSAEPaperNegatives(t *testing.T) {
 	m, all := toyIOI(t, 200)
 	truth := []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
 	hs := heads(Components(m.Config))
+	// The true edges, as the table's (exhaustive path patching, 48 pairs).
+	lp, err := NewPatcher(ctx, m, all[:48], PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff, err := lp.EdgeEffects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truthEdges := TruthEdges(eff, 0.05)
 	for _, n := range []int{48, 200} {
-		var aucs, edgeNode []float64
+		var aucs, edgeNode, edgeAUC, prec, rec []float64
 		start := time.Now()
 		scores := make([]float64, len(hs))
 		for seed := uint64(1); seed <= 10; seed++ {
@@ -154,12 +164,16 @@ func TestSAEPaperNegatives(t *testing.T) {
 			}
 			aucs = append(aucs, NodeAUC(hs, res.NodeScores, truth))
 			edgeNode = append(edgeNode, NodeAUC(hs, res.EdgeNodeScores, truth))
+			edgeAUC = append(edgeAUC, EdgeAUC(Edges(m.Config), res.EdgeScores, truthEdges))
+			_, p, r := Rates(res.Nodes, truth, len(hs))
+			prec, rec = append(prec, p), append(rec, r)
 			for i, h := range hs {
 				scores[i] += res.NodeScores[h] / 10
 			}
 		}
-		t.Logf("toy IOI, the paper's negatives, %d pairs: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f) over 10 seeds, %.1f s per run; %.3f; mean scores %v over %v",
-			n, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), time.Since(start).Seconds()/10, aucs, scores, hs)
+		t.Logf("toy IOI, the paper's negatives, %d pairs: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f), edge AUC %.3f ± %.3f, precision %.3f ± %.3f, recall %.3f ± %.3f over 10 seeds, %.1f s per run; %.3f; mean scores %v over %v",
+			n, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), mean(edgeAUC), std(edgeAUC), mean(prec), std(prec), mean(rec), std(rec),
+			time.Since(start).Seconds()/10, aucs, scores, hs)
 	}
 }
 
