@@ -2,13 +2,10 @@ package circuits
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"testing"
 
 	"github.com/loupe-dev/loupe/probe"
-	"github.com/loupe-dev/loupe/probe/compute"
-	"github.com/loupe-dev/loupe/probe/weights"
 )
 
 // plantedGate is a 2-layer GPT-2 written by hand in which a head every
@@ -23,68 +20,23 @@ import (
 // over the names. Every other head and both MLPs are zero. The circuit is
 // 0.0 → 1.2 → logits: 0.0 is the only way a name reaches the logits.
 func plantedGate(t testing.TB) *probe.Model {
-	const V, D, H, Dh, L, F, P = 16, 48, 4, 12, 2, 8, 16
 	const beta = 8 // the gate's query scale
-	cfg := probe.Config{Family: probe.FamilyGPT2, Act: "gelu_new", TiedEmbed: true, AttnBias: true,
-		Layers: L, DModel: D, Heads: H, KVHeads: H, HeadDim: Dh, DMLP: F, Vocab: V, MaxPos: P, NormEps: 1e-5, BOS: -1, EOS: -1}
-	ts := weights.Map{}
-	put := func(name string, data []float32, shape ...int) { ts[name] = weights.Array{Shape: shape, Data: data} }
-	ones := func(n int) []float32 {
-		d := make([]float32, n)
-		for i := range d {
-			d[i] = 1
-		}
-		return d
-	}
-	wte, wpe := make([]float32, V*D), make([]float32, P*D)
-	for v := 0; v < V; v++ {
-		wte[v*D+v] = 1
-	}
-	for p := 0; p < P; p++ {
-		wpe[p*D+16+p] = 1
-	}
-	put("transformer.wte.weight", wte, V, D)
-	put("transformer.wpe.weight", wpe, P, D)
-	put("transformer.ln_f.weight", ones(D), D)
-	put("transformer.ln_f.bias", make([]float32, D), D)
-	for l := 0; l < L; l++ {
-		pre := fmt.Sprintf("transformer.h.%d.", l)
-		attn, proj := make([]float32, D*3*D), make([]float32, D*D) // Conv1D [in, out]: q, k, v columns
-		q := func(h, d, src int, w float32) { attn[src*3*D+h*Dh+d] = w }
-		k := func(h, d, src int, w float32) { attn[src*3*D+D+h*Dh+d] = w }
-		v := func(h, d, src int, w float32) { attn[src*3*D+2*D+h*Dh+d] = w }
-		o := func(h, d, dst int, w float32) { proj[(h*Dh+d)*D+dst] = w }
+	m, _ := plantedGPT2(t, func(l int, w plantedHeads) {
 		if l == 0 {
 			for d := 0; d < 8; d++ {
-				v(0, d, d, 1)
-				o(0, d, 32+d, 1)
+				w.v(0, d, d, 1)
+				w.o(0, d, 32+d, 1)
 			}
-		} else {
-			q(2, 8, 13, beta) // "stop" looks for BOS, "go" away from it
-			q(2, 8, 12, -beta)
-			k(2, 8, 15, 1)
-			for d := 0; d < 8; d++ {
-				v(2, d, 32+d, 1)
-				o(2, d, d, 1)
-			}
+			return
 		}
-		put(pre+"ln_1.weight", ones(D), D)
-		put(pre+"ln_1.bias", make([]float32, D), D)
-		put(pre+"ln_2.weight", ones(D), D)
-		put(pre+"ln_2.bias", make([]float32, D), D)
-		put(pre+"attn.c_attn.weight", attn, D, 3*D)
-		put(pre+"attn.c_attn.bias", make([]float32, 3*D), 3*D)
-		put(pre+"attn.c_proj.weight", proj, D, D)
-		put(pre+"attn.c_proj.bias", make([]float32, D), D)
-		put(pre+"mlp.c_fc.weight", make([]float32, D*F), D, F)
-		put(pre+"mlp.c_fc.bias", make([]float32, F), F)
-		put(pre+"mlp.c_proj.weight", make([]float32, F*D), F, D)
-		put(pre+"mlp.c_proj.bias", make([]float32, D), D)
-	}
-	m, err := probe.New(cfg, ts, compute.NewCPU())
-	if err != nil {
-		t.Fatal(err)
-	}
+		w.q(2, 8, 13, beta) // "stop" looks for BOS, "go" away from it
+		w.q(2, 8, 12, -beta)
+		w.k(2, 8, 15, 1)
+		for d := 0; d < 8; d++ {
+			w.v(2, d, 32+d, 1)
+			w.o(2, d, d, 1)
+		}
+	})
 	return m
 }
 

@@ -328,9 +328,44 @@ func TestPatchingMatchesTranscriptionToyIOI(t *testing.T) {
 // logits. Every other head and both MLPs are zero, so their effect on any
 // task is zero by construction, and all of the task goes through 0.0.
 func plantedIOI(t testing.TB) (*probe.Model, weights.Map) {
-	const V, D, H, Dh, L, F, P = 16, 48, 4, 12, 2, 8, 16
+	return plantedGPT2(t, func(l int, w plantedHeads) {
+		for d := 0; d < 8; d++ {
+			if l == 0 {
+				w.v(0, d, d, 1)
+				w.o(0, d, 32+d, 1)
+				w.o(0, d, d, 0.5)
+			} else {
+				w.v(2, d, 32+d, 1)
+				w.o(2, d, d, 1)
+			}
+		}
+	})
+}
+
+// The planted models' shape: 16 tokens, a residual stream of 48 (token
+// one-hots in [0, 16), position one-hots in [16, 32), a scratch slot in
+// [32, 48)), 2 layers of 4 heads of 12, an MLP of 8, 16 positions.
+const plV, plD, plH, plDh, plL, plF, plP = 16, 48, 4, 12, 2, 8, 16
+
+// plantedHeads writes one layer's attention weights of a planted model:
+// c_attn (Conv1D [in, out]: the q, k, v columns) and c_proj.
+type plantedHeads struct{ attn, proj []float32 }
+
+// q, k and v set head h's dimension d to read residual coordinate src
+// with weight x; o sets head h's dimension d to write coordinate dst.
+func (w plantedHeads) q(h, d, src int, x float32) { w.attn[src*3*plD+h*plDh+d] = x }
+func (w plantedHeads) k(h, d, src int, x float32) { w.attn[src*3*plD+plD+h*plDh+d] = x }
+func (w plantedHeads) v(h, d, src int, x float32) { w.attn[src*3*plD+2*plD+h*plDh+d] = x }
+func (w plantedHeads) o(h, d, dst int, x float32) { w.proj[(h*plDh+d)*plD+dst] = x }
+
+// plantedGPT2 is the frame of the hand-written 2-layer GPT-2 models: one-hot
+// token and position embeddings, unit norms, zero biases and zero MLPs;
+// fill writes each layer's heads. Every weight fill leaves at zero stays
+// zero, so a head or MLP it does not touch has no effect by construction.
+func plantedGPT2(t testing.TB, fill func(l int, w plantedHeads)) (*probe.Model, weights.Map) {
+	const V, D, F, P = plV, plD, plF, plP
 	cfg := probe.Config{Family: probe.FamilyGPT2, Act: "gelu_new", TiedEmbed: true, AttnBias: true,
-		Layers: L, DModel: D, Heads: H, KVHeads: H, HeadDim: Dh, DMLP: F, Vocab: V, MaxPos: P, NormEps: 1e-5, BOS: -1, EOS: -1}
+		Layers: plL, DModel: D, Heads: plH, KVHeads: plH, HeadDim: plDh, DMLP: F, Vocab: V, MaxPos: P, NormEps: 1e-5, BOS: -1, EOS: -1}
 	ts := weights.Map{}
 	put := func(name string, data []float32, shape ...int) { ts[name] = weights.Array{Shape: shape, Data: data} }
 	ones := func(n int) []float32 {
@@ -351,28 +386,17 @@ func plantedIOI(t testing.TB) (*probe.Model, weights.Map) {
 	put("transformer.wpe.weight", wpe, P, D)
 	put("transformer.ln_f.weight", ones(D), D)
 	put("transformer.ln_f.bias", make([]float32, D), D)
-	for l := 0; l < L; l++ {
+	for l := 0; l < plL; l++ {
 		pre := fmt.Sprintf("transformer.h.%d.", l)
-		attn, proj := make([]float32, D*3*D), make([]float32, D*D) // Conv1D [in, out]
-		v := func(h, d, src int, w float32) { attn[src*3*D+2*D+h*Dh+d] = w }
-		o := func(h, d, dst int, w float32) { proj[(h*Dh+d)*D+dst] = w }
-		for d := 0; d < 8; d++ {
-			if l == 0 {
-				v(0, d, d, 1)
-				o(0, d, 32+d, 1)
-				o(0, d, d, 0.5)
-			} else {
-				v(2, d, 32+d, 1)
-				o(2, d, d, 1)
-			}
-		}
+		w := plantedHeads{attn: make([]float32, D*3*D), proj: make([]float32, D*D)}
+		fill(l, w)
 		put(pre+"ln_1.weight", ones(D), D)
 		put(pre+"ln_1.bias", make([]float32, D), D)
 		put(pre+"ln_2.weight", ones(D), D)
 		put(pre+"ln_2.bias", make([]float32, D), D)
-		put(pre+"attn.c_attn.weight", attn, D, 3*D)
+		put(pre+"attn.c_attn.weight", w.attn, D, 3*D)
 		put(pre+"attn.c_attn.bias", make([]float32, 3*D), 3*D)
-		put(pre+"attn.c_proj.weight", proj, D, D)
+		put(pre+"attn.c_proj.weight", w.proj, D, D)
 		put(pre+"attn.c_proj.bias", make([]float32, D), D)
 		put(pre+"mlp.c_fc.weight", make([]float32, D*F), D, F)
 		put(pre+"mlp.c_fc.bias", make([]float32, F), F)
