@@ -336,22 +336,27 @@ func streamIsSum(c probe.Config, ch *chunk) bool {
 // Model is the patched model.
 func (p *Patcher) Model() *probe.Model { return p.m }
 
+// logSumExp is log Σ exp(lg[i]) in float64, shifted by the maximum.
+func logSumExp(lg []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range lg {
+		if f := float64(v); f > mx {
+			mx = f
+		}
+	}
+	s := 0.0
+	for _, v := range lg {
+		s += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(s)
+}
+
 // logProbs gives each sequence's last-position log-softmax in float64.
 func logProbs(r *probe.Result) [][]float64 {
 	out := make([][]float64, r.Batch)
 	for b := range out {
 		lg := r.LogitsAt(b, -1)
-		mx := math.Inf(-1)
-		for _, v := range lg {
-			if f := float64(v); f > mx {
-				mx = f
-			}
-		}
-		s := 0.0
-		for _, v := range lg {
-			s += math.Exp(float64(v) - mx)
-		}
-		lse := mx + math.Log(s)
+		lse := logSumExp(lg)
 		row := make([]float64, len(lg))
 		for i, v := range lg {
 			row[i] = float64(v) - lse
@@ -372,17 +377,7 @@ func (p *Patcher) scores(c *chunk, r *probe.Result) []float64 {
 	one := func(b int) {
 		i := b % len(c.prompts)
 		lg := r.LogitsAt(b, -1)
-		mx := math.Inf(-1)
-		for _, v := range lg {
-			if f := float64(v); f > mx {
-				mx = f
-			}
-		}
-		e := 0.0
-		for _, v := range lg {
-			e += math.Exp(float64(v) - mx)
-		}
-		lse := mx + math.Log(e)
+		lse := logSumExp(lg)
 		q := c.prompts[i]
 		lp := func(a int) float64 { return float64(lg[a]) - lse }
 		switch p.opt.Metric {
