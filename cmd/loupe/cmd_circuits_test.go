@@ -29,15 +29,7 @@ func TestCircuitsCommand(t *testing.T) {
 	if !strings.Contains(stdout, "node ROC AUC") {
 		t.Errorf("stdout %q", stdout)
 	}
-	tr, err := store.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	rows, err := tr.ReadCircuit(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCircuitFile(t, out)
 	nodes, auc := 0, -1.0
 	for _, r := range rows {
 		if r.Kind == store.CircuitNode {
@@ -81,15 +73,7 @@ func TestCircuitsFindACDCStopped(t *testing.T) {
 	if !strings.Contains(stdout, "partial: stopped at the time limit at threshold 0.02 with 0 of 118 edges decided") {
 		t.Errorf("stdout %q", stdout)
 	}
-	tr, err := store.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	rows, err := tr.ReadCircuit(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCircuitFile(t, out)
 	partial, sweeps := false, 0
 	for _, r := range rows {
 		if r.Kind == store.CircuitFigure && r.Node == "partial" && r.Score == 1 {
@@ -125,15 +109,7 @@ func TestCircuitsFindEdgeTruth(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "progress.log")); err != nil || !strings.Contains(string(b), "acdc nodes 0.02") || !strings.Contains(string(b), "acdc 0.2") {
 		t.Errorf("progress log: %v\n%s", err, b)
 	}
-	tr, err := store.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	rows, err := tr.ReadCircuit(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCircuitFile(t, out)
 	auc := -1.0
 	for _, r := range rows {
 		if r.Kind == store.CircuitFigure && r.Node == "edge_auc" {
@@ -176,4 +152,19 @@ func TestCircuitsCommandErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, stderr, c.code, c.want)
 		}
 	}
+}
+
+// readCircuitFile reads the circuit table of the Arrow file at path.
+func readCircuitFile(t *testing.T, path string) []store.CircuitRow {
+	t.Helper()
+	tr, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rows, err := tr.ReadCircuit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
