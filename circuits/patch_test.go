@@ -29,6 +29,22 @@ func toyIOI(t testing.TB, n int) (*probe.Model, []Prompt) {
 	return m, prompts[:n]
 }
 
+// toyIOITruth is the toy IOI model's true edges on prompts: exhaustive path
+// patching (logit difference), the edges carrying at least 5% of the
+// largest effect, as the results table defines them.
+func toyIOITruth(ctx context.Context, t testing.TB, m *probe.Model, prompts []Prompt) []Edge {
+	t.Helper()
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff, err := p.EdgeEffects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return TruthEdges(eff, 0.05)
+}
+
 func TestPatchEverythingGivesTheOtherRun(t *testing.T) {
 	m, prompts := toyIOI(t, 16)
 	ctx := context.Background()

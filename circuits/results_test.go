@@ -83,16 +83,7 @@ func TestSAESeeds(t *testing.T) {
 	}
 	ctx := context.Background()
 	m, prompts := toyIOI(t, 48)
-	// The toy model's true edges, as the table's (exhaustive path patching).
-	lp, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eff, err := lp.EdgeEffects(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	toyEdges := TruthEdges(eff, 0.05)
+	toyEdges := toyIOITruth(ctx, t, m, prompts) // exhaustive path patching, as the table's
 	om, oprompts := organismInduction(t, 24)
 	for _, c := range []struct {
 		name    string
@@ -142,15 +133,7 @@ func TestACDCNodesFirstTable(t *testing.T) {
 	}
 	ctx := context.Background()
 	m, prompts := toyIOI(t, 48)
-	lp, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: LogitDiff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eff, err := lp.EdgeEffects(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth := TruthEdges(eff, 0.05)
+	truth := toyIOITruth(ctx, t, m, prompts) // exhaustive path patching, as the table's
 	om, oprompts := organismInduction(t, 24)
 	for _, c := range []struct {
 		name       string

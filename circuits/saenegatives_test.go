@@ -141,16 +141,7 @@ func TestSAEPaperNegatives(t *testing.T) {
 	m, all := toyIOI(t, 200)
 	truth := []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
 	hs := heads(Components(m.Config))
-	// The true edges, as the table's (exhaustive path patching, 48 pairs).
-	lp, err := NewPatcher(ctx, m, all[:48], PatchOptions{Metric: LogitDiff})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eff, err := lp.EdgeEffects(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truthEdges := TruthEdges(eff, 0.05)
+	truthEdges := toyIOITruth(ctx, t, m, all[:48]) // as the table's: exhaustive path patching, 48 pairs
 	for _, n := range []int{48, 200} {
 		var aucs, edgeNode, edgeAUC, prec, rec []float64
 		start := time.Now()
