@@ -29,6 +29,11 @@ func toyIOI(t testing.TB, n int) (*probe.Model, []Prompt) {
 	return m, prompts[:n]
 }
 
+// toyIOIHeads is the toy IOI model's circuit over the heads, as the
+// results table scores it: the heads on its 14 path-patched edges, 0.1,
+// 0.2, 0.3 and 2.0, 2.3 (circuits/RESULTS.md, "Ground truth").
+var toyIOIHeads = []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
+
 // toyIOITruth is the toy IOI model's true edges on prompts: exhaustive path
 // patching (logit difference), the edges carrying at least 5% of the
 // largest effect, as the results table defines them.

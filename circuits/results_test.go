@@ -92,7 +92,7 @@ func TestSAESeeds(t *testing.T) {
 		truth   []Node
 		edges   []Edge // nil: no edge truth
 	}{
-		{"toy IOI", m, prompts, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}, toyEdges},
+		{"toy IOI", m, prompts, toyIOIHeads, toyEdges},
 		{"organism induction", om, oprompts, organismInductionHeads, nil},
 	} {
 		for _, tr := range []struct {

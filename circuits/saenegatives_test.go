@@ -139,7 +139,7 @@ func TestSAEPaperNegatives(t *testing.T) {
 	}
 	ctx := context.Background()
 	m, all := toyIOI(t, 200)
-	truth := []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}
+	truth := toyIOIHeads
 	hs := heads(Components(m.Config))
 	truthEdges := toyIOITruth(ctx, t, m, all[:48]) // as the table's: exhaustive path patching, 48 pairs
 	for _, n := range []int{48, 200} {
@@ -186,8 +186,8 @@ func TestSAEL1Ceiling(t *testing.T) {
 		prompts []Prompt
 		truth   []Node
 	}{
-		{"toy IOI, ABC negatives", m, all, []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}},
-		{"toy IOI, the paper's negatives", m, paperIOINegatives(all, toyNames(), 1), []Node{HeadNode(0, 1), HeadNode(0, 2), HeadNode(0, 3), HeadNode(2, 0), HeadNode(2, 3)}},
+		{"toy IOI, ABC negatives", m, all, toyIOIHeads},
+		{"toy IOI, the paper's negatives", m, paperIOINegatives(all, toyNames(), 1), toyIOIHeads},
 		{"organism induction", om, oprompts, organismInductionHeads},
 	} {
 		hs := heads(Components(c.m.Config))
