@@ -440,17 +440,18 @@ type TokFSMReport struct {
 	MeanCodeAP float64 `json:"mean_best_code_ap"`
 	// The best codes' mean precision and recall: which of the two holds
 	// the AP down (a state split over several codes has a low recall).
-	MeanCodePrecision float64 `json:"mean_best_code_precision"`
-	MeanCodeRecall    float64 `json:"mean_best_code_recall"`
-	MeanNeuronAP      float64 `json:"mean_best_neuron_ap"`
-	PaperCodeAP       float64 `json:"paper_code_ap"`
-	PaperNeuronAP     float64 `json:"paper_neuron_ap"`
-	NeuronHooks       string  `json:"neuron_hooks"`
+	MeanCodePrecision float64    `json:"mean_best_code_precision"`
+	MeanCodeRecall    float64    `json:"mean_best_code_recall"`
+	MeanNeuronAP      float64    `json:"mean_best_neuron_ap"`
+	PaperCodeAP       float64    `json:"paper_code_ap"`
+	PaperNeuronAP     float64    `json:"paper_neuron_ap"`
+	NeuronHooks       string     `json:"neuron_hooks"`
+	States            []StateRow `json:"states"`
+	Steering          []SteerRow `json:"steering"`
+
 	// Reference is the reference repository's measure (fsm_reference.go):
 	// precision at a matched recall over every position.
 	Reference *RefStateReport `json:"reference_measure"`
-	States    []StateRow      `json:"states"`
-	Steering  []SteerRow      `json:"steering"`
 }
 
 // StateRow is one state's best code and best neuron.
