@@ -448,6 +448,10 @@ type TokFSMReport struct {
 	NeuronHooks       string     `json:"neuron_hooks"`
 	States            []StateRow `json:"states"`
 	Steering          []SteerRow `json:"steering"`
+
+	// Reference is the reference repository's measure (fsm_reference.go):
+	// precision at a matched recall over every position.
+	Reference *RefStateReport `json:"reference_measure"`
 }
 
 // StateRow is one state's best code and best neuron.
@@ -478,7 +482,9 @@ type SteerRow struct {
 }
 
 // EvaluateTokFSM measures the state average precision of codes and neurons
-// (MLP neurons, mlp.hook_post of every layer) on seqs sequences, and the
+// (MLP neurons, mlp.hook_post of every layer) on seqs sequences, the
+// reference repository's precision at a matched recall on the same
+// sequences (EvaluateStatePrecision), and the
 // steering success rate over trials pairs for three groups of sites: every
 // MLP codebook, every codebook, and one middle layer's MLP codebook.
 func EvaluateTokFSM(ctx context.Context, m *Model, f *tokfsm.FSM, seqs, trials int) (*TokFSMReport, error) {
@@ -488,7 +494,11 @@ func EvaluateTokFSM(ctx context.Context, m *Model, f *tokfsm.FSM, seqs, trials i
 	if err != nil {
 		return nil, err
 	}
-	rep := &TokFSMReport{Sequences: seqs, Positions: ap.Positions, MeanCodeAP: MeanOf(ap.CodeAP), MeanNeuronAP: MeanOf(ap.NeuronAP),
+	ref, err := EvaluateStatePrecision(ctx, m, ev)
+	if err != nil {
+		return nil, err
+	}
+	rep := &TokFSMReport{Reference: ref, Sequences: seqs, Positions: ap.Positions, MeanCodeAP: MeanOf(ap.CodeAP), MeanNeuronAP: MeanOf(ap.NeuronAP),
 		MeanCodePrecision: MeanOf(ap.CodePrecision), MeanCodeRecall: MeanOf(ap.CodeRecall),
 		PaperCodeAP: PaperCodeAP, PaperNeuronAP: PaperNeuronAP, NeuronHooks: neuronHooks}
 	for s := range f.States {
@@ -536,6 +546,9 @@ func (r *TokFSMReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "    best code                                    %.3f   %.3f   (its precision %.3f, recall %.3f)\n",
 		r.MeanCodeAP, r.PaperCodeAP, r.MeanCodePrecision, r.MeanCodeRecall)
 	fmt.Fprintf(w, "    best single neuron (%s) %.3f   %.3f\n", r.NeuronHooks, r.MeanNeuronAP, r.PaperNeuronAP)
+	if ref := r.Reference; ref != nil {
+		ref.Print(w)
+	}
 	fmt.Fprintf(w, "steering: force the codes of state b at the last position of a prompt ending in a\n")
 	fmt.Fprintf(w, "  next state over two digits (Loupe's): most likely next state one of b's out-neighbours\n")
 	for _, s := range r.Steering {
