@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/loupe-dev/loupe/organism/tokfsm"
 )
 
 // The reference's precision-at-recall measure against a transcription of
@@ -107,11 +105,7 @@ func TestTokFSMStatePrecision(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TokFSM measures take a few seconds")
 	}
-	m, _ := loadTokFSM(t)
-	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, f := loadTokFSMMachine(t)
 	sp, err := MeasureStatePrecision(context.Background(), m, NewStateEval(f, 48, 64, 1), []string{"blocks.*.mlp.hook_post"}, 16)
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +125,7 @@ func TestTokFSMCodePrecision(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TokFSM measures take a few seconds")
 	}
-	m, _ := loadTokFSM(t)
-	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, f := loadTokFSMMachine(t)
 	rows, err := MeasureCodePrecision(context.Background(), m, NewStateEval(f, 24, 64, 1), "blocks.1.hook_mlp_out", []string{"blocks.*.hook_attn_out", "blocks.*.hook_mlp_out"}, 16)
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,7 @@ package codebook
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
-
-	"github.com/loupe-dev/loupe/organism/tokfsm"
 )
 
 // The TokFSM measures on the shipped model (its figures, with more
@@ -24,11 +21,7 @@ func TestTokFSMStateCodesAndSteering(t *testing.T) {
 	if testing.Short() {
 		t.Skip("TokFSM measures take a few seconds")
 	}
-	m, _ := loadTokFSM(t)
-	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, f := loadTokFSMMachine(t)
 	ctx := context.Background()
 	ap, err := MeasureStateAP(ctx, m, NewStateEval(f, 48, 64, 1), "blocks.*.mlp.hook_post", 16)
 	if err != nil {

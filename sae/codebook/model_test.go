@@ -55,6 +55,18 @@ func loadTokFSM(t *testing.T) (*Model, *modelRef) {
 	return m, &ref
 }
 
+// loadTokFSMMachine loads the shipped TokFSM model and the machine it was
+// trained on.
+func loadTokFSMMachine(t *testing.T) (*Model, *tokfsm.FSM) {
+	t.Helper()
+	m, _ := loadTokFSM(t)
+	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, f
+}
+
 // runSplice runs the batch with the codebooks spliced in and every
 // codebook's ids cached.
 func runSplice(t *testing.T, m *Model, batch [][]int, sp *Splice) *probe.Result {
@@ -123,11 +135,7 @@ func checkTokFSMReference(t *testing.T, m *Model, ref *modelRef) {
 // Analyze's counts add up: every scored position of every sequence chose
 // k codes per group of every codebook, and labels are fractions.
 func TestAnalyzeCountsAddUp(t *testing.T) {
-	m, _ := loadTokFSM(t)
-	f, err := tokfsm.Load(filepath.Join(tokfsmDir, "fsm.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, f := loadTokFSMMachine(t)
 	ev := NewStateEval(f, 6, 24, 3)
 	feats, err := Analyze(context.Background(), m.Model, m.Set, ev.Seqs, AnalyzeOptions{Labels: ev.States, Contexts: 2})
 	if err != nil {
