@@ -7,9 +7,11 @@ import (
 
 // The TokFSM measures on the shipped model (its figures, with more
 // sequences and trials, are in organism/tokfsm/model/README.md). The
-// state AP asserted is what the shipped model does, not the paper's 0.971,
-// which it does not reach (see the README): codes and neurons detect states
-// far above chance (the base rate of a state is about 0.01). Steering, on
+// state AP here is Loupe's area under the precision-recall curve, which
+// the shipped model holds near 0.67: codes and neurons detect states far
+// above chance (the base rate of a state is about 0.01). The paper's own
+// measure, the best code's precision averaged over the states (0.971 in
+// the paper), is TestTokFSMStatePrecision's (fsm_reference_test.go). Steering, on
 // the paper's measure (the next-token distribution, as the reference's
 // tutorial measures it): forcing every codebook's codes of another state
 // makes the next-token distribution closer to that state's than to the
