@@ -1,7 +1,6 @@
 package tui
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -23,22 +22,11 @@ import (
 // loadCodes reads the codes table of the first trace that has one (one row
 // per code, contexts included: small).
 func (s *Source) loadCodes() error {
-	for _, tr := range s.traces {
-		if _, ok := tr.TableInfo(string(store.KindCodes)); !ok {
-			continue
-		}
-		var rows []store.Code
-		err := guard(func() error {
-			var err error
-			rows, err = tr.ReadCodes(context.Background())
-			return err
-		})
-		if err != nil {
-			return fileErr(tablePath(tr, string(store.KindCodes)), err)
-		}
-		s.codes = rows
-		return nil
+	rows, _, err := readFirst(s, store.KindCodes, (*store.Trace).ReadCodes)
+	if err != nil {
+		return err
 	}
+	s.codes = rows
 	return nil
 }
 

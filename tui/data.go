@@ -295,6 +295,28 @@ func guard(f func() error) (err error) {
 	return f()
 }
 
+// readFirst reads the table of kind from the first open trace that has one
+// (guarded, the error naming the table's file). It gives nil rows and a nil
+// trace when no trace has the table.
+func readFirst[T any](s *Source, kind store.Kind, read func(*store.Trace, context.Context) ([]T, error)) ([]T, *store.Trace, error) {
+	for _, tr := range s.traces {
+		if _, ok := tr.TableInfo(string(kind)); !ok {
+			continue
+		}
+		var rows []T
+		err := guard(func() error {
+			var err error
+			rows, err = read(tr, context.Background())
+			return err
+		})
+		if err != nil {
+			return nil, nil, fileErr(tablePath(tr, string(kind)), err)
+		}
+		return rows, tr, nil
+	}
+	return nil, nil, nil
+}
+
 // tablePath is the file that holds a table of a trace.
 func tablePath(tr *store.Trace, name string) string {
 	if tr.MainTable() == name {

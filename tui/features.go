@@ -23,23 +23,12 @@ import (
 // loadFeatures reads the features tables of the open traces (one row per
 // latent: small); examples are read per latent on first use.
 func (s *Source) loadFeatures() error {
-	for _, tr := range s.traces {
-		if _, ok := tr.TableInfo(string(store.KindFeatures)); !ok {
-			continue
-		}
-		var rows []store.FeatureRow
-		err := guard(func() error {
-			var err error
-			rows, err = tr.ReadFeatures(context.Background())
-			return err
-		})
-		if err != nil {
-			return fileErr(tablePath(tr, string(store.KindFeatures)), err)
-		}
-		s.features, s.featTrace = rows, tr
-		s.examples = map[int][]store.FeatureExample{}
-		return nil
+	rows, tr, err := readFirst(s, store.KindFeatures, (*store.Trace).ReadFeatures)
+	if err != nil || tr == nil {
+		return err
 	}
+	s.features, s.featTrace = rows, tr
+	s.examples = map[int][]store.FeatureExample{}
 	return nil
 }
 
