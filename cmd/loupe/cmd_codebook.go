@@ -46,12 +46,15 @@ loupe codebook steer DIR --code HOOK:ID[@POS] [--code ...] --prompt P [--model M
 // that carries its codebooks (a TokFSM model), or codebooks trained on a
 // frozen model (the organism unless --model).
 type codebookSubject struct {
-	model  *probe.Model
-	set    *codebook.Set
-	fsm    *tokfsm.FSM // a TokFSM model's machine; nil otherwise
-	tok    *tokenizer.Tokenizer
-	docs   []string
-	closer func()
+	model *probe.Model
+	set   *codebook.Set
+	fsm   *tokfsm.FSM // a TokFSM model's machine; nil otherwise
+	tok   *tokenizer.Tokenizer
+	docs  []string
+	// withModel: a model folder fine-tuned with its codebooks, which run at
+	// every position (BOS included); frozen-model codebooks skip BOS.
+	withModel bool
+	closer    func()
 }
 
 func (s *codebookSubject) close() {
@@ -70,7 +73,7 @@ func openCodebookSubject(dir string, df *saeDataFlags, needDocs bool) (*codebook
 		if err != nil {
 			return nil, err
 		}
-		s := &codebookSubject{model: cm.Model, set: cm.Set, closer: func() { cm.Close() }}
+		s := &codebookSubject{model: cm.Model, set: cm.Set, tok: cm.Tokenizer, withModel: true, closer: func() { cm.Close() }}
 		if _, err := os.Stat(filepath.Join(dir, "fsm.json")); err == nil {
 			if s.fsm, err = tokfsm.Load(filepath.Join(dir, "fsm.json")); err != nil {
 				s.close()
@@ -417,7 +420,7 @@ func cmdCodebookSteer(ctx context.Context, env *cliEnv, args []string) error {
 	// the steps run positions 0 .. prompt+max-tokens-2 (the last token is
 	// chosen, not fed back), and frozen-model codebooks skip BOS.
 	keepFrom, end := 0, len(ids)+*maxTokens-1
-	if s.fsm == nil {
+	if !s.withModel {
 		keepFrom = 1
 	}
 	for _, iv := range ivs {
