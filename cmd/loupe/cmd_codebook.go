@@ -19,7 +19,7 @@ import (
 
 // cmdCodebook dispatches `loupe codebook train|eval|codes|steer`.
 func cmdCodebook(ctx context.Context, env *cliEnv, args []string) error {
-	usage := "want `loupe codebook train`, `eval DIR`, `codes DIR --out FILE.arrow` or `steer DIR --code HOOK:ID --prompt P`"
+	usage := "want `loupe codebook train`, `eval DIR`, `codes DIR --out FILE.arrow`, `steer DIR --code HOOK:ID --prompt P` or `topic DIR --corpus FILE`"
 	if len(args) == 0 {
 		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
@@ -32,11 +32,14 @@ func cmdCodebook(ctx context.Context, env *cliEnv, args []string) error {
 		return cmdCodebookCodes(ctx, env, args[1:])
 	case "steer":
 		return cmdCodebookSteer(ctx, env, args[1:])
+	case "topic":
+		return cmdCodebookTopic(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.stdout, `loupe codebook train --hook H --codes N --k K --tokens T --out DIR [--model M] [--corpus FILE] [--per-head] [--resume]
 loupe codebook eval DIR [--model M] [--corpus FILE]      (a TokFSM model folder: state AP and steering)
 loupe codebook codes DIR --out FILE.arrow [--model M] [--corpus FILE]
-loupe codebook steer DIR --code HOOK:ID[@POS] [--code ...] --prompt P [--model M]`)
+loupe codebook steer DIR --code HOOK:ID[@POS] [--code ...] --prompt P [--model M]
+loupe codebook topic DIR --corpus FILE.jsonl [--pattern P ...]   (a story model folder: topic codes and steering)`)
 		return nil
 	}
 	return fmt.Errorf("%w: unknown codebook command %q; %s", errUsage, args[0], usage)

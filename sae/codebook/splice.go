@@ -69,8 +69,12 @@ type Intervention struct {
 	// positions, or run sequences of one length together. KeepFrom counts
 	// slots the same way.
 	Positions []int
-	// Force puts these ids in the first len(Force) of the k slots.
+	// Force puts these ids in the first len(Force) of the k slots, or with
+	// AtEnd in the last ones, the first id in the k-th slot, the next in
+	// the one before (the reference's patch_in_codes with code_pos -1, -2,
+	// ...: the least similar of the chosen codes give way).
 	Force []int32
+	AtEnd bool
 	// Disable keeps these codes from being chosen (the next most similar
 	// are taken instead).
 	Disable []int32
@@ -185,8 +189,16 @@ func (sp *Splice) run(l *Layer, b compute.Backend, t compute.Tensor, shape []int
 			continue
 		}
 		for r := 0; r < B*T; r++ {
-			if iv.at(past + r%T) {
-				copy(ids[(r*l.Groups+iv.Group)*l.K:], iv.Force)
+			if !iv.at(past + r%T) {
+				continue
+			}
+			slot := ids[(r*l.Groups+iv.Group)*l.K : (r*l.Groups+iv.Group+1)*l.K]
+			if !iv.AtEnd {
+				copy(slot, iv.Force)
+				continue
+			}
+			for j, id := range iv.Force {
+				slot[l.K-1-j] = id
 			}
 		}
 	}
