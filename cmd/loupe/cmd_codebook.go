@@ -187,6 +187,9 @@ func cmdCodebookEval(ctx context.Context, env *cliEnv, args []string) error {
 	seqs := fs.Int("fsm-seqs", 200, "TokFSM: sequences for the state average precision")
 	trials := fs.Int("trials", 200, "TokFSM: steering trials per site group")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	refPrefix := fs.String("ref-steer-prefix", "0", "TokFSM: the reference tutorial's steering measure with these random-walk prefixes (comma-separated states; the tutorial runs 0, the paper 62; \"\" skips it)")
+	refTargets := fs.Int("ref-steer-targets", 0, "TokFSM: target states of the tutorial's measure, every (states/N)-th (0: all, as the tutorial)")
+	refOnly := fs.Bool("ref-steer-only", false, "TokFSM: run only the tutorial's steering measure")
 	dir, rest, err := leadingArg(fs, args, "loupe codebook eval DIR [flags]")
 	if err != nil {
 		return err
@@ -200,14 +203,53 @@ func cmdCodebookEval(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer s.close()
 	if s.fsm != nil {
-		rep, err := codebook.EvaluateTokFSM(ctx, &codebook.Model{Model: s.model, Set: s.set}, s.fsm, *seqs, *trials)
-		if err != nil {
-			return err
+		cm := &codebook.Model{Model: s.model, Set: s.set}
+		var prefixes []int
+		for _, p := range strings.Split(*refPrefix, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 0 || n > 63 {
+				return fmt.Errorf("%w: --ref-steer-prefix %q: want states from 0 to 63", errUsage, p)
+			}
+			prefixes = append(prefixes, n)
+		}
+		var targets []int
+		if *refTargets < 0 || *refTargets > s.fsm.States {
+			return fmt.Errorf("%w: --ref-steer-targets %d: want 0 to %d", errUsage, *refTargets, s.fsm.States)
+		}
+		if *refTargets > 0 {
+			for b := 0; b < s.fsm.States && len(targets) < *refTargets; b += s.fsm.States / *refTargets {
+				targets = append(targets, b)
+			}
+		}
+		var refs []*codebook.RefSteerReport
+		for _, p := range prefixes {
+			r, err := codebook.SteerReference(ctx, cm, s.fsm, codebook.TutorialPatchings(s.set), p, 1, targets)
+			if err != nil {
+				return err
+			}
+			refs = append(refs, r)
+		}
+		var rep *codebook.TokFSMReport
+		if !*refOnly {
+			if rep, err = codebook.EvaluateTokFSM(ctx, cm, s.fsm, *seqs, *trials); err != nil {
+				return err
+			}
 		}
 		if *asJSON {
-			return printJSON(env, rep)
+			return printJSON(env, struct {
+				*codebook.TokFSMReport
+				ReferenceSteering []*codebook.RefSteerReport `json:"reference_steering"`
+			}{rep, refs})
 		}
-		rep.Print(env.stdout)
+		if rep != nil {
+			rep.Print(env.stdout)
+		}
+		for _, r := range refs {
+			r.Print(env.stdout)
+		}
 		return nil
 	}
 	_, evalDocs := splitDocs(s.docs)

@@ -42,6 +42,7 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 	maxTokens := fs.Int("max-tokens", 200, "new tokens per sample (the tutorial: 200)")
 	temperature := fs.Float64("temperature", 1, "sampling temperature (the tutorial: 1)")
 	seed := fs.Uint64("seed", 1, "seed of the story draw and the sampling")
+	scope := fs.String("scope", "token", "where a code must fire: token (the reference's regex search: the tokens where the pattern starts) or story (every token from a story's first match on: topic codes)")
 	lower := fs.Bool("lowercase-prompts", false, "lower-case the tutorial's prompts (for a model trained on lower-cased stories)")
 	out := fs.String("out", "", "write the report as JSON here")
 	dir, rest, err := leadingArg(fs, args, "loupe codebook topic DIR --corpus FILE [--pattern P ...] [flags]")
@@ -50,6 +51,9 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if err := parseFlags(fs, rest); err != nil {
 		return err
+	}
+	if *scope != "token" && *scope != "story" {
+		return fmt.Errorf("%w: --scope %q: want token or story", errUsage, *scope)
 	}
 	if *corpus == "" {
 		return fmt.Errorf("%w: --corpus is required", errUsage)
@@ -139,17 +143,22 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		Samples      int        `json:"samples_per_prompt"`
 		MaxTokens    int        `json:"max_tokens"`
 		Temperature  float64    `json:"temperature"`
+		Scope        string     `json:"scope"`
 		TopK         int        `json:"topk_per_group"`
 		MinPrecision float64    `json:"min_precision"`
 		Baseline     [][]string `json:"baseline_samples"`
 		Topics       []topicRow `json:"topics"`
 	}{Model: dir, Corpus: *corpus, Stories: len(seqs), Prompts: opt.Prompts, Samples: *samples, MaxTokens: *maxTokens,
-		Temperature: *temperature, TopK: *topk, MinPrecision: *minPrec, Baseline: base}
-	fmt.Fprintf(env.stdout, "topic steering, %d prompts x %d samples, %d new tokens, temperature %g; codes: the reference's pattern search on %d stories (top %d per head, precision > %g), activated at every position\n",
-		len(opt.Prompts), *samples, *maxTokens, *temperature, len(seqs), *topk, *minPrec)
+		Temperature: *temperature, Scope: *scope, TopK: *topk, MinPrecision: *minPrec, Baseline: base}
+	fmt.Fprintf(env.stdout, "topic steering, %d prompts x %d samples, %d new tokens, temperature %g; codes: searched on %d stories at scope %s (top %d per head, precision > %g), activated at every position\n",
+		len(opt.Prompts), *samples, *maxTokens, *temperature, len(seqs), *scope, *topk, *minPrec)
 	fmt.Fprintf(env.stdout, "  %-26s %8s %6s %10s %10s   %s\n", "topic", "matches", "codes", "baseline", "steered", "paper (baseline -> steered)")
 	for i, re := range res {
 		codes, matched := acts.PatternCodes(s.set, re, *topk, *minPrec)
+		if *scope == "story" {
+			pos := acts.After(re)
+			codes, matched = acts.CodesAt(s.set, pos, *topk, *minPrec), len(pos)
+		}
 		row := topicRow{Pattern: patterns[i], MatchedTokens: matched, Codes: codes}
 		row.BaselinePrompt, row.Baseline = codebook.TopicFraction(base, re)
 		if len(codes) > 0 {

@@ -3,6 +3,7 @@ package codebook
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 
@@ -252,4 +253,13 @@ func SteerReference(ctx context.Context, m *Model, f *tokfsm.FSM, patchings []Pa
 		rep.Rows[i].Normalized = rep.Rows[i].MeanJS / max(mx, 1e-300)
 	}
 	return rep, nil
+}
+
+// Print writes the report as the tutorial's bars.
+func (r *RefSteerReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "steering, the reference tutorial's measure (tutorials/tokfsm.ipynb): %d target states, inputs with %d random prefix states\n", r.Targets, r.Prefix)
+	fmt.Fprintf(w, "  b's codes forced at the last position of every state's input; JS divergence to b's next-token distribution, normalised by the largest bar\n")
+	for _, row := range r.Rows {
+		fmt.Fprintf(w, "  %-13s normalised JS %.3f (%.4f nats)  closer to b than to a's own in %5.1f%% of pairs\n", row.Name, row.Normalized, row.MeanJS, 100*row.CloserToB)
+	}
 }

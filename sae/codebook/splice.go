@@ -84,6 +84,18 @@ func (iv *Intervention) at(pos int) bool {
 	return iv.Positions == nil || slices.Contains(iv.Positions, pos)
 }
 
+// forceSlots puts force into the k chosen ids of one row and group: the
+// first slots, or with atEnd the last ones, force[0] in the last.
+func forceSlots(slot, force []int32, atEnd bool) {
+	if !atEnd {
+		copy(slot, force)
+		return
+	}
+	for j, id := range force {
+		slot[len(slot)-1-j] = id
+	}
+}
+
 // Splice is a set of codebooks running in a forward pass or a generation.
 // Make one per run: it counts positions across the forwards of a
 // generation. Its Edits go into probe.Hooks.Edit.
@@ -192,14 +204,7 @@ func (sp *Splice) run(l *Layer, b compute.Backend, t compute.Tensor, shape []int
 			if !iv.at(past + r%T) {
 				continue
 			}
-			slot := ids[(r*l.Groups+iv.Group)*l.K : (r*l.Groups+iv.Group+1)*l.K]
-			if !iv.AtEnd {
-				copy(slot, iv.Force)
-				continue
-			}
-			for j, id := range iv.Force {
-				slot[l.K-1-j] = id
-			}
+			forceSlots(ids[(r*l.Groups+iv.Group)*l.K:(r*l.Groups+iv.Group+1)*l.K], iv.Force, iv.AtEnd)
 		}
 	}
 	idShape := []int{B, T, l.K}

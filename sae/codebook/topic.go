@@ -167,12 +167,38 @@ func (a *CodeActs) CodePrecisionRecall(set *Set, hook string, group int, pos []T
 	return out
 }
 
+// After are, in every sequence where re matches, the positions from the
+// token of its first match to the sequence's end: where a passage is about
+// the topic. Codes precise there are topic codes in the tutorial's sense
+// ("codes that activate many different times on passages that describe a
+// particular topic", its webapp's Topic Code page), found over the whole
+// corpus rather than one example at a time.
+func (a *CodeActs) After(re *regexp.Regexp) []TokenPos {
+	var out []TokenPos
+	first := -1
+	for _, tp := range a.Matches(re) {
+		if tp.Seq == first {
+			continue
+		}
+		first = tp.Seq
+		for p := tp.Pos; p < len(a.Seqs[tp.Seq]); p++ {
+			out = append(out, TokenPos{tp.Seq, p})
+		}
+	}
+	return out
+}
+
 // PatternCodes is the reference's get_codes_from_pattern: per codebook
 // group, of the topk most precise codes on the pattern's positions those
 // of precision above minPrecision (its defaults: 5 and 0.5). It returns
 // them and the number of matched positions.
 func (a *CodeActs) PatternCodes(set *Set, re *regexp.Regexp, topk int, minPrecision float64) ([]PatternCode, int) {
 	pos := a.Matches(re)
+	return a.CodesAt(set, pos, topk, minPrecision), len(pos)
+}
+
+// CodesAt is PatternCodes' selection on given positions.
+func (a *CodeActs) CodesAt(set *Set, pos []TokenPos, topk int, minPrecision float64) []PatternCode {
 	var out []PatternCode
 	for _, l := range set.Layers {
 		for g := range l.Groups {
@@ -187,7 +213,7 @@ func (a *CodeActs) PatternCodes(set *Set, re *regexp.Regexp, topk int, minPrecis
 			}
 		}
 	}
-	return out, len(pos)
+	return out
 }
 
 // ActivateCodes turns codes into interventions as the reference's
