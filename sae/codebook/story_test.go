@@ -35,7 +35,7 @@ func TestStoryModelMatchesPyTorch(t *testing.T) {
 			Codes []int32 `json:"codes"`
 		} `json:"force"`
 		Runs [][]struct {
-			Logits [][]float64         `json:"logits"`
+			Logits [][]float64          `json:"logits"`
 			IDs    map[string][][][]int `json:"ids"` // [T][G][k]
 		} `json:"runs"`
 	}
