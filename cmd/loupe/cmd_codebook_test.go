@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/loupe-dev/loupe/organism/tokfsm"
 	"github.com/loupe-dev/loupe/sae/codebook"
 	"github.com/loupe-dev/loupe/store"
 )
@@ -76,6 +80,89 @@ func TestCodebookSteerAndBadInput(t *testing.T) {
 		code, _, errOut := runCLI(t, args...)
 		if code == 0 || strings.TrimSpace(errOut) == "" {
 			t.Errorf("%v: exit %d, stderr %q: want a clear error", args, code, errOut)
+		}
+	}
+}
+
+// codebook topic end to end on the TokFSM model given a digit tokenizer:
+// the "topic" is the digits 99; the codes chosen where it starts in
+// sampled walks, forced at every position, make every sample show it
+// (unsteered: 1 in 8). And its bad input.
+func TestCodebookTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates with the TokFSM model")
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors", "codebooks.json", "codebooks.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(tokfsmModel, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := os.ReadFile("../../sae/codebook/testdata/tokfsm-digits-tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := tokfsm.Load(filepath.Join(tokfsmModel, "fsm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 60 walks of 30 states as "stories", one a line of JSON
+	var corpus strings.Builder
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 60 {
+		s := rng.IntN(f.States)
+		var b strings.Builder
+		for range 30 {
+			fmt.Fprintf(&b, "%02d", s)
+			s = f.Next[s][rng.IntN(len(f.Next[s]))]
+		}
+		fmt.Fprintf(&corpus, "{\"text\": %q}\n", b.String())
+	}
+	cpath := filepath.Join(t.TempDir(), "walks.jsonl")
+	if err := os.WriteFile(cpath, []byte(corpus.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "topic.json")
+	code, stdout, stderr := runCLI(t, "codebook", "topic", dir, "--corpus", cpath, "--pattern", "99", "--scope", "token",
+		"--topk", "1", "--min-precision", "0", "--prompt", "", "--prompt", "17", "--samples", "4", "--max-tokens", "24", "--out", out)
+	if code != 0 {
+		t.Fatalf("topic: exit %d\n%s%s", code, stdout, stderr)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Topics []struct {
+			Codes    []codebook.PatternCode `json:"codes"`
+			Baseline float64                `json:"baseline_fraction"`
+			Steered  float64                `json:"steered_fraction"`
+		} `json:"topics"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil || len(rep.Topics) != 1 {
+		t.Fatalf("report: %v\n%s", err, raw)
+	}
+	tp := rep.Topics[0]
+	t.Logf("%d codes; samples with 99: unsteered %.2f, steered %.2f\n%s", len(tp.Codes), tp.Baseline, tp.Steered, stdout)
+	if len(tp.Codes) == 0 || tp.Steered < 0.9 || tp.Baseline > 0.5 {
+		t.Errorf("%d codes, steered fraction %.2f, unsteered %.2f: want codes, >= 0.9 and <= 0.5", len(tp.Codes), tp.Steered, tp.Baseline)
+	}
+	for _, bad := range [][]string{
+		{"codebook", "topic", dir},                                         // no corpus
+		{"codebook", "topic", dir, "--corpus", cpath, "--scope", "page"},   // unknown scope
+		{"codebook", "topic", dir, "--corpus", cpath, "--pattern", "4[0-"}, // bad regex
+		{"codebook", "topic", tokfsmModel, "--corpus", cpath},              // no tokenizer.json
+		{"codebook", "topic", dir, "--corpus", filepath.Join(dir, "none.jsonl")},
+	} {
+		if code, _, stderr := runCLI(t, bad...); code == 0 || stderr == "" {
+			t.Errorf("%v: exit %d, stderr %q: want an error", bad, code, stderr)
 		}
 	}
 }

@@ -43,6 +43,8 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 	temperature := fs.Float64("temperature", 1, "sampling temperature (the tutorial: 1)")
 	seed := fs.Uint64("seed", 1, "seed of the story draw and the sampling")
 	scope := fs.String("scope", "token", "where a code must fire: token (the reference's regex search: the tokens where the pattern starts) or story (every token from a story's first match on: topic codes)")
+	var prompts codeFlags
+	fs.Var(&prompts, "prompt", "a prompt (repeatable; default: the tutorial's four, \"\" among them: BOS alone)")
 	lower := fs.Bool("lowercase-prompts", false, "lower-case the tutorial's prompts (for a model trained on lower-cased stories)")
 	out := fs.String("out", "", "write the report as JSON here")
 	dir, rest, err := leadingArg(fs, args, "loupe codebook topic DIR --corpus FILE [--pattern P ...] [flags]")
@@ -113,7 +115,10 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	opt := codebook.TopicOptions{Samples: *samples, MaxTokens: *maxTokens, Temperature: *temperature, Seed: *seed}
-	for _, p := range codebook.TutorialPrompts {
+	if len(prompts) == 0 {
+		prompts = codeFlags(codebook.TutorialPrompts)
+	}
+	for _, p := range prompts {
 		if *lower {
 			p = strings.ToLower(p)
 		}

@@ -89,12 +89,18 @@ type TokenPos struct{ Seq, Pos int }
 
 // Matches are the positions of the tokens where a match of re starts
 // (the reference's search_re then byte_id_to_token_pos_id: the token
-// whose text holds the match's first byte), each once, in order.
+// whose text holds the match's first byte; where re has a group, the
+// first group's), each once, in order.
 func (a *CodeActs) Matches(re *regexp.Regexp) []TokenPos {
 	var out []TokenPos
+	g := 0 // search_re wraps a pattern without "(" in a group: the whole match
+	if re.NumSubexp() > 0 {
+		g = 1
+	}
 	for s, text := range a.Text {
-		for _, loc := range re.FindAllStringIndex(text, -1) {
-			if loc[0] == loc[1] {
+		for _, m := range re.FindAllStringSubmatchIndex(text, -1) {
+			loc := m[2*g : 2*g+2]
+			if loc[0] < 0 || loc[0] == loc[1] {
 				continue // the reference drops empty matches
 			}
 			// searchsorted(ends, start, side="right"): tokens ending at or

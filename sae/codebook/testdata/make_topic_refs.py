@@ -85,7 +85,8 @@ def patch_in_codes(run_cb_ids, pos, code, code_pos):
 
 
 cases = []
-for pattern, topk, thr in [("dragon", 5, 0.0), ("dragon", 2, 0.3), ("fire|cat", 5, 0.15), ("flew", 8, 0.1), ("zebra", 5, 0.0)]:
+for pattern, topk, thr in [("dragon", 5, 0.0), ("dragon", 2, 0.3), ("fire|cat", 5, 0.15), ("flew", 8, 0.1), ("zebra", 5, 0.0),
+                             ("red( dragon)", 5, 0.0)]:
     pos, codes = get_codes_from_pattern(pattern, topk, thr)
     cases.append({"pattern": pattern, "topk": topk, "min_precision": thr, "positions": pos, "codes": codes})
 
