@@ -218,6 +218,10 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []flo
 		if rerr := compute.Release(p.b, scope); rerr != nil && err == nil {
 			logits, err = nil, rerr
 		}
+		// The cache copies queued during the pass land here (hooks.go).
+		if cerr := p.hooks.finish(); cerr != nil && err == nil {
+			logits, err = nil, cerr
+		}
 	}()
 	return p.runBlocks(ctx, ids, mode)
 }

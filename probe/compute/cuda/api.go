@@ -26,6 +26,7 @@ type driverAPI struct {
 	cuFuncSetAttribute, cuGetErrorName, cuGetErrorString          uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventTime uintptr
 	cuMemAllocHost, cuMemFreeHost, cuEventDestroy                 uintptr
+	cuStreamWaitEvent, cuStreamDestroy                            uintptr
 }
 
 type nvrtcAPI struct {
@@ -80,6 +81,7 @@ func loadDriver() (*driverAPI, error) {
 			"cuEventSynchronize": &d.cuEventSynchronize, "cuEventElapsedTime": &d.cuEventTime,
 			"cuMemAllocHost_v2": &d.cuMemAllocHost, "cuMemFreeHost": &d.cuMemFreeHost,
 			"cuEventDestroy_v2": &d.cuEventDestroy,
+			"cuStreamWaitEvent": &d.cuStreamWaitEvent, "cuStreamDestroy_v2": &d.cuStreamDestroy,
 		})
 		if driverErr != nil {
 			return

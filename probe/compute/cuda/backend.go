@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/loupe-dev/loupe/probe/compute"
@@ -42,6 +43,11 @@ type Backend struct {
 	// flashOcc picks a build of the tensor-core attention kernel
 	// (LOUPE_FLASH_OCC, for measurements; see flashVariant).
 	flashOcc string
+	// hostSync makes ToHostLater copy synchronously (SetAsyncHostCopies).
+	hostSync atomic.Bool
+	// hostChunk and hostChunks size the pinned memory of the asynchronous
+	// copies (hostcopy.go); fixed before the first copy.
+	hostChunk, hostChunks int
 
 	// Owned by the goroutine that owns the context.
 	ctx, stream, blas uintptr
@@ -52,9 +58,10 @@ type Backend struct {
 	argv              [32]uint64
 	argp              [32]uintptr
 	dev               int32
-	prof              *profiler // nil unless ProfileStart was called
-	lt                *ltState  // nil when cuBLASLt is not there (products go to GemmEx)
-	flash3Err         error     // why flash3 is not loaded (nil when it is)
+	prof              *profiler   // nil unless ProfileStart was called
+	lt                *ltState    // nil when cuBLASLt is not there (products go to GemmEx)
+	flash3Err         error       // why flash3 is not loaded (nil when it is)
+	hc                *hostCopier // the asynchronous copies to the host; nil until the first
 }
 
 // Tensor is a tensor in GPU memory.
@@ -96,6 +103,8 @@ func New(opt Options) (*Backend, error) {
 		fn: map[string]uintptr{}, pool: pool{free: map[int][]uintptr{}}}
 	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") == "0"
 	b.flashOcc = os.Getenv("LOUPE_FLASH_OCC")
+	b.hostSync.Store(os.Getenv("LOUPE_CUDA_HOSTCOPY") == "sync")
+	b.hostChunk, b.hostChunks = hostChunkBytes, hostChunksMax
 	for i := range b.argp {
 		b.argp[i] = uintptr(unsafe.Pointer(&b.argv[i]))
 	}
@@ -273,6 +282,7 @@ func (b *Backend) blasStatus(r uint32) string {
 
 func (b *Backend) teardown() {
 	call(b.d.cuStreamSynchronize, b.stream)
+	b.teardownHostCopies()
 	b.trimPool()
 	b.teardownLt()
 	call(b.d.cuDevicePrimaryCtxRelease, uintptr(b.dev))
@@ -713,6 +723,7 @@ var (
 	_ compute.WeightStore  = (*Backend)(nil)
 	_ compute.DeviceMemory = (*Backend)(nil)
 	_ compute.SeqRowCopier = (*Backend)(nil)
+	_ compute.HostCopier   = (*Backend)(nil)
 )
 
 // Synchronize waits for every operation queued so far and returns the
