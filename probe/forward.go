@@ -108,6 +108,9 @@ type pass struct {
 	// projection adds in its own product (compute.LinearAdd): attention
 	// then returns resid_mid, not attn_out (llama.go's fused residuals).
 	oResid tensor
+	// qkRotated: q and k reach attend already rotated (llama.go's fused
+	// q/k/v product).
+	qkRotated bool
 }
 
 // Forward runs a batch of token-id sequences. Sequences of different
