@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -69,6 +70,7 @@ type Tensor struct {
 	shape []int
 	dt    compute.DType
 	buf   *buffer
+	off   uintptr // bytes into buf: a view of rows of a weight (RowsView)
 }
 
 func (t *Tensor) Shape() []int         { return t.shape }
@@ -206,7 +208,7 @@ func (b *Backend) setup() error {
 	}
 	b.setupLt()
 	arch := b.info.Major*10 + b.info.Minor
-	for _, m := range []struct{ name, src string }{{"kernels", kernelSource}, {"flash", flashSource}} {
+	for _, m := range []struct{ name, src string }{{"kernels", kernelSource + projSource}, {"flash", flashSource}} {
 		bin, err := compile(m.name, m.src, arch)
 		if err != nil {
 			return err
@@ -215,7 +217,7 @@ func (b *Backend) setup() error {
 		if err := d.check("cuModuleLoadData "+m.name, call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&bin[0])))); err != nil {
 			return err
 		}
-		for _, name := range append(kernelNames, flashNames...) {
+		for _, name := range slices.Concat(kernelNames, projNames, flashNames) {
 			if _, ok := b.fn[name]; ok {
 				continue
 			}
@@ -226,7 +228,7 @@ func (b *Backend) setup() error {
 			}
 		}
 	}
-	for _, name := range append(kernelNames, flashNames...) {
+	for _, name := range slices.Concat(kernelNames, projNames, flashNames) {
 		if b.fn[name] == 0 {
 			return fmt.Errorf("cuda: kernel %s missing from the compiled modules", name)
 		}
@@ -361,7 +363,7 @@ func (b *Backend) get(x compute.Tensor) *Tensor {
 	return t
 }
 
-func (t *Tensor) ptr() uintptr { return t.buf.ptr }
+func (t *Tensor) ptr() uintptr { return t.buf.ptr + t.off }
 
 func (t *Tensor) numel() int { return compute.Numel(t.shape) }
 
@@ -535,7 +537,7 @@ func (b *Backend) Reshape(x compute.Tensor, shape ...int) compute.Tensor {
 	if compute.Numel(shape) != t.numel() {
 		panic(fmt.Sprintf("cuda: Reshape %v to %v", t.shape, shape))
 	}
-	return &Tensor{shape: append([]int(nil), shape...), dt: t.dt, buf: t.buf}
+	return &Tensor{shape: append([]int(nil), shape...), dt: t.dt, buf: t.buf, off: t.off}
 }
 
 // cudaType is the cudaDataType of a dtype.
