@@ -9,6 +9,9 @@
 # probe.test.gz and bench_hooks_torch.py; logs and JSON lines go to $OUT.
 #
 #   scripts/gpu/cuda2-check.sh DIR
+#
+# CUDA_RUN and PROBE_RUN narrow the test runs (-test.run patterns; the
+# default runs everything), BF16=0 skips the bf16 subset: a shorter check.
 set -u
 here=$(cd "${1:?usage: cuda2-check.sh DIR}" && pwd)
 root=$(pwd)
@@ -18,10 +21,10 @@ mkdir -p "$out"
 export LOUPE_CACHE=/tmp/loupe-cache
 summ() { grep -E "^(--- FAIL|--- PASS|FAIL|ok |PASS|panic)" "$1" | sed 's/ (\([0-9.]*s\))/ \1/' | tr '\n' ' '; echo; }
 t0=$(date +%s)
-timeout 70 "$here/cuda.test" -test.v -test.count=1 -test.timeout=65s >"$out/cuda.txt" 2>&1
+timeout 70 "$here/cuda.test" -test.v -test.count=1 -test.timeout=65s -test.run "${CUDA_RUN:-.}" >"$out/cuda.txt" 2>&1
 echo "cuda rc=$? $(( $(date +%s) - t0 ))s"; summ "$out/cuda.txt"
 cd "$root/probe"
-LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=f32 timeout 100 "$here/probe.test" -test.v -test.count=1 -test.timeout=95s >"$out/probe-f32.txt" 2>&1
+LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=f32 timeout 100 "$here/probe.test" -test.v -test.count=1 -test.timeout=95s -test.run "${PROBE_RUN:-.}" >"$out/probe-f32.txt" 2>&1
 echo "probe f32 rc=$? $(( $(date +%s) - t0 ))s"; grep -E "^(--- FAIL|FAIL|panic|ok)" "$out/probe-f32.txt"; grep -c "^--- PASS" "$out/probe-f32.txt"
 python3 "$root/scripts/gpu/make_random_model.py" smollm2 /tmp/cuda2-smol >"$out/make-model.txt" 2>&1
 PYTHONUNBUFFERED=1 timeout 60 python3 "$here/bench_hooks_torch.py" /tmp/cuda2-smol 2>"$out/torch-hooks.err" | grep '^{' >"$out/torch-hooks.jsonl"
@@ -31,7 +34,7 @@ echo "smol bench rc=$? $(( $(date +%s) - t0 ))s"
 LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=bf16 LOUPE_BENCH_FUSED=1 timeout 80 \
   "$here/probe.test" -test.run 'GPUFusedProductsSpeed' -test.v -test.count=1 >"$out/fused.txt" 2>&1
 echo "fused bench rc=$? $(( $(date +%s) - t0 ))s"
-LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=bf16 timeout 60 "$here/probe.test" -test.v -test.count=1 -test.timeout=55s \
+[ "${BF16:-1}" = 1 ] && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=bf16 timeout 60 "$here/probe.test" -test.v -test.count=1 -test.timeout=55s \
   -test.run 'BF16OnGPU|HookConsistency|FusedProductsOnGPU|CacheEqualsSynchronousCopy|GenerateBatchEqualsSingle|LlamaFusedResidualAdds|Patch|Ablat' >"$out/probe-bf16.txt" 2>&1
 echo "probe bf16 rc=$? $(( $(date +%s) - t0 ))s"; summ "$out/probe-bf16.txt"
 cd "$root"
