@@ -42,7 +42,7 @@ python3 - "$out" <<'PY'
 import json, sys, glob, os
 out = sys.argv[1]
 rows = []
-for f in ("torch-hooks.jsonl", "loupe-smol.txt", "fused.txt"):
+for f in ("cuda.txt", "torch-hooks.jsonl", "loupe-smol.txt", "fused.txt"):
     p = os.path.join(out, f)
     if not os.path.exists(p):
         continue
@@ -54,7 +54,9 @@ for f in ("torch-hooks.jsonl", "loupe-smol.txt", "fused.txt"):
                 pass
 for r in rows:
     k = r.get("kind")
-    if k == "prefill":
+    if k == "hostcopy":
+        print("hostcopy", r["what"], r.get("error") or "%.2f GB/s %.1f ms" % (r["GB_per_s"], r["seconds"] * 1e3))
+    elif k == "prefill":
         print("smol", r["impl"], r["hooks"], round(r["tokens_per_s"]), "tok/s", round(r["seconds"] * 1e3, 2), "ms")
     elif k == "profile" and r.get("share", 1) > 0.02:
         print("smol-prof", r["name"], r.get("calls", ""), round(r["ms"], 3))

@@ -27,6 +27,7 @@ type driverAPI struct {
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventTime uintptr
 	cuMemAllocHost, cuMemFreeHost, cuEventDestroy                 uintptr
 	cuStreamWaitEvent, cuStreamDestroy                            uintptr
+	cuMemHostRegister, cuMemHostUnregister                        uintptr
 }
 
 type nvrtcAPI struct {
@@ -82,6 +83,7 @@ func loadDriver() (*driverAPI, error) {
 			"cuMemAllocHost_v2": &d.cuMemAllocHost, "cuMemFreeHost": &d.cuMemFreeHost,
 			"cuEventDestroy_v2": &d.cuEventDestroy,
 			"cuStreamWaitEvent": &d.cuStreamWaitEvent, "cuStreamDestroy_v2": &d.cuStreamDestroy,
+			"cuMemHostRegister_v2": &d.cuMemHostRegister, "cuMemHostUnregister": &d.cuMemHostUnregister,
 		})
 		if driverErr != nil {
 			return

@@ -1,10 +1,16 @@
 package cuda
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
@@ -118,5 +124,143 @@ func TestToHostLaterFailures(t *testing.T) {
 	}
 	if _, err := b.ToHostLater(y)(); err == nil || !strings.Contains(err.Error(), "after the scope") {
 		t.Fatalf("copy of a released tensor: error %v, want one saying it was used after its scope", err)
+	}
+}
+
+// TestHostCopySpeed is a benchmark (it asserts nothing about time; run
+// with LOUPE_BENCH_HOSTCOPY=1): what caching one activation per layer costs
+// at SmolLM2's 64 x 256 x 576 float32 (37.7 MB, 30 layers), taken apart.
+// One JSON line each, GB/s over the 30 layers' bytes: making the Go slices
+// (make zeroes them), device-to-host copies into pinned memory and into
+// pageable Go memory, copying pinned memory into Go slices (one thread
+// and eight), pinning Go slices in place (cuMemHostRegister, the way to a
+// pinned destination without a staging copy: register, copy, unregister),
+// and ToHost and ToHostLater end to end.
+func TestHostCopySpeed(t *testing.T) {
+	if os.Getenv("LOUPE_BENCH_HOSTCOPY") == "" {
+		t.Skip("a benchmark: set LOUPE_BENCH_HOSTCOPY=1")
+	}
+	g := testGPU(t)
+	const n, layers = 64 * 256 * 576, 30
+	const bytes = 4 * n
+	x := g.FromHost(randVec(rand.New(rand.NewPCG(5, 5)), n), n)
+	emit := func(what string, sec float64) {
+		fmt.Printf(`{"kind":"hostcopy","what":%q,"layers":%d,"bytes":%d,"seconds":%g,"GB_per_s":%g}`+"\n", what, layers, layers*bytes, sec, float64(layers*bytes)/sec/1e9)
+	}
+	timed := func(f func()) float64 {
+		t0 := time.Now()
+		f()
+		return time.Since(t0).Seconds()
+	}
+	slicesOf := func() [][]float32 {
+		out := make([][]float32, layers)
+		for i := range out {
+			out[i] = make([]float32, n)
+		}
+		return out
+	}
+	runtime.GC()
+	emit("make 30 Go slices (zeroed), one goroutine", timed(func() { _ = slicesOf() }))
+	dst := slicesOf()
+	var pinned uintptr
+	g.do(func() {
+		if err := g.d.check("cuMemAllocHost", call(g.d.cuMemAllocHost, uintptr(unsafe.Pointer(&pinned)), bytes)); err != nil {
+			t.Error(err)
+		}
+	})
+	if pinned == 0 {
+		return
+	}
+	defer g.do(func() { call(g.d.cuMemFreeHost, pinned) })
+	dtoh := func(dst uintptr) {
+		g.do(func() {
+			for range layers {
+				g.fail(g.d.check("cuMemcpyDtoHAsync", call(g.d.cuMemcpyDtoHAsync, dst, x.(*Tensor).ptr(), bytes, g.stream)))
+			}
+			g.fail(g.d.check("cuStreamSynchronize", call(g.d.cuStreamSynchronize, g.stream)))
+		})
+	}
+	dtoh(pinned)
+	emit("device to pinned host memory", timed(func() { dtoh(pinned) }))
+	emit("device to pageable Go memory", timed(func() {
+		for i := range dst {
+			g.do(func() { g.download(unsafe.Pointer(&dst[i][0]), x.(*Tensor).ptr(), bytes) })
+		}
+	}))
+	src := pinnedFloats(pinned, n)
+	emit("pinned to Go slices, one goroutine", timed(func() {
+		for i := range dst {
+			copy(dst[i], src)
+		}
+	}))
+	emit("pinned to Go slices, eight goroutines", timed(func() {
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range dst {
+					lo, hi := w*n/8, (w+1)*n/8
+					copy(dst[i][lo:hi], src[lo:hi])
+				}
+			}()
+		}
+		wg.Wait()
+	}))
+	want := g.ToHost(x)
+	if !slices.Equal(dst[0], want) {
+		t.Error("a copy differs from ToHost")
+	}
+	emit("ToHost, 30 tensors", timed(func() {
+		for range layers {
+			_ = g.ToHost(x)
+		}
+	}))
+	emit("ToHostLater, 30 tensors queued, then waited for", timed(func() {
+		var waits []func() ([]float32, error)
+		for range layers {
+			waits = append(waits, g.ToHostLater(x))
+		}
+		for _, w := range waits {
+			if _, err := w(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}))
+	// Last: pinning Go memory in place may be refused (a sandbox); that is
+	// reported, not failed.
+	var reg, copyReg, unreg float64
+	fresh := slicesOf()
+	var regErr error
+	g.do(func() {
+		for i := range fresh {
+			p := uintptr(unsafe.Pointer(&fresh[i][0]))
+			t0 := time.Now()
+			if regErr = g.d.check("cuMemHostRegister", call(g.d.cuMemHostRegister, p, bytes, 0)); regErr != nil {
+				return
+			}
+			t1 := time.Now()
+			regErr = g.d.check("cuMemcpyDtoHAsync", call(g.d.cuMemcpyDtoHAsync, p, x.(*Tensor).ptr(), bytes, g.stream))
+			if regErr == nil {
+				regErr = g.d.check("cuStreamSynchronize", call(g.d.cuStreamSynchronize, g.stream))
+			}
+			t2 := time.Now()
+			call(g.d.cuMemHostUnregister, p)
+			t3 := time.Now()
+			reg, copyReg, unreg = reg+t1.Sub(t0).Seconds(), copyReg+t2.Sub(t1).Seconds(), unreg+t3.Sub(t2).Seconds()
+			if regErr != nil {
+				return
+			}
+		}
+	})
+	if regErr != nil {
+		fmt.Printf(`{"kind":"hostcopy","what":"cuMemHostRegister","error":%q}`+"\n", regErr.Error())
+		return
+	}
+	emit("cuMemHostRegister of fresh Go slices", reg)
+	emit("device to registered Go slices", copyReg)
+	emit("cuMemHostUnregister", unreg)
+	if !slices.Equal(fresh[layers-1], want) {
+		t.Error("the copy into a registered slice differs from ToHost")
 	}
 }
