@@ -7,56 +7,42 @@
 // does with full rotary (pairs (i, i + dh/2) of each head, row r at
 // position pos[r], the same float32 arithmetic); qh, kh and vh, when not
 // null, get the bf16 copies that attention's products read (the shadows).
-// One thread per (row, pair index i) and group of QKV_GROUP heads
-// (blockIdx.y; the q heads, then k's, then v's): the angle once per group,
-// then pair i of each q or k head of the group and elements i, i + dh/2 of
-// each v head. Groups give the GPU more threads than one walk over all the
-// heads of a row would (48 heads at Llama-3-8B's shape).
-#define QKV_GROUP 8
+// One thread per (row, pair index i): the angle once, then pair i of
+// every q and k head and elements i, i + dh/2 of every v head.
 extern "C" __global__ void qkv_rotary(const float* y, float* q, float* k, float* v, u16* qh, u16* kh, u16* vh,
                                       const int* pos, const float* inv_freq, int rows, int H, int Hkv, int dh) {
     int half = dh / 2;
-    int heads = H + 2 * Hkv;
-    int h0 = blockIdx.y * QKV_GROUP, h1 = min(h0 + QKV_GROUP, heads);
-    i64 width = (i64)heads * dh;
+    i64 width = (i64)(H + 2 * Hkv) * dh;
     i64 total = (i64)rows * half;
     for (i64 e = blockIdx.x * (i64)blockDim.x + threadIdx.x; e < total; e += (i64)gridDim.x * blockDim.x) {
         int i = e % half;
         i64 r = e / half;
-        float s = 0.0f, c = 1.0f;
-        if (h0 < H + Hkv) {
-            float a = (float)pos[r] * inv_freq[i];
-            sincosf(a, &s, &c);
-        }
-        for (int h = h0; h < h1; h++) {
-            const float* src = y + r * width + (i64)h * dh + i;
+        float a = (float)pos[r] * inv_freq[i];
+        float s, c;
+        sincosf(a, &s, &c);
+        const float* src = y + r * width + i;
+        for (int h = 0; h < H + Hkv; h++, src += dh) {
             float x1 = src[0], x2 = src[half];
-            float* out;
-            u16* out16;
-            i64 at;
-            if (h < H + Hkv) {
-                float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
-                x1 = y1;
-                x2 = y2;
-            }
-            if (h < H) {
-                at = r * H * dh + (i64)h * dh + i;
-                out = q;
-                out16 = qh;
-            } else if (h < H + Hkv) {
-                at = r * Hkv * dh + (i64)(h - H) * dh + i;
-                out = k;
-                out16 = kh;
-            } else {
-                at = r * Hkv * dh + (i64)(h - H - Hkv) * dh + i;
-                out = v;
-                out16 = vh;
-            }
-            out[at] = x1;
-            out[at + half] = x2;
+            float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
+            bool isq = h < H;
+            i64 at = isq ? r * H * dh + (i64)h * dh + i : r * Hkv * dh + (i64)(h - H) * dh + i;
+            float* out = isq ? q : k;
+            u16* out16 = isq ? qh : kh;
+            out[at] = y1;
+            out[at + half] = y2;
             if (out16 != 0) {
-                out16[at] = f32_to_bf16(x1);
-                out16[at + half] = f32_to_bf16(x2);
+                out16[at] = f32_to_bf16(y1);
+                out16[at + half] = f32_to_bf16(y2);
+            }
+        }
+        for (int h = 0; h < Hkv; h++, src += dh) {
+            i64 at = r * Hkv * dh + (i64)h * dh + i;
+            float v1 = src[0], v2 = src[half];
+            v[at] = v1;
+            v[at + half] = v2;
+            if (vh != 0) {
+                vh[at] = f32_to_bf16(v1);
+                vh[at + half] = f32_to_bf16(v2);
             }
         }
     }

@@ -20,10 +20,6 @@ import (
 //go:embed proj.cu
 var projSource string
 
-// qkvGroup is QKV_GROUP in proj.cu: the heads one qkv_rotary block
-// row (blockIdx.y) splits.
-const qkvGroup = 8
-
 // projNames are proj.cu's kernels (compiled in the kernels module).
 var projNames = []string{"qkv_rotary", "swiglu_split"}
 
@@ -91,9 +87,7 @@ func (b *Backend) LinearQKVRotary(x, w compute.Tensor, H, Hkv, dh int, pos []int
 		y := b.product(x, w, m, n, kd)
 		qh, kh, vh := b.shadowPtr(qt), b.shadowPtr(kt), b.shadowPtr(vt)
 		p, f := b.uploadInts(pos), b.uploadFloats(inv)
-		grid := grid1(m * dh / 2)
-		grid[1] = (H + 2*Hkv + qkvGroup - 1) / qkvGroup
-		b.launch("qkv_rotary", grid, block256, 0, pArg(y.ptr()), pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()),
+		b.launch("qkv_rotary", grid1(m*dh/2), block256, 0, pArg(y.ptr()), pArg(qt.ptr()), pArg(kt.ptr()), pArg(vt.ptr()),
 			qh, kh, vh, pArg(p.ptr), pArg(f.ptr), iArg(m), iArg(H), iArg(Hkv), iArg(dh))
 		b.releaseTemp(p)
 		b.releaseTemp(f)
