@@ -217,7 +217,7 @@ func TestHostCopySpeed(t *testing.T) {
 		}
 	}))
 	// Warm: the first copy makes the copier (its stream, workers and, as
-	// copies need them, its pinned chunks: ~55 ms for 512 MiB in run 2).
+	// copies need them, its pinned chunks; run 2 timed that too).
 	warm := make([]func() ([]float32, error), 0, 2*layers)
 	for range 2 * layers {
 		warm = append(warm, g.ToHostLater(x))
