@@ -22,12 +22,12 @@ type driverAPI struct {
 	cuMemAlloc, cuMemFree, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync   uintptr
 	cuMemcpyDtoDAsync, cuMemsetD8Async                            uintptr
 	cuStreamCreate, cuStreamSynchronize                           uintptr
+	cuStreamWaitEvent, cuStreamDestroy                            uintptr // the copy stream (hostcopy.go)
+	cuMemHostRegister, cuMemHostUnregister                        uintptr
 	cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel         uintptr
 	cuFuncSetAttribute, cuGetErrorName, cuGetErrorString          uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventTime uintptr
 	cuMemAllocHost, cuMemFreeHost, cuEventDestroy                 uintptr
-	cuStreamWaitEvent, cuStreamDestroy                            uintptr
-	cuMemHostRegister, cuMemHostUnregister                        uintptr
 }
 
 type nvrtcAPI struct {
