@@ -40,7 +40,9 @@ def main():
     bos = tok.token_to_id("<|endoftext|>")
     texts = [json.loads(l)["text"] for l in open(args.stories)][: args.n]
     seqs = [([bos] + tok.encode(t).ids)[: args.len] for t in texts]
-    force = {"hook": cbs[0].hook, "group": 3, "codes": [17, 1234, 99]}
+    c0 = cbs[0]
+    force = {"hook": c0.hook, "group": min(3, c0.groups - 1),
+             "codes": [c % c0.num_codes for c in (17, 1234, 99)][: c0.k]}
     out = {"texts": texts, "seqs": seqs, "force": force, "runs": []}
     for forced in (False, True):
         run = []

@@ -143,7 +143,8 @@ def train(args):
     cfg = GPTNeoXConfig(vocab_size=tok.get_vocab_size(), hidden_size=args.d_model, num_hidden_layers=args.layers,
                         num_attention_heads=args.heads, intermediate_size=4 * args.d_model, rotary_emb_base=10000,
                         bos_token_id=bos, eos_token_id=bos, max_position_embeddings=args.max_pos,
-                        hidden_dropout=args.dropout, attention_dropout=args.dropout)
+                        hidden_dropout=args.dropout, attention_dropout=args.dropout,
+                        use_parallel_residual=args.parallel_residual == "on")
     cfg.architectures = ["GPTNeoXForCausalLM"]
     model = GPTNeoXForCausalLM(cfg).to(device)
     metrics = {"args": vars(args), "device": str(device), "phases": []}
@@ -324,6 +325,8 @@ def main():
     t.add_argument("--max-seconds", type=float, default=0)
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--eval-every", type=int, default=100, help="steps between held-out losses (the best state is kept)")
+    t.add_argument("--parallel-residual", choices=["on", "off"], default="on",
+                   help="GPT-NeoX's parallel attention and MLP (on), or GPT-Neo's sequential block (off: the MLP reads the attention's output)")
     t.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout while training")
     t.add_argument("--shard-mb", type=int, default=15)
     t.add_argument("--threads", type=int, default=2)
