@@ -91,10 +91,18 @@ func TestStoryModelMatchesPyTorch(t *testing.T) {
 				got := res.Cache[IDsHook(l.Hook)].Data
 				for p := range seq {
 					for g := range l.Groups {
-						want := run[i].IDs[l.Hook][p][g]
+						// the k chosen codes as a set: two near-equal
+						// similarities may rank either way in float32
+						want := slices.Clone(run[i].IDs[l.Hook][p][g])
+						have := make([]int, l.K)
+						for k := range l.K {
+							have[k] = int(got[(p*l.Groups+g)*l.K+k])
+						}
+						slices.Sort(want)
+						slices.Sort(have)
 						for k := range l.K {
 							total++
-							if int(got[(p*l.Groups+g)*l.K+k]) != want[k] {
+							if have[k] != want[k] {
 								flipped++
 							}
 						}
@@ -102,7 +110,7 @@ func TestStoryModelMatchesPyTorch(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("run %d (forced: %v): max |logit diff| %.2g, code ids differing %d of %d", r, r == 1, worst, flipped, total)
+		t.Logf("run %d (forced: %v): max |logit diff| %.2g, chosen code ids differing (as sets) %d of %d", r, r == 1, worst, flipped, total)
 		if worst > 1e-4 || flipped > 0 {
 			t.Errorf("run %d: max |logit diff| %.3g (want <= 1e-4), %d of %d code ids differ", r, worst, flipped, total)
 		}
