@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/loupe-dev/loupe/internal/atomicfile"
@@ -43,6 +44,7 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 	temperature := fs.Float64("temperature", 1, "sampling temperature (the tutorial: 1)")
 	seed := fs.Uint64("seed", 1, "seed of the story draw and the sampling")
 	scope := fs.String("scope", "token", "where a code must fire: token (the reference's regex search: the tokens where the pattern starts) or story (every token from a story's first match on: topic codes)")
+	maxCodes := fs.Int("max-codes", 0, "keep only the N most precise codes over all heads (0: all that pass; the tutorial activates 8 to 16)")
 	var prompts codeFlags
 	fs.Var(&prompts, "prompt", "a prompt (repeatable; default: the tutorial's four, \"\" among them: BOS alone)")
 	lower := fs.Bool("lowercase-prompts", false, "lower-case the tutorial's prompts (for a model trained on lower-cased stories)")
@@ -151,10 +153,11 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		Scope        string     `json:"scope"`
 		TopK         int        `json:"topk_per_group"`
 		MinPrecision float64    `json:"min_precision"`
+		MaxCodes     int        `json:"max_codes"`
 		Baseline     [][]string `json:"baseline_samples"`
 		Topics       []topicRow `json:"topics"`
 	}{Model: dir, Corpus: *corpus, Stories: len(seqs), Prompts: opt.Prompts, Samples: *samples, MaxTokens: *maxTokens,
-		Temperature: *temperature, Scope: *scope, TopK: *topk, MinPrecision: *minPrec, Baseline: base}
+		Temperature: *temperature, Scope: *scope, TopK: *topk, MinPrecision: *minPrec, MaxCodes: *maxCodes, Baseline: base}
 	fmt.Fprintf(env.stdout, "topic steering, %d prompts x %d samples, %d new tokens, temperature %g; codes: searched on %d stories at scope %s (top %d per head, precision > %g), activated at every position\n",
 		len(opt.Prompts), *samples, *maxTokens, *temperature, len(seqs), *scope, *topk, *minPrec)
 	fmt.Fprintf(env.stdout, "  %-26s %8s %6s %10s %10s   %s\n", "topic", "matches", "codes", "baseline", "steered", "paper (baseline -> steered)")
@@ -163,6 +166,10 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		if *scope == "story" {
 			pos := acts.After(re)
 			codes, matched = acts.CodesAt(s.set, pos, *topk, *minPrec), len(pos)
+		}
+		if *maxCodes > 0 && len(codes) > *maxCodes {
+			sort.SliceStable(codes, func(i, j int) bool { return codes[i].Precision > codes[j].Precision })
+			codes = codes[:*maxCodes]
 		}
 		row := topicRow{Pattern: patterns[i], MatchedTokens: matched, Codes: codes}
 		row.BaselinePrompt, row.Baseline = codebook.TopicFraction(base, re)
