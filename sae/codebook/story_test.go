@@ -13,7 +13,8 @@ import (
 
 // A train_text.py story model (not committed: 37 MB) against PyTorch
 // (organism/tokfsm/train/story_reference.py): the tokenizer's ids, the
-// logits at every position to 1e-4 and every code id, without and with
+// logits at every position to 1e-4 and every position's chosen codes (as a
+// set: near-equal similarities may rank either way), without and with
 // codes forced in the last slots of one head at every position. Set
 // LOUPE_STORY_MODEL to the model folder and LOUPE_STORY_REF to the
 // reference file.
