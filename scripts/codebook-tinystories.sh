@@ -5,7 +5,7 @@
 # then the tutorial's topic-steering measure run by `loupe codebook topic`.
 #
 #   scripts/codebook-tinystories.sh prepare CORPUS.txt DATA   # CPU: split, tokenizer
-#   scripts/codebook-tinystories.sh train DATA MODEL          # a GPU (35 s on an H200)
+#   scripts/codebook-tinystories.sh train DATA MODEL          # a GPU (35-50 s on an H200)
 #   scripts/codebook-tinystories.sh topic DATA MODEL OUT      # CPU: codes and steering
 #
 # CORPUS.txt is TinyStories text, one story a line, paragraphs separated by
@@ -21,7 +21,8 @@ prepare)
   "$py" organism/tokfsm/train/train_text.py prepare --corpus "$2" --out "$3" ;;
 train)
   "$py" organism/tokfsm/train/train_text.py train --data "$2" --out "$3" --pretrain-epochs 20 --epochs 20 \
-    --pretrain-max-seconds 40 --max-seconds 55 --eval-every 30 --log-every 50 --shard-mb 15 ;;
+    --pretrain-max-seconds 40 --max-seconds 55 --eval-every 30 --log-every 50 --shard-mb 15 \
+    --codes "${CODES:-4096}" --parallel-residual "${PARALLEL:-on}" ;;  # the second model: CODES=16384 PARALLEL=off
 topic)
   bin="${TMPDIR:-/tmp}/loupe-codebook-topic"
   go build -o "$bin" ./cmd/loupe
@@ -33,7 +34,9 @@ topic)
   "$bin" codebook topic "$3" --corpus "$2/train.jsonl" --lowercase-prompts --scope story --topk 8 \
     --min-precision 0.2 --out "$4/story.json" | tee "$4/story.txt"
   "$bin" codebook topic "$3" --corpus "$2/train.jsonl" --lowercase-prompts --scope story --topk 8 \
-    --min-precision 0 --out "$4/story-all.json" | tee "$4/story-all.txt" ;;
+    --min-precision 0 --out "$4/story-all.json" | tee "$4/story-all.txt"
+  "$bin" codebook topic "$3" --corpus "$2/train.jsonl" --lowercase-prompts --scope story --topk 8 \
+    --min-precision 0.2 --max-codes 8 --out "$4/story8.json" | tee "$4/story8.txt" ;;
 *)
   echo "usage: $0 prepare CORPUS DATA | train DATA MODEL | topic DATA MODEL OUT" >&2
   exit 2 ;;
