@@ -387,6 +387,15 @@ __device__ __forceinline__ void tma_load_4d(u32 dst, const TmaMap* map, u32 bar,
 __device__ __forceinline__ void named_sync(u32 id, u32 n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(u32 id, u32 n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 
+// F3_DIAG builds diagnostic variants for timing alone (gpu_test.go's
+// TestFlash3WSDiag compiles them; they compute wrong results): 1 loads
+// only the first ST tiles and then re-reads them (no K/V traffic), 2
+// replaces the softmax by a plain rounding of S to P (no exp, max or
+// sum), 3 both.
+#ifndef F3_DIAG
+#define F3_DIAG 0
+#endif
+
 template <int ST>
 __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, const bf16_t* __restrict__ q, float* __restrict__ z,
                                          bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk, int H, int Hkv,
@@ -436,6 +445,12 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
             for (int x = 0; x < nT; x++) {
                 const int j0 = jBeg + x * F3_KEYS;
                 if (x >= ST) mbar_wait(emptyK(x), par(x) ^ 1); // tile x - ST has left the stage
+                if ((F3_DIAG & 1) && x >= ST) {
+                    mbar_arrive_if(fullK(x), 1);
+                    mbar_wait(emptyV(x), par(x) ^ 1);
+                    mbar_arrive_if(fullV(x), 1);
+                    continue;
+                }
                 mbar_expect_tx(fullK(x), 2 * F3_PANEL_K);
                 tma_load_4d(kS(x), tmK, fullK(x), 0, kh, j0, b);
                 tma_load_4d(kS(x) + F3_PANEL_K, tmK, fullK(x), 64, kh, j0, b);
@@ -538,7 +553,13 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
         wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
         mbar_arrive_if(emptyK(it), warpLead);
         reg_fence<64>(s);
-        softmax_tile(s, pout, m, l, corr, j0, t, pRow, needMask(j0), Tk, causal, window, kv_valid, sl2);
+        if (F3_DIAG & 2) {
+#pragma unroll
+            for (int n = 0; n < 32; n++) pout[n] = pack_bf16(s[2 * n], s[2 * n + 1]);
+            corr[0] = corr[1] = 1.f;
+        } else {
+            softmax_tile(s, pout, m, l, corr, j0, t, pRow, needMask(j0), Tk, causal, window, kv_valid, sl2);
+        }
         wg_wait0(); // P_{it-1}·V_{it-1} done: V_{it-1}'s stage is free, pin may be reused
         reg_fence<64>(o);
         reg_fence_u32<32>(pin);
