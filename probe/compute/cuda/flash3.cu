@@ -391,7 +391,8 @@ __device__ __forceinline__ void named_arrive(u32 id, u32 n) { asm volatile("bar.
 // TestFlash3WSDiag compiles them; they compute wrong results): 1 loads
 // only the first ST tiles and then re-reads them (no K/V traffic), 2
 // replaces the softmax by a plain rounding of S to P (no exp, max or
-// sum), 3 both.
+// sum), 4 leaves out the P·V products, 8 the S products, 16 the
+// ping-pong's named barriers; the bits combine.
 #ifndef F3_DIAG
 #define F3_DIAG 0
 #endif
@@ -546,11 +547,15 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
         const int j0 = jBeg + it * F3_KEYS;
         mbar_wait(fullK(it), par(it));
         mbar_wait(fullV(it - 1), par(it - 1));
-        named_sync(mine, 256);
-        issue_s(it);
-        issue_pv(it - 1, pin);
-        named_arrive(other, 256);
-        wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+        if (!(F3_DIAG & 16)) named_sync(mine, 256);
+        if (!(F3_DIAG & 8)) issue_s(it);
+        if (!(F3_DIAG & 4)) issue_pv(it - 1, pin);
+        if (!(F3_DIAG & 16)) named_arrive(other, 256);
+        if (F3_DIAG & 4) {
+            wg_wait0();
+        } else {
+            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+        }
         mbar_arrive_if(emptyK(it), warpLead);
         reg_fence<64>(s);
         if (F3_DIAG & 2) {

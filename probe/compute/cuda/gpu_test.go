@@ -822,7 +822,8 @@ func TestAttentionSpeed(t *testing.T) {
 }
 
 // TestFlash3WSDiag times flash3ws's diagnostic variants (flash3.cu's
-// F3_DIAG: no K/V loads after the first stages, no softmax, neither)
+// F3_DIAG: no K/V loads after the first stages, no softmax, no P·V or
+// no S products, no ping-pong)
 // beside the real kernel on the 8B prefill shapes, to tell what limits
 // it; a benchmark, run only when LOUPE_BENCH_ATTN is set. The variants'
 // outputs are wrong by design and not looked at.
@@ -835,7 +836,8 @@ func TestFlash3WSDiag(t *testing.T) {
 		t.Skip("no flash3ws here")
 	}
 	variants := map[int]uintptr{0: g.fn[flash3WS]}
-	for _, v := range []int{1, 2, 3} {
+	diags := []int{1, 2, 3, 3 | 4, 3 | 8, 3 | 16, 16}
+	for _, v := range diags {
 		bin, err := compileFor(fmt.Sprintf("flash3diag%d", v), fmt.Sprintf("#define F3_DIAG %d\n", v)+flash3Source, "90a")
 		if err != nil {
 			t.Fatal(err)
@@ -865,7 +867,7 @@ func TestFlash3WSDiag(t *testing.T) {
 		v := g.FromHost(randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh), s.B*s.Tcap, s.Hkv*s.Dh)
 		scale := float32(1 / math.Sqrt(float64(s.Dh)))
 		flops := 4 * float64(s.H) * float64(T) * float64(T) * float64(s.Dh) / 2
-		for _, dv := range []int{0, 1, 2, 3, 0} {
+		for _, dv := range append(append([]int{0}, diags...), 0) {
 			g.do(func() { g.flashOcc, g.fn[flash3WS] = "ws", variants[dv] })
 			g.Attention(q, k, v, s, scale, compute.AttnMask{Causal: true}, compute.AttnSpec{}) // warm-up
 			g.ProfileStart()
