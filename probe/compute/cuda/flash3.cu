@@ -74,19 +74,21 @@ __device__ __forceinline__ u32 sw128(int r, int c) { return (u32)(r * 128 + ((c 
 // wgmma_ss_n128: D (+)= A·Bᵀ for a 64×128 tile, A and B from shared
 // memory (both K-major). wgmma_rs_n128: D (+)= A·B with A from registers
 // and B N-major (transposed) from shared memory. accumulate 0 ignores D.
+template <int TRANS_B = 0>
 __device__ __forceinline__ void wgmma_ss_n128(float* d, u64 da, u64 db, int accumulate) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, %67;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(da), "l"(db), "r"(accumulate));
+        : "l"(da), "l"(db), "r"(accumulate), "n"(TRANS_B));
 }
+template <int TRANS_B = 1>
 __device__ __forceinline__ void wgmma_rs_n128(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u64 db, int accumulate) {
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(accumulate));
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(db), "r"(accumulate), "n"(TRANS_B));
 }
 
 // ex2 is 2^x by the special-function unit alone (denormal results flush
@@ -392,7 +394,9 @@ __device__ __forceinline__ void named_arrive(u32 id, u32 n) { asm volatile("bar.
 // only the first ST tiles and then re-reads them (no K/V traffic), 2
 // replaces the softmax by a plain rounding of S to P (no exp, max or
 // sum), 4 leaves out the P·V products, 8 the S products, 16 the
-// ping-pong's named barriers; the bits combine.
+// ping-pong's named barriers, 32 reads V's tile as K-major (no transpose
+// in P·V), 64 takes P·V's A from shared memory (Q's tile); the bits
+// combine.
 #ifndef F3_DIAG
 #define F3_DIAG 0
 #endif
@@ -523,8 +527,21 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < F3_KEYS / 16; kk++) {
-            u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
-            wgmma_rs_n128(o, pin[4 * kk], pin[4 * kk + 1], pin[4 * kk + 2], pin[4 * kk + 3], db, 1);
+            if ((F3_DIAG & 96) == 96) { // both
+                u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
+                u64 db = desc_sw128(vT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
+                wgmma_ss_n128<0>(o, da, db, 1);
+            } else if (F3_DIAG & 64) { // A from shared memory (Q's tile standing in for P)
+                u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_ss_n128<1>(o, da, db, 1);
+            } else if (F3_DIAG & 32) { // V's tile read as if K-major (no transpose)
+                u64 db = desc_sw128(vT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
+                wgmma_rs_n128<0>(o, pin[4 * kk], pin[4 * kk + 1], pin[4 * kk + 2], pin[4 * kk + 3], db, 1);
+            } else {
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_rs_n128(o, pin[4 * kk], pin[4 * kk + 1], pin[4 * kk + 2], pin[4 * kk + 3], db, 1);
+            }
         }
         wg_commit();
     };

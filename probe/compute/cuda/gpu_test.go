@@ -836,7 +836,7 @@ func TestFlash3WSDiag(t *testing.T) {
 		t.Skip("no flash3ws here")
 	}
 	variants := map[int]uintptr{0: g.fn[flash3WS]}
-	diags := []int{1, 2, 3, 3 | 4, 3 | 8, 3 | 16, 16}
+	diags := []int{3, 3 | 8, 3 | 8 | 32, 3 | 8 | 64, 3 | 8 | 96, 32, 64, 96}
 	for _, v := range diags {
 		bin, err := compileFor(fmt.Sprintf("flash3diag%d", v), fmt.Sprintf("#define F3_DIAG %d\n", v)+flash3Source, "90a")
 		if err != nil {
