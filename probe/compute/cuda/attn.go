@@ -8,10 +8,10 @@ import (
 )
 
 // flashBuilds are the builds of the tensor-core attention (see
-// flashVariant): flash.cu's flash2 _2 and _w4, and "wg", "wg2", "ws" and
-// "ws3", flash3.cu's wgmma kernels (Hopper, head dimension 128; flash2
+// flashVariant): flash.cu's flash2 _2 and _w4, and "wg", "wg2", "ws",
+// "ws3" and "wsp", flash3.cu's wgmma kernels (Hopper, head dimension 128; flash2
 // elsewhere).
-var flashBuilds = []string{"2", "w4", "wg", "wg2", "ws", "ws3"}
+var flashBuilds = []string{"2", "w4", "wg", "wg2", "ws", "ws3", "wsp"}
 
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
 // memory: the Q tile, three stages of K tiles and three of V tiles, each
@@ -98,10 +98,10 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 // and "wg": two warpgroups on wgmma, Hopper and head dimension 128 only,
 // loading one or two tiles ahead), flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
-// _w4 (4 warps of 32 rows, two blocks); "ws" and "ws3" are flash3's
-// warp-specialised builds (a TMA producer warpgroup and two consumer
+// _w4 (4 warps of 32 rows, two blocks); "ws", "ws3" and "wsp" are
+// flash3's warp-specialised builds (a TMA producer warpgroup and two consumer
 // warpgroups in turn: flash3ws). tk is the number of keys.
-// LOUPE_FLASH_OCC=2|w4|wg|wg2|ws|ws3 overrides the default, for
+// LOUPE_FLASH_OCC=2|w4|wg|wg2|ws|ws3|wsp overrides the default, for
 // measurements. top asks for the build with
 // the top-1 reduction, which flash3 does not have.
 func (b *Backend) flashVariant(dh, tk int, top bool) (string, int, int) {
@@ -115,14 +115,14 @@ func (b *Backend) flashVariant(dh, tk int, top bool) (string, int, int) {
 			occ = "2"
 		}
 	}
-	f3 := occ == "wg" || occ == "wg2" || occ == "ws" || occ == "ws3"
+	f3 := occ == "wg" || occ == "wg2" || occ == "ws" || occ == "ws3" || occ == "wsp"
 	if f3 && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
 		occ = "w4"
 		if dh == 64 {
 			occ = "2"
 		}
 	}
-	if (occ == "ws" || occ == "ws3") && (b.d.cuTensorMapEncodeTiled == 0 || tk == 0) {
+	if (occ == "ws" || occ == "ws3" || occ == "wsp") && (b.d.cuTensorMapEncodeTiled == 0 || tk == 0) {
 		occ = "wg2" // no tensor maps from this driver (or no keys to map)
 	}
 	switch occ {
@@ -134,6 +134,8 @@ func (b *Backend) flashVariant(dh, tk int, top bool) (string, int, int) {
 		return flash3WS, 384, f3WSShared
 	case "ws3":
 		return flash3WS3, 384, f3WS3Shared
+	case "wsp":
+		return flash3WSP, 384, f3WSPShared
 	}
 	threads := 256
 	if occ == "w4" {

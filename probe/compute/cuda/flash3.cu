@@ -41,6 +41,7 @@
 #define F3_D 128
 #define F3_PANEL_Q (F3_ROWS * 128) // bytes of one panel of the Q tile
 #define F3_PANEL_K (F3_KEYS * 128) // bytes of one panel of a K or V tile
+#define F3_PANEL_P (64 * 128)      // bytes of one panel of a consumer's P tile (flash3ws with P in shared memory)
 
 // fence_async makes this thread's shared-memory writes (the cp.async
 // copies it waited for) visible to the tensor cores' async proxy.
@@ -393,15 +394,13 @@ __device__ __forceinline__ void named_arrive(u32 id, u32 n) { asm volatile("bar.
 // TestFlash3WSDiag compiles them; they compute wrong results): 1 loads
 // only the first ST tiles and then re-reads them (no K/V traffic), 2
 // replaces the softmax by a plain rounding of S to P (no exp, max or
-// sum), 4 leaves out the P·V products, 8 the S products, 16 the
-// ping-pong's named barriers, 32 reads V's tile as K-major (no transpose
-// in P·V), 64 takes P·V's A from shared memory (Q's tile); the bits
-// combine.
+// sum), 3 both. (Run 17-18's variants that left out either product or
+// changed P·V's operands found P·V with P from registers the slow part.)
 #ifndef F3_DIAG
 #define F3_DIAG 0
 #endif
 
-template <int ST>
+template <int ST, bool PS>
 __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, const bf16_t* __restrict__ q, float* __restrict__ z,
                                          bf16_t* __restrict__ zh, float* __restrict__ lse, int Tq, int Tk, int H, int Hkv,
                                          float scale, int past, int causal, int window, const unsigned char* __restrict__ key_valid) {
@@ -503,7 +502,6 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
     for (int i = 0; i < 64; i++) o[i] = 0.f;
     float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f}, corr[2];
     const u32 qW = qS + cw * 64 * 128;
-    u32 pa[32]; // P of the previous tile, the A operand of its P·V
     float s[64];
     auto needMask = [&](int j0) {
         return key_valid != 0 || window > 0 || j0 + F3_KEYS > Tk || (causal && j0 + F3_KEYS - 1 > past + i0);
@@ -521,59 +519,9 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
         }
         wg_commit();
     };
-    // issue_pv starts O += P·V_x (O already rescaled for P's tile).
-    auto issue_pv = [&](int x, u32(&pin)[32]) {
-        const u32 vT = vS(x);
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < F3_KEYS / 16; kk++) {
-            if ((F3_DIAG & 96) == 96) { // both
-                u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
-                u64 db = desc_sw128(vT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
-                wgmma_ss_n128<0>(o, da, db, 1);
-            } else if (F3_DIAG & 64) { // A from shared memory (Q's tile standing in for P)
-                u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
-                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
-                wgmma_ss_n128<1>(o, da, db, 1);
-            } else if (F3_DIAG & 32) { // V's tile read as if K-major (no transpose)
-                u64 db = desc_sw128(vT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
-                wgmma_rs_n128<0>(o, pin[4 * kk], pin[4 * kk + 1], pin[4 * kk + 2], pin[4 * kk + 3], db, 1);
-            } else {
-                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
-                wgmma_rs_n128(o, pin[4 * kk], pin[4 * kk + 1], pin[4 * kk + 2], pin[4 * kk + 3], db, 1);
-            }
-        }
-        wg_commit();
-    };
-
-    if (cw == 1) named_arrive(1, 256); // consumer 0 goes first
-    if (nT > 0) {
-        mbar_wait(fullK(0), 0);
-        named_sync(mine, 256);
-        issue_s(0);
-        named_arrive(other, 256);
-        wg_wait0();
-        mbar_arrive_if(emptyK(0), warpLead);
-        reg_fence<64>(s);
-        softmax_tile(s, pa, m, l, corr, jBeg, t, pRow, needMask(jBeg), Tk, causal, window, kv_valid, sl2);
-    }
-    // One tile: S_it and P_{it-1}·V_{it-1} (P in pin) issued in this
-    // consumer's turn, tile it's P into pout.
-    u32 pb[32];
-    auto step = [&](int it, u32(&pin)[32], u32(&pout)[32]) {
-        const int j0 = jBeg + it * F3_KEYS;
-        mbar_wait(fullK(it), par(it));
-        mbar_wait(fullV(it - 1), par(it - 1));
-        if (!(F3_DIAG & 16)) named_sync(mine, 256);
-        if (!(F3_DIAG & 8)) issue_s(it);
-        if (!(F3_DIAG & 4)) issue_pv(it - 1, pin);
-        if (!(F3_DIAG & 16)) named_arrive(other, 256);
-        if (F3_DIAG & 4) {
-            wg_wait0();
-        } else {
-            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
-        }
-        mbar_arrive_if(emptyK(it), warpLead);
+    // softmax turns S (waited for) into tile x's P, in bf16 A fragments.
+    auto softmax = [&](int x, u32(&pout)[32]) {
+        const int j0 = jBeg + x * F3_KEYS;
         reg_fence<64>(s);
         if (F3_DIAG & 2) {
 #pragma unroll
@@ -582,12 +530,11 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
         } else {
             softmax_tile(s, pout, m, l, corr, j0, t, pRow, needMask(j0), Tk, causal, window, kv_valid, sl2);
         }
-        wg_wait0(); // P_{it-1}·V_{it-1} done: V_{it-1}'s stage is free, pin may be reused
-        reg_fence<64>(o);
-        reg_fence_u32<32>(pin);
-        mbar_arrive_if(emptyV(it - 1), warpLead);
-        // O rescaled for tile it here, after the wait (between the two
-        // products' issues it would serialize them: ptxas C7513).
+    };
+    // rescale_o: O by the last softmax's factors, once the P·V that
+    // accumulates into it is done (between the two products' issues it
+    // would serialize them: ptxas C7513).
+    auto rescale_o = [&]() {
 #pragma unroll
         for (int n = 0; n < 16; n++) {
             o[4 * n] *= corr[0];
@@ -596,24 +543,128 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
             o[4 * n + 3] *= corr[1];
         }
     };
-    auto last_pv = [&](u32(&pin)[32]) {
-        mbar_wait(fullV(nT - 1), par(nT - 1));
-        issue_pv(nT - 1, pin);
-        wg_wait0();
-        reg_fence<64>(o);
-        reg_fence_u32<32>(pin);
-        mbar_arrive_if(emptyV(nT - 1), warpLead);
-    };
-    int it = 1;
-    for (; it < nT; it++) {
-        step(it, pa, pb);
-        // pa = pb by explicit moves, after the wait: a plain copy lets
-        // ptxas merge the two arrays' registers and serialize the
-        // products (C7513); unrolling by two instead spills.
+
+    if (cw == 1) named_arrive(1, 256); // consumer 0 goes first
+    if constexpr (PS) {
+        // P through shared memory: each consumer's two P buffers (tile x in
+        // buffer x & 1), 64 rows × 128 keys bf16 in the swizzled K-major
+        // layout of Q (two panels of 64 keys), so that P·V takes both
+        // operands from shared memory. Measured (RESULTS.md, run 18): with
+        // P from registers P·V alone ran 1.6x slower than from shared
+        // memory. Tile x's P is written while P_{x-1}·V_{x-1} runs; that
+        // buffer's last reader, P_{x-2}·V_{x-2}, was waited for one tile
+        // earlier.
+        const u32 pS = base + 2 * F3_PANEL_Q + 4 * ST * F3_PANEL_K + cw * 4 * F3_PANEL_P;
+        const int lrow = warp * 16 + g; // this thread's rows in the consumer's 64: lrow, lrow + 8
+        auto store_p = [&](int x, const u32(&pv)[32]) {
+            const u32 pb = pS + (x & 1) * 2 * F3_PANEL_P;
 #pragma unroll
-        for (int i = 0; i < 32; i++) asm volatile("mov.b32 %0, %1;" : "=r"(pa[i]) : "r"(pb[i]));
+            for (int n = 0; n < 16; n++) {
+                const u32 at = pb + (n >> 3) * F3_PANEL_P + sw128(lrow, n & 7) + 4 * t;
+                asm volatile("st.shared.b32 [%0], %1;" ::"r"(at), "r"(pv[2 * n]) : "memory");
+                asm volatile("st.shared.b32 [%0], %1;" ::"r"(at + 8 * 128), "r"(pv[2 * n + 1]) : "memory"); // row + 8: same swizzle
+            }
+            fence_async();           // generic-proxy writes, read next by the tensor cores
+            named_sync(5 + cw, 128); // every warp of this consumer has written its rows
+        };
+        auto issue_pv = [&](int x) {
+            const u32 vT = vS(x), pb = pS + (x & 1) * 2 * F3_PANEL_P;
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+                u64 da = desc_sw128(pb + (kk >> 2) * F3_PANEL_P + (kk & 3) * 32, 16, 1024);
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_ss_n128<1>(o, da, db, 1);
+            }
+            wg_commit();
+        };
+        if (nT > 0) {
+            mbar_wait(fullK(0), 0);
+            named_sync(mine, 256);
+            issue_s(0);
+            named_arrive(other, 256);
+            wg_wait0();
+            mbar_arrive_if(emptyK(0), warpLead);
+            u32 pn[32];
+            softmax(0, pn);
+            store_p(0, pn);
+        }
+        for (int it = 1; it < nT; it++) {
+            mbar_wait(fullK(it), par(it));
+            mbar_wait(fullV(it - 1), par(it - 1));
+            named_sync(mine, 256);
+            issue_s(it);
+            issue_pv(it - 1);
+            named_arrive(other, 256);
+            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+            mbar_arrive_if(emptyK(it), warpLead);
+            u32 pn[32];
+            softmax(it, pn);
+            store_p(it, pn);
+            wg_wait0(); // P_{it-1}·V_{it-1} done: V_{it-1}'s stage and P_{it-1}'s buffer are free
+            reg_fence<64>(o);
+            mbar_arrive_if(emptyV(it - 1), warpLead);
+            rescale_o();
+        }
+        if (nT > 0) {
+            mbar_wait(fullV(nT - 1), par(nT - 1));
+            issue_pv(nT - 1);
+            wg_wait0();
+            reg_fence<64>(o);
+            mbar_arrive_if(emptyV(nT - 1), warpLead);
+        }
+    } else {
+        // P in registers as the A operand of P·V (pa: the previous tile's).
+        u32 pa[32], pb[32];
+        auto issue_pv = [&](int x, u32(&pin)[32]) {
+            const u32 vT = vS(x);
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < F3_KEYS / 16; kk++) {
+                u64 db = desc_sw128(vT + kk * 16 * 128, F3_PANEL_K, 1024);
+                wgmma_rs_n128(o, pin[4 * kk], pin[4 * kk + 1], pin[4 * kk + 2], pin[4 * kk + 3], db, 1);
+            }
+            wg_commit();
+        };
+        if (nT > 0) {
+            mbar_wait(fullK(0), 0);
+            named_sync(mine, 256);
+            issue_s(0);
+            named_arrive(other, 256);
+            wg_wait0();
+            mbar_arrive_if(emptyK(0), warpLead);
+            softmax(0, pa);
+        }
+        for (int it = 1; it < nT; it++) {
+            mbar_wait(fullK(it), par(it));
+            mbar_wait(fullV(it - 1), par(it - 1));
+            named_sync(mine, 256);
+            issue_s(it);
+            issue_pv(it - 1, pa);
+            named_arrive(other, 256);
+            wg_wait1(); // S_it done; P_{it-1}·V_{it-1} may still run
+            mbar_arrive_if(emptyK(it), warpLead);
+            softmax(it, pb);
+            wg_wait0(); // P_{it-1}·V_{it-1} done: V_{it-1}'s stage is free, pa may be reused
+            reg_fence<64>(o);
+            reg_fence_u32<32>(pa);
+            mbar_arrive_if(emptyV(it - 1), warpLead);
+            rescale_o();
+            // pa = pb by explicit moves, after the wait: a plain copy lets
+            // ptxas merge the two arrays' registers and serialize the
+            // products (C7513); unrolling by two instead spills.
+#pragma unroll
+            for (int i = 0; i < 32; i++) asm volatile("mov.b32 %0, %1;" : "=r"(pa[i]) : "r"(pb[i]));
+        }
+        if (nT > 0) {
+            mbar_wait(fullV(nT - 1), par(nT - 1));
+            issue_pv(nT - 1, pa);
+            wg_wait0();
+            reg_fence<64>(o);
+            reg_fence_u32<32>(pa);
+            mbar_arrive_if(emptyV(nT - 1), warpLead);
+        }
     }
-    if (nT > 0) last_pv(pa);
     // Consumer 1 arrived on barrier 1 once more than consumer 0 waited on
     // it (the first turn): take that arrival, so none is left pending.
     if (cw == 0) named_sync(1, 256);
@@ -638,16 +689,18 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
 }
 
 // The warp-specialised builds: flash3_bf16_d128_ws (two stages of K and of
-// V: 161 KB of shared memory) and _ws3 (three: 225 KB).
-#define FLASH3WS(NAME, ST)                                                                                              \
+// V, P from registers: 161 KB of shared memory), _ws3 (three stages: 225
+// KB) and _wsp (two stages, P through shared memory: 225 KB).
+#define FLASH3WS(NAME, ST, PS)                                                                                          \
     extern "C" __global__ void __launch_bounds__(384, 1)                                                                \
         NAME(const __grid_constant__ TmaMap tmK, const __grid_constant__ TmaMap tmV, const bf16_t* q, float* z, bf16_t* zh, \
              float* lse, int Tq, int Tk, int H, int Hkv, float scale, int past, int causal, int window,                 \
              const unsigned char* key_valid) {                                                                          \
-        flash3ws<ST>(&tmK, &tmV, q, z, zh, lse, Tq, Tk, H, Hkv, scale, past, causal, window, key_valid);               \
+        flash3ws<ST, PS>(&tmK, &tmV, q, z, zh, lse, Tq, Tk, H, Hkv, scale, past, causal, window, key_valid);               \
     }
-FLASH3WS(flash3_bf16_d128_ws, 2)
-FLASH3WS(flash3_bf16_d128_ws3, 3)
+FLASH3WS(flash3_bf16_d128_ws, 2, false)
+FLASH3WS(flash3_bf16_d128_ws3, 3, false)
+FLASH3WS(flash3_bf16_d128_wsp, 2, true)
 
 // flash3_tiles checks flash3's pieces alone (gpu_test.go's
 // TestFlash3Tiles): for one block of 128 rows, S = Q·Kᵀ [128 × 128] by

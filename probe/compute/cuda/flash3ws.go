@@ -11,18 +11,21 @@ import (
 // flash3.cu's warp-specialised builds (flash3ws): a producer warpgroup
 // brings K and V by TMA through tensor maps made here, two consumer
 // warpgroups take turns at the tensor cores. "ws" keeps two stages of K
-// and of V, "ws3" three.
+// and of V, "ws3" three, both with P in registers for P·V; "wsp" two, with
+// P through shared memory (P·V's operands both from shared memory).
 const (
 	flash3WS    = flash3Kernel + "_ws"
 	flash3WS3   = flash3Kernel + "_ws3"
 	f3WSShared  = 2*128*128*(1+2*2) + 1024 // Q, 2 K and 2 V stages, alignment (161 KB)
 	f3WS3Shared = 2*128*128*(1+2*3) + 1024 // 3 + 3 stages (225 KB)
+	flash3WSP   = flash3Kernel + "_wsp"
+	f3WSPShared = 2*128*128*(1+2*2) + 4*64*128*2 + 1024 // 2 + 2 stages and two P tiles per consumer (225 KB)
 )
 
 // flash3Kernels are flash3.cu's kernels and their dynamic shared memory.
 func flash3Kernels() map[string]int {
 	return map[string]int{flash3Kernel: f3Shared, flash3Kernel + "_s2": f3Shared2, "flash3_tiles": f3TilesShared,
-		flash3WS: f3WSShared, flash3WS3: f3WS3Shared}
+		flash3WS: f3WSShared, flash3WS3: f3WS3Shared, flash3WSP: f3WSPShared}
 }
 
 // The cuTensorMapEncodeTiled arguments flash3ws's maps use (cuda.h's
