@@ -107,10 +107,12 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 func (b *Backend) flashVariant(dh, tk int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		// The fastest measured (RESULTS.md): flash3 _s2 where it runs
-		// (387-423 TFLOP/s at 8K-32K), else _w4 for d128 (310 at 32K
-		// against 266 for _2), _2 for d64.
-		occ = "wg2"
+		// The fastest measured (RESULTS.md, run 19): flash3ws with P
+		// through shared memory where it runs (537-541 TFLOP/s at 8K-32K
+		// against 392-420 for wg2, the fallback where the driver has no
+		// tensor maps), else _w4 for d128 (310 at 32K against 266 for
+		// _2), _2 for d64.
+		occ = "wsp"
 		if dh == 64 {
 			occ = "2"
 		}
