@@ -104,15 +104,22 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 // LOUPE_FLASH_OCC=2|w4|wg|wg2|ws|ws3|wsp overrides the default, for
 // measurements. top asks for the build with
 // the top-1 reduction, which flash3 does not have.
-func (b *Backend) flashVariant(dh, tk int, top bool) (string, int, int) {
+func (b *Backend) flashVariant(dh, tq, tk int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		// The fastest measured (RESULTS.md, run 19): flash3ws with P
-		// through shared memory where it runs (537-541 TFLOP/s at 8K-32K
-		// against 392-420 for wg2, the fallback where the driver has no
-		// tensor maps), else _w4 for d128 (310 at 32K against 266 for
-		// _2), _2 for d64.
+		// The fastest measured (RESULTS.md, runs 19-20): flash3ws with P
+		// through shared memory where it runs (537-553 TFLOP/s at
+		// 8K-32K against 391-426 for wg2, the fallback where the driver
+		// has no tensor maps), else _w4 for d128 (310 at 32K against 266
+		// for _2), _2 for d64. Short query blocks (decoding, tq below
+		// f3WSMinQueries) keep wg2: with wsp a decoding step was about
+		// 0.9 ms slower at batch 1 and 32 alike (run 20 against run 13),
+		// a fixed cost per call (two tensor maps encoded on the host, the
+		// producer's start) that a few keys per block do not repay.
 		occ = "wsp"
+		if tq < f3WSMinQueries {
+			occ = "wg2"
+		}
 		if dh == 64 {
 			occ = "2"
 		}
@@ -182,7 +189,7 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk)}
 	zp, zh := pArg(zt.ptr()), b.shadowPtr(zt)
 	if top != nil {
-		if plain, threads, shmem := b.flashVariant(s.Dh, s.Tk, false); strings.HasPrefix(plain, "flash3") {
+		if plain, threads, shmem := b.flashVariant(s.Dh, s.Tq, s.Tk, false); strings.HasPrefix(plain, "flash3") {
 			// z must not depend on what the hooks ask (fused.go): it comes
 			// from flash3, as in a pass without reductions, and flash2top's
 			// own z goes to scratch.
@@ -198,7 +205,7 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		}
 	}
 	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, lp}
-	kernel, threads, shmem := b.flashVariant(s.Dh, s.Tk, top != nil)
+	kernel, threads, shmem := b.flashVariant(s.Dh, s.Tq, s.Tk, top != nil)
 	if top != nil {
 		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
 	}

@@ -22,6 +22,12 @@ const (
 	f3WSPShared = 2*128*128*(1+2*2) + 4*64*128*2 + 1024 // 2 + 2 stages and two P tiles per consumer (225 KB)
 )
 
+// f3WSMinQueries is the fewest queries per sequence for which the
+// default attention build is flash3ws (wsp) rather than wg2 (see
+// flashVariant): with wsp every prefill row of the benchmark (1,024 to
+// 32,768 queries) ran faster than with wg2 in run 13, decoding slower.
+const f3WSMinQueries = 256
+
 // flash3Kernels are flash3.cu's kernels and their dynamic shared memory.
 func flash3Kernels() map[string]int {
 	return map[string]int{flash3Kernel: f3Shared, flash3Kernel + "_s2": f3Shared2, "flash3_tiles": f3TilesShared,
