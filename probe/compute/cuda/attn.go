@@ -9,8 +9,8 @@ import (
 
 // flashBuilds are the builds of the tensor-core attention (see
 // flashVariant): flash.cu's flash2 _2 and _w4, and "wg", "wg2", "ws",
-// "ws3" and "wsp", flash3.cu's wgmma kernels (Hopper, head dimension 128; flash2
-// elsewhere).
+// "ws3" and "wsp", flash3.cu's wgmma kernels (Hopper, head dimension
+// 128; flash2 elsewhere).
 var flashBuilds = []string{"2", "w4", "wg", "wg2", "ws", "ws3", "wsp"}
 
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
@@ -93,17 +93,17 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 		s.Hkv > 0 && s.H%s.Hkv == 0 && s.H/s.Hkv <= f2Rows
 }
 
-// flashVariant is the tensor-core attention kernel for a head dimension,
-// its threads per block and dynamic shared memory: flash3 (builds "wg2"
-// and "wg": two warpgroups on wgmma, Hopper and head dimension 128 only,
-// loading one or two tiles ahead), flash2 _2
+// flashVariant is the tensor-core attention kernel for a head dimension
+// dh, tq queries and tk keys per sequence, with its threads per block and
+// dynamic shared memory: flash3 (Hopper, head dimension 128 only) as
+// "wg2" or "wg" (two warpgroups on wgmma in step, loading one or two
+// tiles ahead) or as flash3ws's warp-specialised "wsp", "ws" or "ws3" (a
+// TMA producer warpgroup and two consumer warpgroups in turn; P through
+// shared memory in wsp, in registers in the other two), else flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
-// _w4 (4 warps of 32 rows, two blocks); "ws", "ws3" and "wsp" are
-// flash3's warp-specialised builds (a TMA producer warpgroup and two consumer
-// warpgroups in turn: flash3ws). tk is the number of keys.
-// LOUPE_FLASH_OCC=2|w4|wg|wg2|ws|ws3|wsp overrides the default, for
-// measurements. top asks for the build with
-// the top-1 reduction, which flash3 does not have.
+// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2|ws|
+// ws3|wsp overrides the default, for measurements. top asks for the
+// build with the top-1 reduction, which flash3 does not have.
 func (b *Backend) flashVariant(dh, tq, tk int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
@@ -193,7 +193,7 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 			// z must not depend on what the hooks ask (fused.go): it comes
 			// from flash3, as in a pass without reductions, and flash2top's
 			// own z goes to scratch.
-			if threads == 384 {
+			if isFlash3WS(plain) {
 				b.launchFlash3WS(plain, grid, shmem, q16, k16, v16, zp, zh, 0, s, scale, mask, mk)
 			} else {
 				args := append([]uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, 0}, tail...)
@@ -210,7 +210,7 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
 	}
 	args = append(args, tail...)
-	if threads == 384 { // flash3ws: tensor maps for K and V
+	if isFlash3WS(kernel) { // tensor maps for K and V
 		b.launchFlash3WS(kernel, grid, shmem, q16, k16, v16, zp, zh, lp, s, scale, mask, mk)
 	} else {
 		b.launch(kernel, grid, [3]int{threads, 1, 1}, shmem, args...)

@@ -24,9 +24,16 @@ const (
 
 // f3WSMinQueries is the fewest queries per sequence for which the
 // default attention build is flash3ws (wsp) rather than wg2 (see
-// flashVariant): with wsp every prefill row of the benchmark (1,024 to
-// 32,768 queries) ran faster than with wg2 in run 13, decoding slower.
+// flashVariant): wsp's kernel was faster than wg2's at every prefill
+// length measured (2K-32K, runs 19-20; 1.24x-1.37x), while decoding with
+// it ran slower (run 20 against run 13).
 const f3WSMinQueries = 256
+
+// isFlash3WS says whether a kernel is one of flash3ws's builds, which
+// take tensor maps (launchFlash3WS) instead of K and V pointers.
+func isFlash3WS(kernel string) bool {
+	return kernel == flash3WS || kernel == flash3WS3 || kernel == flash3WSP
+}
 
 // flash3Kernels are flash3.cu's kernels and their dynamic shared memory.
 func flash3Kernels() map[string]int {
