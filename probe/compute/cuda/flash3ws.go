@@ -25,7 +25,7 @@ const (
 // f3WSMinQueries is the fewest queries per sequence for which the
 // default attention build is flash3ws (wsp) rather than wg2 (see
 // flashVariant): wsp's kernel was faster than wg2's at every prefill
-// length measured (2K-32K, runs 19-20; 1.24x-1.37x), while decoding with
+// length measured (2K-32K, runs 19-20; 1.18x-1.37x), while decoding with
 // it ran slower (run 20 against run 13).
 const f3WSMinQueries = 256
 
