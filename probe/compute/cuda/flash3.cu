@@ -147,6 +147,35 @@ __device__ __forceinline__ void softmax_tile(float* s, u32* pa, float* m, float*
     }
 }
 
+// f3_store_rows writes a consumer thread's two rows of O once every key
+// tile is in: each row normalised by its softmax sum (summed over the quad
+// of threads that share the row first), z in float32, zh in bf16 when
+// asked, and the row's log-sum-exp when asked. o holds the thread's 64
+// accumulators of the m64n128 product, m and l its rows' running maximum
+// (of the unscaled scores) and sum.
+__device__ __forceinline__ void f3_store_rows(const float* o, const float* m, const float* l, int R0, int t, int i0,
+                                              int G, int nRows, int Tq, int H, int kh, int b, i64 qstride,
+                                              float scale, float* z, bf16_t* zh, float* lse) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffff, lr, 1);
+        lr += __shfl_xor_sync(0xffffffff, lr, 2);
+        int row = R0 + 8 * r, pos = i0 + row / G;
+        if (row >= nRows || pos >= Tq) continue;
+        int head = kh * G + row % G;
+        float inv = lr > 0.f ? 1.f / lr : 0.f;
+        i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * F3_D;
+#pragma unroll
+        for (int n = 0; n < 16; n++) {
+            float x0 = o[4 * n + 2 * r] * inv, x1 = o[4 * n + 2 * r + 1] * inv;
+            *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
+            if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
+        }
+        if (lse != 0 && t == 0) lse[((i64)b * H + head) * Tq + pos] = lr > 0.f ? m[r] * scale + logf(lr) : NEG_INF;
+    }
+}
+
 // flash3: see the top of the file. Arguments as flash2's.
 //
 // The schedule overlaps the softmax with the tensor cores inside each
@@ -293,24 +322,7 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
         reg_fence<64>(o);
         reg_fence_u32<32>(pa);
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float lr = l[r];
-        lr += __shfl_xor_sync(0xffffffff, lr, 1);
-        lr += __shfl_xor_sync(0xffffffff, lr, 2);
-        int row = R0 + 8 * r, pos = i0 + row / G;
-        if (row >= nRows || pos >= Tq) continue;
-        int head = kh * G + row % G;
-        float inv = lr > 0.f ? 1.f / lr : 0.f;
-        i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * F3_D;
-#pragma unroll
-        for (int n = 0; n < 16; n++) {
-            float x0 = o[4 * n + 2 * r] * inv, x1 = o[4 * n + 2 * r + 1] * inv;
-            *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
-            if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
-        }
-        if (lse != 0 && t == 0) lse[((i64)b * H + head) * Tq + pos] = lr > 0.f ? m[r] * scale + logf(lr) : NEG_INF;
-    }
+    f3_store_rows(o, m, l, R0, t, i0, G, nRows, Tq, H, kh, b, qstride, scale, z, zh, lse);
 }
 
 // The builds: flash3_bf16_d128 loads two tiles ahead (K in three stages:
@@ -667,24 +679,7 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
     // Consumer 1 arrived on barrier 1 once more than consumer 0 waited on
     // it (the first turn): take that arrival, so none is left pending.
     if (cw == 0) named_sync(1, 256);
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float lr = l[r];
-        lr += __shfl_xor_sync(0xffffffff, lr, 1);
-        lr += __shfl_xor_sync(0xffffffff, lr, 2);
-        int row = R0 + 8 * r, pos = i0 + row / G;
-        if (row >= nRows || pos >= Tq) continue;
-        int head = kh * G + row % G;
-        float inv = lr > 0.f ? 1.f / lr : 0.f;
-        i64 at = ((i64)b * Tq + pos) * qstride + (i64)head * F3_D;
-#pragma unroll
-        for (int n = 0; n < 16; n++) {
-            float x0 = o[4 * n + 2 * r] * inv, x1 = o[4 * n + 2 * r + 1] * inv;
-            *(float2*)(z + at + n * 8 + 2 * t) = make_float2(x0, x1);
-            if (zh != 0) *(u32*)(zh + at + n * 8 + 2 * t) = pack_bf16(x0, x1);
-        }
-        if (lse != 0 && t == 0) lse[((i64)b * H + head) * Tq + pos] = lr > 0.f ? m[r] * scale + logf(lr) : NEG_INF;
-    }
+    f3_store_rows(o, m, l, R0, t, i0, G, nRows, Tq, H, kh, b, qstride, scale, z, zh, lse);
 }
 
 // The warp-specialised builds: flash3_bf16_d128_ws (two stages of K and of
