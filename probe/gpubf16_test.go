@@ -39,7 +39,8 @@ func TestBF16OnGPU(t *testing.T) {
 				c.QueryPreAttnScalar = 64
 			}
 			if c.Family == FamilyGPT2 || c.Family == FamilyGPTNeoX {
-				c.KVHeads = c.Heads // no grouped queries in these families
+				// No grouped queries, and heads that tile the width.
+				c.KVHeads, c.HeadDim, c.RotaryDim = c.Heads, c.DModel/c.Heads, c.DModel/c.Heads/2
 			}
 			ts := randomTensors(c, 7)
 			m16, err := New(c, ts, b16)
