@@ -1,0 +1,117 @@
+package circuits
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/loupe-dev/loupe/probe"
+)
+
+// mixIOI loads the mixture IOI model (testdata/mixmodel, made by its
+// train.py: a 4-layer GPT-2 trained as a language model on IOI prompts,
+// repeated spans and bigram text) and the first n pairs of its IOI task.
+func mixIOI(t testing.TB, n int) (*probe.Model, []Prompt) {
+	t.Helper()
+	return ioiModel(t, filepath.Join("testdata", "mixmodel"), n)
+}
+
+// mixResults scores every method on one model's IOI task against the
+// circuit exhaustive path patching establishes (48 pairs, the edges
+// carrying at least 5% of the gap, as the toy model's): patching, ACDC's
+// sweep and the SAE method over ten seeds with the paper's defaults, with
+// the ABC corruption and with the paper's own negatives as the SAE method's
+// negatives.
+//
+// others are further clean prompts for the null control (nullNegatives);
+// withSearch false runs the SAE method alone.
+func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Prompt, withSearch bool) {
+	ctx := context.Background()
+	start := time.Now()
+	truth := toyIOITruth(ctx, t, m, prompts)
+	truthHeads := heads(NodesOf(truth))
+	t.Logf("%s truth (exhaustive path patching of %d edges, %v): %d edges %v, heads %v", name, len(Edges(m.Config)), time.Since(start).Round(time.Millisecond), len(truth), truth, truthHeads)
+	comps, edges := Components(m.Config), Edges(m.Config)
+	for _, method := range []string{"patching", "acdc"} {
+		if !withSearch {
+			break
+		}
+		metric := LogitDiff
+		if method == "acdc" {
+			metric = KL
+		}
+		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Find(ctx, p, prompts, FindOptions{Method: method, EdgeScan: method == "patching", Thresholds: DefaultThresholds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := f.ScoreAgainst(comps, edges, truthHeads, truth)
+		t.Logf("%s, %s: node AUC %.3f, edge AUC %.3f, precision %.3f, recall %.3f, %d passes, %.1f s",
+			name, method, s.NodeAUC, s.EdgeAUC, s.Precision, s.Recall, f.Runs, f.Wall.Seconds())
+	}
+	for _, neg := range []struct {
+		name    string
+		prompts []Prompt
+	}{
+		{"ABC negatives", prompts},
+		{"the paper's negatives", paperIOINegatives(prompts, toyNames(), 1)},
+		{"null negatives (other clean prompts)", nullNegatives(prompts, others)},
+	} {
+		for _, tr := range []struct {
+			name  string
+			train func(context.Context, []float32, int, int, SAEConfig) (func([]float32, int) []float32, error)
+		}{{"paper's SAE", TrainPaperSAE}, {"sae.Standard", TrainSAE}} {
+			var aucs, edgeNode, edgeAUC, prec, rec []float64
+			start := time.Now()
+			for seed := uint64(1); seed <= 10; seed++ {
+				cfg := SAEDefaults()
+				cfg.Seed = seed
+				res, err := SAECircuit(ctx, m, neg.prompts, cfg, tr.train)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hs := heads(comps)
+				aucs = append(aucs, NodeAUC(hs, res.NodeScores, truthHeads))
+				edgeNode = append(edgeNode, NodeAUC(hs, res.EdgeNodeScores, truthHeads))
+				_, p, r := Rates(res.Nodes, truthHeads, len(hs))
+				prec, rec = append(prec, p), append(rec, r)
+				edgeAUC = append(edgeAUC, EdgeAUC(edges, res.EdgeScores, truth))
+			}
+			t.Logf("%s, %s, %s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f), edge AUC %.3f ± %.3f, precision %.3f ± %.3f, recall %.3f ± %.3f over 10 seeds, %.2f s per seed; %.3f",
+				name, neg.name, tr.name, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), mean(edgeAUC), std(edgeAUC), mean(prec), std(prec), mean(rec), std(rec),
+				time.Since(start).Seconds()/10, aucs)
+		}
+	}
+}
+
+// nullNegatives is a control for the SAE method: its negatives are other
+// clean prompts of the same task, which the model completes as well as the
+// positives. Nothing tells the two sides apart but the names drawn, so a
+// method that ranks heads by how differently they behave on positives and
+// negatives has nothing to rank by: a node AUC well above 0.5 here comes
+// from something else than the task.
+func nullNegatives(prompts, others []Prompt) []Prompt {
+	out := make([]Prompt, len(prompts))
+	for i, q := range prompts {
+		q.Corrupt = others[i%len(others)].Clean
+		out[i] = q
+	}
+	return out
+}
+
+// TestMixResults gives the three methods' figures on the mixture IOI model
+// (LOUPE_LONG=1; RESULTS.md, "The mixture model").
+func TestMixResults(t *testing.T) {
+	if os.Getenv("LOUPE_LONG") == "" {
+		t.Skip("LOUPE_LONG=1 scores every method on the mixture IOI model")
+	}
+	m, prompts := mixIOI(t, 96)
+	mixResults(t, "mixture IOI (4x4)", m, prompts[:48], prompts[48:], os.Getenv("LOUPE_SAE_ONLY") == "")
+	tm, tprompts := toyIOI(t, 96)
+	mixResults(t, "toy IOI (3x4)", tm, tprompts[:48], tprompts[48:], false)
+}
