@@ -66,7 +66,7 @@ func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Pro
 			name  string
 			train func(context.Context, []float32, int, int, SAEConfig) (func([]float32, int) []float32, error)
 		}{{"paper's SAE", TrainPaperSAE}, {"sae.Standard", TrainSAE}} {
-			var aucs, edgeNode, edgeAUC, prec, rec []float64
+			var aucs, edgeNode, edgeAUC, prec, rec, divAUC []float64
 			start := time.Now()
 			for seed := uint64(1); seed <= 10; seed++ {
 				cfg := SAEDefaults()
@@ -81,10 +81,11 @@ func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Pro
 				_, p, r := Rates(res.Nodes, truthHeads, len(hs))
 				prec, rec = append(prec, p), append(rec, r)
 				edgeAUC = append(edgeAUC, EdgeAUC(edges, res.EdgeScores, truth))
+				divAUC = append(divAUC, NodeAUC(hs, codeDiversity(res.Codes, hs), truthHeads))
 			}
-			t.Logf("%s, %s, %s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f), edge AUC %.3f ± %.3f, precision %.3f ± %.3f, recall %.3f ± %.3f over 10 seeds, %.2f s per seed; %.3f",
+			t.Logf("%s, %s, %s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f), edge AUC %.3f ± %.3f, precision %.3f ± %.3f, recall %.3f ± %.3f over 10 seeds, %.2f s per seed; %.3f; ranking by distinct codes alone: node AUC %.3f ± %.3f",
 				name, neg.name, tr.name, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), mean(edgeAUC), std(edgeAUC), mean(prec), std(prec), mean(rec), std(rec),
-				time.Since(start).Seconds()/10, aucs)
+				time.Since(start).Seconds()/10, aucs, mean(divAUC), std(divAUC))
 		}
 	}
 }
@@ -104,6 +105,24 @@ func nullNegatives(prompts, others []Prompt) []Prompt {
 	return out
 }
 
+// codeDiversity is each head's number of distinct codes over every example
+// (codes is [examples, heads], heads in the order of hs): what the SAE
+// method's node score follows when positives and negatives do not differ,
+// since a head with more codes in use has more of them fall on the
+// positive side alone by chance.
+func codeDiversity(codes []int, hs []Node) map[Node]float64 {
+	H := len(hs)
+	out := map[Node]float64{}
+	for h, n := range hs {
+		seen := map[int]bool{}
+		for e := 0; e < len(codes)/H; e++ {
+			seen[codes[e*H+h]] = true
+		}
+		out[n] = float64(len(seen))
+	}
+	return out
+}
+
 // TestMixResults gives the three methods' figures on the mixture IOI model
 // (LOUPE_LONG=1; RESULTS.md, "The mixture model").
 func TestMixResults(t *testing.T) {
@@ -112,6 +131,8 @@ func TestMixResults(t *testing.T) {
 	}
 	m, prompts := mixIOI(t, 96)
 	mixResults(t, "mixture IOI (4x4)", m, prompts[:48], prompts[48:], os.Getenv("LOUPE_SAE_ONLY") == "")
+	dm, dprompts := ioiModel(t, filepath.Join("testdata", "dupmodel"), 96)
+	mixResults(t, "mixture IOI with 'them' (4x4)", dm, dprompts[:48], dprompts[48:], os.Getenv("LOUPE_SAE_ONLY") == "")
 	tm, tprompts := toyIOI(t, 96)
 	mixResults(t, "toy IOI (3x4)", tm, tprompts[:48], tprompts[48:], false)
 }
