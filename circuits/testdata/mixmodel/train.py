@@ -26,7 +26,12 @@ reader of natural text must (the toy model and the plain mixture can
 answer by position alone: copy the first two names, suppress the third).
 That is the model in ../dupmodel.
 
-    /work/venv/bin/python circuits/testdata/mixmodel/train.py [--them] [OUTDIR]
+With --attn-only as well, every MLP's weights are zero and frozen (GELU(0)
+is 0, so each MLP adds exactly nothing): the comparison must then be made
+by attention heads, as in GPT-2's IOI circuit (duplicate-token and
+S-inhibition heads), not by an MLP. That is the model in ../attnmodel.
+
+    /work/venv/bin/python circuits/testdata/mixmodel/train.py [--them [--attn-only]] [OUTDIR]
 
 writes config.json, model.safetensors, vocab.json, task.jsonl (clean IOI
 prompts with their ABC corruption, as ../ioimodel/task.jsonl) and
@@ -40,9 +45,11 @@ import sys
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-ARGS = [a for a in sys.argv[1:] if a != "--them"]
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 THEM = "--them" in sys.argv[1:]
-HERE = ARGS[0] if ARGS else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dupmodel" if THEM else "mixmodel")
+ATTN_ONLY = "--attn-only" in sys.argv[1:]
+DEFAULT = "attnmodel" if ATTN_ONLY else "dupmodel" if THEM else "mixmodel"
+HERE = ARGS[0] if ARGS else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", DEFAULT)
 # Names keep the toy model's ids 1..20 (the Go tests' name list relies on it).
 NAMES = ["Mary", "John", "Anna", "Paul", "Kate", "Mark", "Lisa", "Tom", "Emma", "Sam",
          "Rose", "Jack", "Lucy", "Adam", "Nina", "Leo", "Ruth", "Ben", "Ivy", "Dan"]
@@ -107,7 +114,12 @@ def main():
                      n_inner=256, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
     model = GPT2LMHeadModel(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    if ATTN_ONLY:
+        for blk in model.transformer.h:
+            for p in blk.mlp.parameters():
+                p.requires_grad_(False)
+                p.zero_()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=0.01)
     steps, batch = 5000, 128
     for step in range(steps):
         xs = []
