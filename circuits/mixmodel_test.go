@@ -25,7 +25,7 @@ func mixIOI(t testing.TB, n int) (*probe.Model, []Prompt) {
 // the ABC corruption and with the paper's own negatives as the SAE method's
 // negatives.
 //
-// others are further clean prompts for the null control (nullNegatives);
+// others are further clean prompts for the null control (NullNegatives);
 // withSearch false runs the SAE method alone.
 func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Prompt, withSearch bool) {
 	ctx := context.Background()
@@ -60,7 +60,7 @@ func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Pro
 	}{
 		{"ABC negatives", prompts},
 		{"the paper's negatives", paperIOINegatives(prompts, toyNames(), 1)},
-		{"null negatives (other clean prompts)", nullNegatives(prompts, others)},
+		{"null negatives (other clean prompts)", NullNegatives(prompts, others)},
 	} {
 		for _, tr := range []struct {
 			name  string
@@ -81,46 +81,13 @@ func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Pro
 				_, p, r := Rates(res.Nodes, truthHeads, len(hs))
 				prec, rec = append(prec, p), append(rec, r)
 				edgeAUC = append(edgeAUC, EdgeAUC(edges, res.EdgeScores, truth))
-				divAUC = append(divAUC, NodeAUC(hs, codeDiversity(res.Codes, hs), truthHeads))
+				divAUC = append(divAUC, NodeAUC(hs, CodeDiversity(res.Codes, hs), truthHeads))
 			}
 			t.Logf("%s, %s, %s: SAE node AUC %.3f ± %.3f (edge-based node ranking %.3f ± %.3f), edge AUC %.3f ± %.3f, precision %.3f ± %.3f, recall %.3f ± %.3f over 10 seeds, %.2f s per seed; %.3f; ranking by distinct codes alone: node AUC %.3f ± %.3f",
 				name, neg.name, tr.name, mean(aucs), std(aucs), mean(edgeNode), std(edgeNode), mean(edgeAUC), std(edgeAUC), mean(prec), std(prec), mean(rec), std(rec),
 				time.Since(start).Seconds()/10, aucs, mean(divAUC), std(divAUC))
 		}
 	}
-}
-
-// nullNegatives is a control for the SAE method: its negatives are other
-// clean prompts of the same task, which the model completes as well as the
-// positives. Nothing tells the two sides apart but the names drawn, so a
-// method that ranks heads by how differently they behave on positives and
-// negatives has nothing to rank by: a node AUC well above 0.5 here comes
-// from something else than the task.
-func nullNegatives(prompts, others []Prompt) []Prompt {
-	out := make([]Prompt, len(prompts))
-	for i, q := range prompts {
-		q.Corrupt = others[i%len(others)].Clean
-		out[i] = q
-	}
-	return out
-}
-
-// codeDiversity is each head's number of distinct codes over every example
-// (codes is [examples, heads], heads in the order of hs): what the SAE
-// method's node score follows when positives and negatives do not differ,
-// since a head with more codes in use has more of them fall on the
-// positive side alone by chance.
-func codeDiversity(codes []int, hs []Node) map[Node]float64 {
-	H := len(hs)
-	out := map[Node]float64{}
-	for h, n := range hs {
-		seen := map[int]bool{}
-		for e := 0; e < len(codes)/H; e++ {
-			seen[codes[e*H+h]] = true
-		}
-		out[n] = float64(len(seen))
-	}
-	return out
 }
 
 // TestMixResults gives the three methods' figures on the mixture IOI model
@@ -133,6 +100,8 @@ func TestMixResults(t *testing.T) {
 	mixResults(t, "mixture IOI (4x4)", m, prompts[:48], prompts[48:], os.Getenv("LOUPE_SAE_ONLY") == "")
 	dm, dprompts := ioiModel(t, filepath.Join("testdata", "dupmodel"), 96)
 	mixResults(t, "mixture IOI with 'them' (4x4)", dm, dprompts[:48], dprompts[48:], os.Getenv("LOUPE_SAE_ONLY") == "")
+	am, aprompts := ioiModel(t, filepath.Join("testdata", "attnmodel"), 96)
+	mixResults(t, "attention-only mixture IOI with 'them' (4x4)", am, aprompts[:48], aprompts[48:], os.Getenv("LOUPE_SAE_ONLY") == "")
 	tm, tprompts := toyIOI(t, 96)
 	mixResults(t, "toy IOI (3x4)", tm, tprompts[:48], tprompts[48:], false)
 }

@@ -28,7 +28,7 @@ func saeAUCs(t testing.TB, m *probe.Model, prompts []Prompt, truth []Node, n int
 			t.Fatal(err)
 		}
 		aucs = append(aucs, NodeAUC(hs, res.NodeScores, truth))
-		div = append(div, NodeAUC(hs, codeDiversity(res.Codes, hs), truth))
+		div = append(div, NodeAUC(hs, CodeDiversity(res.Codes, hs), truth))
 	}
 	return aucs, div
 }
@@ -58,7 +58,7 @@ func TestSAENullControlMixture(t *testing.T) {
 		}
 	}
 	real, _ := saeAUCs(t, m, prompts, mixIOIHeads, 3)
-	null, div := saeAUCs(t, m, nullNegatives(prompts, others), mixIOIHeads, 3)
+	null, div := saeAUCs(t, m, NullNegatives(prompts, others), mixIOIHeads, 3)
 	t.Logf("SAE node AUC, ABC negatives %.3f, null negatives %.3f, distinct codes alone %.3f (3 seeds)", mean(real), mean(null), mean(div))
 	if mean(null) < 0.8 || mean(real)-mean(null) > 0.1 {
 		t.Fatalf("SAE node AUC %.3f with ABC negatives, %.3f with null negatives (%v, %v): the null control no longer explains the method's AUC here; update RESULTS.md", mean(real), mean(null), real, null)
@@ -77,7 +77,7 @@ func TestSAENullControl(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		prompts []Prompt
-	}{{"induction negatives", op[:24]}, {"null negatives", nullNegatives(op[:24], op[24:])}} {
+	}{{"induction negatives", op[:24]}, {"null negatives", NullNegatives(op[:24], op[24:])}} {
 		aucs, div := saeAUCs(t, om, c.prompts, organismInductionHeads, 10)
 		t.Logf("organism induction, %s: SAE node AUC %.3f ± %.3f, distinct codes alone %.3f ± %.3f (10 seeds)", c.name, mean(aucs), std(aucs), mean(div), std(div))
 	}
@@ -121,7 +121,7 @@ func TestSAENullControl(t *testing.T) {
 	}
 	ctx := context.Background()
 	realA := mean(ctx, prompts, 3)
-	null := mean(ctx, nullNegatives(prompts, others), 3)
+	null := mean(ctx, NullNegatives(prompts, others), 3)
 	// The reference point: the real ranking against itself on other seeds.
 	realB := map[Node]float64{}
 	for seed := uint64(4); seed <= 6; seed++ {
@@ -138,4 +138,19 @@ func TestSAENullControl(t *testing.T) {
 	rn, rr := Agree(realA, null, 10), Agree(realA, realB, 10)
 	t.Logf("SmolLM2 IOI, 32 pairs, SAE scores averaged over 3 seeds: ABC negatives vs null negatives: top-10 overlap %d, Spearman %.3f; ABC negatives, seeds 1-3 vs 4-6: top-10 overlap %d, Spearman %.3f; top 10 ABC %v, null %v",
 		rn.Overlap, rn.Spearman, rr.Overlap, rr.Spearman, rn.TopA, rn.TopB)
+}
+
+func TestNullNegativesAndCodeDiversity(t *testing.T) {
+	ps := []Prompt{{Clean: []int{1}, Corrupt: []int{9}}, {Clean: []int{2}, Corrupt: []int{9}}}
+	others := []Prompt{{Clean: []int{3}}}
+	got := NullNegatives(ps, others)
+	if got[0].Corrupt[0] != 3 || got[1].Corrupt[0] != 3 || got[1].Clean[0] != 2 || ps[0].Corrupt[0] != 9 {
+		t.Fatalf("NullNegatives: %v (input now %v)", got, ps)
+	}
+	hs := []Node{HeadNode(0, 0), HeadNode(0, 1)}
+	// Three examples: head 0.0 shows codes 4, 4, 7; head 0.1 shows 1, 2, 3.
+	d := CodeDiversity([]int{4, 1, 4, 2, 7, 3}, hs)
+	if d[hs[0]] != 2 || d[hs[1]] != 3 {
+		t.Fatalf("CodeDiversity: %v, want 2 and 3", d)
+	}
 }
