@@ -21,6 +21,10 @@ import (
 func (p *pass) attention(i int, x tensor) tensor {
 	b, ly := p.b, &p.m.layers[i]
 	Hkv := p.m.Config.KVHeads
+	if q, k, v, ok := p.fusedQKV(i, x); ok { // one product, rotated (llama.go)
+		defer func() { p.qkRotated = false }()
+		return p.attend(i, q, k, v, Hkv)
+	}
 	return p.attend(i, b.Linear(x, ly.wq, ly.bq), b.Linear(x, ly.wk, ly.bk), b.Linear(x, ly.wv, ly.bv), Hkv)
 }
 
@@ -41,9 +45,10 @@ func (p *pass) attend(i int, q, k, v tensor, Hkv int) tensor {
 		k = b.Reshape(b.RMSNorm(b.Reshape(k, N*Hkv, Dh), ly.kNorm, eps), N, Hkv*Dh)
 	}
 	if m.invFreq != nil {
-		pos, freqs := p.pos, m.ropeFreqs(i)
-		b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, freqs)
-		b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, freqs)
+		if pos, freqs := p.pos, m.ropeFreqs(i); !p.qkRotated {
+			b.RotaryInPlace(q, H, Dh, c.RotaryDim, pos, freqs)
+			b.RotaryInPlace(k, Hkv, Dh, c.RotaryDim, pos, freqs)
+		}
 		q = p.hook(i, "attn.hook_rot_q", q, []int{p.B, p.T, H, Dh})
 		k = p.hook(i, "attn.hook_rot_k", k, []int{p.B, p.T, Hkv, Dh})
 	}

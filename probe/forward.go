@@ -108,6 +108,9 @@ type pass struct {
 	// projection adds in its own product (compute.LinearAdd): attention
 	// then returns resid_mid, not attn_out (llama.go's fused residuals).
 	oResid tensor
+	// qkRotated: q and k reach attend already rotated (llama.go's fused
+	// q/k/v product).
+	qkRotated bool
 }
 
 // Forward runs a batch of token-id sequences. Sequences of different
@@ -217,6 +220,10 @@ func (p *pass) run(ctx context.Context, ids []int, mode LogitMode) (logits []flo
 	defer func() {
 		if rerr := compute.Release(p.b, scope); rerr != nil && err == nil {
 			logits, err = nil, rerr
+		}
+		// The cache copies queued during the pass land here (hooks.go).
+		if cerr := p.hooks.finish(); cerr != nil && err == nil {
+			logits, err = nil, cerr
 		}
 	}()
 	return p.runBlocks(ctx, ids, mode)

@@ -134,10 +134,16 @@ func TestGPUSpeed(t *testing.T) {
 		must(err)
 		defer wm.Close()
 		ids := randIDs(64, 256, m.Config.Vocab)
+		resid := &Hooks{Cache: []string{"blocks.*.hook_resid_post"}}
+		cb, _ := testBackend().(*cuda.Backend)
 		for _, h := range []struct {
 			name  string
 			hooks *Hooks
-		}{{"none", nil}, {"resid_post to host", &Hooks{Cache: []string{"blocks.*.hook_resid_post"}}}} {
+			sync  bool // the copies to the host synchronous (the path before hostcopy.go)
+		}{{"none", nil, false}, {"resid_post to host", resid, false}, {"resid_post to host, synchronous copies", resid, true}} {
+			if cb != nil {
+				cb.SetAsyncHostCopies(!h.sync)
+			}
 			pass := func() {
 				_, err := m.Forward(ctx, ids, Options{Logits: LogitsLast, Hooks: h.hooks})
 				must(err)
@@ -147,6 +153,9 @@ func TestGPUSpeed(t *testing.T) {
 			if h.hooks == nil {
 				profile("smollm2", 256, pass)
 			}
+		}
+		if cb != nil {
+			cb.SetAsyncHostCopies(true)
 		}
 	}
 }

@@ -239,6 +239,7 @@ type hookSet struct {
 	reduce  []*Reduced
 	memo    map[string]bool // name -> does any hook apply
 	running []bool          // edits now running (a nested point skips them)
+	pending []pendingCopy   // cache copies queued and not yet waited for
 	// mask is the attention mask of the layer being run, for reductions of
 	// a materialised pattern (relative spans need each query's position).
 	mask compute.AttnMask
@@ -333,9 +334,40 @@ func (hs *hookSet) reduces(name string) bool {
 	return false
 }
 
-// record copies an activation to the cache.
+// record copies an activation to the cache. On a backend that copies to
+// the host asynchronously (compute.HostCopier) the copy is only queued:
+// the Activation gets its values in finish, at the end of the pass, so the
+// device never waits for the host in the middle of one.
 func (hs *hookSet) record(b compute.Backend, name string, t compute.Tensor, shape []int) {
-	hs.cache[name] = &Activation{Name: name, Shape: append([]int(nil), shape...), Data: b.ToHost(t)}
+	a := &Activation{Name: name, Shape: append([]int(nil), shape...)}
+	hs.cache[name] = a
+	hs.pending = append(hs.pending, pendingCopy{a, compute.ToHostLater(b, t)})
+}
+
+// pendingCopy is a cached activation whose values are still on their way.
+type pendingCopy struct {
+	a    *Activation
+	wait func() ([]float32, error)
+}
+
+// finish waits for every cache copy the pass queued and fills their
+// Activations; it returns the first copy's error (the pass then fails and
+// returns no cache). The pass calls it once, at its end, error or not, so
+// that nothing it queued is left in flight.
+func (hs *hookSet) finish() error {
+	if hs == nil {
+		return nil
+	}
+	var first error
+	for _, p := range hs.pending {
+		data, err := p.wait()
+		if err != nil && first == nil {
+			first = fmt.Errorf("caching %s: %w", p.a.Name, err)
+		}
+		p.a.Data = data
+	}
+	hs.pending = nil
+	return first
 }
 
 // edits says whether an edit applies to name.

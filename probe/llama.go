@@ -33,6 +33,8 @@ func loadLlama(m *Model, l *loader) {
 		ly.ln2W = l.get(p+"post_attention_layernorm.weight", D)
 		if c.ModelType == "phi3" {
 			loadPhi3Fused(l, ly, p, c)
+		} else if fp, ok := l.b.(compute.FusedProjector); ok {
+			loadLlamaConcat(l, fp, ly, p, c)
 		} else {
 			ly.wq = l.get(p+"self_attn.q_proj.weight", c.Heads*Dh, D)
 			ly.wk = l.get(p+"self_attn.k_proj.weight", c.KVHeads*Dh, D)
@@ -74,6 +76,87 @@ func loadPhi3Fused(l *loader, ly *layer, p string, c Config) {
 	ly.wUp = l.b.FromHost(gateUp[c.DMLP*D:], c.DMLP, D)
 }
 
+// loadLlamaConcat loads q, k, v (where one product can make them: full
+// rotary, no biases, no QK-norm) and gate, up as one weight each, for a
+// backend with fused products; the separate weights are row views of
+// them, for the paths that need them apart (hooks on q, k, v, gate or up;
+// split attention inputs).
+func loadLlamaConcat(l *loader, fp compute.FusedProjector, ly *layer, p string, c Config) {
+	D, Dh := c.DModel, c.HeadDim
+	q, kv := c.Heads*Dh, c.KVHeads*Dh
+	qkvFusable := c.RotaryDim == Dh && !c.QKNorm && !c.AttnBias &&
+		!l.has(p+"self_attn.q_proj.bias") && !l.has(p+"self_attn.k_proj.bias") && !l.has(p+"self_attn.v_proj.bias")
+	if qkvFusable {
+		ly.wqkv = l.concat(D, p+"self_attn.q_proj.weight", q, p+"self_attn.k_proj.weight", kv, p+"self_attn.v_proj.weight", kv)
+		if l.err == nil {
+			ly.wq, ly.wk, ly.wv = fp.RowsView(ly.wqkv, 0, q), fp.RowsView(ly.wqkv, q, q+kv), fp.RowsView(ly.wqkv, q+kv, q+2*kv)
+		}
+	} else {
+		ly.wq = l.get(p+"self_attn.q_proj.weight", q, D)
+		ly.wk = l.get(p+"self_attn.k_proj.weight", kv, D)
+		ly.wv = l.get(p+"self_attn.v_proj.weight", kv, D)
+	}
+	ly.wGateUp = l.concat(D, p+"mlp.gate_proj.weight", c.DMLP, p+"mlp.up_proj.weight", c.DMLP)
+	if l.err == nil {
+		ly.wGate, ly.wUp = fp.RowsView(ly.wGateUp, 0, c.DMLP), fp.RowsView(ly.wGateUp, c.DMLP, 2*c.DMLP)
+	}
+}
+
+// concat reads weights [rows_i, cols] (name, rows pairs) and stores them
+// stacked along the rows as one weight on the backend.
+func (l *loader) concat(cols int, parts ...any) compute.Tensor {
+	var data []float32
+	rows := 0
+	for i := 0; i+1 < len(parts); i += 2 {
+		name, r := parts[i].(string), parts[i+1].(int)
+		data = append(data, l.host(name, r, cols)...)
+		rows += r
+	}
+	if l.err != nil {
+		return nil
+	}
+	t := compute.FromHostWeight(l.b, data, rows, cols)
+	if err := compute.Err(l.b); err != nil {
+		l.err = fmt.Errorf("tensor %q and the weights stacked with it: %w", parts[0], err)
+		return nil
+	}
+	return t
+}
+
+// fusedQKV makes block i's q, k and v in one product, rotated, where the
+// backend can (compute.FusedProjector), the weights were stacked at load
+// and no hook needs q, k or v on their own; ok false otherwise.
+func (p *pass) fusedQKV(i int, x tensor) (q, k, v tensor, ok bool) {
+	ly := &p.m.layers[i]
+	fp, can := p.b.(compute.FusedProjector)
+	if !can || ly.wqkv == nil || p.m.invFreq == nil {
+		return nil, nil, nil, false
+	}
+	for _, s := range []string{"attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k"} {
+		if p.hooks.active(p.name(i, s)) {
+			return nil, nil, nil, false
+		}
+	}
+	c := p.m.Config
+	q, k, v = fp.LinearQKVRotary(x, ly.wqkv, c.Heads, c.KVHeads, c.HeadDim, p.pos, p.m.ropeFreqs(i))
+	p.qkRotated = true
+	return q, k, v, true
+}
+
+// mlpPost is silu(gate) ⊙ up of block i's MLP: one product and the SwiGLU
+// on a backend with fused products when no hook needs gate or up on their
+// own, else the two products, their hook points, and SwiGLU.
+func (p *pass) mlpPost(i int, n2 tensor) tensor {
+	b, ly := p.b, &p.m.layers[i]
+	if fp, ok := b.(compute.FusedProjector); ok && ly.wGateUp != nil &&
+		!p.hooks.active(p.name(i, "mlp.hook_pre")) && !p.hooks.active(p.name(i, "mlp.hook_pre_linear")) {
+		return fp.LinearSwiGLU(n2, ly.wGateUp)
+	}
+	gate := p.hook(i, "mlp.hook_pre", b.Linear(n2, ly.wGate, nil), p.mlpShape())
+	up := p.hook(i, "mlp.hook_pre_linear", b.Linear(n2, ly.wUp, nil), p.mlpShape())
+	return b.SwiGLU(gate, up)
+}
+
 func (p *pass) llamaBlock(i int, x tensor) tensor {
 	m, b, ly := p.m, p.b, &p.m.layers[i]
 	eps := float32(m.Config.NormEps)
@@ -92,9 +175,7 @@ func (p *pass) llamaBlock(i int, x tensor) tensor {
 	}
 	mid = p.hook(i, "hook_resid_mid", mid, p.resid())
 	n2 := p.hook(i, "ln2.hook_normalized", b.RMSNorm(p.mlpIn(i, mid), ly.ln2W, eps), p.resid())
-	gate := p.hook(i, "mlp.hook_pre", b.Linear(n2, ly.wGate, nil), p.mlpShape())
-	up := p.hook(i, "mlp.hook_pre_linear", b.Linear(n2, ly.wUp, nil), p.mlpShape())
-	post := p.hook(i, "mlp.hook_post", b.SwiGLU(gate, up), p.mlpShape())
+	post := p.hook(i, "mlp.hook_post", p.mlpPost(i, n2), p.mlpShape())
 	if p.fusesResidual(i, "hook_mlp_out") {
 		return p.hook(i, "hook_resid_post", compute.LinearAdd(b, post, ly.wDown, nil, mid), p.resid())
 	}

@@ -38,6 +38,9 @@ type layer struct {
 	bq, bk, bv, bo         compute.Tensor
 	wGate, wUp, wDown      compute.Tensor
 	bUp, bDown             compute.Tensor
+	// wqkv = [wq; wk; wv] and wGateUp = [wGate; wUp], on a backend with
+	// fused products (llama.go); wq ... wUp are then views of them.
+	wqkv, wGateUp compute.Tensor
 }
 
 // Backend is the compute backend the model's weights live on.

@@ -22,6 +22,8 @@ type driverAPI struct {
 	cuMemAlloc, cuMemFree, cuMemcpyHtoDAsync, cuMemcpyDtoHAsync   uintptr
 	cuMemcpyDtoDAsync, cuMemsetD8Async                            uintptr
 	cuStreamCreate, cuStreamSynchronize                           uintptr
+	cuStreamWaitEvent, cuStreamDestroy                            uintptr // the copy stream (hostcopy.go)
+	cuMemHostRegister, cuMemHostUnregister                        uintptr
 	cuModuleLoadData, cuModuleGetFunction, cuLaunchKernel         uintptr
 	cuFuncSetAttribute, cuGetErrorName, cuGetErrorString          uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventTime uintptr
@@ -80,6 +82,8 @@ func loadDriver() (*driverAPI, error) {
 			"cuEventSynchronize": &d.cuEventSynchronize, "cuEventElapsedTime": &d.cuEventTime,
 			"cuMemAllocHost_v2": &d.cuMemAllocHost, "cuMemFreeHost": &d.cuMemFreeHost,
 			"cuEventDestroy_v2": &d.cuEventDestroy,
+			"cuStreamWaitEvent": &d.cuStreamWaitEvent, "cuStreamDestroy_v2": &d.cuStreamDestroy,
+			"cuMemHostRegister_v2": &d.cuMemHostRegister, "cuMemHostUnregister": &d.cuMemHostUnregister,
 		})
 		if driverErr != nil {
 			return

@@ -5,7 +5,9 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/loupe-dev/loupe/probe/compute"
@@ -42,6 +44,11 @@ type Backend struct {
 	// flashOcc picks a build of the tensor-core attention kernel
 	// (LOUPE_FLASH_OCC, for measurements; see flashVariant).
 	flashOcc string
+	// hostSync makes ToHostLater copy synchronously (SetAsyncHostCopies).
+	hostSync atomic.Bool
+	// hostChunk and hostChunks size the pinned memory of the asynchronous
+	// copies (hostcopy.go); fixed before the first copy.
+	hostChunk, hostChunks int
 
 	// Owned by the goroutine that owns the context.
 	ctx, stream, blas uintptr
@@ -52,9 +59,10 @@ type Backend struct {
 	argv              [32]uint64
 	argp              [32]uintptr
 	dev               int32
-	prof              *profiler // nil unless ProfileStart was called
-	lt                *ltState  // nil when cuBLASLt is not there (products go to GemmEx)
-	flash3Err         error     // why flash3 is not loaded (nil when it is)
+	prof              *profiler   // nil unless ProfileStart was called
+	lt                *ltState    // nil when cuBLASLt is not there (products go to GemmEx)
+	flash3Err         error       // why flash3 is not loaded (nil when it is)
+	hc                *hostCopier // the asynchronous copies to the host; nil until the first
 }
 
 // Tensor is a tensor in GPU memory.
@@ -62,6 +70,7 @@ type Tensor struct {
 	shape []int
 	dt    compute.DType
 	buf   *buffer
+	off   uintptr // bytes into buf: a view of rows of a weight (RowsView)
 }
 
 func (t *Tensor) Shape() []int         { return t.shape }
@@ -96,6 +105,8 @@ func New(opt Options) (*Backend, error) {
 		fn: map[string]uintptr{}, pool: pool{free: map[int][]uintptr{}}}
 	b.sync = os.Getenv("LOUPE_CUDA_ASYNC") == "0"
 	b.flashOcc = os.Getenv("LOUPE_FLASH_OCC")
+	b.hostSync.Store(os.Getenv("LOUPE_CUDA_HOSTCOPY") == "sync")
+	b.hostChunk, b.hostChunks = hostChunkBytes, hostChunksMax
 	for i := range b.argp {
 		b.argp[i] = uintptr(unsafe.Pointer(&b.argv[i]))
 	}
@@ -197,7 +208,7 @@ func (b *Backend) setup() error {
 	}
 	b.setupLt()
 	arch := b.info.Major*10 + b.info.Minor
-	for _, m := range []struct{ name, src string }{{"kernels", kernelSource}, {"flash", flashSource}} {
+	for _, m := range []struct{ name, src string }{{"kernels", kernelSource + projSource}, {"flash", flashSource}} {
 		bin, err := compile(m.name, m.src, arch)
 		if err != nil {
 			return err
@@ -206,7 +217,7 @@ func (b *Backend) setup() error {
 		if err := d.check("cuModuleLoadData "+m.name, call(d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&bin[0])))); err != nil {
 			return err
 		}
-		for _, name := range append(kernelNames, flashNames...) {
+		for _, name := range slices.Concat(kernelNames, projNames, flashNames) {
 			if _, ok := b.fn[name]; ok {
 				continue
 			}
@@ -217,7 +228,7 @@ func (b *Backend) setup() error {
 			}
 		}
 	}
-	for _, name := range append(kernelNames, flashNames...) {
+	for _, name := range slices.Concat(kernelNames, projNames, flashNames) {
 		if b.fn[name] == 0 {
 			return fmt.Errorf("cuda: kernel %s missing from the compiled modules", name)
 		}
@@ -273,6 +284,7 @@ func (b *Backend) blasStatus(r uint32) string {
 
 func (b *Backend) teardown() {
 	call(b.d.cuStreamSynchronize, b.stream)
+	b.teardownHostCopies()
 	b.trimPool()
 	b.teardownLt()
 	call(b.d.cuDevicePrimaryCtxRelease, uintptr(b.dev))
@@ -351,7 +363,7 @@ func (b *Backend) get(x compute.Tensor) *Tensor {
 	return t
 }
 
-func (t *Tensor) ptr() uintptr { return t.buf.ptr }
+func (t *Tensor) ptr() uintptr { return t.buf.ptr + t.off }
 
 func (t *Tensor) numel() int { return compute.Numel(t.shape) }
 
@@ -525,7 +537,7 @@ func (b *Backend) Reshape(x compute.Tensor, shape ...int) compute.Tensor {
 	if compute.Numel(shape) != t.numel() {
 		panic(fmt.Sprintf("cuda: Reshape %v to %v", t.shape, shape))
 	}
-	return &Tensor{shape: append([]int(nil), shape...), dt: t.dt, buf: t.buf}
+	return &Tensor{shape: append([]int(nil), shape...), dt: t.dt, buf: t.buf, off: t.off}
 }
 
 // cudaType is the cudaDataType of a dtype.
@@ -713,6 +725,7 @@ var (
 	_ compute.WeightStore  = (*Backend)(nil)
 	_ compute.DeviceMemory = (*Backend)(nil)
 	_ compute.SeqRowCopier = (*Backend)(nil)
+	_ compute.HostCopier   = (*Backend)(nil)
 )
 
 // Synchronize waits for every operation queued so far and returns the

@@ -13,7 +13,7 @@
 //     (backend.go). Callers queue operations without waiting for it
 //     (LOUPE_CUDA_ASYNC=0 makes each wait), work on the stream is
 //     asynchronous, and ToHost, the reductions and the end of a scope
-//     wait for it.
+//     wait for it (hook caches do not: see below).
 //   - Device memory comes from a caching pool (pool.go). Tensors made inside
 //     a scope (compute.Mark/Release: the probe makes a forward pass one
 //     scope and each block one inside it) go back to the pool when it ends;
@@ -42,6 +42,15 @@
 //     second pass over the keys using each row's log-sum-exp. In the 16-bit
 //     modes a request for only the top-1 key and the lse is answered by the
 //     tensor-core pass itself (long prompts).
+//   - Hook caches reach the host without stalling the stream
+//     (compute.HostCopier, hostcopy.go): each is staged in device memory,
+//     copied on a second stream to pooled pinned chunks while the pass
+//     goes on, and copied into its Go slice by worker goroutines; the
+//     probe waits for them once, at the end of the pass.
+//   - The Llama block's q/k/v and gate/up products are one product each
+//     on weights stacked at load (compute.FusedProjector, proj.go), split
+//     by the kernels that consume them (RoPE with the bf16 copies,
+//     SwiGLU), where no hook needs them apart.
 //   - profile.go times every kernel with CUDA events (ProfileStart/Stop),
 //     for finding where a pass spends its time.
 //

@@ -81,10 +81,33 @@ func (b *Backend) alloc(n int, what func() string) *buffer {
 
 // allocInto gives buf n bytes (see alloc).
 func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
+	if !b.takeBlock(buf, n, what) {
+		return
+	}
+	if top := len(b.scopes) - 1; top >= 0 {
+		buf.scope = top
+		b.scopes[top] = append(b.scopes[top], buf)
+	} else {
+		b.own(buf)
+	}
+}
+
+// takeBlock gives buf n bytes from the pool (or the driver), belonging to
+// no scope and to no tensor: the caller returns it (release, or the
+// orphan list from another goroutine). False when the allocation failed;
+// the backend's error says why.
+func (b *Backend) takeBlock(buf *buffer, n int, what func() string) bool {
 	b.adoptOrphans()
 	buf.class, buf.scope = sizeClass(n), -1
 	if buf.class > 0 {
 		p := &b.pool
+		if len(p.free[buf.class]) == 0 && b.awaitHostCopies() {
+			// The staging blocks of copies to the host in flight come
+			// back when their copies land: wait for them rather than
+			// grow the pool, so that its size does not depend on how
+			// fast the host takes the copies (hostcopy.go).
+			b.adoptOrphans()
+		}
 		if l := p.free[buf.class]; len(l) > 0 {
 			buf.ptr = l[len(l)-1]
 			p.free[buf.class] = l[:len(l)-1]
@@ -115,7 +138,7 @@ func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
 					b.fail(b.d.check(fmt.Sprintf("cuMemAlloc for %s (%d bytes)", what(), n), r))
 				}
 				buf.failed = true
-				return
+				return false
 			}
 			if buf.ptr == 0 {
 				buf.ptr = ptr
@@ -124,12 +147,7 @@ func (b *Backend) allocInto(buf *buffer, n int, what func() string) {
 		}
 		p.inUse += int64(buf.class)
 	}
-	if top := len(b.scopes) - 1; top >= 0 {
-		buf.scope = top
-		b.scopes[top] = append(b.scopes[top], buf)
-	} else {
-		b.own(buf)
-	}
+	return true
 }
 
 // ownedGCBytes is how much memory owned tensors may take between
