@@ -23,7 +23,9 @@ their ABC corruption, as the Go tests use them):
 - `score`: the SAE method's node score (paper's defaults, sae_paper.py's
   autoencoder), mean over 10 seeds, and the node AUC over the heads.
 
-Then whether the model knows at all that the subject is repeated: a
+Then the null control (negatives that are other clean prompts) with
+features pooled over all positions and at the last one, and whether the
+model knows at all that the subject is repeated: a
 logistic probe on the residual stream after each block, at the last
 position and at S2, telling positives from negatives on held-out prompts.
 """
@@ -131,6 +133,18 @@ def main(folder, truth_spec, n=200, seeds=10):
                   f"{sep(x[:, :-1].mean(1)):5.2f}  {explained(pooled[:, k]):5.3f}  "
                   f"{ac[l][:, h, -1, 0].mean().item():.2f}  {ax[l][:, h, -1, 0].mean().item():.2f}  {scores[k]:5.1f}")
     t, o = truth, ~truth
+    # The null control, independently of Loupe: positives the first half's
+    # clean prompts, negatives either their ABC corruption or the second
+    # half's clean prompts (nothing to tell apart); features pooled over
+    # every position (the method's) or taken at the last one.
+    h = n // 2
+    for pool, x in [("mean", pooled), ("last", feats[:, :, -1])]:
+        res = []
+        for negs in [x[n:n + h], x[h:n]]:
+            both = np.concatenate([x[:h], negs])
+            a = [rank_auc(method(both, h, seed)[0].astype(float), truth) for seed in range(seeds)]
+            res.append(f"{np.mean(a):.3f} ± {np.std(a):.3f}")
+        print(f"null control, {pool} pooling, {h} pairs: SAE node AUC {res[0]} with ABC negatives, {res[1]} with null negatives")
     # Does the model know that the subject is repeated? A logistic probe on
     # the residual stream (after each block) tells positives from negatives,
     # trained on 300 prompts and tested on the other 100, at the last
