@@ -13,7 +13,12 @@ import (
 // train.py) and the first n pairs of its task.
 func toyIOI(t testing.TB, n int) (*probe.Model, []Prompt) {
 	t.Helper()
-	dir := filepath.Join("testdata", "ioimodel")
+	return ioiModel(t, filepath.Join("testdata", "ioimodel"), n)
+}
+
+// ioiModel loads a model folder with its task.jsonl and the first n pairs.
+func ioiModel(t testing.TB, dir string, n int) (*probe.Model, []Prompt) {
+	t.Helper()
 	m, _, err := probe.LoadModel(dir, nil)
 	if err != nil {
 		t.Fatal(err)

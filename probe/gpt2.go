@@ -1,6 +1,10 @@
 package probe
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
 
 // The GPT-2 family.
 //
@@ -36,9 +40,9 @@ func loadGPT2(m *Model, l *loader) {
 		if l.err != nil {
 			return
 		}
-		ly.wq = l.b.FromHost(qkv[:D*D], D, D)
-		ly.wk = l.b.FromHost(qkv[D*D:2*D*D], D, D)
-		ly.wv = l.b.FromHost(qkv[2*D*D:], D, D)
+		ly.wq = compute.FromHostWeight(l.b, qkv[:D*D], D, D)
+		ly.wk = compute.FromHostWeight(l.b, qkv[D*D:2*D*D], D, D)
+		ly.wv = compute.FromHostWeight(l.b, qkv[2*D*D:], D, D)
 		ly.bq = l.b.FromHost(qkvB[:D], D)
 		ly.bk = l.b.FromHost(qkvB[D:2*D], D)
 		ly.bv = l.b.FromHost(qkvB[2*D:], D)
@@ -57,7 +61,7 @@ func (l *loader) conv1D(name string, in, out int) tensor {
 	if l.err != nil {
 		return nil
 	}
-	return l.b.FromHost(transpose(data, in, out), out, in)
+	return compute.FromHostWeight(l.b, transpose(data, in, out), out, in)
 }
 
 // transpose turns a row-major [rows, cols] matrix into [cols, rows].

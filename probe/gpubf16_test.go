@@ -31,12 +31,16 @@ func TestBF16OnGPU(t *testing.T) {
 	}
 	defer b16.Close()
 	ctx := context.Background()
-	for _, name := range []string{"llama", "qwen3", "gemma3"} {
+	for _, name := range []string{"llama", "qwen3", "gemma3", "gpt2", "neox", "phi3"} {
 		t.Run(name, func(t *testing.T) {
 			c := testConfigs()[name]
 			c.DModel, c.Heads, c.KVHeads, c.HeadDim, c.RotaryDim, c.DMLP, c.MaxPos = 128, 4, 2, 64, 64, 192, 512
 			if c.QueryPreAttnScalar != 0 {
 				c.QueryPreAttnScalar = 64
+			}
+			if c.Family == FamilyGPT2 || c.Family == FamilyGPTNeoX {
+				// No grouped queries, and heads that tile the width.
+				c.KVHeads, c.HeadDim, c.RotaryDim = c.Heads, c.DModel/c.Heads, c.DModel/c.Heads/2
 			}
 			ts := randomTensors(c, 7)
 			m16, err := New(c, ts, b16)

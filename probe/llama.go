@@ -69,11 +69,11 @@ func loadPhi3Fused(l *loader, ly *layer, p string, c Config) {
 	if l.err != nil {
 		return
 	}
-	ly.wq = l.b.FromHost(qkv[:q*D], q, D)
-	ly.wk = l.b.FromHost(qkv[q*D:(q+kv)*D], kv, D)
-	ly.wv = l.b.FromHost(qkv[(q+kv)*D:], kv, D)
-	ly.wGate = l.b.FromHost(gateUp[:c.DMLP*D], c.DMLP, D)
-	ly.wUp = l.b.FromHost(gateUp[c.DMLP*D:], c.DMLP, D)
+	ly.wq = compute.FromHostWeight(l.b, qkv[:q*D], q, D)
+	ly.wk = compute.FromHostWeight(l.b, qkv[q*D:(q+kv)*D], kv, D)
+	ly.wv = compute.FromHostWeight(l.b, qkv[(q+kv)*D:], kv, D)
+	ly.wGate = compute.FromHostWeight(l.b, gateUp[:c.DMLP*D], c.DMLP, D)
+	ly.wUp = compute.FromHostWeight(l.b, gateUp[c.DMLP*D:], c.DMLP, D)
 }
 
 // loadLlamaConcat loads q, k, v (where one product can make them: full

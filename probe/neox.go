@@ -1,6 +1,10 @@
 package probe
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/loupe-dev/loupe/probe/compute"
+)
 
 // The GPT-NeoX family (Pythia).
 //
@@ -41,7 +45,7 @@ func loadNeoX(m *Model, l *loader) {
 				row := (h*3 + part) * Dh
 				w = append(w, qkv[row*D:(row+Dh)*D]...)
 			}
-			*dst = l.b.FromHost(w, H*Dh, D)
+			*dst = compute.FromHostWeight(l.b, w, H*Dh, D)
 		}
 		for part, dst := range []*tensor{&ly.bq, &ly.bk, &ly.bv} {
 			bias := make([]float32, 0, H*Dh)

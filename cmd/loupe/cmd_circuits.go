@@ -99,8 +99,12 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	saeLatents := fs.Int("sae-latents", circuits.SAEDefaults().Latents, "sae: latents")
 	saeL1 := fs.Float64("sae-l1", circuits.SAEDefaults().L1, "sae: L1 coefficient (the paper's scale: MSE averaged over elements)")
 	saeArch := fs.String("sae-arch", "paper", "sae: the autoencoder: paper (the paper's code: tied bias, unit-norm rows) or standard (package sae's standard SAE)")
+	saeNull := fs.Bool("sae-null", false, "sae: also run the null control, the same SAE with negatives that are other clean prompts of the task (the --pairs after the first; with --pairs 0 the task's second half), and print how far its head ranking agrees with the real one: a ranking that agrees with its null control does not come from the task")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *saeNull && *method != "sae" {
+		return fmt.Errorf("%w: --sae-null is for --method sae", errUsage)
 	}
 	if *taskPath == "" {
 		return fmt.Errorf("%w: --task is required", errUsage)
@@ -173,6 +177,17 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	var others []circuits.Prompt // the null control's negatives
+	if *saeNull {
+		n := *pairs
+		if n <= 0 {
+			n = len(prompts) / 2
+		}
+		if n < 1 || 2*n > len(prompts) {
+			return fmt.Errorf("%w: --sae-null needs twice the pairs it uses: %s has %d, %d used", errUsage, *taskPath, len(prompts), n)
+		}
+		prompts, others = prompts[:n], prompts[n:2*n]
+	}
 	if *pairs > 0 && *pairs < len(prompts) {
 		prompts = prompts[:*pairs]
 	}
@@ -210,14 +225,28 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		fig("partial", 1)
 	}
 	var score *circuits.Score
-	if truthHeads != nil || truthEdges != nil {
-		if truthHeads == nil { // edges alone: their heads are the true heads
-			for _, n := range circuits.NodesOf(truthEdges) {
-				if n.Kind == circuits.NodeHead {
-					truthHeads = append(truthHeads, n)
-				}
+	if truthHeads == nil { // edges alone: their heads are the true heads
+		for _, n := range circuits.NodesOf(truthEdges) {
+			if n.Kind == circuits.NodeHead {
+				truthHeads = append(truthHeads, n)
 			}
 		}
+	}
+	var null *nullControl
+	if others != nil {
+		res, err := circuits.SAECircuit(ctx, m.Model, circuits.NullNegatives(prompts, others), opt.SAE, opt.TrainSAE)
+		if err != nil {
+			return fmt.Errorf("sae null control: %w", err)
+		}
+		null = &nullControl{n: len(others), agree: circuits.Agree(found.NodeScores, res.NodeScores, 10), auc: math.NaN()}
+		if truthHeads != nil {
+			null.auc = circuits.NodeAUC(circuits.Heads(m.Config), res.NodeScores, truthHeads)
+		}
+		fig("null_spearman", null.agree.Spearman)
+		fig("null_top10_overlap", float64(null.agree.Overlap))
+		fig("null_node_auc", null.auc)
+	}
+	if truthHeads != nil || truthEdges != nil {
 		s := found.ScoreAgainst(circuits.Components(m.Config), circuits.Edges(m.Config), truthHeads, truthEdges)
 		score = &s
 		fig("node_auc", s.NodeAUC)
@@ -252,8 +281,25 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	printCircuit(env, found, m.Config, score, metric, truthEdges != nil)
+	if null != nil {
+		fmt.Fprintf(env.stdout, "null control (negatives: %d other clean prompts): head ranking Spearman %.3f with the real negatives' ranking, top-%d overlap %d",
+			null.n, null.agree.Spearman, null.agree.K, null.agree.Overlap)
+		if !math.IsNaN(null.auc) {
+			fmt.Fprintf(env.stdout, "; node ROC AUC %.3f against the given heads", null.auc)
+		}
+		fmt.Fprintln(env.stdout)
+	}
 	fmt.Fprintf(env.stdout, "wrote %s (circuit table)\n", *out)
 	return nil
+}
+
+// nullControl is the SAE method's null control (--sae-null): its head
+// ranking with negatives that are other clean prompts, against the real
+// one.
+type nullControl struct {
+	n     int // null negatives
+	agree circuits.Agreement
+	auc   float64 // against --truth's heads; NaN without it
 }
 
 // progressLog passes progress on to next and writes a line to w when a

@@ -58,6 +58,36 @@ func TestCircuitsCommand(t *testing.T) {
 	}
 }
 
+// --sae-null runs the SAE method's null control beside it (negatives that
+// are other clean prompts) and writes its agreement with the real ranking
+// and its AUC against the given heads.
+func TestCircuitsFindSAENull(t *testing.T) {
+	model := filepath.Join("..", "..", "circuits", "testdata", "mixmodel")
+	out := filepath.Join(t.TempDir(), "sae.arrow")
+	code, stdout, stderr := runCLI(t, "circuits", "find", "--method", "sae", "--model", model, "--device", "cpu",
+		"--task", filepath.Join(model, "task.jsonl"), "--pairs", "48", "--sae-null", "--truth", "0.2,0.3", "--out", out)
+	if code != 0 {
+		t.Fatalf("find: exit %d: %s %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "null control (negatives: 48 other clean prompts)") {
+		t.Errorf("stdout %q", stdout)
+	}
+	figs := map[string]float64{}
+	for _, r := range readCircuitFile(t, out) {
+		if r.Kind == store.CircuitFigure {
+			figs[r.Node] = r.Score
+		}
+	}
+	for _, name := range []string{"null_spearman", "null_top10_overlap", "null_node_auc", "node_auc"} {
+		if _, ok := figs[name]; !ok {
+			t.Errorf("no %s figure in %v", name, figs)
+		}
+	}
+	if a := figs["null_node_auc"]; a <= 0 || a > 1 {
+		t.Errorf("null_node_auc %v", a)
+	}
+}
+
 // ACDC stopped by --acdc-stop-after writes the circuit as it stands,
 // marked partial, with its test counts. The limit is 1 ns, past before
 // the first test on any machine, so the outcome does not depend on speed.
@@ -143,6 +173,8 @@ func TestCircuitsCommandErrors(t *testing.T) {
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--acdc-batch", "0"}, 2, "--acdc-batch"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--acdc-stop-after", "-1s"}, 2, "--acdc-stop-after"},
 		{[]string{"circuits", "find", "--method", "sae", "--task", good, "--sae-arch", "vae"}, 2, "vae"},
+		{[]string{"circuits", "find", "--method", "patching", "--task", good, "--sae-null"}, 2, "--sae-null is for --method sae"},
+		{[]string{"circuits", "find", "--method", "sae", "--task", good, "--sae-null", "--pairs", "1000"}, 2, "--sae-null needs twice"},
 		{[]string{"circuits", "find", "--method", "acdc", "--task", good, "--metric", "joy"}, 2, "joy"},
 		{[]string{"circuits", "task", "limericks", "--out", good}, 2, "limericks"},
 		{[]string{"circuits", "bogus"}, 2, "bogus"},

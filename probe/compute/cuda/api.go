@@ -28,6 +28,7 @@ type driverAPI struct {
 	cuFuncSetAttribute, cuGetErrorName, cuGetErrorString          uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventTime uintptr
 	cuMemAllocHost, cuMemFreeHost, cuEventDestroy                 uintptr
+	cuTensorMapEncodeTiled                                        uintptr // 0 where the driver lacks it (before CUDA 12)
 }
 
 type nvrtcAPI struct {
@@ -88,6 +89,7 @@ func loadDriver() (*driverAPI, error) {
 		if driverErr != nil {
 			return
 		}
+		d.cuTensorMapEncodeTiled, _ = purego.Dlsym(h, "cuTensorMapEncodeTiled") // optional: flash3ws alone needs it
 		if r := call(d.cuInit, 0); r != 0 {
 			driverErr = fmt.Errorf("cuda: cuInit: %s (%s; is an NVIDIA GPU present and its driver loaded?)", d.errName(r), path)
 		}

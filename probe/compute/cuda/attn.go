@@ -8,9 +8,10 @@ import (
 )
 
 // flashBuilds are the builds of the tensor-core attention (see
-// flashVariant): flash.cu's flash2 _2 and _w4, and "wg" and "wg2",
-// flash3.cu's wgmma kernel (Hopper, head dimension 128; flash2 elsewhere).
-var flashBuilds = []string{"2", "w4", "wg", "wg2"}
+// flashVariant): flash.cu's flash2 _2 and _w4, and "wg", "wg2", "ws",
+// "ws3" and "wsp", flash3.cu's wgmma kernels (Hopper, head dimension
+// 128; flash2 elsewhere).
+var flashBuilds = []string{"2", "w4", "wg", "wg2", "ws", "ws3", "wsp"}
 
 // flash3Kernel is flash3.cu's kernel, and f3Shared its dynamic shared
 // memory: the Q tile, three stages of K tiles and three of V tiles, each
@@ -92,36 +93,58 @@ func (b *Backend) tensorCores(s compute.AttnShape) bool {
 		s.Hkv > 0 && s.H%s.Hkv == 0 && s.H/s.Hkv <= f2Rows
 }
 
-// flashVariant is the tensor-core attention kernel for a head dimension,
-// its threads per block and dynamic shared memory: flash3 (builds "wg2"
-// and "wg": two warpgroups on wgmma, Hopper and head dimension 128 only,
-// loading one or two tiles ahead), flash2 _2
+// flashVariant is the tensor-core attention kernel for a head dimension
+// dh, tq queries and tk keys per sequence, with its threads per block and
+// dynamic shared memory: flash3 (Hopper, head dimension 128 only) as
+// "wg2" or "wg" (two warpgroups on wgmma in step, loading one or two
+// tiles ahead) or as flash3ws's warp-specialised "wsp", "ws" or "ws3" (a
+// TMA producer warpgroup and two consumer warpgroups in turn; P through
+// shared memory in wsp, in registers in the other two), else flash2 _2
 // (8 warps of 16 rows, two blocks per multiprocessor, 128 registers) or
-// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2
-// overrides the default, for measurements. top asks for the build with
-// the top-1 reduction, which flash3 does not have.
-func (b *Backend) flashVariant(dh int, top bool) (string, int, int) {
+// _w4 (4 warps of 32 rows, two blocks). LOUPE_FLASH_OCC=2|w4|wg|wg2|ws|
+// ws3|wsp overrides the default, for measurements. top asks for the
+// build with the top-1 reduction, which flash3 does not have.
+func (b *Backend) flashVariant(dh, tq, tk int, top bool) (string, int, int) {
 	occ := b.flashOcc
 	if occ == "" {
-		// The fastest measured (RESULTS.md): flash3 _s2 where it runs
-		// (387-423 TFLOP/s at 8K-32K), else _w4 for d128 (310 at 32K
-		// against 266 for _2), _2 for d64.
-		occ = "wg2"
+		// The fastest measured (RESULTS.md, runs 19-20): flash3ws with P
+		// through shared memory where it runs (537-553 TFLOP/s at
+		// 8K-32K against 391-426 for wg2, the fallback where the driver
+		// has no tensor maps), else _w4 for d128 (310 at 32K against 266
+		// for _2), _2 for d64. Short query blocks (decoding, tq below
+		// f3WSMinQueries) keep wg2: with wsp a decoding step was about
+		// 0.9 ms slower at batch 1 and 32 alike (run 20 against run 13),
+		// a fixed cost per call (two tensor maps encoded on the host, the
+		// producer's start) that a few keys per block do not repay.
+		occ = "wsp"
+		if tq < f3WSMinQueries {
+			occ = "wg2"
+		}
 		if dh == 64 {
 			occ = "2"
 		}
 	}
-	if (occ == "wg" || occ == "wg2") && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
+	f3 := occ == "wg" || occ == "wg2" || occ == "ws" || occ == "ws3" || occ == "wsp"
+	if f3 && (dh != 128 || top || b.fn[flash3Kernel] == 0) {
 		occ = "w4"
 		if dh == 64 {
 			occ = "2"
 		}
+	}
+	if (occ == "ws" || occ == "ws3" || occ == "wsp") && (b.d.cuTensorMapEncodeTiled == 0 || tk == 0) {
+		occ = "wg2" // no tensor maps from this driver (or no keys to map)
 	}
 	switch occ {
 	case "wg":
 		return flash3Kernel, 256, f3Shared
 	case "wg2":
 		return flash3Kernel + "_s2", 256, f3Shared2
+	case "ws":
+		return flash3WS, 384, f3WSShared
+	case "ws3":
+		return flash3WS3, 384, f3WS3Shared
+	case "wsp":
+		return flash3WSP, 384, f3WSPShared
 	}
 	threads := 256
 	if occ == "w4" {
@@ -166,24 +189,32 @@ func (b *Backend) flashTC(zt, lse *Tensor, top *[2]*buffer, qt, kt, vt *Tensor, 
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk)}
 	zp, zh := pArg(zt.ptr()), b.shadowPtr(zt)
 	if top != nil {
-		if plain, threads, shmem := b.flashVariant(s.Dh, false); strings.HasPrefix(plain, "flash3") {
+		if plain, threads, shmem := b.flashVariant(s.Dh, s.Tq, s.Tk, false); strings.HasPrefix(plain, "flash3") {
 			// z must not depend on what the hooks ask (fused.go): it comes
 			// from flash3, as in a pass without reductions, and flash2top's
 			// own z goes to scratch.
-			args := append([]uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, 0}, tail...)
-			b.launch(plain, grid, [3]int{threads, 1, 1}, shmem, args...)
+			if isFlash3WS(plain) {
+				b.launchFlash3WS(plain, grid, shmem, q16, k16, v16, zp, zh, 0, s, scale, mask, mk)
+			} else {
+				args := append([]uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, 0}, tail...)
+				b.launch(plain, grid, [3]int{threads, 1, 1}, shmem, args...)
+			}
 			scratch := b.newTensor(compute.F32, s.B*s.Tq, s.H*s.Dh)
 			defer b.releaseTemp(scratch.buf)
 			zp, zh = pArg(scratch.ptr()), 0
 		}
 	}
 	args := []uint64{pArg(q16.ptr()), pArg(k16.ptr()), pArg(v16.ptr()), zp, zh, lp}
-	kernel, threads, shmem := b.flashVariant(s.Dh, top != nil)
+	kernel, threads, shmem := b.flashVariant(s.Dh, s.Tq, s.Tk, top != nil)
 	if top != nil {
 		args = append(args, pArg(top[0].ptr), pArg(top[1].ptr))
 	}
 	args = append(args, tail...)
-	b.launch(kernel, grid, [3]int{threads, 1, 1}, shmem, args...)
+	if isFlash3WS(kernel) { // tensor maps for K and V
+		b.launchFlash3WS(kernel, grid, shmem, q16, k16, v16, zp, zh, lp, s, scale, mask, mk)
+	} else {
+		b.launch(kernel, grid, [3]int{threads, 1, 1}, shmem, args...)
+	}
 	if mk != nil {
 		b.releaseTemp(mk)
 	}

@@ -255,7 +255,7 @@ func (b *Backend) setupFlash3() error {
 		return err
 	}
 	fns := map[string]uintptr{}
-	for name, shared := range map[string]int{flash3Kernel: f3Shared, flash3Kernel + "_s2": f3Shared2, "flash3_tiles": f3TilesShared} {
+	for name, shared := range flash3Kernels() {
 		cn := cString(name)
 		if err := b.d.check("cuModuleGetFunction "+name, call(b.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), mod, uintptr(unsafe.Pointer(&cn[0])))); err != nil {
 			return err

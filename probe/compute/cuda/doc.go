@@ -37,7 +37,10 @@
 //   - Attention is the fused operation of compute.Attention (fused.go):
 //     flash-style kernels (fp32 in the f32 mode; in the bf16/f16 modes
 //     flash.cu's flash2, FlashAttention-2 style on the tensor cores, and
-//     on Hopper for head dimension 128 flash3.cu's wgmma kernel), the
+//     on Hopper for head dimension 128 flash3.cu's wgmma kernels: by
+//     default flash3ws, FlashAttention-3's schedule with a TMA producer
+//     warpgroup and two consumer warpgroups in turn, flash3ws.go; flash3
+//     wg2 when decoding), the
 //     full scores or pattern only when asked, and exact reductions by a
 //     second pass over the keys using each row's log-sum-exp. In the 16-bit
 //     modes a request for only the top-1 key and the lse is answered by the

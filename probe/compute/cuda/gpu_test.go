@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/loupe-dev/loupe/probe/compute"
 )
@@ -749,6 +750,7 @@ func testGPU16(t *testing.T) *Backend {
 // (64 x 256, 9/3 heads, 64), for every build of the kernel. One JSON line
 // each: the whole operation (rounding q, k, v to bf16 included) by wall
 // time over repeated calls, and the kernel alone from CUDA events.
+// LOUPE_BENCH_BUILDS (comma-separated) limits the builds.
 // scripts/gpu/bench_attn_torch.py measures PyTorch's sdpa on the same
 // shapes. FLOPs count 4·B·H·Tq·Tk·Dh, halved when causal.
 func TestAttentionSpeed(t *testing.T) {
@@ -757,6 +759,10 @@ func TestAttentionSpeed(t *testing.T) {
 	}
 	g := testGPU16(t)
 	rng := rand.New(rand.NewPCG(5, 6))
+	builds := flashBuilds
+	if v := os.Getenv("LOUPE_BENCH_BUILDS"); v != "" { // e.g. "w4,wg2,ws"
+		builds = strings.Split(v, ",")
+	}
 	shapes := []compute.AttnShape{
 		{B: 1, Tq: 2048, Tk: 2048, Tcap: 2048, H: 32, Hkv: 8, Dh: 128},
 		{B: 1, Tq: 8192, Tk: 8192, Tcap: 8192, H: 32, Hkv: 8, Dh: 128},
@@ -771,7 +777,7 @@ func TestAttentionSpeed(t *testing.T) {
 		scale := float32(1 / math.Sqrt(float64(s.Dh)))
 		mask := compute.AttnMask{Causal: true}
 		flops := 4 * float64(s.B) * float64(s.H) * float64(s.Tq) * float64(s.Tk) * float64(s.Dh) / 2
-		for _, occ := range flashBuilds {
+		for _, occ := range builds {
 			g.do(func() { g.flashOcc = occ })
 			run := func() {
 				inner := g.Mark()
@@ -809,6 +815,82 @@ func TestAttentionSpeed(t *testing.T) {
 				occ, s.B, s.Tq, s.H, s.Hkv, s.Dh, sec*1e3, flops/sec/1e12, kms, flops/(kms/1e3)/1e12)
 		}
 		g.do(func() { g.flashOcc = "" })
+		if err := g.Release(sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFlash3WSDiag times flash3ws's diagnostic variants (flash3.cu's
+// F3_DIAG: no K/V loads after the first stages, no softmax, neither) of
+// build wsp
+// beside the real kernel on the 8B prefill shapes, to tell what limits
+// it; a benchmark, run only when LOUPE_BENCH_ATTN is set. The variants'
+// outputs are wrong by design and not looked at.
+func TestFlash3WSDiag(t *testing.T) {
+	if os.Getenv("LOUPE_BENCH_ATTN") == "" {
+		t.Skip("a benchmark: set LOUPE_BENCH_ATTN=1")
+	}
+	g := testGPU16(t)
+	if g.fn[flash3WSP] == 0 {
+		t.Skip("no flash3ws here")
+	}
+	variants := map[int]uintptr{0: g.fn[flash3WSP]}
+	diags := []int{1, 2, 3}
+	for _, v := range diags {
+		bin, err := compileFor(fmt.Sprintf("flash3diag%d", v), fmt.Sprintf("#define F3_DIAG %d\n", v)+flash3Source, "90a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mod, f uintptr
+		name := cString(flash3WSP)
+		g.do(func() {
+			if err = g.d.check("cuModuleLoadData", call(g.d.cuModuleLoadData, uintptr(unsafe.Pointer(&mod)), uintptr(unsafe.Pointer(&bin[0])))); err != nil {
+				return
+			}
+			if err = g.d.check("cuModuleGetFunction", call(g.d.cuModuleGetFunction, uintptr(unsafe.Pointer(&f)), mod, uintptr(unsafe.Pointer(&name[0])))); err != nil {
+				return
+			}
+			err = g.d.check("cuFuncSetAttribute", call(g.d.cuFuncSetAttribute, f, funcAttrMaxDynamicShared, uintptr(f3WSPShared)))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		variants[v] = f
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, T := range []int{8192, 32768} {
+		s := compute.AttnShape{B: 1, Tq: T, Tk: T, Tcap: T, H: 32, Hkv: 8, Dh: 128}
+		sc := g.Mark()
+		q := g.FromHost(randVec(rng, s.B*s.Tq*s.H*s.Dh), s.B*s.Tq, s.H*s.Dh)
+		k := g.FromHost(randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh), s.B*s.Tcap, s.Hkv*s.Dh)
+		v := g.FromHost(randVec(rng, s.B*s.Tcap*s.Hkv*s.Dh), s.B*s.Tcap, s.Hkv*s.Dh)
+		scale := float32(1 / math.Sqrt(float64(s.Dh)))
+		flops := 4 * float64(s.H) * float64(T) * float64(T) * float64(s.Dh) / 2
+		for _, dv := range append(append([]int{0}, diags...), 0) {
+			g.do(func() { g.flashOcc, g.fn[flash3WSP] = "wsp", variants[dv] })
+			g.Attention(q, k, v, s, scale, compute.AttnMask{Causal: true}, compute.AttnSpec{}) // warm-up
+			g.ProfileStart()
+			for range 3 {
+				inner := g.Mark()
+				g.Attention(q, k, v, s, scale, compute.AttnMask{Causal: true}, compute.AttnSpec{})
+				if err := g.Release(inner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			prof, err := g.ProfileStop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms := 0.0
+			for _, p := range prof {
+				if p.Name == flash3WSP {
+					ms += p.MS / 3
+				}
+			}
+			fmt.Printf("{\"impl\":\"loupe\",\"kind\":\"ws-diag\",\"diag\":%d,\"T\":%d,\"ms_kernel\":%.3f,\"tflops_kernel\":%.1f}\n", dv, T, ms, flops/(ms/1e3)/1e12)
+		}
+		g.do(func() { g.flashOcc, g.fn[flash3WSP] = "", variants[0] })
 		if err := g.Release(sc); err != nil {
 			t.Fatal(err)
 		}
