@@ -147,6 +147,23 @@ __device__ __forceinline__ void softmax_tile(float* s, u32* pa, float* m, float*
     }
 }
 
+// f3_issue_s issues S = Q·Kᵀ of one key tile for a warpgroup's 64 rows
+// (its Q at qW, the tile's K at kT, both 128-byte swizzled panels of 64
+// columns) into the m64n128 accumulators s, and commits the group without
+// waiting for it.
+__device__ __forceinline__ void f3_issue_s(float* s, u32 qW, u32 kT) {
+#pragma unroll
+    for (int i = 0; i < 64; i++) s[i] = 0.f;
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < F3_D / 16; kk++) {
+        u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
+        u64 db = desc_sw128(kT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
+        wgmma_ss_n128(s, da, db, kk > 0);
+    }
+    wg_commit();
+}
+
 // f3_store_rows writes a consumer thread's two rows of O once every key
 // tile is in: each row normalised by its softmax sum (summed over the quad
 // of threads that share the row first), z in float32, zh in bf16 when
@@ -264,16 +281,7 @@ __device__ __forceinline__ void flash3(const bf16_t* __restrict__ q, const bf16_
         cp_commit();
         const u32 kT = kS(it);
         float s[64];
-#pragma unroll
-        for (int i = 0; i < 64; i++) s[i] = 0.f;
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < F3_D / 16; kk++) {
-            u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
-            u64 db = desc_sw128(kT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
-            wgmma_ss_n128(s, da, db, kk > 0);
-        }
-        wg_commit();
+        f3_issue_s(s, qW, kT);
         if (it > 0) {
             const u32 vT = vS(it - 1);
             reg_fence<64>(o);
@@ -519,16 +527,7 @@ __device__ __forceinline__ void flash3ws(const TmaMap* tmK, const TmaMap* tmV, c
     };
     auto issue_s = [&](int x) {
         const u32 kT = kS(x);
-#pragma unroll
-        for (int i = 0; i < 64; i++) s[i] = 0.f;
-        wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < F3_D / 16; kk++) {
-            u64 da = desc_sw128(qW + (kk >> 2) * F3_PANEL_Q + (kk & 3) * 32, 16, 1024);
-            u64 db = desc_sw128(kT + (kk >> 2) * F3_PANEL_K + (kk & 3) * 32, 16, 1024);
-            wgmma_ss_n128(s, da, db, kk > 0);
-        }
-        wg_commit();
+        f3_issue_s(s, qW, kT);
     };
     // softmax turns S (waited for) into tile x's P, in bf16 A fragments.
     auto softmax = [&](int x, u32(&pout)[32]) {
