@@ -38,14 +38,7 @@ func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Pro
 		if !withSearch {
 			break
 		}
-		metric := LogitDiff
-		if method == "acdc" {
-			metric = KL
-		}
-		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := methodPatcher(t, ctx, m, prompts, method)
 		f, err := Find(ctx, p, prompts, FindOptions{Method: method, EdgeScan: method == "patching", Thresholds: DefaultThresholds})
 		if err != nil {
 			t.Fatal(err)

@@ -35,14 +35,7 @@ func TestResultsTable(t *testing.T) {
 	run := func(model, task string, m *probe.Model, prompts []Prompt, truthHeads []Node, truthEdges []Edge, thresholds []float64) {
 		comps, edges := Components(m.Config), Edges(m.Config)
 		for _, method := range []string{"patching", "acdc", "sae"} {
-			metric := LogitDiff
-			if method == "acdc" {
-				metric = KL
-			}
-			p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := methodPatcher(t, ctx, m, prompts, method)
 			opt := FindOptions{Method: method, EdgeScan: truthEdges != nil && method == "patching", Thresholds: thresholds}
 			if method == "sae" {
 				opt.SAE = SAEDefaults()

@@ -514,14 +514,7 @@ func TestMethodsOnPlantedModel(t *testing.T) {
 	truthEdges := []Edge{{EmbedNode(), HeadNode(0, 0)}, {HeadNode(0, 0), HeadNode(1, 2)}, {HeadNode(0, 0), LogitsNode()}, {HeadNode(1, 2), LogitsNode()}}
 	ctx := context.Background()
 	for _, method := range Methods {
-		metric := LogitDiff
-		if method == "acdc" {
-			metric = KL
-		}
-		p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := methodPatcher(t, ctx, m, prompts, method)
 		use := prompts
 		if method == "sae" {
 			// The SAE method's negatives are prompts the model cannot
@@ -544,4 +537,19 @@ func TestMethodsOnPlantedModel(t *testing.T) {
 			t.Errorf("%s ranks the planted heads with AUC %.3f", method, s.NodeAUC)
 		}
 	}
+}
+
+// methodPatcher is the patcher each method is scored with in these tests:
+// ACDC's KL metric for acdc, the logit difference for the others.
+func methodPatcher(t *testing.T, ctx context.Context, m *probe.Model, prompts []Prompt, method string) *Patcher {
+	t.Helper()
+	metric := LogitDiff
+	if method == "acdc" {
+		metric = KL
+	}
+	p, err := NewPatcher(ctx, m, prompts, PatchOptions{Metric: metric})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
