@@ -285,6 +285,7 @@ func (b *Backend) blasStatus(r uint32) string {
 func (b *Backend) teardown() {
 	call(b.d.cuStreamSynchronize, b.stream)
 	b.teardownHostCopies()
+	b.adoptOrphans() // the last copies' staging blocks, so that trimPool frees them too
 	b.trimPool()
 	b.teardownLt()
 	call(b.d.cuDevicePrimaryCtxRelease, uintptr(b.dev))

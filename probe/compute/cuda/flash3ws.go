@@ -107,11 +107,13 @@ func (b *Backend) launchFlash3WS(kernel string, grid [3]int, shmem int, q16, k16
 	}
 	args := []uint64{pArg(q16.ptr()), zp, zh, lp, iArg(s.Tq), iArg(s.Tk), iArg(s.H), iArg(s.Hkv),
 		fArg(scale), iArg(mask.Past), boolArg(mask.Causal), iArg(mask.Window), maskPtr(mk)}
+	// The values go into the backend's own argument block, as b.launch's
+	// do: args may sit on the goroutine's stack, which can move (grow)
+	// before the driver reads through the addresses stored in params.
+	copy(b.argv[:], args)
 	params := make([]uintptr, 2+len(args))
 	params[0], params[1] = uintptr(km.ptr()), uintptr(vm.ptr())
-	for i := range args {
-		params[2+i] = uintptr(unsafe.Pointer(&args[i]))
-	}
+	copy(params[2:], b.argp[:len(args)])
 	if b.prof != nil {
 		defer b.prof.span(b, kernel)()
 	}
@@ -120,6 +122,5 @@ func (b *Backend) launchFlash3WS(kernel string, grid [3]int, shmem int, q16, k16
 	// The launch copies the parameters; until it returns they must live.
 	runtime.KeepAlive(km)
 	runtime.KeepAlive(vm)
-	runtime.KeepAlive(args)
 	b.fail(b.d.check("launch "+kernel, r))
 }
