@@ -9,7 +9,9 @@
 #       root (a checkout of the same commit): joins the GGUF parts found in the DIRs, then runs the cuda
 #       package's tests and the probe's tests on the GPU (LOUPE_TEST_DEVICE=cuda),
 #       the fp32 mode against the committed transformers references. Logs go to
-#       $OUT (or ./gpu-test-logs) as well as stdout.
+#       $OUT (or ./gpu-test-logs) as well as stdout. PROBE_RUN and PROBE_SKIP
+#       narrow the probe's tests (a panic in one ends the whole binary, so a
+#       new GPU test is best run alone first).
 #
 #   scripts/gpu-test.sh bench DIR   on the GPU machine: the speed benchmark
 #       (Loupe and PyTorch on the same random weights of real shapes):
@@ -68,7 +70,7 @@ run)
   export LOUPE_CACHE=${LOUPE_CACHE:-/tmp/loupe-cache}
   status=0
   "$tests/cuda.test" -test.v -test.count=1 -test.timeout="${CUDA_TIMEOUT:-3m}" 2>&1 | tee "$logs/cuda.txt" || status=1
-  (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=f32 "$tests/probe.test" -test.v -test.count=1 -test.timeout="${PROBE_TIMEOUT:-9m}" -test.run="${PROBE_RUN:-.}") 2>&1 | tee "$logs/probe-f32.txt" || status=1
+  (cd probe && LOUPE_TEST_DEVICE=cuda LOUPE_TEST_DTYPE=f32 "$tests/probe.test" -test.v -test.count=1 -test.timeout="${PROBE_TIMEOUT:-9m}" -test.run="${PROBE_RUN:-.}" ${PROBE_SKIP:+-test.skip="$PROBE_SKIP"}) 2>&1 | tee "$logs/probe-f32.txt" || status=1
   # loupe heads classify's scores, GPU against CPU (needs the GGUF).
   if [ -n "${LOUPE_SMOLLM2_GGUF:-}" ] && [ -x "$tests/heads.test" ]; then
     (cd heads && LOUPE_TEST_DEVICE=cuda "$tests/heads.test" -test.v -test.count=1 -test.timeout=8m -test.run=ClassifyGPU) 2>&1 | tee "$logs/heads.txt" || status=1
