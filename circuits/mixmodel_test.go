@@ -53,7 +53,7 @@ func mixResults(t *testing.T, name string, m *probe.Model, prompts, others []Pro
 	}{
 		{"ABC negatives", prompts},
 		{"the paper's negatives", paperIOINegatives(prompts, toyNames(), 1)},
-		{"null negatives (other clean prompts)", NullNegatives(prompts, others)},
+		{"null negatives (other clean prompts)", nullNegatives(t, prompts, others)},
 	} {
 		for _, tr := range []struct {
 			name  string

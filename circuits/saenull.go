@@ -1,6 +1,10 @@
 package circuits
 
-import "github.com/loupe-dev/loupe/probe"
+import (
+	"fmt"
+
+	"github.com/loupe-dev/loupe/probe"
+)
 
 // NullNegatives builds the SAE method's null control: prompts' positives
 // with negatives that are other clean prompts of the same task (others'
@@ -12,13 +16,18 @@ import "github.com/loupe-dev/loupe/probe"
 // circuits/RESULTS.md the SAE method's ranking with its real negatives is
 // no better than this control's (its node score follows how many distinct
 // codes a head has); report the two side by side.
-func NullNegatives(prompts, others []Prompt) []Prompt {
+//
+// others must hold at least one prompt.
+func NullNegatives(prompts, others []Prompt) ([]Prompt, error) {
+	if len(others) == 0 {
+		return nil, fmt.Errorf("circuits: the SAE null control needs other clean prompts of the task for its negatives; got none")
+	}
 	out := make([]Prompt, len(prompts))
 	for i, q := range prompts {
 		q.Corrupt = others[i%len(others)].Clean
 		out[i] = q
 	}
-	return out
+	return out, nil
 }
 
 // CodeDiversity is each head's number of distinct codes over every example

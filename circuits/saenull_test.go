@@ -58,7 +58,7 @@ func TestSAENullControlMixture(t *testing.T) {
 		}
 	}
 	real, _ := saeAUCs(t, m, prompts, mixIOIHeads, 3)
-	null, div := saeAUCs(t, m, NullNegatives(prompts, others), mixIOIHeads, 3)
+	null, div := saeAUCs(t, m, nullNegatives(t, prompts, others), mixIOIHeads, 3)
 	t.Logf("SAE node AUC, ABC negatives %.3f, null negatives %.3f, distinct codes alone %.3f (3 seeds)", mean(real), mean(null), mean(div))
 	if mean(null) < 0.8 || mean(real)-mean(null) > 0.1 {
 		t.Fatalf("SAE node AUC %.3f with ABC negatives, %.3f with null negatives (%v, %v): the null control no longer explains the method's AUC here; update RESULTS.md", mean(real), mean(null), real, null)
@@ -77,7 +77,7 @@ func TestSAENullControl(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		prompts []Prompt
-	}{{"induction negatives", op[:24]}, {"null negatives", NullNegatives(op[:24], op[24:])}} {
+	}{{"induction negatives", op[:24]}, {"null negatives", nullNegatives(t, op[:24], op[24:])}} {
 		aucs, div := saeAUCs(t, om, c.prompts, organismInductionHeads, 10)
 		t.Logf("organism induction, %s: SAE node AUC %.3f ± %.3f, distinct codes alone %.3f ± %.3f (10 seeds)", c.name, mean(aucs), std(aucs), mean(div), std(div))
 	}
@@ -139,17 +139,30 @@ func nullAgreement(t *testing.T, m *probe.Model, task string, prompts, others []
 		return out
 	}
 	realA := mean(prompts, 1, 2, 3)
-	null := mean(NullNegatives(prompts, others), 1, 2, 3)
+	null := mean(nullNegatives(t, prompts, others), 1, 2, 3)
 	realB := mean(prompts, 4, 5, 6)
 	rn, rr := Agree(realA, null, 10), Agree(realA, realB, 10)
 	t.Logf("SmolLM2 %s, %d pairs, SAE scores averaged over 3 seeds: real negatives vs null negatives: top-10 overlap %d, Spearman %.3f; real negatives, seeds 1-3 vs 4-6: top-10 overlap %d, Spearman %.3f; top 10 real %v, null %v",
 		task, len(prompts), rn.Overlap, rn.Spearman, rr.Overlap, rr.Spearman, rn.TopA, rn.TopB)
 }
 
+// nullNegatives is NullNegatives for tests, whose others are never empty.
+func nullNegatives(t testing.TB, prompts, others []Prompt) []Prompt {
+	t.Helper()
+	out, err := NullNegatives(prompts, others)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func TestNullNegativesAndCodeDiversity(t *testing.T) {
 	ps := []Prompt{{Clean: []int{1}, Corrupt: []int{9}}, {Clean: []int{2}, Corrupt: []int{9}}}
 	others := []Prompt{{Clean: []int{3}}}
-	got := NullNegatives(ps, others)
+	if _, err := NullNegatives(ps, nil); err == nil {
+		t.Error("NullNegatives with no other prompts: no error")
+	}
+	got := nullNegatives(t, ps, others)
 	if got[0].Corrupt[0] != 3 || got[1].Corrupt[0] != 3 || got[1].Clean[0] != 2 || ps[0].Corrupt[0] != 9 {
 		t.Fatalf("NullNegatives: %v (input now %v)", got, ps)
 	}

@@ -234,7 +234,11 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	var null *nullControl
 	if others != nil {
-		res, err := circuits.SAECircuit(ctx, m.Model, circuits.NullNegatives(prompts, others), opt.SAE, opt.TrainSAE)
+		nulls, err := circuits.NullNegatives(prompts, others)
+		if err != nil {
+			return fmt.Errorf("sae null control: %w", err)
+		}
+		res, err := circuits.SAECircuit(ctx, m.Model, nulls, opt.SAE, opt.TrainSAE)
 		if err != nil {
 			return fmt.Errorf("sae null control: %w", err)
 		}

@@ -160,6 +160,14 @@ func TestCodebookTopic(t *testing.T) {
 		{"codebook", "topic", dir, "--corpus", cpath, "--pattern", "4[0-"}, // bad regex
 		{"codebook", "topic", tokfsmModel, "--corpus", cpath},              // no tokenizer.json
 		{"codebook", "topic", dir, "--corpus", filepath.Join(dir, "none.jsonl")},
+		{"codebook", "topic", dir, "--corpus", cpath, "--model", "organism"},              // DIR is the model
+		{"codebook", "topic", dir, "--corpus", cpath, "--pattern", ""},                    // matches everything
+		{"codebook", "topic", dir, "--corpus", cpath, "--pattern", "(99)?"},               // matches the empty string
+		{"codebook", "topic", dir, "--corpus", cpath, "--topk", "0"},                      // no codes per head
+		{"codebook", "topic", dir, "--corpus", cpath, "--max-codes", "-1"},                // negative
+		{"codebook", "topic", dir, "--corpus", cpath, "--min-precision", "1"},             // no code can pass
+		{"codebook", "topic", dir, "--corpus", cpath, "--out", filepath.Join(cpath, "x")}, // --out under a file
+		{"codebook", "topic", t.TempDir(), "--corpus", cpath},                             // no model folder
 	} {
 		if code, _, stderr := runCLI(t, bad...); code == 0 || stderr == "" {
 			t.Errorf("%v: exit %d, stderr %q: want an error", bad, code, stderr)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -32,7 +34,7 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		example: "loupe codebook topic story-model --corpus stories.jsonl --pattern dragon --out topics.json",
 		writes:  "the table on stdout; with --out, the codes, fractions and samples as JSON"})
 	var df saeDataFlags
-	df.mf.register(fs) // --device (the model is DIR itself)
+	df.mf.dev.register(fs) // --device and --weight-dtype; the model is DIR itself, so no --model
 	var patterns codeFlags
 	fs.Var(&patterns, "pattern", "topic regular expression, lower case (repeatable; default: the tutorial's seven topics)")
 	corpus := fs.String("corpus", "", "the stories the codes are searched on: plain text (split by blank lines) or JSON lines with a \"text\" field")
@@ -71,10 +73,34 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%w: --pattern %q: %v", errUsage, p, err)
 		}
+		// A pattern that matches nothing at all would count every sample
+		// as on topic (and find its codes everywhere).
+		if re.MatchString("") {
+			return fmt.Errorf("%w: --pattern %q matches the empty string, so every sample would mention the topic", errUsage, p)
+		}
 		res = append(res, re)
 	}
-	if *samples < 1 || *maxTokens < 1 || *stories < 1 {
-		return fmt.Errorf("%w: --samples, --max-tokens and --stories must be positive", errUsage)
+	if *samples < 1 || *maxTokens < 1 || *stories < 1 || *topk < 1 {
+		return fmt.Errorf("%w: --samples, --max-tokens, --stories and --topk must be positive", errUsage)
+	}
+	if *maxCodes < 0 {
+		return fmt.Errorf("%w: --max-codes %d: want 0 (all) or more", errUsage, *maxCodes)
+	}
+	if *minPrec < 0 || *minPrec >= 1 {
+		return fmt.Errorf("%w: --min-precision %g: want a fraction in [0, 1)", errUsage, *minPrec)
+	}
+	if *temperature < 0 {
+		return fmt.Errorf("%w: --temperature %g: want 0 (greedy) or more", errUsage, *temperature)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		return fmt.Errorf("%s: codebook topic needs a model folder fine-tuned with its codebooks (config.json, the codebooks and a tokenizer.json; train_text.py writes one): %w", dir, err)
+	}
+	// The search and the sampling take minutes: find out now, not after
+	// them, that the report has nowhere to go.
+	if *out != "" {
+		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
 	}
 	s, err := openCodebookSubject(dir, &df, false)
 	if err != nil {

@@ -35,7 +35,7 @@ import (
 // The prefixes are drawn by Loupe's generator, not NumPy's, so with prefix
 // > 0 the walks differ from the reference's (same distribution); prefix 0
 // is deterministic and checked against a PyTorch transcription
-// (testdata/ref_steer_reference.py).
+// (testdata/make_steer_ref.py, which wrote testdata/steer_ref.json).
 
 // Patching is one of the tutorial's groups of codebooks.
 type Patching struct {
@@ -124,6 +124,9 @@ func refInputs(f *tokfsm.FSM, prefix int, seed uint64) [][]int {
 func SteerReference(ctx context.Context, m *Model, f *tokfsm.FSM, patchings []Patching, prefix int, seed uint64, targets []int) (*RefSteerReport, error) {
 	if f.Digits != 2 {
 		return nil, fmt.Errorf("steer reference: the tutorial's inputs are two-digit states; this machine writes %d digits", f.Digits)
+	}
+	if prefix < 0 {
+		return nil, fmt.Errorf("steer reference: prefix %d: want 0 or more states", prefix)
 	}
 	for _, p := range patchings {
 		for _, s := range p.Sites {

@@ -73,4 +73,7 @@ func TestSteerReferenceBadInput(t *testing.T) {
 	if _, err := SteerReference(ctx, m, f, TutorialPatchings(m.Set), 0, 1, []int{100}); err == nil {
 		t.Error("target state 100 of 100: no error")
 	}
+	if _, err := SteerReference(ctx, m, f, TutorialPatchings(m.Set), -1, 1, []int{0}); err == nil {
+		t.Error("prefix -1: no error")
+	}
 }
