@@ -10,8 +10,10 @@ package compute
 // weights are row views of the concatenated one, for every other path.
 type FusedProjector interface {
 	// RowsView is rows [lo, hi) of a 2-D weight [R, C], sharing its
-	// memory (row-major, so the rows are one contiguous block). For
-	// weights, which nothing changes in place.
+	// memory (row-major, so the rows are one contiguous block) where the
+	// backend can address it there, or else a copy (the GPU's products
+	// want 256-byte-aligned operands). For weights, which nothing changes
+	// in place, so the two cannot be told apart.
 	RowsView(w Tensor, lo, hi int) Tensor
 	// LinearQKVRotary computes x·wᵀ for w = [Wq; Wk; Wv]
 	// [(H+2·Hkv)·dh, D] and returns q [N, H·dh], k and v [N, Hkv·dh], q and
