@@ -33,6 +33,7 @@ func TestDefaultModelIsOrganism(t *testing.T) {
 		{[]string{"trace", "--prompts", prompts, "--out", filepath.Join(tmp, "t.arrow"), "--quiet"}, "traced 1 prompts"},
 		{[]string{"flow", "--prompt", "The day after Monday is", "--out", filepath.Join(tmp, "f.arrow")}, "wrote "},
 		{[]string{"heads", "classify", "--scores", "previous_token", "--quiet"}, "previous_token"},
+		{[]string{"heads", "classify", "--quiet"}, "temporal"}, // --scores all: every score the organism's suite feeds
 		{[]string{"heads", "ablate", "--heads", "1.1", "--task", "induction", "--seeds", "1", "--quiet"}, "task induction on loupe-organism"},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
