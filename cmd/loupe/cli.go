@@ -19,6 +19,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -182,6 +184,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// makeOutDir makes the folder of the output file that flag names, before
+// any work: a missing folder then neither fails the command at its end
+// nor differs between commands.
+func makeOutDir(flag, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("--%s %s: %w", flag, path, err)
 	}
 	return nil
 }

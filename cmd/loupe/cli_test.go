@@ -147,3 +147,26 @@ func TestJSONOutput(t *testing.T) {
 		t.Errorf("generate --json: stop %q after %d of 5 tokens", g.Stop, len(g.IDs))
 	}
 }
+
+// TestOutFolderMade: every command that writes --out makes its folder
+// first, as trace and flow do, rather than failing at the end of the work.
+func TestOutFolderMade(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	tmp := t.TempDir()
+	heads := filepath.Join(tmp, "a", "heads.arrow")
+	for _, tc := range []struct {
+		args []string
+		file string
+	}{
+		{[]string{"heads", "classify", "--scores", "previous_token", "--quiet", "--out", heads}, heads},
+		{[]string{"heads", "ablate", "--heads", "1.1", "--task", "induction", "--seeds", "1", "--quiet", "--out", filepath.Join(tmp, "b", "abl.arrow")}, filepath.Join(tmp, "b", "abl.arrow")},
+		{[]string{"circuits", "task", "induction", "--n", "4", "--out", filepath.Join(tmp, "c", "task.jsonl")}, filepath.Join(tmp, "c", "task.jsonl")},
+		{[]string{"codebook", "codes", "../../organism/tokfsm/model", "--prompts", "4", "--out", filepath.Join(tmp, "d", "codes.arrow")}, filepath.Join(tmp, "d", "codes.arrow")},
+		{[]string{"export", heads, "--to", "csv", "--out", filepath.Join(tmp, "e", "heads.csv")}, filepath.Join(tmp, "e", "heads.csv")},
+	} {
+		code, _, errOut := runCLI(t, tc.args...)
+		if _, err := os.Stat(tc.file); code != 0 || err != nil {
+			t.Errorf("loupe %s: exit %d, stderr %q, %v; want exit 0 and the file", strings.Join(tc.args, " "), code, errOut, err)
+		}
+	}
+}

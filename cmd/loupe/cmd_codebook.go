@@ -297,6 +297,12 @@ func cmdCodebookCodes(ctx context.Context, env *cliEnv, args []string) error {
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
 	}
+	if !strings.HasSuffix(*out, ".arrow") {
+		return fmt.Errorf("%w: --out %q: the file name must end in .arrow", errUsage, *out)
+	}
+	if err := makeOutDir("out", *out); err != nil {
+		return err
+	}
 	s, err := openCodebookSubject(dir, &df, true)
 	if err != nil {
 		return err

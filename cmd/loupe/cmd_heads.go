@@ -201,6 +201,11 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 	if *out != "" && !strings.HasSuffix(*out, ".arrow") {
 		return fmt.Errorf("%w: --out %q: the file name must end in .arrow (use --jsonl for JSON lines)", errUsage, *out)
 	}
+	if *out != "" {
+		if err := makeOutDir("out", *out); err != nil {
+			return err
+		}
+	}
 	m, suite, _, err := loadSuite(&mf, &sf)
 	if err != nil {
 		return err
@@ -321,6 +326,11 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *out != "" && !strings.HasSuffix(*out, ".arrow") {
 		return fmt.Errorf("%w: --out %q: the file name must end in .arrow", errUsage, *out)
+	}
+	if *out != "" {
+		if err := makeOutDir("out", *out); err != nil {
+			return err
+		}
 	}
 	m, suite, pre, err := loadSuite(&mf, &sf)
 	if err != nil {

@@ -44,6 +44,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--max-tokens", "0"}, 2, "--max-tokens must be positive"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--top-p", "2"}, 2, "--top-p"},
 		{[]string{"inspect", "--model", "/no/such/dir"}, 1, "/no/such/dir"},
+		{[]string{"codebook", "codes", "/no/such/dir", "--out", "codes.parquet"}, 2, `--out "codes.parquet": the file name must end in .arrow`},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
