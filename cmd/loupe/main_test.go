@@ -44,6 +44,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--max-tokens", "0"}, 2, "--max-tokens must be positive"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--top-p", "2"}, 2, "--top-p"},
 		{[]string{"inspect", "--model", "/no/such/dir"}, 1, "/no/such/dir"},
+		{[]string{"generate", "--model", "x", "--prompt", "hi", "--temperature", "NaN"}, 2, "--temperature must be a finite number"},
+		{[]string{"generate", "--model", "x", "--prompt", "hi", "--temperature", "+Inf"}, 2, "--temperature must be a finite number"},
+		{[]string{"generate", "--model", "x", "--prompt", "hi", "--top-p", "NaN"}, 2, "--top-p must be in [0, 1]"},
+		{[]string{"flow", "--model", "x", "--prompt", "hi", "--top", "0"}, 2, "--top must be positive"},
+		{[]string{"trace", "--model", "x", "--prompts", "p.txt", "--full-max", "-5"}, 2, "--full-max must not be negative"},
+		{[]string{"sae", "features", "/no/such/sae", "--out", "f.arrow", "--tokens", "0"}, 2, "--tokens must be positive"},
+		{[]string{"sae", "features", "/no/such/sae", "--out", "f.arrow", "--top", "-1"}, 2, "--top must be positive"},
+		{[]string{"sae", "features", "/no/such/sae", "--out", "f.arrow", "--window", "0"}, 2, "--window must be positive"},
 		{[]string{"codebook", "codes", "/no/such/dir", "--out", "codes.parquet"}, 2, `--out "codes.parquet": the file name must end in .arrow`},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
