@@ -48,7 +48,8 @@ func TestDefaultModelIsOrganism(t *testing.T) {
 var subcommands = map[string][]string{"heads": {"classify", "ablate"}, "sae": {"train", "eval", "features"}, "circuits": {"find", "task", "compare"}, "codebook": {"train", "eval", "codes", "steer"}}
 
 // TestHelpHasExample asks every command for -h: each gives its usage line,
-// an example and what it writes.
+// an example and what it writes, on stdout (help asked for is output, as
+// `loupe help` is) and nothing on stderr.
 func TestHelpHasExample(t *testing.T) {
 	var names [][]string
 	for _, c := range commands() {
@@ -61,10 +62,9 @@ func TestHelpHasExample(t *testing.T) {
 		names = append(names, []string{c.name})
 	}
 	for _, n := range names {
-		code, out, errOut := runCLI(t, append(n, "-h")...)
-		text := out + errOut
-		if code != 0 {
-			t.Errorf("loupe %s -h: exit %d", strings.Join(n, " "), code)
+		code, text, errOut := runCLI(t, append(n, "-h")...)
+		if code != 0 || errOut != "" {
+			t.Errorf("loupe %s -h: exit %d, stderr %q; want 0 and nothing", strings.Join(n, " "), code, errOut)
 		}
 		for _, want := range []string{"usage: loupe " + strings.Join(n, " "), "Example:\n  loupe " + n[0], "Writes: ", "Flags:"} {
 			if !strings.Contains(text, want) {

@@ -366,6 +366,8 @@ type codeFlags []string
 func (c *codeFlags) String() string     { return strings.Join(*c, ",") }
 func (c *codeFlags) Set(v string) error { *c = append(*c, v); return nil }
 
+func (codeFlags) repeatable() {}
+
 func parseCodeFlag(v string, set *codebook.Set) (codebook.Intervention, error) {
 	spec, pos, hasPos := strings.Cut(v, "@")
 	i := strings.LastIndexByte(spec, ':')

@@ -272,6 +272,8 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ", ") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
+func (stringsFlag) repeatable() {}
+
 // loadForSAE opens an SAE folder and the model and corpus it reads, and
 // checks the SAE's width against its hook.
 func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--model", "", "--prompt", "hi"}, 2, "--model is empty"},
 		{[]string{"run"}, 2, "--prompt is empty"},
 		{[]string{"run", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"run", "--prompt", "a", "--top", "3", "--top=4"}, 2, "--top is given more than once"},
+		{[]string{"run", "--prompt", "a", "--prompt", "b"}, 2, "--prompt is given more than once"},
+		{[]string{"generate", "--json", "--prompt", "a", "--json=false"}, 2, "--json is given more than once"},
+		{[]string{"tui", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"run", "--model", "/no/such/model", "--prompt", "hi"}, 1, "/no/such/model"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--max-tokens", "0"}, 2, "--max-tokens must be positive"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--top-p", "2"}, 2, "--top-p"},
@@ -58,6 +63,24 @@ func TestUsageErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("loupe %v: exit %d, output %q%q; want exit %d and %q", tc.args, code, out, errOut, tc.code, tc.want)
 		}
+	}
+}
+
+// TestFlagErrorOneLine: a mistyped flag is one line on stderr that names
+// it and points at -h, not the message and then the whole flag list; a
+// repeatable flag may be given twice.
+func TestFlagErrorOneLine(t *testing.T) {
+	code, out, errOut := runCLI(t, "run", "--prompt", "hi", "--bogus")
+	if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "-bogus") || !strings.Contains(errOut, "`loupe run -h`") {
+		t.Errorf("loupe run --bogus: exit %d, stdout %q, stderr %q; want 2 and one line naming -bogus and loupe run -h", code, out, errOut)
+	}
+	fs := newFlags(&cliEnv{stdout: io.Discard, stderr: io.Discard}, usage{name: "x"})
+	var prompts stringsFlag
+	fs.Var(&prompts, "prompt", "")
+	fs.Bool("b", false, "")
+	fs.Int("n", 0, "")
+	if err := parseFlags(fs, []string{"--prompt", "a", "-b", "--n", "-1", "--prompt=b"}); err != nil || len(prompts) != 2 {
+		t.Errorf("repeatable --prompt: %v, %q", err, prompts)
 	}
 }
 
