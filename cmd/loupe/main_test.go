@@ -107,3 +107,24 @@ func TestRunSmolLM2(t *testing.T) {
 		t.Fatalf("inspect: exit %d\n%s", code, out)
 	}
 }
+
+// TestInterrupted: a command stopped by Ctrl-C (its context cancelled)
+// says it was interrupted, exits 130 as a shell does for SIGINT, and
+// leaves no trace file.
+func TestInterrupted(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	tmp := t.TempDir()
+	prompts := filepath.Join(tmp, "p.txt")
+	os.WriteFile(prompts, []byte("The day after Monday is\n"), 0o644)
+	out := filepath.Join(tmp, "t.arrow")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stdout, stderr bytes.Buffer
+	code := runMain(ctx, []string{"trace", "--prompts", prompts, "--out", out, "--quiet"}, &cliEnv{stdout: &stdout, stderr: &stderr})
+	if code != 130 || !strings.Contains(stderr.String(), "loupe trace: interrupted") {
+		t.Errorf("exit %d, stderr %q; want 130 and loupe trace: interrupted", code, stderr.String())
+	}
+	if files, _ := os.ReadDir(tmp); len(files) != 1 {
+		t.Errorf("the folder holds %d files, want only the prompts", len(files))
+	}
+}
