@@ -117,12 +117,14 @@ type usage struct {
 // newFlags makes a FlagSet that reports errors instead of exiting and whose
 // -h gives the usage line, the summary, an example and what it writes, on
 // stdout (as `loupe help` does: help asked for is output, and pipes into a
-// pager).
+// pager). The FlagSet's output is stderr, for notes (deviceFlags').
 func newFlags(env *cliEnv, u usage) *flag.FlagSet {
 	fs := flag.NewFlagSet("loupe "+u.name, flag.ContinueOnError)
-	fs.SetOutput(env.stdout)
+	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
-		w := fs.Output()
+		w := env.stdout
+		defer fs.SetOutput(fs.Output())
+		fs.SetOutput(w) // for PrintDefaults
 		line := "loupe " + u.name + " [flags]"
 		if u.args != "" {
 			line = "loupe " + u.name + " " + u.args + " [flags]"
@@ -190,15 +192,17 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 // parseFlagsAndArgs is parseFlags for a command that takes positional
 // arguments after its flags (fs.Args()). A flag error comes back as one
 // usage error, which runMain prints as one line, not with the whole flag
-// list after it; -h prints the help once, on the FlagSet's output. A flag
-// given twice is an error unless its value collects every use (--prompt
-// of sae features): flag's own rule, the last one wins, would silently
-// drop the first.
+// list after it; -h prints the help once. A flag given twice, unless its
+// value collects every use (--prompt of sae features), gets a note on
+// stderr: flag's rule, the last one wins, would otherwise drop the first
+// without a word (scripts that override a default rely on that rule).
 func parseFlagsAndArgs(fs *flag.FlagSet, args []string) error {
-	out := fs.Output()
+	out, usage := fs.Output(), fs.Usage
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	err := fs.Parse(args)
 	fs.SetOutput(out)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		fs.Usage()
 		return err
@@ -207,7 +211,7 @@ func parseFlagsAndArgs(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: %v (`%s -h` lists the flags)", errUsage, err, fs.Name())
 	}
 	if name := repeatedFlag(fs, args[:len(args)-fs.NArg()]); name != "" {
-		return fmt.Errorf("%w: --%s is given more than once; give it once", errUsage, name)
+		fmt.Fprintf(out, "%s: note: --%s is given more than once; the last one, %s, is used\n", fs.Name(), name, fs.Lookup(name).Value)
 	}
 	return nil
 }

@@ -41,9 +41,6 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--model", "", "--prompt", "hi"}, 2, "--model is empty"},
 		{[]string{"run"}, 2, "--prompt is empty"},
 		{[]string{"run", "--bogus"}, 2, "flag provided but not defined"},
-		{[]string{"run", "--prompt", "a", "--top", "3", "--top=4"}, 2, "--top is given more than once"},
-		{[]string{"run", "--prompt", "a", "--prompt", "b"}, 2, "--prompt is given more than once"},
-		{[]string{"generate", "--json", "--prompt", "a", "--json=false"}, 2, "--json is given more than once"},
 		{[]string{"tui", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"run", "--model", "/no/such/model", "--prompt", "hi"}, 1, "/no/such/model"},
 		{[]string{"generate", "--model", "x", "--prompt", "hi", "--max-tokens", "0"}, 2, "--max-tokens must be positive"},
@@ -68,8 +65,22 @@ func TestUsageErrors(t *testing.T) {
 
 // TestFlagErrorOneLine: a mistyped flag is one line on stderr that names
 // it and points at -h, not the message and then the whole flag list; a
-// repeatable flag may be given twice.
+// flag given twice gets a note saying which value is used, unless it is
+// repeatable.
 func TestFlagErrorOneLine(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		note string
+	}{
+		{[]string{"run", "--prompt", "a", "--top", "3", "--top=4"}, "loupe run: note: --top is given more than once; the last one, 4, is used"},
+		{[]string{"run", "--prompt", "a", "--prompt", "The day after Monday is", "--top", "2"}, "note: --prompt is given more than once; the last one, The day after Monday is, is used"},
+		{[]string{"generate", "--json", "--prompt", "a", "--max-tokens", "1", "--json=false"}, "note: --json is given more than once; the last one, false, is used"},
+	} {
+		if code, _, errOut := runCLI(t, tc.args...); code != 0 || !strings.Contains(errOut, tc.note) {
+			t.Errorf("loupe %v: exit %d, stderr %q; want 0 and %q", tc.args, code, errOut, tc.note)
+		}
+	}
 	code, out, errOut := runCLI(t, "run", "--prompt", "hi", "--bogus")
 	if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "-bogus") || !strings.Contains(errOut, "`loupe run -h`") {
 		t.Errorf("loupe run --bogus: exit %d, stdout %q, stderr %q; want 2 and one line naming -bogus and loupe run -h", code, out, errOut)
@@ -79,8 +90,10 @@ func TestFlagErrorOneLine(t *testing.T) {
 	fs.Var(&prompts, "prompt", "")
 	fs.Bool("b", false, "")
 	fs.Int("n", 0, "")
-	if err := parseFlags(fs, []string{"--prompt", "a", "-b", "--n", "-1", "--prompt=b"}); err != nil || len(prompts) != 2 {
-		t.Errorf("repeatable --prompt: %v, %q", err, prompts)
+	var notes strings.Builder
+	fs.SetOutput(&notes)
+	if err := parseFlags(fs, []string{"--prompt", "a", "-b", "--n", "-1", "--prompt=b"}); err != nil || len(prompts) != 2 || notes.Len() != 0 {
+		t.Errorf("repeatable --prompt: %v, %q, notes %q", err, prompts, notes.String())
 	}
 }
 
