@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"errors"
 	"io"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -27,7 +28,9 @@ func Run(paths []string, in io.Reader, out io.Writer) error {
 		opts = append(opts, tea.WithOutput(out))
 	}
 	if _, err := tea.NewProgram(m, opts...).Run(); err != nil {
-		return err
+		// Without a terminal the error screen never shows: say why the
+		// files did not open as well as why the screen did not.
+		return errors.Join(openErr, err)
 	}
 	return openErr
 }

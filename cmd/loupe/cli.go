@@ -19,6 +19,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,12 +115,16 @@ type usage struct {
 }
 
 // newFlags makes a FlagSet that reports errors instead of exiting and whose
-// -h gives the usage line, the summary, an example and what it writes.
+// -h gives the usage line, the summary, an example and what it writes, on
+// stdout (as `loupe help` does: help asked for is output, and pipes into a
+// pager). The FlagSet's output is stderr, for notes (deviceFlags').
 func newFlags(env *cliEnv, u usage) *flag.FlagSet {
 	fs := flag.NewFlagSet("loupe "+u.name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
-		w := fs.Output()
+		w := env.stdout
+		defer fs.SetOutput(fs.Output())
+		fs.SetOutput(w) // for PrintDefaults
 		line := "loupe " + u.name + " [flags]"
 		if u.args != "" {
 			line = "loupe " + u.name + " " + u.args + " [flags]"
@@ -174,14 +180,76 @@ func leadingArg(fs *flag.FlagSet, args []string, line string) (string, []string,
 
 // parseFlags parses args and turns a flag error into a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlagsAndArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// parseFlagsAndArgs is parseFlags for a command that takes positional
+// arguments after its flags (fs.Args()). A flag error comes back as one
+// usage error, which runMain prints as one line, not with the whole flag
+// list after it; -h prints the help once. A flag given twice, unless its
+// value collects every use (--prompt of sae features), gets a note on
+// stderr: flag's rule, the last one wins, would otherwise drop the first
+// without a word (scripts that override a default rely on that rule).
+func parseFlagsAndArgs(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v (`%s -h` lists the flags)", errUsage, err, fs.Name())
+	}
+	if name := repeatedFlag(fs, args[:len(args)-fs.NArg()]); name != "" {
+		fmt.Fprintf(out, "%s: note: --%s is given more than once; the last one, %s, is used\n", fs.Name(), name, fs.Lookup(name).Value)
+	}
+	return nil
+}
+
+// repeatable marks a flag.Value that collects every use of its flag.
+type repeatable interface{ repeatable() }
+
+// repeatedFlag names the first flag that args (the flags fs parsed) give
+// twice, leaving out repeatable ones; "" if none.
+func repeatedFlag(fs *flag.FlagSet, args []string) string {
+	seen := map[string]bool{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) {
+			i++ // the value is the next argument
+		}
+		if _, ok := f.Value.(repeatable); !ok && seen[name] {
+			return name
+		}
+		seen[name] = true
+	}
+	return ""
+}
+
+// makeOutDir makes the folder of the output file that flag names, before
+// any work: a missing folder then neither fails the command at its end
+// nor differs between commands.
+func makeOutDir(flag, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("--%s %s: %w", flag, path, err)
 	}
 	return nil
 }

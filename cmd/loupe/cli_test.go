@@ -33,6 +33,7 @@ func TestDefaultModelIsOrganism(t *testing.T) {
 		{[]string{"trace", "--prompts", prompts, "--out", filepath.Join(tmp, "t.arrow"), "--quiet"}, "traced 1 prompts"},
 		{[]string{"flow", "--prompt", "The day after Monday is", "--out", filepath.Join(tmp, "f.arrow")}, "wrote "},
 		{[]string{"heads", "classify", "--scores", "previous_token", "--quiet"}, "previous_token"},
+		{[]string{"heads", "classify", "--quiet"}, "temporal"}, // --scores all: every score the organism's suite feeds
 		{[]string{"heads", "ablate", "--heads", "1.1", "--task", "induction", "--seeds", "1", "--quiet"}, "task induction on loupe-organism"},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
@@ -47,7 +48,8 @@ func TestDefaultModelIsOrganism(t *testing.T) {
 var subcommands = map[string][]string{"heads": {"classify", "ablate"}, "sae": {"train", "eval", "features"}, "circuits": {"find", "task", "compare"}, "codebook": {"train", "eval", "codes", "steer"}}
 
 // TestHelpHasExample asks every command for -h: each gives its usage line,
-// an example and what it writes.
+// an example and what it writes, on stdout (help asked for is output, as
+// `loupe help` is) and nothing on stderr.
 func TestHelpHasExample(t *testing.T) {
 	var names [][]string
 	for _, c := range commands() {
@@ -60,10 +62,9 @@ func TestHelpHasExample(t *testing.T) {
 		names = append(names, []string{c.name})
 	}
 	for _, n := range names {
-		code, out, errOut := runCLI(t, append(n, "-h")...)
-		text := out + errOut
-		if code != 0 {
-			t.Errorf("loupe %s -h: exit %d", strings.Join(n, " "), code)
+		code, text, errOut := runCLI(t, append(n, "-h")...)
+		if code != 0 || errOut != "" {
+			t.Errorf("loupe %s -h: exit %d, stderr %q; want 0 and nothing", strings.Join(n, " "), code, errOut)
 		}
 		for _, want := range []string{"usage: loupe " + strings.Join(n, " "), "Example:\n  loupe " + n[0], "Writes: ", "Flags:"} {
 			if !strings.Contains(text, want) {
@@ -144,5 +145,28 @@ func TestJSONOutput(t *testing.T) {
 	}
 	if (g.Stop == "max_tokens") != (len(g.IDs) == 5) {
 		t.Errorf("generate --json: stop %q after %d of 5 tokens", g.Stop, len(g.IDs))
+	}
+}
+
+// TestOutFolderMade: every command that writes --out makes its folder
+// first, as trace and flow do, rather than failing at the end of the work.
+func TestOutFolderMade(t *testing.T) {
+	t.Setenv("LOUPE_CACHE", t.TempDir())
+	tmp := t.TempDir()
+	heads := filepath.Join(tmp, "a", "heads.arrow")
+	for _, tc := range []struct {
+		args []string
+		file string
+	}{
+		{[]string{"heads", "classify", "--scores", "previous_token", "--quiet", "--out", heads}, heads},
+		{[]string{"heads", "ablate", "--heads", "1.1", "--task", "induction", "--seeds", "1", "--quiet", "--out", filepath.Join(tmp, "b", "abl.arrow")}, filepath.Join(tmp, "b", "abl.arrow")},
+		{[]string{"circuits", "task", "induction", "--n", "4", "--out", filepath.Join(tmp, "c", "task.jsonl")}, filepath.Join(tmp, "c", "task.jsonl")},
+		{[]string{"codebook", "codes", "../../organism/tokfsm/model", "--prompts", "4", "--out", filepath.Join(tmp, "d", "codes.arrow")}, filepath.Join(tmp, "d", "codes.arrow")},
+		{[]string{"export", heads, "--to", "csv", "--out", filepath.Join(tmp, "e", "heads.csv")}, filepath.Join(tmp, "e", "heads.csv")},
+	} {
+		code, _, errOut := runCLI(t, tc.args...)
+		if _, err := os.Stat(tc.file); code != 0 || err != nil {
+			t.Errorf("loupe %s: exit %d, stderr %q, %v; want exit 0 and the file", strings.Join(tc.args, " "), code, errOut, err)
+		}
 	}
 }

@@ -476,6 +476,9 @@ func cmdCircuitsTask(ctx context.Context, env *cliEnv, args []string) error {
 	if *n <= 0 {
 		return fmt.Errorf("%w: --n must be positive", errUsage)
 	}
+	if err := makeOutDir("out", *out); err != nil {
+		return err
+	}
 	m, _, err := loadCircuitModel(*model, nil)
 	if err != nil {
 		return err

@@ -297,6 +297,12 @@ func cmdCodebookCodes(ctx context.Context, env *cliEnv, args []string) error {
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)
 	}
+	if !strings.HasSuffix(*out, ".arrow") {
+		return fmt.Errorf("%w: --out %q: the file name must end in .arrow", errUsage, *out)
+	}
+	if err := makeOutDir("out", *out); err != nil {
+		return err
+	}
 	s, err := openCodebookSubject(dir, &df, true)
 	if err != nil {
 		return err
@@ -359,6 +365,8 @@ type codeFlags []string
 
 func (c *codeFlags) String() string     { return strings.Join(*c, ",") }
 func (c *codeFlags) Set(v string) error { *c = append(*c, v); return nil }
+
+func (codeFlags) repeatable() {}
 
 func parseCodeFlag(v string, set *codebook.Set) (codebook.Intervention, error) {
 	spec, pos, hasPos := strings.Cut(v, "@")

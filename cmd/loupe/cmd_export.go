@@ -31,6 +31,11 @@ func cmdExport(ctx context.Context, env *cliEnv, args []string) error {
 	if *out != "" && !strings.HasSuffix(*out, "."+*to) {
 		return fmt.Errorf("%w: --out must end in .%s", errUsage, *to)
 	}
+	if *out != "" {
+		if err := makeOutDir("out", *out); err != nil {
+			return err
+		}
+	}
 	files, err := store.Export(ctx, path, *out, format)
 	for _, f := range files {
 		fmt.Fprintln(env.stdout, f)

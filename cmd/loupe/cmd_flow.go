@@ -43,6 +43,9 @@ func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
 	if *method != "rollout" && *method != "flow" {
 		return fmt.Errorf("%w: --method %q: want rollout or flow", errUsage, *method)
 	}
+	if *top <= 0 {
+		return fmt.Errorf("%w: --top must be positive, got %d", errUsage, *top)
+	}
 	m, ids, err := mf.load()
 	if err != nil {
 		return err

@@ -176,7 +176,7 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 		writes:  "a table of scores on stdout; --out writes every score to an Arrow file (table head_scores); --jsonl writes them as JSON lines on stdout (the table then goes to stderr)"})
 	var mf modelFlag
 	mf.register(fs)
-	scoresFlag := fs.String("scores", "all", "scores to compute: all, or a comma-separated list of "+strings.Join(heads.AllScores, ", "))
+	scoresFlag := fs.String("scores", "all", "scores to compute: all (on the organism: all but "+heads.ScoreLookback+"), or a comma-separated list of "+strings.Join(heads.AllScores, ", "))
 	out := fs.String("out", "", "write every score to this Arrow file (table head_scores), e.g. heads.arrow")
 	jsonl := fs.Bool("jsonl", false, "write every score as JSON lines to stdout")
 	quiet := registerQuiet(fs)
@@ -190,8 +190,21 @@ func cmdHeadsClassify(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: --scores: %v", errUsage, err)
 	}
+	if mf.isOrganism() {
+		// The organism's suite feeds every score but the lookback ratio.
+		if s := strings.TrimSpace(*scoresFlag); s == "" || s == "all" {
+			names = organism.SuiteScores
+		} else if slices.Contains(names, heads.ScoreLookback) {
+			return fmt.Errorf("%w: --scores %s: the organism's task suite has no lookback prompts (score it on another --model)", errUsage, heads.ScoreLookback)
+		}
+	}
 	if *out != "" && !strings.HasSuffix(*out, ".arrow") {
 		return fmt.Errorf("%w: --out %q: the file name must end in .arrow (use --jsonl for JSON lines)", errUsage, *out)
+	}
+	if *out != "" {
+		if err := makeOutDir("out", *out); err != nil {
+			return err
+		}
 	}
 	m, suite, _, err := loadSuite(&mf, &sf)
 	if err != nil {
@@ -313,6 +326,11 @@ func cmdHeadsAblate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *out != "" && !strings.HasSuffix(*out, ".arrow") {
 		return fmt.Errorf("%w: --out %q: the file name must end in .arrow", errUsage, *out)
+	}
+	if *out != "" {
+		if err := makeOutDir("out", *out); err != nil {
+			return err
+		}
 	}
 	m, suite, pre, err := loadSuite(&mf, &sf)
 	if err != nil {

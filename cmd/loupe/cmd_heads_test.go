@@ -18,6 +18,7 @@ func TestHeadsUsageErrors(t *testing.T) {
 		{[]string{"heads"}, "loupe heads classify"},
 		{[]string{"heads", "frob"}, `unknown heads command "frob"`},
 		{[]string{"heads", "classify", "--scores", "bogus"}, `unknown score "bogus"`},
+		{[]string{"heads", "classify", "--scores", "induction,lookback_ratio"}, "no lookback prompts"},
 		{[]string{"heads", "classify", "--model", "x", "--out", "x.parquet"}, "must end in .arrow"},
 		{[]string{"heads", "classify", "--model", "x", "--niah-depths", "2"}, "not a fraction"},
 		{[]string{"heads", "ablate", "--model", "x"}, "--heads is required"},

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -28,6 +30,28 @@ type lsSummary struct {
 	// Leftovers are temporary files of writers that died mid-write, in the
 	// trace's folder.
 	Leftovers []store.Temp `json:"leftovers,omitempty"`
+	// Unreadable holds, per table, why its file does not open (truncated,
+	// from another write, fewer batches than the index says).
+	Unreadable map[string]string `json:"unreadable,omitempty"`
+}
+
+// unreadableTables opens every table's file (footer and schema only) and
+// says why each that fails does: the index alone would list a truncated
+// sibling as whole.
+func unreadableTables(tr *store.Trace) map[string]string {
+	bad := map[string]string{}
+	for _, in := range tr.Tables() {
+		if _, err := tr.Table(in.Name); err != nil {
+			bad[in.Name] = strings.TrimPrefix(err.Error(), "store: ")
+		}
+	}
+	return bad
+}
+
+// errUnreadable is what ls returns, after its listing, when tables or
+// traces it lists cannot be read.
+func errUnreadable(n int, what string) error {
+	return fmt.Errorf("%d of the %s listed cannot be read (see above)", n, what)
 }
 
 func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
@@ -75,7 +99,7 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 	defer tr.Close()
 	s := lsSummary{Path: path, Schema: strconv.Itoa(tr.SchemaVersion()), TraceID: tr.TraceID(), MainTable: tr.MainTable(),
 		Run: tr.Run(), Prompts: tr.Prompts(), Layers: tr.Layers(), Hooks: tr.Hooks(), Tables: tr.Tables(), Bytes: map[string]int64{},
-		Leftovers: leftovers}
+		Leftovers: leftovers, Unreadable: unreadableTables(tr)}
 	for _, in := range s.Tables {
 		p := store.SiblingPath(path, in.Name)
 		if in.Name == s.MainTable {
@@ -88,7 +112,13 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+		if len(s.Unreadable) > 0 {
+			return errUnreadable(len(s.Unreadable), "tables")
+		}
+		return nil
 	}
 	w := env.stdout
 	r := s.Run
@@ -115,6 +145,9 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 		if in.Name == s.MainTable {
 			file = filepath.Base(path) + " (main)"
 		}
+		if _, bad := s.Unreadable[in.Name]; bad {
+			file += " (cannot read)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", in.Name, in.Kind, in.Rows, in.Batches, shape, orDash(string(in.DType)),
 			in.Compression, humanBytes(s.Bytes[in.Name]), file)
 	}
@@ -129,6 +162,13 @@ func cmdLs(ctx context.Context, env *cliEnv, args []string) error {
 		tw.Flush()
 	}
 	printLeftovers(env, leftovers)
+	if len(s.Unreadable) > 0 {
+		fmt.Fprintln(w)
+		for _, name := range slices.Sorted(maps.Keys(s.Unreadable)) {
+			fmt.Fprintf(w, "cannot read   %s: %s\n", name, s.Unreadable[name])
+		}
+		return errUnreadable(len(s.Unreadable), "tables")
+	}
 	return nil
 }
 
@@ -221,13 +261,20 @@ func lsDir(env *cliEnv, dir string, asJSON, clean bool) error {
 			}
 		}
 		e.Tables = len(tr.Tables())
+		for name, why := range unreadableTables(tr) {
+			e.Error = name + ": " + why
+			break
+		}
 		tr.Close()
 		traces = append(traces, e)
 	}
 	if asJSON {
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"dir": dir, "traces": traces, "leftovers": leftovers})
+		if err := enc.Encode(map[string]any{"dir": dir, "traces": traces, "leftovers": leftovers}); err != nil {
+			return err
+		}
+		return unreadableTraces(traces)
 	}
 	if len(traces) == 0 {
 		fmt.Fprintf(env.stdout, "%s: no Loupe trace\n", dir)
@@ -244,6 +291,21 @@ func lsDir(env *cliEnv, dir string, asJSON, clean bool) error {
 		tw.Flush()
 	}
 	printLeftovers(env, leftovers)
+	return unreadableTraces(traces)
+}
+
+// unreadableTraces is the error of a folder listing some of whose traces
+// cannot be read; nil if all can.
+func unreadableTraces(traces []lsDirEntry) error {
+	n := 0
+	for _, e := range traces {
+		if e.Error != "" {
+			n++
+		}
+	}
+	if n > 0 {
+		return errUnreadable(n, "files")
+	}
 	return nil
 }
 

@@ -168,10 +168,10 @@ func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
 	switch {
 	case *maxTokens <= 0:
 		return fmt.Errorf("%w: --max-tokens must be positive, got %d", errUsage, *maxTokens)
-	case *temp < 0:
-		return fmt.Errorf("%w: --temperature must not be negative", errUsage)
-	case *topP < 0 || *topP > 1:
-		return fmt.Errorf("%w: --top-p must be in [0, 1]", errUsage)
+	case !(*temp >= 0) || math.IsInf(*temp, 1): // NaN fails every comparison
+		return fmt.Errorf("%w: --temperature must be a finite number, not negative, got %g", errUsage, *temp)
+	case !(*topP >= 0 && *topP <= 1):
+		return fmt.Errorf("%w: --top-p must be in [0, 1], got %g", errUsage, *topP)
 	case *topK < 0:
 		return fmt.Errorf("%w: --top-k must not be negative", errUsage)
 	}

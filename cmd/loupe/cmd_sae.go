@@ -272,6 +272,8 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ", ") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
+func (stringsFlag) repeatable() {}
+
 // loadForSAE opens an SAE folder and the model and corpus it reads, and
 // checks the SAE's width against its hook.
 func loadForSAE(dir string, df *saeDataFlags) (*sae.SAE, *sae.Data, error) {
@@ -334,8 +336,15 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
-	if *out == "" {
+	switch {
+	case *out == "":
 		return fmt.Errorf("%w: --out is required", errUsage)
+	case *tokens <= 0:
+		return fmt.Errorf("%w: --tokens must be positive, got %d", errUsage, *tokens)
+	case *topK <= 0:
+		return fmt.Errorf("%w: --top must be positive, got %d", errUsage, *topK)
+	case *window <= 0: // sae.FeatureConfig reads 0 as its default
+		return fmt.Errorf("%w: --window must be positive, got %d", errUsage, *window)
 	}
 	s, d, err := loadForSAE(dir, &df)
 	if err != nil {

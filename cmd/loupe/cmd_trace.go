@@ -103,6 +103,8 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: --topk must be positive", errUsage)
 	case *lensK < 0:
 		return fmt.Errorf("%w: --logit-lens must not be negative", errUsage)
+	case *fullMax < 0:
+		return fmt.Errorf("%w: --full-max must not be negative, got %d", errUsage, *fullMax)
 	}
 	opts := store.Options{}
 	switch *dtype {
@@ -133,11 +135,21 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("%w: --hooks %q: %v", errUsage, p, err)
+		}
+	}
 	m, err := mf.load()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	for _, p := range patterns { // a typo would store nothing, silently
+		if !slices.ContainsFunc(m.HookNames(), func(name string) bool { return matchesAny([]string{p}, name) }) {
+			return fmt.Errorf("%w: --hooks %q matches no hook point of %s (`loupe inspect --all-hooks` lists them)", errUsage, p, mf.name())
+		}
+	}
 	// Tokenize everything first: a bad prompt fails before any work.
 	ids := make([][]int, len(prompts))
 	for i, p := range prompts {

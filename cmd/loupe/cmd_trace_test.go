@@ -111,6 +111,8 @@ func TestTraceBadInput(t *testing.T) {
 		{[]string{"trace", "--model", "m", "--prompts", bad}, "prompt id 1 repeats"},
 		{[]string{"trace", "--model", "m", "--prompts", filepath.Join(tmp, "nope")}, "no such file"},
 		{[]string{"trace", "--model", "m", "--prompts", bad, "--attention", "most"}, "--attention"},
+		{[]string{"trace", "--prompts", one, "--hooks", "["}, `--hooks "[": syntax error`},
+		{[]string{"trace", "--prompts", one, "--hooks", "blocks.*.hook_resid_post,blocks.*.hook_resid_pots", "--out", filepath.Join(tmp, "t.arrow")}, `--hooks "blocks.*.hook_resid_pots" matches no hook point`},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

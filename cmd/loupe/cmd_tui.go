@@ -14,7 +14,7 @@ func cmdTui(ctx context.Context, env *cliEnv, args []string) error {
 		summary: "browse head maps, attention, traces and found circuits in the terminal; press ? inside for the keys",
 		example: "loupe tui loupe-demo/*.arrow",
 		writes:  "nothing: it reads the traces named (any of a trace's files opens the whole trace)"})
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlagsAndArgs(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

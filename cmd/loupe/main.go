@@ -86,6 +86,10 @@ func runMain(ctx context.Context, args []string, env *cliEnv) int {
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(env.stderr, "loupe %s: %v\n", c.name, err)
 			return 2
+		case ctx.Err() != nil && errors.Is(err, context.Canceled):
+			// Ctrl-C: say so, and exit as a shell does for SIGINT.
+			fmt.Fprintf(env.stderr, "loupe %s: interrupted (%v)\n", c.name, err)
+			return 130
 		default:
 			fmt.Fprintf(env.stderr, "loupe %s: %v\n", c.name, err)
 			return 1
