@@ -27,7 +27,9 @@ import (
 // Metrics are read from the last position's logits of each prompt and
 // averaged over the pairs:
 //
-//	logit_diff  mean logit of the answers − mean logit of the wrongs
+//	logit_diff  mean logit of the answers − mean logit of the wrongs; a
+//	            task with no wrongs (induction) gets the answers' mean
+//	            log-probability instead, so it is negative there
 //	prob        Σ p(answers) − Σ p(wrongs)
 //	kl          KL(P_clean ‖ P_run), the distance from the clean run
 //
