@@ -133,6 +133,16 @@ func cmdCodebookTrain(ctx context.Context, env *cliEnv, args []string) error {
 	if *reduce != "mean" && *reduce != "sum" {
 		return fmt.Errorf("%w: --reduce %q: mean or sum", errUsage, *reduce)
 	}
+	switch {
+	case *codes < 1:
+		return fmt.Errorf("%w: --codes %d: want at least 1", errUsage, *codes)
+	case *k < 1 || *k > *codes:
+		return fmt.Errorf("%w: --k %d: want 1 to --codes (%d)", errUsage, *k, *codes)
+	case *tokens < int64(*batch) || *batch < 1:
+		return fmt.Errorf("%w: --tokens %d, --batch %d: want a positive --batch and at least one batch of tokens", errUsage, *tokens, *batch)
+	case *every < 0 || *replace < 0 || *unique < 0 || *evalContexts < 0:
+		return fmt.Errorf("%w: --checkpoint-every, --replace-every, --unique-tokens and --eval-contexts must not be negative", errUsage)
+	}
 	m, name, docs, dataset, err := df.load()
 	if err != nil {
 		return err

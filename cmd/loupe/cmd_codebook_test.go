@@ -82,6 +82,24 @@ func TestCodebookSteerAndBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q: want a clear error", args, code, errOut)
 		}
 	}
+	// Training sizes are usage errors that name the flag, before any work.
+	for _, tc := range []struct{ flags []string }{
+		{[]string{"--codes", "0"}},
+		{[]string{"--k", "0"}},
+		{[]string{"--codes", "16", "--k", "17"}},
+		{[]string{"--tokens", "100", "--batch", "1024"}},
+		{[]string{"--replace-every", "-1"}},
+	} {
+		out := filepath.Join(t.TempDir(), "cb")
+		args := append([]string{"codebook", "train", "--hook", "blocks.1.hook_resid_post", "--out", out}, tc.flags...)
+		code, _, errOut := runCLI(t, args...)
+		if code != 2 || !strings.Contains(errOut, tc.flags[0]) {
+			t.Errorf("%v: exit %d, stderr %q: want exit 2 naming %s", tc.flags, code, errOut, tc.flags[0])
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%v: left %s behind", tc.flags, out)
+		}
+	}
 }
 
 // codebook topic end to end on the TokFSM model given a digit tokenizer:

@@ -169,6 +169,14 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("%w: --target-hook: %v", errUsage, err)
 		}
 	}
+	switch dSAE := *expansion * dIn; arch {
+	case sae.TopK, sae.BatchTopK, sae.Matryoshka:
+		// Checked here, before the run makes --out, so that a bad --k
+		// leaves no empty folder behind.
+		if *k < 1 || *k > dSAE {
+			return fmt.Errorf("%w: --k %d: %s needs 1 to d_sae = --expansion x d_in = %d", errUsage, *k, arch, dSAE)
+		}
+	}
 	dw := *deadWindow
 	if dw == 0 {
 		dw = min(max(*tokens/10, int64(*batch)), 10_000_000)

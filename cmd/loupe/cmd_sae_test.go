@@ -110,6 +110,8 @@ func TestSAEBadInput(t *testing.T) {
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--exclude-first", "-3", "--out", out}, 2, "--exclude-first -3"},
 		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--ctx", "4", "--exclude-first", "3", "--out", out}, 1, "too short"},
 		{[]string{"sae", "eval", filepath.Join(dir, "nothing")}, 1, "nothing"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--k", "0", "--out", filepath.Join(dir, "k0")}, 2, "--k 0"},
+		{[]string{"sae", "train", "--hook", "blocks.1.hook_resid_post", "--arch", "batchtopk", "--expansion", "1", "--k", "100000", "--out", filepath.Join(dir, "k0")}, 2, "--k 100000"},
 	} {
 		code, o, e := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(o+e, tc.want) {
@@ -118,6 +120,10 @@ func TestSAEBadInput(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(out); len(ents) != 0 {
 		t.Errorf("failed runs left files in %s: %v", out, ents)
+	}
+	// A bad --k is refused before the run makes its folder.
+	if _, err := os.Stat(filepath.Join(dir, "k0")); err == nil {
+		t.Errorf("sae train --k 0 left the folder %s behind", filepath.Join(dir, "k0"))
 	}
 }
 
