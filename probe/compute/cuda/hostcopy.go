@@ -56,17 +56,18 @@ type hostCopier struct {
 	chunk  int     // bytes per pinned chunk
 	jobs   chan chunkJob
 	wg     sync.WaitGroup
-	// inflight counts the copies holding a staging block (count, for
-	// asking; wait, for waiting: the owner alone adds).
-	count atomic.Int32
-	wait  sync.WaitGroup
-
 	mu     sync.Mutex
-	cond   *sync.Cond
-	max    int       // most pinned chunks held at once
-	held   int       // pinned chunks allocated
-	free   []uintptr // pinned chunks not in use
-	events []uintptr // events not in use
+	cond   *sync.Cond // a pinned chunk came back
+	// staged counts, by the pool's size class, the copies holding a
+	// staging block: the owner adds, finish takes away and wakes
+	// stagedBack. stagingWaits counts the owner's waits for one (tests).
+	staged       map[int]int
+	stagedBack   *sync.Cond
+	stagingWaits int
+	max          int       // most pinned chunks held at once
+	held         int       // pinned chunks allocated
+	free         []uintptr // pinned chunks not in use
+	events       []uintptr // events not in use
 }
 
 // hostCopy is one tensor on its way to the host.
@@ -160,8 +161,9 @@ func (b *Backend) queueHostCopy(c *hostCopy, x compute.Tensor) {
 		return
 	}
 	c.hc = hc
-	hc.count.Add(1)
-	hc.wait.Add(1)
+	hc.mu.Lock()
+	hc.staged[c.stage.class]++
+	hc.mu.Unlock()
 	if t.dt == compute.F32 {
 		b.copyDtoD(c.stage.ptr, t.ptr(), bytes)
 	} else {
@@ -252,9 +254,14 @@ func (c *hostCopy) finish(b *Backend) {
 		p.orphans = append(p.orphans, orphan{s.ptr, s.class})
 		p.orphanMu.Unlock()
 	}
-	if c.hc != nil {
-		c.hc.count.Add(-1)
-		c.hc.wait.Done()
+	if hc := c.hc; hc != nil { // set once c.stage holds its block
+		class := c.stage.class
+		hc.mu.Lock()
+		if hc.staged[class]--; hc.staged[class] == 0 {
+			delete(hc.staged, class)
+		}
+		hc.mu.Unlock()
+		hc.stagedBack.Broadcast()
 	}
 	c.complete()
 }
@@ -269,13 +276,27 @@ func (c *hostCopy) complete() {
 	close(c.done)
 }
 
-// awaitHostCopies waits until no copy to the host holds a staging block
-// (owner goroutine); false when none did.
-func (b *Backend) awaitHostCopies() bool {
-	if b.hc == nil || b.hc.count.Load() == 0 {
+// awaitStagingBlock waits, when copies to the host in flight hold staging
+// blocks of the size class, until one of them lands and gives its block
+// back (to the orphan list); false when none held one (owner goroutine).
+// Copies holding blocks of other classes are not waited for: their blocks
+// would not serve this allocation.
+func (b *Backend) awaitStagingBlock(class int) bool {
+	hc := b.hc
+	if hc == nil {
 		return false
 	}
-	b.hc.wait.Wait()
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	n := hc.staged[class]
+	if n == 0 {
+		return false
+	}
+	hc.stagingWaits++
+	// Only the owner adds, and it is here: the count can only fall.
+	for hc.staged[class] >= n {
+		hc.stagedBack.Wait()
+	}
 	return true
 }
 
@@ -285,8 +306,9 @@ func (b *Backend) hostCopies() (*hostCopier, error) {
 	if b.hc != nil {
 		return b.hc, nil
 	}
-	hc := &hostCopier{chunk: b.hostChunk, max: b.hostChunks}
+	hc := &hostCopier{chunk: b.hostChunk, max: b.hostChunks, staged: map[int]int{}}
 	hc.cond = sync.NewCond(&hc.mu)
+	hc.stagedBack = sync.NewCond(&hc.mu)
 	if err := b.d.check("cuStreamCreate", call(b.d.cuStreamCreate, uintptr(unsafe.Pointer(&hc.stream)), 1)); err != nil { // CU_STREAM_NON_BLOCKING
 		return nil, err
 	}
@@ -409,6 +431,19 @@ func (b *Backend) teardownHostCopies() {
 		call(b.d.cuEventDestroy, e)
 	}
 	call(b.d.cuStreamDestroy, hc.stream)
+}
+
+// StagingWaits is how many times an allocation waited for a copy to the
+// host to give back a staging block of its size class, for tests.
+func (b *Backend) StagingWaits() (n int) {
+	b.do(func() {
+		if hc := b.hc; hc != nil {
+			hc.mu.Lock()
+			n = hc.stagingWaits
+			hc.mu.Unlock()
+		}
+	})
+	return n
 }
 
 // HostCopyStats reports the pinned chunks the asynchronous copies hold

@@ -275,3 +275,36 @@ func TestHostCopySpeed(t *testing.T) {
 		t.Error("the copy into a registered slice differs from ToHost")
 	}
 }
+
+// An allocation whose size class has no free block waits for a copy to the
+// host only when that copy's staging block is of its class (it comes back
+// and serves it, so the pool does not grow); a copy in flight holding a
+// block of another class does not hold it up. The copy is 256 MiB, so it
+// is still in flight when the next allocations are made.
+func TestStagingWaitsOnlyForItsClass(t *testing.T) {
+	b := newCopyBackend(t, 8<<20, 64)
+	const n = 64 << 20 // float32 values: 256 MiB
+	before := b.PoolStats().Reserved
+	big := b.Zeros(n)
+	wait := b.ToHostLater(big) // its staging block: a second 256 MiB block
+	small := b.Zeros(1 << 18)  // 1 MiB, a class the pool has no block of
+	if w := b.StagingWaits(); w != 0 {
+		t.Fatalf("a 1 MiB allocation waited %d times for a 256 MiB copy's staging block", w)
+	}
+	again := b.Zeros(n) // the class of the staging block: waits for it, or finds it back
+	if w := b.StagingWaits(); w > 1 {
+		t.Fatalf("a 256 MiB allocation waited %d times for one copy", w)
+	}
+	got, err := wait()
+	if err != nil || len(got) != n {
+		t.Fatalf("the copy: %d values, %v", len(got), err)
+	}
+	want := int64(2*sizeClass(4*n) + sizeClass(4<<18))
+	if grew := b.PoolStats().Reserved - before; grew != want {
+		t.Errorf("pool reserved %d more bytes, want %d (two 256 MiB blocks, the staging one reused, and the 1 MiB one)", grew, want)
+	}
+	t.Logf("waits for a staging block: %d (0 when the copy had landed first)", b.StagingWaits())
+	runtime.KeepAlive(big)
+	runtime.KeepAlive(small)
+	runtime.KeepAlive(again)
+}

@@ -101,11 +101,11 @@ func (b *Backend) takeBlock(buf *buffer, n int, what func() string) bool {
 	buf.class, buf.scope = sizeClass(n), -1
 	if buf.class > 0 {
 		p := &b.pool
-		if len(p.free[buf.class]) == 0 && b.awaitHostCopies() {
+		if len(p.free[buf.class]) == 0 && b.awaitStagingBlock(buf.class) {
 			// The staging blocks of copies to the host in flight come
-			// back when their copies land: wait for them rather than
-			// grow the pool, so that its size does not depend on how
-			// fast the host takes the copies (hostcopy.go).
+			// back when their copies land: wait for one of this class
+			// rather than grow the pool, so that its size does not
+			// depend on how fast the host takes the copies (hostcopy.go).
 			b.adoptOrphans()
 		}
 		if l := p.free[buf.class]; len(l) > 0 {
