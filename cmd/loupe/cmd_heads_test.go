@@ -24,6 +24,9 @@ func TestHeadsUsageErrors(t *testing.T) {
 		{[]string{"heads", "ablate", "--model", "x"}, "--heads is required"},
 		{[]string{"heads", "ablate", "--model", "x", "--heads", "1.x", "--task", "niah"}, "want LAYER.HEAD"},
 		{[]string{"heads", "ablate", "--model", "x", "--heads", "1.2", "--task", "foo"}, "want one of niah"},
+		// The organism's suite has its own tasks: the real suite's sizes are refused, not ignored.
+		{[]string{"heads", "classify", "--niah-lengths", "1024"}, "--niah-lengths sizes"},
+		{[]string{"heads", "ablate", "--heads", "2.4", "--task", "successor", "--temporal-pairs", "0"}, "--temporal-pairs sizes"},
 	} {
 		code, _, errOut := runCLI(t, tc.args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {

@@ -180,6 +180,10 @@ func cmdGenerate(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer m.Close()
+	if max := m.Config.MaxPos; max > 0 && len(ids)+*maxTokens > max {
+		return fmt.Errorf("%w: --max-tokens %d: the prompt's %d tokens plus %d new ones exceed the model's context of %d (at most %d new tokens fit)",
+			errUsage, *maxTokens, len(ids), *maxTokens, max, max-len(ids))
+	}
 	var stop []int
 	if eos := m.Tokenizer.EOS(); *stopEOS && eos >= 0 {
 		stop = append(stop, eos)

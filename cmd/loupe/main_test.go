@@ -55,6 +55,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"sae", "features", "/no/such/sae", "--out", "f.arrow", "--top", "-1"}, 2, "--top must be positive"},
 		{[]string{"sae", "features", "/no/such/sae", "--out", "f.arrow", "--window", "0"}, 2, "--window must be positive"},
 		{[]string{"codebook", "codes", "/no/such/dir", "--out", "codes.parquet"}, 2, `--out "codes.parquet": the file name must end in .arrow`},
+		// The organism's context is 512: refused before anything is printed.
+		{[]string{"generate", "--prompt", "one two", "--max-tokens", "100000"}, 2, "--max-tokens 100000: the prompt's"},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
