@@ -150,6 +150,10 @@ const CheckpointFile = "checkpoint.safetensors"
 
 // TrainRun trains, evaluates and exports; see RunConfig.
 func TrainRun(ctx context.Context, rc RunConfig) (*SAE, *Report, error) {
+	// Before the folder is made: a run refused now leaves nothing behind.
+	if err := rc.Spec.Arch.CheckK(rc.Spec.K, rc.Spec.DSAE); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(rc.Out, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("sae: %w", err)
 	}

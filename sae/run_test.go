@@ -73,3 +73,17 @@ func organismDocs(t *testing.T) (*probe.Loaded, []string) {
 	}
 	return m, docs
 }
+
+// A run whose k does not suit its architecture is refused before its
+// output folder is made, so it leaves nothing behind.
+func TestTrainRunRefusesBadKBeforeItsFolder(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "sae")
+	for _, spec := range []TrainSpec{{Arch: TopK, DSAE: 16, K: 0}, {Arch: BatchTopK, DSAE: 16, K: 17}, {Arch: "gated", DSAE: 16}} {
+		if _, _, err := TrainRun(context.Background(), RunConfig{Spec: spec, Out: out}); err == nil {
+			t.Errorf("%s with k %d of %d: no error", spec.Arch, spec.K, spec.DSAE)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%s with k %d: the refused run made %s", spec.Arch, spec.K, out)
+		}
+	}
+}

@@ -90,18 +90,28 @@ const InitThreshold = 0.1
 // April 2024 recipe), the encoder their transpose, zero biases, JumpReLU
 // thresholds at InitThreshold. b_dec is set from the data by Train (the
 // geometric median of a sample).
+// CheckK says whether k active latents of dSAE suit the architecture: the
+// top-k family needs 0 < k <= dSAE, the others ignore k. An unknown
+// architecture is an error too.
+func (a Arch) CheckK(k, dSAE int) error {
+	switch a {
+	case TopK, BatchTopK, Matryoshka:
+		if k <= 0 || k > dSAE {
+			return fmt.Errorf("sae: %s needs 0 < k <= d_sae (%d), got %d", a, dSAE, k)
+		}
+	case Standard, JumpReLU:
+	default:
+		return fmt.Errorf("sae: unknown architecture %q", a)
+	}
+	return nil
+}
+
 func New(arch Arch, dIn, dSAE, dOut, k int, seed uint64) (*SAE, error) {
 	if dIn <= 0 || dSAE <= 0 || dOut <= 0 {
 		return nil, fmt.Errorf("sae: sizes d_in %d, d_sae %d, d_out %d must be positive", dIn, dSAE, dOut)
 	}
-	switch arch {
-	case TopK, BatchTopK, Matryoshka:
-		if k <= 0 || k > dSAE {
-			return nil, fmt.Errorf("sae: %s needs 0 < k <= d_sae (%d), got %d", arch, dSAE, k)
-		}
-	case Standard, JumpReLU:
-	default:
-		return nil, fmt.Errorf("sae: unknown architecture %q", arch)
+	if err := arch.CheckK(k, dSAE); err != nil {
+		return nil, err
 	}
 	s := &SAE{Arch: arch, DIn: dIn, DSAE: dSAE, DOut: dOut, K: k,
 		Enc: make([]float32, dSAE*dIn), BEnc: make([]float32, dSAE),

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -258,7 +257,7 @@ func cmdCircuitsFind(ctx context.Context, env *cliEnv, args []string) error {
 		fig("precision", s.Precision)
 		fig("recall", s.Recall)
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	if err := makeOutDir("out", *out); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
 	w, err := store.Create(*out, runInfo(name, m), store.Options{MainTable: string(store.KindCircuit)})

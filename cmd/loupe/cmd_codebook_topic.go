@@ -98,8 +98,8 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 	// The search and the sampling take minutes: find out now, not after
 	// them, that the report has nowhere to go.
 	if *out != "" {
-		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
-			return fmt.Errorf("--out: %w", err)
+		if err := makeOutDir("out", *out); err != nil {
+			return err
 		}
 	}
 	s, err := openCodebookSubject(dir, &df, false)
@@ -107,7 +107,7 @@ func cmdCodebookTopic(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer s.close()
-	if !s.withModel || s.tok == nil {
+	if s.tok == nil { // config.json is there (above): the model folder lacks its tokenizer
 		return fmt.Errorf("%s: codebook topic needs a model folder fine-tuned with its codebooks and a tokenizer.json (train_text.py writes one)", dir)
 	}
 	bos, ok := s.tok.SpecialID("<|endoftext|>")

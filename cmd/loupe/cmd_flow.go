@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"text/tabwriter"
 
@@ -93,7 +91,7 @@ func cmdFlow(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	if err := makeOutDir("out", *out); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
 	w, err := store.Create(*out, runInfo(mf.name(), m), store.Options{MainTable: string(store.KindFlow)})

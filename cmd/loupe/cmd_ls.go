@@ -261,9 +261,9 @@ func lsDir(env *cliEnv, dir string, asJSON, clean bool) error {
 			}
 		}
 		e.Tables = len(tr.Tables())
-		for name, why := range unreadableTables(tr) {
-			e.Error = name + ": " + why
-			break
+		if bad := unreadableTables(tr); len(bad) > 0 {
+			name := slices.Sorted(maps.Keys(bad))[0] // the same one every run
+			e.Error = name + ": " + bad[name]
 		}
 		tr.Close()
 		traces = append(traces, e)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -169,13 +168,8 @@ func cmdSAETrain(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("%w: --target-hook: %v", errUsage, err)
 		}
 	}
-	switch dSAE := *expansion * dIn; arch {
-	case sae.TopK, sae.BatchTopK, sae.Matryoshka:
-		// Checked here, before the run makes --out, so that a bad --k
-		// leaves no empty folder behind.
-		if *k < 1 || *k > dSAE {
-			return fmt.Errorf("%w: --k %d: %s needs 1 to d_sae = --expansion x d_in = %d", errUsage, *k, arch, dSAE)
-		}
+	if err := arch.CheckK(*k, *expansion*dIn); err != nil {
+		return fmt.Errorf("%w: --k %d (d_sae = --expansion x d_in): %v", errUsage, *k, err)
 	}
 	dw := *deadWindow
 	if dw == 0 {
@@ -367,7 +361,7 @@ func cmdSAEFeatures(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	if err := makeOutDir("out", *out); err != nil {
 		return err
 	}
 	w, err := store.Create(*out, runInfo(d.ModelName, d.Model), store.Options{MainTable: string(store.KindFeatures)})

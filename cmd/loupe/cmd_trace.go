@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,7 +162,7 @@ func cmdTrace(ctx context.Context, env *cliEnv, args []string) error {
 			return fmt.Errorf("%w: prompt %d has %d tokens, more than the model's context of %d", errUsage, p.ID, len(ids[i]), n)
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	if err := makeOutDir("out", *out); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
 	w, err := store.Create(*out, runInfo(mf.name(), m), opts)
